@@ -1,0 +1,245 @@
+// GEMM family: C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b], row-major, op in {N, T}.
+//
+// Shapes (per batch b < batch; all offsets and strides in f32 elements):
+//   op(A): M x K   A stored M x K (lda >= K)       or, transposed, K x M (lda >= M)
+//   op(B): K x N   B stored K x N (ldb >= N)       or, transposed, N x K (ldb >= K)
+//   C:     M x N   stored with ldc >= N
+// With beta == 0, C is not read (so NaN in C does not propagate), as in BLAS.
+//
+// Split-K: the grid's z dimension is batch * splits. Split s sums k in
+// [s * k_per_split, min((s + 1) * k_per_split, K)). With splits > 1 the launcher binds a
+// workspace as C (alpha = 1, beta = 0, stride_c = M * N, ldc = N), so slot z = b * splits + s
+// holds a partial product, and `gemm_splitk_reduce` writes C = alpha * sum_s W[b, s] + beta * C.
+// Every element of C is written exactly once, by exactly one invocation.
+
+struct GemmParams {
+    m: u32, n: u32, k: u32, batch: u32,
+    lda: u32, ldb: u32, ldc: u32, splits: u32,
+    stride_a: u32, stride_b: u32, stride_c: u32, k_per_split: u32,
+    offset_a: u32, offset_b: u32, offset_c: u32,
+    // bit 0: A transposed, bit 1: B transposed
+    trans: u32,
+    alpha: f32, beta: f32, _pad0: u32, _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: GemmParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// The same buffers as a and b, read four elements at a time (bound only by `gemm_tiled`).
+@group(0) @binding(4) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
+// Split-K partial products, [batch * splits, M, N] (bound only by `gemm_splitk_reduce`).
+@group(0) @binding(6) var<storage, read> partials: array<f32>;
+
+// Tile shape: a workgroup computes a BM x BN block of C in steps of BK along K; each
+// invocation owns a TM x TN register block (TM, TN <= MAX_T), strided across the workgroup
+// (rows ly + i * BM / TM, columns lx + j * BN / TN) so neighbouring invocations touch
+// neighbouring addresses in workgroup memory and in C.
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+override TM: u32 = 8u;
+override TN: u32 = 8u;
+// Read A / B as vec4 along their contiguous dimension. The launcher sets these only when the
+// leading dimension, batch stride and offset of that operand are multiples of 4.
+override VEC4_A: bool = false;
+override VEC4_B: bool = false;
+const MAX_T: u32 = 8u;
+
+// a_tile[kk * BM + mm] = op(A)[m0 + mm, k0 + kk];  b_tile[kk * BN + nn] = op(B)[k0 + kk, n0 + nn]
+var<workgroup> a_tile: array<f32, BK * BM>;
+var<workgroup> b_tile: array<f32, BK * BN>;
+
+fn trans_a() -> bool { return (p.trans & 1u) != 0u; }
+fn trans_b() -> bool { return (p.trans & 2u) != 0u; }
+
+// op(A)[m, k] of the batch at `base`, zero outside [0, M) x [0, k_end).
+fn read_a(base: u32, m: u32, k: u32, k_end: u32) -> f32 {
+    if (m >= p.m || k >= k_end) { return 0.0; }
+    return a[base + select(m * p.lda + k, k * p.lda + m, trans_a())];
+}
+
+// op(B)[k, n] of the batch at `base`, zero outside [0, k_end) x [0, N).
+fn read_b(base: u32, k: u32, n: u32, k_end: u32) -> f32 {
+    if (k >= k_end || n >= p.n) { return 0.0; }
+    return b[base + select(k * p.ldb + n, n * p.ldb + k, trans_b())];
+}
+
+// Four elements of op(A) starting at [m, k], along A's contiguous dimension
+// (k when A is stored M x K, m when it is stored K x M).
+fn read_a4(base: u32, m: u32, k: u32, k_end: u32) -> vec4<f32> {
+    let t = trans_a();
+    let full = select(m < p.m && k + 3u < k_end, k < k_end && m + 3u < p.m, t);
+    if (full) {
+        return a4[(base + select(m * p.lda + k, k * p.lda + m, t)) / 4u];
+    }
+    let dm = select(0u, 1u, t);
+    let dk = 1u - dm;
+    return vec4<f32>(read_a(base, m, k, k_end), read_a(base, m + dm, k + dk, k_end),
+                     read_a(base, m + 2u * dm, k + 2u * dk, k_end),
+                     read_a(base, m + 3u * dm, k + 3u * dk, k_end));
+}
+
+// Four elements of op(B) starting at [k, n], along B's contiguous dimension
+// (n when B is stored K x N, k when it is stored N x K).
+fn read_b4(base: u32, k: u32, n: u32, k_end: u32) -> vec4<f32> {
+    let t = trans_b();
+    let full = select(k < k_end && n + 3u < p.n, n < p.n && k + 3u < k_end, t);
+    if (full) {
+        return b4[(base + select(k * p.ldb + n, n * p.ldb + k, t)) / 4u];
+    }
+    let dk = select(0u, 1u, t);
+    let dn = 1u - dk;
+    return vec4<f32>(read_b(base, k, n, k_end), read_b(base, k + dk, n + dn, k_end),
+                     read_b(base, k + 2u * dk, n + 2u * dn, k_end),
+                     read_b(base, k + 3u * dk, n + 3u * dn, k_end));
+}
+
+// Stage op(A)[m0.., k0..] into a_tile. Consecutive invocations walk A's contiguous dimension,
+// so global reads coalesce.
+fn load_a_tile(base: u32, m0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) {
+    let t = trans_a();
+    let cont = select(BK, BM, t);
+    if (VEC4_A) {
+        let per = cont / 4u;
+        for (var e = tid; e < BM * BK / 4u; e += threads) {
+            let c4 = (e % per) * 4u;
+            let o = e / per;
+            let mm = select(o, c4, t);
+            let kk = select(c4, o, t);
+            let v = read_a4(base, m0 + mm, k0 + kk, k_end);
+            let dm = select(0u, 1u, t);
+            let dk = 1u - dm;
+            for (var q = 0u; q < 4u; q++) {
+                a_tile[(kk + q * dk) * BM + mm + q * dm] = v[q];
+            }
+        }
+    } else {
+        for (var e = tid; e < BM * BK; e += threads) {
+            let cc = e % cont;
+            let o = e / cont;
+            let mm = select(o, cc, t);
+            let kk = select(cc, o, t);
+            a_tile[kk * BM + mm] = read_a(base, m0 + mm, k0 + kk, k_end);
+        }
+    }
+}
+
+// Stage op(B)[k0.., n0..] into b_tile, walking B's contiguous dimension.
+fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) {
+    let t = trans_b();
+    let cont = select(BN, BK, t);
+    if (VEC4_B) {
+        let per = cont / 4u;
+        for (var e = tid; e < BN * BK / 4u; e += threads) {
+            let c4 = (e % per) * 4u;
+            let o = e / per;
+            let kk = select(o, c4, t);
+            let nn = select(c4, o, t);
+            let v = read_b4(base, k0 + kk, n0 + nn, k_end);
+            let dk = select(0u, 1u, t);
+            let dn = 1u - dk;
+            for (var q = 0u; q < 4u; q++) {
+                b_tile[(kk + q * dk) * BN + nn + q * dn] = v[q];
+            }
+        }
+    } else {
+        for (var e = tid; e < BN * BK; e += threads) {
+            let cc = e % cont;
+            let o = e / cont;
+            let kk = select(o, cc, t);
+            let nn = select(cc, o, t);
+            b_tile[kk * BN + nn] = read_b(base, k0 + kk, n0 + nn, k_end);
+        }
+    }
+}
+
+// Grid: (ceil(N / BN), ceil(M / BM), batch * splits).
+@compute @workgroup_size(BN / TN, BM / TM, 1)
+fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    let wx = BN / TN;
+    let wy = BM / TM;
+    let threads = wx * wy;
+    let tid = lid.y * wx + lid.x;
+    let m0 = wg.y * BM;
+    let n0 = wg.x * BN;
+    let batch = wg.z / p.splits;
+    let split = wg.z % p.splits;
+    let k_begin = split * p.k_per_split;
+    let k_end = min(k_begin + p.k_per_split, p.k);
+    let base_a = p.offset_a + batch * p.stride_a;
+    let base_b = p.offset_b + batch * p.stride_b;
+
+    var acc: array<array<f32, MAX_T>, MAX_T>;
+    var a_reg: array<f32, MAX_T>;
+    var b_reg: array<f32, MAX_T>;
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        load_a_tile(base_a, m0, k0, k_end, tid, threads);
+        load_b_tile(base_b, n0, k0, k_end, tid, threads);
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            for (var i = 0u; i < TM; i++) { a_reg[i] = a_tile[kk * BM + lid.y + i * wy]; }
+            for (var j = 0u; j < TN; j++) { b_reg[j] = b_tile[kk * BN + lid.x + j * wx]; }
+            for (var i = 0u; i < TM; i++) {
+                for (var j = 0u; j < TN; j++) {
+                    acc[i][j] = fma(a_reg[i], b_reg[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    // Slot z of C: batch b when splits == 1, workspace slot b * splits + s otherwise.
+    let base_c = p.offset_c + wg.z * p.stride_c;
+    for (var i = 0u; i < TM; i++) {
+        let row = m0 + lid.y + i * wy;
+        if (row >= p.m) { break; }
+        for (var j = 0u; j < TN; j++) {
+            let col = n0 + lid.x + j * wx;
+            if (col >= p.n) { break; }
+            let idx = base_c + row * p.ldc + col;
+            var v = p.alpha * acc[i][j];
+            if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
+            c[idx] = v;
+        }
+    }
+}
+
+// Baseline: one invocation per element of C, reading A and B straight from global memory.
+// Grid: (ceil(N / 16), ceil(M / 16), batch).
+@compute @workgroup_size(16, 16, 1)
+fn gemm_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col = gid.x;
+    let row = gid.y;
+    if (row >= p.m || col >= p.n) { return; }
+    let base_a = p.offset_a + gid.z * p.stride_a;
+    let base_b = p.offset_b + gid.z * p.stride_b;
+    var acc = 0.0;
+    for (var k = 0u; k < p.k; k++) {
+        acc = fma(read_a(base_a, row, k, p.k), read_b(base_b, k, col, p.k), acc);
+    }
+    let idx = p.offset_c + gid.z * p.stride_c + row * p.ldc + col;
+    var v = p.alpha * acc;
+    if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
+    c[idx] = v;
+}
+
+// C[b, m, n] = alpha * sum_s partials[b * splits + s, m, n] + beta * C[b, m, n].
+// Grid: (ceil(N / 64), M, batch); one invocation per element of C.
+@compute @workgroup_size(64, 1, 1)
+fn gemm_splitk_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col = gid.x;
+    let row = gid.y;
+    if (col >= p.n || row >= p.m) { return; }
+    let plane = p.m * p.n;
+    var sum = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        sum += partials[(gid.z * p.splits + s) * plane + row * p.n + col];
+    }
+    let idx = p.offset_c + gid.z * p.stride_c + row * p.ldc + col;
+    var v = p.alpha * sum;
+    if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
+    c[idx] = v;
+}

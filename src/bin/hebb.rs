@@ -1,0 +1,250 @@
+//! The `hebb` command line: adapter info, conformance and benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use hebb::bench::{self, BenchBudget};
+use hebb::conformance::{self, kernels as checks};
+use hebb::gpu::{AdapterChoice, GpuContext, GpuTimer, feature_names, list_adapters};
+use hebb::kernels::gemm::GemmTiles;
+
+#[derive(Parser)]
+#[command(name = "hebb", version, about = "GPU kernels for batched Hebbian learning")]
+struct Cli {
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct AdapterArgs {
+    /// Backend: vulkan, metal, dx12 or gl (default: WGPU_BACKEND, else all).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Adapter index (as `hebb info` lists them) or name substring (default: WGPU_ADAPTER_NAME,
+    /// else the best adapter).
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+}
+
+impl AdapterArgs {
+    fn choice(&self) -> AdapterChoice {
+        AdapterChoice {
+            backend: self.backend.clone(),
+            adapter: self.adapter.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter: backend, device type, driver, optional features and key limits.
+    Info,
+    /// Check every kernel against its float64 reference on the selected adapter.
+    Conformance {
+        /// Seed of the random inputs (default: a fresh one, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Also write the table as a JSON array to FILE.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Only this kernel family: gemm, reduce or elementwise.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Time kernels.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The tiled GEMM against the naive GEMM on square and Hebbian shapes.
+    Gemm {
+        /// Square sizes to time.
+        #[arg(long, value_delimiter = ',', default_values_t = [256usize, 512, 1024, 2048])]
+        sizes: Vec<usize>,
+        /// Tile configuration BMxBNxBK/TMxTN (default: the adapter's).
+        #[arg(long)]
+        tiles: Option<String>,
+        /// Skip the naive baseline.
+        #[arg(long)]
+        no_naive: bool,
+        /// Use wall-clock timing even where timestamps exist.
+        #[arg(long)]
+        wall: bool,
+        /// Samples per kernel (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// Target seconds per sample.
+        #[arg(long, default_value_t = 0.25)]
+        sample_seconds: f64,
+        /// Also write the rows as a JSON array to FILE.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Info => info(&cli.adapter.choice()),
+        Command::Conformance { seed, json, only } => {
+            conformance(&cli.adapter.choice(), seed, json.as_deref(), only.as_deref())
+        }
+        Command::Bench(BenchCommand::Gemm {
+            sizes,
+            tiles,
+            no_naive,
+            wall,
+            samples,
+            sample_seconds,
+            json,
+        }) => {
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let tiles = tiles.as_deref().map(parse_tiles).transpose()?;
+            let timer = GpuTimer::new(&ctx, wall);
+            println!("adapter: {}  timer: {}", ctx.adapter_name(), timer.kind.name());
+            let budget = BenchBudget {
+                sample_s: sample_seconds,
+                samples,
+            };
+            let rows = bench::gemm::bench_gemm(
+                &ctx,
+                &bench::gemm::default_cases(&sizes),
+                tiles,
+                &timer,
+                budget,
+                !no_naive,
+            )?;
+            bench::print_rows(&rows);
+            if let Some(path) = json {
+                write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn parse_tiles(text: &str) -> Result<GemmTiles> {
+    let parse = || -> Option<GemmTiles> {
+        let (block, thread) = text.split_once('/')?;
+        let b: Vec<u32> = block.split('x').map(|s| s.parse().ok()).collect::<Option<_>>()?;
+        let t: Vec<u32> = thread.split('x').map(|s| s.parse().ok()).collect::<Option<_>>()?;
+        match (b.as_slice(), t.as_slice()) {
+            ([bm, bn, bk], [tm, tn]) => Some(GemmTiles {
+                bm: *bm,
+                bn: *bn,
+                bk: *bk,
+                tm: *tm,
+                tn: *tn,
+            }),
+            _ => None,
+        }
+    };
+    parse().with_context(|| format!("--tiles {text:?}: expected BMxBNxBK/TMxTN, e.g. 64x64x16/8x8"))
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, rows: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(rows)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+fn info(choice: &AdapterChoice) -> Result<ExitCode> {
+    let adapters = list_adapters(choice)?;
+    if adapters.is_empty() {
+        bail!(hebb::HebbError::NoAdapter {
+            filter: String::new()
+        });
+    }
+    for (i, adapter) in adapters.iter().enumerate() {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        println!("[{i}] {}", info.name);
+        println!("    backend:      {:?}", info.backend);
+        println!("    device type:  {:?}", info.device_type);
+        println!("    driver:       {} {}", info.driver, info.driver_info);
+        println!(
+            "    features:     {}",
+            match feature_names(adapter.features()).join(", ") {
+                s if s.is_empty() => "(none of the optional ones)".to_string(),
+                s => s,
+            }
+        );
+        println!(
+            "    subgroups:    {}..{}",
+            info.subgroup_min_size, info.subgroup_max_size
+        );
+        println!(
+            "    limits:       max_buffer_size {} B, max_storage_buffer_binding_size {} B,",
+            limits.max_buffer_size, limits.max_storage_buffer_binding_size
+        );
+        println!(
+            "                  workgroup storage {} B, invocations/workgroup {}, workgroup size {}x{}x{}, workgroups/dim {}",
+            limits.max_compute_workgroup_storage_size,
+            limits.max_compute_invocations_per_workgroup,
+            limits.max_compute_workgroup_size_x,
+            limits.max_compute_workgroup_size_y,
+            limits.max_compute_workgroup_size_z,
+            limits.max_compute_workgroups_per_dimension
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x5eed, |d| d.as_nanos() as u64)
+}
+
+fn conformance(
+    choice: &AdapterChoice,
+    seed: Option<u64>,
+    json: Option<&Path>,
+    only: Option<&str>,
+) -> Result<ExitCode> {
+    let ctx = GpuContext::new(choice)?;
+    let seed = seed.unwrap_or_else(fresh_seed);
+    println!(
+        "adapter: {}  features: [{}]  seed: {seed}",
+        ctx.adapter_name(),
+        feature_names(ctx.features).join(", ")
+    );
+    let rows = match only {
+        None => checks::all_checks(&ctx, seed),
+        Some("gemm") => checks::gemm_checks(&ctx, seed),
+        Some("reduce") => checks::reduce_checks(&ctx, seed),
+        Some("elementwise") => checks::elementwise_checks(&ctx, seed),
+        Some(other) => bail!("--only {other:?}: expected gemm, reduce or elementwise"),
+    };
+    conformance::print_table(&rows);
+    if let Some(path) = json {
+        write_json(&path.to_path_buf(), &rows)?;
+    }
+    let failed = rows.iter().filter(|r| !r.ok).count();
+    println!(
+        "conformance: {} passed, {failed} failed (seed {seed})",
+        rows.len() - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,401 @@
+//! Random-shape checks of the foundation kernels (GEMM, reductions, elementwise, casts).
+//!
+//! Tolerances (u = 2^-24, the f32 unit roundoff; inputs are uniform in [-1, 1) and exact in f32,
+//! so all error comes from the kernel's own rounding):
+//! - GEMM: a K-term f32 dot product accumulates K roundings of partial sums that grow like
+//!   sqrt(k); their random-walk sum gives a relative error of about u·sqrt(K/2). We allow
+//!   4·u·sqrt(K) for the products plus 8·u for alpha/beta, a 5–6x margin that a wrong index,
+//!   a lost tile or a double write (errors of order 1) cannot hide in.
+//! - Sums: the same random-walk argument over the elements summed: 4·u·sqrt(n) + 4·u.
+//! - max and max |x|: exact in any order, tolerance 0.
+//! - fill, copy, f16 -> f32: exact, tolerance 0. scale: one rounding, 2·u. axpy: at most two
+//!   roundings (fma or not), 4·u.
+//! - f32 -> f16: a half has 11 significant bits, so one rounding costs at most 2^-11 relative;
+//!   WGSL lets the conversion round either way to a neighbour, so we allow 2^-10.
+
+use half::f16;
+
+use crate::conformance::{Row, U32, derive_seed, random_f32};
+use crate::error::Result;
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::elementwise;
+use crate::kernels::gemm::{self, Gemm, GemmTiles, SplitK};
+use crate::kernels::reduce::{self, ReduceOp};
+use crate::reference;
+
+/// Ragged sizes: 1, primes around tile edges, and one past a power of two.
+pub const RAGGED: [usize; 5] = [1, 7, 33, 65, 257];
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+pub fn gemm_tol(k: usize) -> f64 {
+    4.0 * U32 * (k as f64).sqrt() + 8.0 * U32
+}
+
+pub fn sum_tol(n: usize) -> f64 {
+    4.0 * U32 * (n as f64).sqrt() + 4.0 * U32
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmKernel {
+    Tiled,
+    Naive,
+}
+
+/// Runs one GEMM on the GPU and the reference, comparing the M x N views of C and checking
+/// that no element of C outside them changed.
+pub fn check_gemm(ctx: &GpuContext, g: &Gemm, kernel: GemmKernel, seed: u64) -> Row {
+    let trans = format!(
+        "{}{}",
+        if g.trans_a { 'T' } else { 'N' },
+        if g.trans_b { 'T' } else { 'N' }
+    );
+    let tiles = g.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx));
+    let (name, variant) = match kernel {
+        GemmKernel::Naive => ("gemm_naive", format!("{trans} beta={}", g.beta != 0.0)),
+        GemmKernel::Tiled => {
+            let (splits, _) = g.plan_split(ctx, &tiles);
+            (
+                "gemm_tiled",
+                format!(
+                    "{trans} {} split={splits} beta={}",
+                    tiles.label(),
+                    g.beta != 0.0
+                ),
+            )
+        }
+    };
+    let row = Row::new(
+        name,
+        variant,
+        &[("m", g.m), ("n", g.n), ("k", g.k), ("batch", g.batch)],
+        seed,
+    );
+    match run_gemm(ctx, g, kernel, seed) {
+        Ok((got, want, outside_changed)) => {
+            let row = row.compare(&got, &want, gemm_tol(g.k));
+            if outside_changed > 0 {
+                row.fail(format!(
+                    "{outside_changed} elements of C outside the M x N views changed"
+                ))
+            } else {
+                row
+            }
+        }
+        Err(e) => row.fail(e),
+    }
+}
+
+fn run_gemm(
+    ctx: &GpuContext,
+    g: &Gemm,
+    kernel: GemmKernel,
+    seed: u64,
+) -> Result<(Vec<f64>, Vec<f64>, usize)> {
+    let (ar, ac) = g.a_dims();
+    let (br, bc) = g.b_dims();
+    let a_len = g.offset_a + (g.batch - 1) * g.stride_a() + (ar.max(1) - 1) * g.lda() + ac;
+    let b_len = g.offset_b + (g.batch - 1) * g.stride_b() + (br.max(1) - 1) * g.ldb() + bc;
+    let c_len = g.offset_c + (g.batch - 1) * g.stride_c() + (g.m - 1) * g.ldc() + g.n;
+    let a = random_f32(seed, a_len);
+    let b = random_f32(seed ^ 1, b_len);
+    // With beta == 0 the kernel must not read C, so C starts as NaN; otherwise random.
+    let c0: Vec<f32> = if g.beta == 0.0 {
+        vec![f32::NAN; c_len]
+    } else {
+        random_f32(seed ^ 2, c_len)
+    };
+    let ta = Tensor::from_f32(ctx, "A", &[a_len], &a)?;
+    let tb = Tensor::from_f32(ctx, "B", &[b_len], &b)?;
+    let tc = Tensor::from_f32(ctx, "C", &[c_len], &c0)?;
+    let mut rec = Recorder::new(ctx);
+    match kernel {
+        GemmKernel::Tiled => gemm::gemm(&mut rec, g, &ta, &tb, &tc)?,
+        GemmKernel::Naive => gemm::gemm_naive(&mut rec, g, &ta, &tb, &tc)?,
+    }
+    rec.submit();
+    let got_c = tc.to_f32_vec(ctx)?;
+
+    let mut want_c = widen(&c0);
+    reference::gemm::gemm(g, &widen(&a), &widen(&b), &mut want_c);
+    let view = reference::gemm::c_view_indices(g);
+    let mut inside = vec![false; c_len];
+    for &i in &view {
+        inside[i] = true;
+    }
+    let outside_changed = (0..c_len)
+        .filter(|&i| !inside[i] && got_c[i].to_bits() != c0[i].to_bits())
+        .count();
+    let got = view.iter().map(|&i| got_c[i] as f64).collect();
+    let want = view.iter().map(|&i| want_c[i]).collect();
+    Ok((got, want, outside_changed))
+}
+
+/// The GEMM checks: every op combination on ragged shapes, vec4-aligned shapes, both tile
+/// configurations, batches, strided views, explicit and automatic split-K, and the naive kernel.
+pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let mut cases: Vec<(Gemm, GemmKernel)> = Vec::new();
+    let ragged = [
+        (1, 1, 1),
+        (7, 33, 65),
+        (33, 7, 257),
+        (65, 257, 33),
+        (257, 65, 7),
+        (1, 257, 65),
+        (257, 1, 33),
+    ];
+    let aligned = [(64, 128, 96), (65, 36, 260)];
+    let combos = [(false, false), (false, true), (true, false), (true, true)];
+    for (i, &(ta, tb)) in combos.iter().enumerate() {
+        for (j, &(m, n, k)) in ragged.iter().chain(aligned.iter()).enumerate() {
+            // Alternate beta == 0 (C poisoned with NaN) and beta != 0 (C read once).
+            let beta = if (i + j) % 2 == 0 { 0.0 } else { -0.75 };
+            cases.push((
+                Gemm::new(m, n, k)
+                    .trans(ta, tb)
+                    .scale(1.25, beta)
+                    .split_k(SplitK::Fixed(1)),
+                GemmKernel::Tiled,
+            ));
+        }
+        // The second tile configuration and the naive baseline on a ragged and an aligned shape.
+        for &(m, n, k) in &[(33, 65, 257), (64, 128, 96)] {
+            cases.push((
+                Gemm::new(m, n, k)
+                    .trans(ta, tb)
+                    .scale(0.5, 0.25)
+                    .tiles(GemmTiles::SMALL),
+                GemmKernel::Tiled,
+            ));
+            cases.push((
+                Gemm::new(m, n, k).trans(ta, tb).scale(0.5, 0.0),
+                GemmKernel::Naive,
+            ));
+        }
+        // Split-K on a tall-skinny (Hebbian-shaped) product: explicit and automatic.
+        cases.push((
+            Gemm::new(33, 65, 4097)
+                .trans(ta, tb)
+                .scale(1.0, 0.5)
+                .split_k(SplitK::Fixed(7)),
+            GemmKernel::Tiled,
+        ));
+    }
+    // Hebbian update shape dW = Yᵀ·X: (C x N)·(N x D), with Y stored N x C.
+    cases.push((
+        Gemm::new(33, 100, 5000)
+            .trans(true, false)
+            .split_k(SplitK::Auto),
+        GemmKernel::Tiled,
+    ));
+    // Batched, dense.
+    cases.push((Gemm::new(7, 33, 65).batch(3).scale(1.0, 0.0), GemmKernel::Tiled));
+    cases.push((Gemm::new(7, 33, 65).batch(3).scale(1.0, 0.0), GemmKernel::Naive));
+    cases.push((
+        Gemm::new(33, 65, 1025)
+            .batch(2)
+            .scale(1.0, 1.0)
+            .split_k(SplitK::Fixed(3)),
+        GemmKernel::Tiled,
+    ));
+    // Strided views: offsets, padded leading dimensions and batch strides with gaps.
+    let mut strided = Gemm::new(33, 17, 29).batch(2).trans(false, true).scale(0.75, 0.5);
+    strided.offset_a = 5;
+    strided.offset_b = 3;
+    strided.offset_c = 7;
+    strided.lda = Some(29 + 3);
+    strided.ldb = Some(29 + 1);
+    strided.ldc = Some(17 + 2);
+    strided.stride_a = Some(33 * 32 + 11);
+    strided.stride_b = Some(17 * 30 + 5);
+    strided.stride_c = Some(33 * 19 + 13);
+    cases.push((strided.clone(), GemmKernel::Tiled));
+    cases.push((strided.clone().split_k(SplitK::Fixed(2)), GemmKernel::Tiled));
+    cases.push((strided, GemmKernel::Naive));
+
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, (g, kernel))| check_gemm(ctx, g, *kernel, derive_seed(base_seed, i as u64)))
+        .collect()
+}
+
+/// Row, column and global reductions on ragged shapes, including tall inputs that take the
+/// chunked two-pass paths.
+pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let shapes = [(1, 1), (7, 33), (257, 65), (33, 1), (1, 257), (600, 7), (5000, 3), (2, 9000)];
+    let mut rows = Vec::new();
+    let mut index = 1000;
+    for &(r, c) in &shapes {
+        for op in ReduceOp::ALL {
+            for along_rows in [true, false] {
+                index += 1;
+                let seed = derive_seed(base_seed, index);
+                let kernel = if along_rows { "row_reduce" } else { "col_reduce" };
+                let n = if along_rows { c } else { r };
+                let tol = if op == ReduceOp::Sum { sum_tol(n) } else { 0.0 };
+                let row = Row::new(kernel, op.name(), &[("rows", r), ("cols", c)], seed);
+                let x = random_f32(seed, r * c);
+                let want = if along_rows {
+                    reference::reduce::row_reduce(op, &widen(&x), r, c)
+                } else {
+                    reference::reduce::col_reduce(op, &widen(&x), r, c)
+                };
+                let run = || -> Result<Vec<f64>> {
+                    let tx = Tensor::from_f32(ctx, "x", &[r, c], &x)?;
+                    let out = Tensor::empty(ctx, "out", &[want.len()], DType::F32)?;
+                    out.poison_nan(ctx);
+                    let mut rec = Recorder::new(ctx);
+                    if along_rows {
+                        reduce::row_reduce(&mut rec, op, &tx, r, c, &out)?;
+                    } else {
+                        reduce::col_reduce(&mut rec, op, &tx, r, c, &out)?;
+                    }
+                    rec.submit();
+                    Ok(widen(&out.to_f32_vec(ctx)?))
+                };
+                rows.push(match run() {
+                    Ok(got) => row.compare(&got, &want, tol),
+                    Err(e) => row.fail(e),
+                });
+            }
+        }
+    }
+    for &n in &[1usize, 7, 4097, 65 * 257, 100_003] {
+        for op in [ReduceOp::AbsMax, ReduceOp::Sum] {
+            index += 1;
+            let seed = derive_seed(base_seed, index);
+            let tol = if op == ReduceOp::Sum { sum_tol(n) } else { 0.0 };
+            let row = Row::new("global_reduce", op.name(), &[("n", n)], seed);
+            let x = random_f32(seed, n);
+            let want = [reference::reduce::global_reduce(op, &widen(&x))];
+            let run = || -> Result<Vec<f64>> {
+                let tx = Tensor::from_f32(ctx, "x", &[n], &x)?;
+                let out = Tensor::empty(ctx, "out", &[1], DType::F32)?;
+                out.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                reduce::global_reduce(&mut rec, op, &tx, &out)?;
+                rec.submit();
+                Ok(widen(&out.to_f32_vec(ctx)?))
+            };
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, tol),
+                Err(e) => row.fail(e),
+            });
+        }
+    }
+    rows
+}
+
+/// fill, scale, axpy, copy and the f32 <-> f16 casts (native f16 where the device has
+/// SHADER_F16, and always the packed fallback).
+pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut index = 2000;
+    let mut cast_paths = vec![false];
+    if ctx.has(wgpu::Features::SHADER_F16) {
+        cast_paths.push(true);
+    }
+    for &n in RAGGED.iter().chain([70_001usize].iter()) {
+        for kernel in ["fill", "scale", "axpy", "copy"] {
+            index += 1;
+            let seed = derive_seed(base_seed, index);
+            let row = Row::new(kernel, "f32", &[("n", n)], seed);
+            let x = random_f32(seed, n);
+            let y = random_f32(seed ^ 1, n);
+            let alpha = 0.6f32;
+            let (want, tol) = match kernel {
+                "fill" => (vec![alpha as f64; n], 0.0),
+                "scale" => (reference::elementwise::scale(alpha as f64, &widen(&x)), 2.0 * U32),
+                "axpy" => (
+                    reference::elementwise::axpy(alpha as f64, &widen(&x), &widen(&y)),
+                    4.0 * U32,
+                ),
+                _ => (widen(&x), 0.0),
+            };
+            let run = || -> Result<Vec<f64>> {
+                let tx = Tensor::from_f32(ctx, "x", &[n], &x)?;
+                let ty = Tensor::from_f32(ctx, "y", &[n], &y)?;
+                let mut rec = Recorder::new(ctx);
+                let out = match kernel {
+                    "fill" => {
+                        tx.poison_nan(ctx);
+                        elementwise::fill(&mut rec, &tx, alpha)?;
+                        &tx
+                    }
+                    "scale" => {
+                        elementwise::scale(&mut rec, &tx, alpha)?;
+                        &tx
+                    }
+                    "axpy" => {
+                        elementwise::axpy(&mut rec, alpha, &tx, &ty)?;
+                        &ty
+                    }
+                    _ => {
+                        ty.poison_nan(ctx);
+                        elementwise::copy(&mut rec, &tx, &ty)?;
+                        &ty
+                    }
+                };
+                rec.submit();
+                Ok(widen(&out.to_f32_vec(ctx)?))
+            };
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, tol),
+                Err(e) => row.fail(e),
+            });
+        }
+        for &native in &cast_paths {
+            let path = if native { "native" } else { "packed" };
+            // f32 -> f16
+            index += 1;
+            let seed = derive_seed(base_seed, index);
+            let x = random_f32(seed, n);
+            let row = Row::new("cast_f32_to_f16", path, &[("n", n)], seed);
+            let want = reference::elementwise::to_f16(&widen(&x));
+            let run = || -> Result<Vec<f64>> {
+                let tx = Tensor::from_f32(ctx, "x", &[n], &x)?;
+                let th = Tensor::empty(ctx, "h", &[n], DType::F16)?;
+                th.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                elementwise::copy_with(&mut rec, &tx, &th, native)?;
+                rec.submit();
+                Ok(widen(&th.to_f32_vec(ctx)?))
+            };
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, 1.0 / 1024.0),
+                Err(e) => row.fail(e),
+            });
+            // f16 -> f32
+            index += 1;
+            let seed = derive_seed(base_seed, index);
+            let h: Vec<f16> = random_f32(seed, n).iter().map(|&v| f16::from_f32(v)).collect();
+            let row = Row::new("cast_f16_to_f32", path, &[("n", n)], seed);
+            let want: Vec<f64> = h.iter().map(|v| v.to_f64()).collect();
+            let run = || -> Result<Vec<f64>> {
+                let th = Tensor::from_f16(ctx, "h", &[n], &h)?;
+                let ty = Tensor::empty(ctx, "y", &[n], DType::F32)?;
+                ty.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                elementwise::copy_with(&mut rec, &th, &ty, native)?;
+                rec.submit();
+                Ok(widen(&ty.to_f32_vec(ctx)?))
+            };
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, 0.0),
+                Err(e) => row.fail(e),
+            });
+        }
+    }
+    rows
+}
+
+/// Every foundation check, in order.
+pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let mut rows = gemm_checks(ctx, base_seed);
+    rows.extend(reduce_checks(ctx, base_seed));
+    rows.extend(elementwise_checks(ctx, base_seed));
+    rows
+}

@@ -1,0 +1,123 @@
+//! Conformance: every kernel against its float64 reference on fresh seeded random inputs, ragged
+//! shapes and NaN-poisoned outputs. `hebb conformance` and `cargo test` run the same checks.
+
+pub mod kernels;
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// One checked (kernel, variant, shape). JSON field names are a stable interface.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub kernel: String,
+    pub variant: String,
+    pub shape: BTreeMap<String, usize>,
+    /// ‖got − ref‖₂ / ‖ref‖₂ over the elements the kernel writes (NaN if any is NaN).
+    pub rel_err: f64,
+    pub tol: f64,
+    pub ok: bool,
+    /// Seed of the inputs; rerun with `--seed` to reproduce.
+    pub seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Row {
+    pub fn new(kernel: &str, variant: impl Into<String>, shape: &[(&str, usize)], seed: u64) -> Self {
+        Self {
+            kernel: kernel.into(),
+            variant: variant.into(),
+            shape: shape.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            rel_err: f64::NAN,
+            tol: 0.0,
+            ok: false,
+            seed,
+            error: None,
+        }
+    }
+
+    /// Fills in the comparison of `got` against `want` under `tol`.
+    pub fn compare(mut self, got: &[f64], want: &[f64], tol: f64) -> Self {
+        self.tol = tol;
+        if got.len() != want.len() {
+            self.error = Some(format!("got {} elements, expected {}", got.len(), want.len()));
+            return self;
+        }
+        self.rel_err = rel_err(got, want);
+        self.ok = self.rel_err <= tol;
+        if got.iter().any(|v| !v.is_finite()) {
+            self.ok = false;
+            self.error = Some("output holds NaN/Inf (an element was not written?)".into());
+        }
+        self
+    }
+
+    pub fn fail(mut self, error: impl ToString) -> Self {
+        self.ok = false;
+        self.error = Some(error.to_string());
+        self
+    }
+
+    pub fn shape_text(&self) -> String {
+        self.shape
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// ‖got − want‖₂ / ‖want‖₂, or the absolute norm when ‖want‖₂ is 0.
+pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
+    let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum();
+    let norm: f64 = want.iter().map(|w| w * w).sum();
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
+}
+
+/// Unit roundoff of f32 (half the distance from 1 to the next float).
+pub const U32: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// Seeded uniform values in [-1, 1), never all zero.
+pub fn random_f32(seed: u64, len: usize) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Derives the seed of check `index` from the run's seed (SplitMix64 step).
+pub fn derive_seed(base: u64, index: u64) -> u64 {
+    let mut z = base.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Prints rows as an aligned table.
+pub fn print_table(rows: &[Row]) {
+    println!(
+        "{:<20} {:<34} {:<40} {:>10} {:>10}  ok",
+        "kernel", "variant", "shape", "rel_err", "tol"
+    );
+    for r in rows {
+        println!(
+            "{:<20} {:<34} {:<40} {:>10.3e} {:>10.3e}  {}{}",
+            r.kernel,
+            r.variant,
+            r.shape_text(),
+            r.rel_err,
+            r.tol,
+            if r.ok { "ok" } else { "FAIL" },
+            match (&r.error, r.ok) {
+                (Some(e), _) => format!("  ({e})"),
+                (None, false) => format!("  (seed {})", r.seed),
+                _ => String::new(),
+            }
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Adapter selection and the device every kernel runs on.
+//!
+//! `GpuContext::new(&AdapterChoice)` picks an adapter (best by default, or the one named by
+//! `--adapter` / `WGPU_ADAPTER_NAME`, on the backends of `--backend` / `WGPU_BACKEND`), opens a
+//! device with the adapter's real limits and every optional feature the kernels know how to use,
+//! and owns the kernel cache.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{HebbError, Result};
+use crate::gpu::kernel_cache::KernelCache;
+
+/// Optional features the kernels can use when present. None of them is required.
+pub const OPTIONAL_FEATURES: &[(wgpu::Features, &str)] = &[
+    (wgpu::Features::SHADER_F16, "SHADER_F16"),
+    (wgpu::Features::SUBGROUP, "SUBGROUP"),
+    (wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"),
+    (
+        wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+        "TIMESTAMP_QUERY_INSIDE_PASSES",
+    ),
+    (wgpu::Features::IMMEDIATES, "IMMEDIATES"),
+    (wgpu::Features::PIPELINE_CACHE, "PIPELINE_CACHE"),
+];
+
+/// Which adapter to open. Empty fields fall back to `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`,
+/// then to the best adapter on every backend.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterChoice {
+    /// `vulkan`, `metal`, `dx12` or `gl` (a comma list is accepted, as in `WGPU_BACKEND`).
+    pub backend: Option<String>,
+    /// An index into the list `hebb info` prints, or a case-insensitive name substring.
+    pub adapter: Option<String>,
+}
+
+impl AdapterChoice {
+    pub fn backend(name: &str) -> Self {
+        Self {
+            backend: Some(name.to_string()),
+            adapter: None,
+        }
+    }
+
+    fn backends(&self) -> Result<wgpu::Backends> {
+        let text = match &self.backend {
+            Some(b) => b.clone(),
+            None => match std::env::var("WGPU_BACKEND") {
+                Ok(v) if !v.trim().is_empty() => v,
+                _ => return Ok(wgpu::Backends::all()),
+            },
+        };
+        let mut backends = wgpu::Backends::empty();
+        for name in text.split(',').map(|s| s.trim().to_ascii_lowercase()) {
+            backends |= match name.as_str() {
+                "vulkan" | "vk" => wgpu::Backends::VULKAN,
+                "metal" | "mtl" => wgpu::Backends::METAL,
+                "dx12" | "d3d12" => wgpu::Backends::DX12,
+                "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+                _ => return Err(HebbError::UnknownBackend(name)),
+            };
+        }
+        Ok(backends)
+    }
+
+    fn adapter_filter(&self) -> Option<String> {
+        self.adapter
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .filter(|s| !s.trim().is_empty())
+    }
+}
+
+/// Adapter order for "best": real GPUs first, then by backend maturity for compute.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan => 0,
+        wgpu::Backend::Metal => 1,
+        wgpu::Backend::Dx12 => 2,
+        wgpu::Backend::Gl => 3,
+        _ => 4,
+    };
+    (ty, backend)
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    desc.flags = wgpu::InstanceFlags::from_build_config().with_env();
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter on the chosen backends, in the order `--adapter <index>` refers to.
+pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
+    let backends = choice.backends()?;
+    let instance = instance(backends);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    adapters.sort_by_key(|a| rank(&a.get_info()));
+    Ok(adapters)
+}
+
+fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?})", info.name, info.backend)
+}
+
+fn pick_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    let adapters = list_adapters(choice)?;
+    let filter_note = match (&choice.backend, std::env::var("WGPU_BACKEND")) {
+        (Some(b), _) => format!(" on backend {b}"),
+        (None, Ok(b)) if !b.is_empty() => format!(" on backend {b} (WGPU_BACKEND)"),
+        _ => String::new(),
+    };
+    if adapters.is_empty() {
+        return Err(HebbError::NoAdapter {
+            filter: filter_note,
+        });
+    }
+    let picked = match choice.adapter_filter() {
+        None => adapters.into_iter().next(),
+        Some(wanted) => {
+            let available = adapters
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("[{i}] {}", describe(&a.get_info())))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let by_index = wanted
+                .parse::<usize>()
+                .ok()
+                .filter(|&i| i < adapters.len());
+            let found = match by_index {
+                Some(i) => adapters.into_iter().nth(i),
+                None => {
+                    let needle = wanted.to_lowercase();
+                    adapters
+                        .into_iter()
+                        .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                }
+            };
+            Some(found.ok_or(HebbError::AdapterNotFound { wanted, available })?)
+        }
+    };
+    // Non-empty list, so `picked` is always Some here.
+    picked.ok_or(HebbError::NoAdapter {
+        filter: filter_note,
+    })
+}
+
+/// The opened device, its queue, what it offers, and the kernel cache.
+pub struct GpuContext {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+    pub kernels: KernelCache,
+    /// Errors wgpu reported outside any call that returns a `Result` (device loss, validation).
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl GpuContext {
+    /// Opens the adapter described by `choice`. A software adapter is used when it is the only
+    /// one, with a one-line notice on stderr.
+    pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        let adapter = pick_adapter(choice)?;
+        let info = adapter.get_info();
+        if info.device_type == wgpu::DeviceType::Cpu && choice.adapter_filter().is_none() {
+            eprintln!(
+                "note: no hardware GPU found; using the software adapter {} ({:?}). Timings say little about GPUs.",
+                info.name, info.backend
+            );
+        }
+        let wanted = OPTIONAL_FEATURES
+            .iter()
+            .fold(wgpu::Features::empty(), |f, (flag, _)| f | *flag);
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("hebb"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::default(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|source| HebbError::RequestDevice {
+            adapter: describe(&info),
+            source,
+        })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().push(e.to_string());
+        }));
+        Ok(Self {
+            adapter,
+            device,
+            queue,
+            info,
+            features,
+            limits,
+            kernels: KernelCache::default(),
+            uncaptured,
+        })
+    }
+
+    pub fn has(&self, feature: wgpu::Features) -> bool {
+        self.features.contains(feature)
+    }
+
+    /// `name (backend)`, as printed in reports.
+    pub fn adapter_name(&self) -> String {
+        describe(&self.info)
+    }
+
+    /// Turns any error wgpu reported asynchronously into a `HebbError`.
+    pub fn check(&self, during: &str) -> Result<()> {
+        let mut errors = self.uncaptured.lock();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let message = errors.join("; ");
+        errors.clear();
+        Err(HebbError::Gpu {
+            during: during.to_string(),
+            message,
+        })
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| HebbError::Gpu {
+                during: "wait for the queue".into(),
+                message: e.to_string(),
+            })?;
+        self.check("queue execution")
+    }
+}
+
+/// One line per enabled optional feature name, for reports.
+pub fn feature_names(features: wgpu::Features) -> Vec<&'static str> {
+    OPTIONAL_FEATURES
+        .iter()
+        .filter(|(f, _)| features.contains(*f))
+        .map(|(_, n)| *n)
+        .collect()
+}

@@ -1,0 +1,506 @@
+//! Launchers for `shaders/gemm.wgsl`: the tiled GEMM (with split-K), and the naive baseline.
+//!
+//! C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] for b < batch, all row-major f32.
+//! Bindings (the "function signature" of the kernels):
+//!   0 uniform GemmParams
+//!   1 a: array<f32>      op(A) is M x K: A stored M x K, or K x M when transposed
+//!   2 b: array<f32>      op(B) is K x N: B stored K x N, or N x K when transposed
+//!   3 c: array<f32>      M x N with leading dimension ldc (read only when beta != 0)
+//!   4 a4, 5 b4           the same buffers as 1 and 2, viewed as vec4 (tiled kernel only)
+//!   6 partials           split-K workspace [batch * splits, M, N] (reduce kernel only)
+
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::{GEMM_WGSL, bind_group, check_grid, to_u32};
+
+/// Mirrors `GemmParams` in gemm.wgsl field for field (80 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GemmParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub batch: u32,
+    pub lda: u32,
+    pub ldb: u32,
+    pub ldc: u32,
+    pub splits: u32,
+    pub stride_a: u32,
+    pub stride_b: u32,
+    pub stride_c: u32,
+    pub k_per_split: u32,
+    pub offset_a: u32,
+    pub offset_b: u32,
+    pub offset_c: u32,
+    pub trans: u32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Tile shape of the tiled kernel (its `override` constants): a workgroup computes a BM x BN
+/// block of C in steps of BK, each invocation a TM x TN register block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GemmTiles {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    pub tm: u32,
+    pub tn: u32,
+}
+
+impl GemmTiles {
+    /// 64 x 64 blocks, 8 x 8 per invocation (64 invocations). Chosen on lavapipe, where fewer,
+    /// fatter invocations amortise the workgroup-memory loads (see BENCHMARKS.md).
+    pub const DEFAULT: GemmTiles = GemmTiles {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    };
+
+    /// A smaller configuration (16 x 16 threads of 4 x 4), also exercised by the tests.
+    pub const SMALL: GemmTiles = GemmTiles {
+        bm: 64,
+        bn: 64,
+        bk: 8,
+        tm: 4,
+        tn: 4,
+    };
+
+    pub fn for_adapter(_ctx: &GpuContext) -> GemmTiles {
+        GemmTiles::DEFAULT
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "{}x{}x{}/{}x{}",
+            self.bm, self.bn, self.bk, self.tm, self.tn
+        )
+    }
+
+    pub fn threads(&self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    pub fn validate(&self, ctx: &GpuContext) -> Result<()> {
+        let bad = |message: String| {
+            Err(HebbError::Launch {
+                kernel: "gemm_tiled".into(),
+                message: format!("tiles {}: {message}", self.label()),
+            })
+        };
+        if !(1..=8).contains(&self.tm) || !(1..=8).contains(&self.tn) {
+            return bad("TM and TN must be 1..=8 (the register block is at most 8 x 8)".into());
+        }
+        if self.bm % self.tm != 0 || self.bn % self.tn != 0 {
+            return bad("BM must be a multiple of TM and BN of TN".into());
+        }
+        if self.bm % 4 != 0 || self.bn % 4 != 0 || self.bk % 4 != 0 {
+            return bad("BM, BN and BK must be multiples of 4 (vec4 tile loads)".into());
+        }
+        let l = &ctx.limits;
+        if self.threads() > l.max_compute_invocations_per_workgroup
+            || self.bn / self.tn > l.max_compute_workgroup_size_x
+            || self.bm / self.tm > l.max_compute_workgroup_size_y
+        {
+            return bad(format!(
+                "a workgroup of {} x {} invocations exceeds this adapter's limits",
+                self.bn / self.tn,
+                self.bm / self.tm
+            ));
+        }
+        let shared = 4 * self.bk * (self.bm + self.bn);
+        if shared > l.max_compute_workgroup_storage_size {
+            return bad(format!(
+                "needs {shared} bytes of workgroup memory, the adapter allows {}",
+                l.max_compute_workgroup_storage_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How to split K across workgroups for tall-skinny products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SplitK {
+    /// Split when C has too few tiles to fill the device.
+    Auto,
+    /// Exactly this many splits (1 = no split), capped so no split is empty.
+    Fixed(u32),
+}
+
+/// One GEMM call. Leading dimensions and batch strides default to the dense layout.
+#[derive(Clone, Debug)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub alpha: f32,
+    pub beta: f32,
+    pub lda: Option<usize>,
+    pub ldb: Option<usize>,
+    pub ldc: Option<usize>,
+    pub stride_a: Option<usize>,
+    pub stride_b: Option<usize>,
+    pub stride_c: Option<usize>,
+    pub offset_a: usize,
+    pub offset_b: usize,
+    pub offset_c: usize,
+    pub split_k: SplitK,
+    pub tiles: Option<GemmTiles>,
+}
+
+impl Gemm {
+    /// C = A * B with A: M x K, B: K x N, alpha = 1, beta = 0.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Self {
+            m,
+            n,
+            k,
+            batch: 1,
+            trans_a: false,
+            trans_b: false,
+            alpha: 1.0,
+            beta: 0.0,
+            lda: None,
+            ldb: None,
+            ldc: None,
+            stride_a: None,
+            stride_b: None,
+            stride_c: None,
+            offset_a: 0,
+            offset_b: 0,
+            offset_c: 0,
+            split_k: SplitK::Auto,
+            tiles: None,
+        }
+    }
+
+    pub fn trans(mut self, trans_a: bool, trans_b: bool) -> Self {
+        self.trans_a = trans_a;
+        self.trans_b = trans_b;
+        self
+    }
+
+    pub fn scale(mut self, alpha: f32, beta: f32) -> Self {
+        self.alpha = alpha;
+        self.beta = beta;
+        self
+    }
+
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    pub fn split_k(mut self, split_k: SplitK) -> Self {
+        self.split_k = split_k;
+        self
+    }
+
+    pub fn tiles(mut self, tiles: GemmTiles) -> Self {
+        self.tiles = Some(tiles);
+        self
+    }
+
+    /// Stored (rows, cols) of A and B.
+    pub fn a_dims(&self) -> (usize, usize) {
+        if self.trans_a {
+            (self.k, self.m)
+        } else {
+            (self.m, self.k)
+        }
+    }
+    pub fn b_dims(&self) -> (usize, usize) {
+        if self.trans_b {
+            (self.n, self.k)
+        } else {
+            (self.k, self.n)
+        }
+    }
+    pub fn lda(&self) -> usize {
+        self.lda.unwrap_or(self.a_dims().1)
+    }
+    pub fn ldb(&self) -> usize {
+        self.ldb.unwrap_or(self.b_dims().1)
+    }
+    pub fn ldc(&self) -> usize {
+        self.ldc.unwrap_or(self.n)
+    }
+    pub fn stride_a(&self) -> usize {
+        self.stride_a.unwrap_or(self.a_dims().0 * self.lda())
+    }
+    pub fn stride_b(&self) -> usize {
+        self.stride_b.unwrap_or(self.b_dims().0 * self.ldb())
+    }
+    pub fn stride_c(&self) -> usize {
+        self.stride_c.unwrap_or(self.m * self.ldc())
+    }
+
+    /// Floating-point operations: 2·M·N·K per batch.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
+    }
+
+    /// Minimum bytes moved: read A and B once, write C once (and read it when beta != 0).
+    pub fn bytes(&self) -> f64 {
+        let c_passes = if self.beta != 0.0 { 2.0 } else { 1.0 };
+        4.0 * self.batch as f64
+            * ((self.m * self.k + self.k * self.n) as f64 + c_passes * (self.m * self.n) as f64)
+    }
+
+    /// The element count an operand must hold, given its stored rows and cols.
+    fn extent(offset: usize, batch: usize, stride: usize, rows: usize, ld: usize, cols: usize) -> usize {
+        if batch == 0 || rows == 0 || cols == 0 {
+            return offset;
+        }
+        offset + (batch - 1) * stride + (rows - 1) * ld + cols
+    }
+
+    fn check(&self, kernel: &str, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
+        if self.m == 0 || self.n == 0 || self.batch == 0 {
+            return Err(HebbError::Launch {
+                kernel: kernel.into(),
+                message: format!(
+                    "M, N and batch must be at least 1 (got M={}, N={}, batch={})",
+                    self.m, self.n, self.batch
+                ),
+            });
+        }
+        for (t, role) in [(a, "A"), (b, "B"), (c, "C")] {
+            t.expect_dtype(DType::F32, role)?;
+        }
+        let (ar, ac) = self.a_dims();
+        let (br, bc) = self.b_dims();
+        for (name, ld, cols) in [
+            ("lda", self.lda(), ac),
+            ("ldb", self.ldb(), bc),
+            ("ldc", self.ldc(), self.n),
+        ] {
+            if ld < cols {
+                return Err(HebbError::Launch {
+                    kernel: kernel.into(),
+                    message: format!("{name} = {ld} is smaller than the {cols} columns it spans"),
+                });
+            }
+        }
+        a.expect_len(
+            Self::extent(self.offset_a, self.batch, self.stride_a(), ar, self.lda(), ac),
+            &format!("A ({ar} x {ac}, batch {})", self.batch),
+        )?;
+        b.expect_len(
+            Self::extent(self.offset_b, self.batch, self.stride_b(), br, self.ldb(), bc),
+            &format!("B ({br} x {bc}, batch {})", self.batch),
+        )?;
+        c.expect_len(
+            Self::extent(self.offset_c, self.batch, self.stride_c(), self.m, self.ldc(), self.n),
+            &format!("C ({} x {}, batch {})", self.m, self.n, self.batch),
+        )?;
+        Ok(())
+    }
+
+    fn params(&self, kernel: &str) -> Result<GemmParams> {
+        let u = |what: &str, v: usize| to_u32(kernel, what, v);
+        Ok(GemmParams {
+            m: u("M", self.m)?,
+            n: u("N", self.n)?,
+            k: u("K", self.k)?,
+            batch: u("batch", self.batch)?,
+            lda: u("lda", self.lda())?,
+            ldb: u("ldb", self.ldb())?,
+            ldc: u("ldc", self.ldc())?,
+            splits: 1,
+            stride_a: u("stride_a", self.stride_a())?,
+            stride_b: u("stride_b", self.stride_b())?,
+            stride_c: u("stride_c", self.stride_c())?,
+            k_per_split: u("K", self.k.max(1))?,
+            offset_a: u("offset_a", self.offset_a)?,
+            offset_b: u("offset_b", self.offset_b)?,
+            offset_c: u("offset_c", self.offset_c)?,
+            trans: self.trans_a as u32 | (self.trans_b as u32) << 1,
+            alpha: self.alpha,
+            beta: self.beta,
+            _pad0: 0,
+            _pad1: 0,
+        })
+    }
+
+    /// Number of K splits and K per split for these tiles on this device.
+    pub fn plan_split(&self, ctx: &GpuContext, tiles: &GemmTiles) -> (u32, u32) {
+        let bk = tiles.bk as usize;
+        let k = self.k.max(1);
+        let wanted = match self.split_k {
+            SplitK::Fixed(s) => s.max(1) as usize,
+            SplitK::Auto => {
+                let blocks = self.m.div_ceil(tiles.bm as usize)
+                    * self.n.div_ceil(tiles.bn as usize)
+                    * self.batch;
+                // Enough workgroups to fill the device: a software rasteriser runs one per
+                // core, a GPU wants several per compute unit.
+                let target = if ctx.info.device_type == wgpu::DeviceType::Cpu {
+                    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
+                } else {
+                    512
+                };
+                // Keep each split at least 16 K-steps long, so the partial sums stay cheap.
+                let max_by_k = (k / (16 * bk)).max(1);
+                target.div_ceil(blocks).clamp(1, max_by_k)
+            }
+        };
+        let k_per_split = k.div_ceil(wanted).div_ceil(bk) * bk;
+        let splits = k.div_ceil(k_per_split);
+        (splits as u32, k_per_split as u32)
+    }
+
+    /// Whether an operand can be read as vec4 along its contiguous dimension.
+    fn vec4_ok(ld: usize, stride: usize, offset: usize, batch: usize) -> bool {
+        ld % 4 == 0 && offset % 4 == 0 && (batch == 1 || stride % 4 == 0)
+    }
+}
+
+/// Records the tiled GEMM (and, when K is split, its reduction) into `rec`.
+pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
+    let ctx = rec.ctx;
+    g.check("gemm_tiled", a, b, c)?;
+    let tiles = g.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx));
+    tiles.validate(ctx)?;
+    let (splits, k_per_split) = g.plan_split(ctx, &tiles);
+    let vec4_a = Gemm::vec4_ok(g.lda(), g.stride_a(), g.offset_a, g.batch);
+    let vec4_b = Gemm::vec4_ok(g.ldb(), g.stride_b(), g.offset_b, g.batch);
+    let pipeline = ctx.kernels.get(
+        &ctx.device,
+        ctx.features,
+        &GEMM_WGSL,
+        "gemm_tiled",
+        &[
+            ("BM", tiles.bm as f64),
+            ("BN", tiles.bn as f64),
+            ("BK", tiles.bk as f64),
+            ("TM", tiles.tm as f64),
+            ("TN", tiles.tn as f64),
+            ("VEC4_A", vec4_a as u32 as f64),
+            ("VEC4_B", vec4_b as u32 as f64),
+        ],
+    )?;
+    let groups = [
+        to_u32("gemm_tiled", "N blocks", g.n.div_ceil(tiles.bn as usize))?,
+        to_u32("gemm_tiled", "M blocks", g.m.div_ceil(tiles.bm as usize))?,
+        to_u32("gemm_tiled", "batch * splits", g.batch * splits as usize)?,
+    ];
+    check_grid(ctx, "gemm_tiled", groups)?;
+
+    let mut params = g.params("gemm_tiled")?;
+    params.splits = splits;
+    params.k_per_split = k_per_split;
+    if splits == 1 {
+        let uniform = rec.uniform(&params);
+        let bg = bind_group(
+            ctx,
+            &pipeline,
+            &[
+                (0, uniform.as_entire_binding()),
+                (1, a.binding(ctx)?),
+                (2, b.binding(ctx)?),
+                (3, c.binding(ctx)?),
+                (4, a.binding(ctx)?),
+                (5, b.binding(ctx)?),
+            ],
+        );
+        rec.dispatch(&pipeline, &bg, groups);
+        return Ok(());
+    }
+
+    // Split-K: partial products into a workspace, then one pass that sums them into C.
+    let plane = g.m * g.n;
+    let slots = g.batch * splits as usize;
+    let workspace = Tensor::empty(ctx, "gemm split-K workspace", &[slots, g.m, g.n], DType::F32)?;
+    let mut partial = params;
+    partial.alpha = 1.0;
+    partial.beta = 0.0;
+    partial.ldc = params.n;
+    partial.stride_c = to_u32("gemm_tiled", "M * N", plane)?;
+    partial.offset_c = 0;
+    let uniform = rec.uniform(&partial);
+    let bg = bind_group(
+        ctx,
+        &pipeline,
+        &[
+            (0, uniform.as_entire_binding()),
+            (1, a.binding(ctx)?),
+            (2, b.binding(ctx)?),
+            (3, workspace.binding(ctx)?),
+            (4, a.binding(ctx)?),
+            (5, b.binding(ctx)?),
+        ],
+    );
+    rec.dispatch(&pipeline, &bg, groups);
+
+    let reduce = ctx.kernels.get(
+        &ctx.device,
+        ctx.features,
+        &GEMM_WGSL,
+        "gemm_splitk_reduce",
+        &[],
+    )?;
+    let reduce_groups = [
+        to_u32("gemm_splitk_reduce", "N blocks", g.n.div_ceil(64))?,
+        params.m,
+        params.batch,
+    ];
+    check_grid(ctx, "gemm_splitk_reduce", reduce_groups)?;
+    let uniform = rec.uniform(&params);
+    let bg = bind_group(
+        ctx,
+        &reduce,
+        &[
+            (0, uniform.as_entire_binding()),
+            (3, c.binding(ctx)?),
+            (6, workspace.binding(ctx)?),
+        ],
+    );
+    rec.dispatch(&reduce, &bg, reduce_groups);
+    Ok(())
+}
+
+/// Records the naive GEMM (one invocation per element of C, no tiling, no split).
+pub fn gemm_naive(
+    rec: &mut Recorder<'_>,
+    g: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Result<()> {
+    let ctx = rec.ctx;
+    g.check("gemm_naive", a, b, c)?;
+    let pipeline = ctx
+        .kernels
+        .get(&ctx.device, ctx.features, &GEMM_WGSL, "gemm_naive", &[])?;
+    let groups = [
+        to_u32("gemm_naive", "N / 16", g.n.div_ceil(16))?,
+        to_u32("gemm_naive", "M / 16", g.m.div_ceil(16))?,
+        to_u32("gemm_naive", "batch", g.batch)?,
+    ];
+    check_grid(ctx, "gemm_naive", groups)?;
+    let uniform = rec.uniform(&g.params("gemm_naive")?);
+    let bg = bind_group(
+        ctx,
+        &pipeline,
+        &[
+            (0, uniform.as_entire_binding()),
+            (1, a.binding(ctx)?),
+            (2, b.binding(ctx)?),
+            (3, c.binding(ctx)?),
+        ],
+    );
+    rec.dispatch(&pipeline, &bg, groups);
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Launchers: one module per WGSL file of `shaders/`. Each launcher checks shapes, loads its
+//! pipeline from the kernel cache, fills the `#[repr(C)]` parameter struct that mirrors the
+//! shader's uniform, and records the dispatch into a `Recorder`.
+
+pub mod elementwise;
+pub mod gemm;
+pub mod reduce;
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{GpuContext, Shader};
+
+pub const GEMM_WGSL: Shader = Shader {
+    name: "gemm",
+    source: include_str!("../../shaders/gemm.wgsl"),
+    requires: wgpu::Features::empty(),
+};
+pub const REDUCE_WGSL: Shader = Shader {
+    name: "reduce",
+    source: include_str!("../../shaders/reduce.wgsl"),
+    requires: wgpu::Features::empty(),
+};
+pub const ELEMENTWISE_WGSL: Shader = Shader {
+    name: "elementwise",
+    source: include_str!("../../shaders/elementwise.wgsl"),
+    requires: wgpu::Features::empty(),
+};
+pub const CAST_WGSL: Shader = Shader {
+    name: "cast",
+    source: include_str!("../../shaders/cast.wgsl"),
+    requires: wgpu::Features::empty(),
+};
+pub const CAST_F16_WGSL: Shader = Shader {
+    name: "cast_f16",
+    source: include_str!("../../shaders/cast_f16.wgsl"),
+    requires: wgpu::Features::SHADER_F16,
+};
+
+/// Every shader the library embeds (the naga test also walks `shaders/` on disk).
+pub const ALL_SHADERS: &[Shader] = &[
+    GEMM_WGSL,
+    REDUCE_WGSL,
+    ELEMENTWISE_WGSL,
+    CAST_WGSL,
+    CAST_F16_WGSL,
+];
+
+/// Bind group 0 of `pipeline` from (binding, resource) pairs.
+pub(crate) fn bind_group(
+    ctx: &GpuContext,
+    pipeline: &wgpu::ComputePipeline,
+    entries: &[(u32, wgpu::BindingResource<'_>)],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
+        .iter()
+        .map(|(binding, resource)| wgpu::BindGroupEntry {
+            binding: *binding,
+            resource: resource.clone(),
+        })
+        .collect();
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
+}
+
+/// A size as the u32 the shaders index with, or an error naming the kernel and the value.
+pub(crate) fn to_u32(kernel: &str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| HebbError::Launch {
+        kernel: kernel.into(),
+        message: format!("{what} = {v} does not fit the kernel's 32-bit indices"),
+    })
+}
+
+/// Errors if a dispatch dimension exceeds the adapter's per-dimension workgroup limit.
+pub(crate) fn check_grid(ctx: &GpuContext, kernel: &str, groups: [u32; 3]) -> Result<()> {
+    let max = ctx.limits.max_compute_workgroups_per_dimension;
+    if groups.iter().any(|&g| g > max) {
+        return Err(HebbError::Launch {
+            kernel: kernel.into(),
+            message: format!(
+                "needs a grid of {groups:?} workgroups, but this adapter allows {max} per dimension"
+            ),
+        });
+    }
+    Ok(())
+}

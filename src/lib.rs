@@ -1,0 +1,14 @@
+//! `hebb`: GPU compute kernels for batched Hebbian learning, in WGSL through wgpu.
+//!
+//! The data path runs one way: `gpu` (device, tensors, kernel cache, timing) → `kernels`
+//! (one launcher per shader in `shaders/`) → rules → nn → train. `reference` holds the
+//! float64 CPU twin of every kernel; `conformance` compares the two; `bench` times them.
+
+pub mod bench;
+pub mod conformance;
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod reference;
+
+pub use error::{HebbError, Result};
