@@ -1,1 +1,13 @@
+//! The conformance test suite: `cargo test --release` runs it.
+//!
+//! - `conformance`: every kernel against its float64 reference on each backend this platform
+//!   is expected to offer (Linux: Vulkan and GL, which lavapipe provides without a GPU). A
+//!   listed backend without an adapter fails the test; set `HEBB_TEST_BACKENDS` to change the
+//!   list. Inputs are fresh each run; `HEBB_SEED` reproduces a failing run.
+//! - `portability`: every WGSL file validates with naga and translates to SPIR-V, MSL and HLSL.
+//! - `runtime`: the kernel cache, parameter-struct layouts and error paths.
 
+mod common;
+mod conformance;
+mod portability;
+mod runtime;

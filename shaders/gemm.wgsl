@@ -33,9 +33,10 @@ struct GemmParams {
 @group(0) @binding(6) var<storage, read> partials: array<f32>;
 
 // Tile shape: a workgroup computes a BM x BN block of C in steps of BK along K; each
-// invocation owns a TM x TN register block (TM, TN <= MAX_T), strided across the workgroup
-// (rows ly + i * BM / TM, columns lx + j * BN / TN) so neighbouring invocations touch
-// neighbouring addresses in workgroup memory and in C.
+// invocation owns a TM x TN register block (TM, TN in {4, 8}) made of 4 x 4 sub-blocks.
+// Sub-block (r, c) of invocation (lx, ly) covers rows 4 * (ly + r * BM / TM) + 0..3 and
+// columns 4 * (lx + c * BN / TN) + 0..3, so neighbouring invocations read neighbouring vec4s
+// of workgroup memory, and each step of the inner loop is two vec4 loads per 16 FMAs.
 override BM: u32 = 64u;
 override BN: u32 = 64u;
 override BK: u32 = 16u;
@@ -45,11 +46,16 @@ override TN: u32 = 8u;
 // leading dimension, batch stride and offset of that operand are multiples of 4.
 override VEC4_A: bool = false;
 override VEC4_B: bool = false;
-const MAX_T: u32 = 8u;
+// Sub-blocks per invocation along M and N, at most 2 x 2 (an 8 x 8 register block).
+const MAX_SUB: u32 = 2u;
 
-// a_tile[kk * BM + mm] = op(A)[m0 + mm, k0 + kk];  b_tile[kk * BN + nn] = op(B)[k0 + kk, n0 + nn]
-var<workgroup> a_tile: array<f32, BK * BM>;
-var<workgroup> b_tile: array<f32, BK * BN>;
+// a_tile[kk * BM / 4 + mm / 4][mm % 4] = op(A)[m0 + mm, k0 + kk]
+// b_tile[kk * BN / 4 + nn / 4][nn % 4] = op(B)[k0 + kk, n0 + nn]
+var<workgroup> a_tile: array<vec4<f32>, BK * BM / 4u>;
+var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>;
+
+fn store_a(kk: u32, mm: u32, v: f32) { a_tile[kk * (BM / 4u) + mm / 4u][mm % 4u] = v; }
+fn store_b(kk: u32, nn: u32, v: f32) { b_tile[kk * (BN / 4u) + nn / 4u][nn % 4u] = v; }
 
 fn trans_a() -> bool { return (p.trans & 1u) != 0u; }
 fn trans_b() -> bool { return (p.trans & 2u) != 0u; }
@@ -112,7 +118,7 @@ fn load_a_tile(base: u32, m0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let dm = select(0u, 1u, t);
             let dk = 1u - dm;
             for (var q = 0u; q < 4u; q++) {
-                a_tile[(kk + q * dk) * BM + mm + q * dm] = v[q];
+                store_a(kk + q * dk, mm + q * dm, v[q]);
             }
         }
     } else {
@@ -121,7 +127,7 @@ fn load_a_tile(base: u32, m0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let o = e / cont;
             let mm = select(o, cc, t);
             let kk = select(cc, o, t);
-            a_tile[kk * BM + mm] = read_a(base, m0 + mm, k0 + kk, k_end);
+            store_a(kk, mm, read_a(base, m0 + mm, k0 + kk, k_end));
         }
     }
 }
@@ -141,7 +147,7 @@ fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let dk = select(0u, 1u, t);
             let dn = 1u - dk;
             for (var q = 0u; q < 4u; q++) {
-                b_tile[(kk + q * dk) * BN + nn + q * dn] = v[q];
+                store_b(kk + q * dk, nn + q * dn, v[q]);
             }
         }
     } else {
@@ -150,7 +156,7 @@ fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let o = e / cont;
             let kk = select(o, cc, t);
             let nn = select(cc, o, t);
-            b_tile[kk * BN + nn] = read_b(base, k0 + kk, n0 + nn, k_end);
+            store_b(kk, nn, read_b(base, k0 + kk, n0 + nn, k_end));
         }
     }
 }
@@ -172,19 +178,28 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
     let base_a = p.offset_a + batch * p.stride_a;
     let base_b = p.offset_b + batch * p.stride_b;
 
-    var acc: array<array<f32, MAX_T>, MAX_T>;
-    var a_reg: array<f32, MAX_T>;
-    var b_reg: array<f32, MAX_T>;
+    let rm = TM / 4u;
+    let cn = TN / 4u;
+    // With one invocation row (BM == TM) the A reads below are the same for every invocation;
+    // spelling that out lets compilers that vectorise across invocations load them once.
+    let ly = select(lid.y, 0u, wy == 1u);
+    // acc[(r * 4 + i) * MAX_SUB + cg] = row i of sub-block (r, cg): four columns of C.
+    var acc: array<vec4<f32>, 4u * MAX_SUB * MAX_SUB>;
+    var a_reg: array<vec4<f32>, MAX_SUB>;
+    var b_reg: array<vec4<f32>, MAX_SUB>;
     for (var k0 = k_begin; k0 < k_end; k0 += BK) {
         load_a_tile(base_a, m0, k0, k_end, tid, threads);
         load_b_tile(base_b, n0, k0, k_end, tid, threads);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            for (var i = 0u; i < TM; i++) { a_reg[i] = a_tile[kk * BM + lid.y + i * wy]; }
-            for (var j = 0u; j < TN; j++) { b_reg[j] = b_tile[kk * BN + lid.x + j * wx]; }
-            for (var i = 0u; i < TM; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i][j] = fma(a_reg[i], b_reg[j], acc[i][j]);
+            for (var r = 0u; r < rm; r++) { a_reg[r] = a_tile[kk * (BM / 4u) + ly + r * wy]; }
+            for (var cg = 0u; cg < cn; cg++) { b_reg[cg] = b_tile[kk * (BN / 4u) + lid.x + cg * wx]; }
+            for (var r = 0u; r < rm; r++) {
+                for (var i = 0u; i < 4u; i++) {
+                    for (var cg = 0u; cg < cn; cg++) {
+                        let slot = (r * 4u + i) * MAX_SUB + cg;
+                        acc[slot] = fma(vec4<f32>(a_reg[r][i]), b_reg[cg], acc[slot]);
+                    }
                 }
             }
         }
@@ -193,16 +208,21 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
 
     // Slot z of C: batch b when splits == 1, workspace slot b * splits + s otherwise.
     let base_c = p.offset_c + wg.z * p.stride_c;
-    for (var i = 0u; i < TM; i++) {
-        let row = m0 + lid.y + i * wy;
-        if (row >= p.m) { break; }
-        for (var j = 0u; j < TN; j++) {
-            let col = n0 + lid.x + j * wx;
-            if (col >= p.n) { break; }
-            let idx = base_c + row * p.ldc + col;
-            var v = p.alpha * acc[i][j];
-            if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
-            c[idx] = v;
+    for (var r = 0u; r < rm; r++) {
+        for (var i = 0u; i < 4u; i++) {
+            let row = m0 + 4u * (ly + r * wy) + i;
+            if (row >= p.m) { break; }
+            for (var cg = 0u; cg < cn; cg++) {
+                let v4 = p.alpha * acc[(r * 4u + i) * MAX_SUB + cg];
+                for (var j = 0u; j < 4u; j++) {
+                    let col = n0 + 4u * (lid.x + cg * wx) + j;
+                    if (col >= p.n) { break; }
+                    let idx = base_c + row * p.ldc + col;
+                    var v = v4[j];
+                    if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
+                    c[idx] = v;
+                }
+            }
         }
     }
 }

@@ -95,8 +95,8 @@ impl GemmTiles {
                 message: format!("tiles {}: {message}", self.label()),
             })
         };
-        if !(1..=8).contains(&self.tm) || !(1..=8).contains(&self.tn) {
-            return bad("TM and TN must be 1..=8 (the register block is at most 8 x 8)".into());
+        if ![4, 8].contains(&self.tm) || ![4, 8].contains(&self.tn) {
+            return bad("TM and TN must be 4 or 8 (the register block is made of 4 x 4 sub-blocks)".into());
         }
         if self.bm % self.tm != 0 || self.bn % self.tn != 0 {
             return bad("BM must be a multiple of TM and BN of TN".into());

@@ -1,0 +1,51 @@
+//! Shared helpers: which backends to test, seeds, and opening a context per backend.
+
+use hebb::gpu::{AdapterChoice, GpuContext};
+
+/// Backends this run must test: `HEBB_TEST_BACKENDS` (comma list), else the platform's usual ones.
+pub fn required_backends() -> Vec<String> {
+    match std::env::var("HEBB_TEST_BACKENDS") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect(),
+        _ => {
+            let default: &[&str] = if cfg!(target_os = "macos") {
+                &["metal"]
+            } else if cfg!(windows) {
+                &["dx12", "vulkan"]
+            } else {
+                &["vulkan", "gl"]
+            };
+            default.iter().map(|s| s.to_string()).collect()
+        }
+    }
+}
+
+/// The context for `backend`, or None (with a note) when this run does not test that backend.
+/// Panics with install advice when a required backend has no adapter.
+pub fn context(backend: &str) -> Option<GpuContext> {
+    if !required_backends().iter().any(|b| b == backend) {
+        eprintln!("note: backend {backend} is not in HEBB_TEST_BACKENDS for this run; not tested");
+        return None;
+    }
+    match GpuContext::new(&AdapterChoice::backend(backend)) {
+        Ok(ctx) => Some(ctx),
+        Err(e) => panic!(
+            "backend {backend} is required for this run but could not be opened: {e}\n\
+             (set HEBB_TEST_BACKENDS to the backends this machine has)"
+        ),
+    }
+}
+
+/// `HEBB_SEED` if set, else a fresh seed. Failures print it.
+pub fn seed() -> u64 {
+    std::env::var("HEBB_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x5eed, |d| d.as_nanos() as u64)
+        })
+}

@@ -1,0 +1,136 @@
+//! The runtime around the kernels: the pipeline cache, the parameter structs' layout against
+//! their WGSL twins, and errors instead of panics on bad input.
+
+use std::sync::Arc;
+
+use hebb::HebbError;
+use hebb::gpu::kernel_cache::validate_wgsl;
+use hebb::gpu::{AdapterChoice, DType, GpuContext, Recorder, Tensor};
+use hebb::kernels::elementwise::{CastParams, ElementwiseParams};
+use hebb::kernels::gemm::{self, Gemm, GemmParams};
+use hebb::kernels::reduce::ReduceParams;
+use hebb::kernels::{CAST_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, REDUCE_WGSL};
+
+use crate::common;
+
+/// Byte size and member count of the struct type of global `p` in a shader.
+fn uniform_layout(name: &str, source: &str) -> (u32, usize) {
+    let (module, _) = validate_wgsl(name, source).unwrap();
+    let (_, var) = module
+        .global_variables
+        .iter()
+        .find(|(_, v)| v.name.as_deref() == Some("p"))
+        .unwrap_or_else(|| panic!("{name}: no uniform `p`"));
+    let ty = &module.types[var.ty];
+    let members = match &ty.inner {
+        naga::TypeInner::Struct { members, .. } => members.len(),
+        other => panic!("{name}: `p` is not a struct: {other:?}"),
+    };
+    (ty.inner.size(module.to_ctx()), members)
+}
+
+#[test]
+fn params_structs_match_wgsl() {
+    let cases = [
+        (GEMM_WGSL, size_of::<GemmParams>(), 20),
+        (REDUCE_WGSL, size_of::<ReduceParams>(), 8),
+        (ELEMENTWISE_WGSL, size_of::<ElementwiseParams>(), 8),
+        (CAST_WGSL, size_of::<CastParams>(), 4),
+    ];
+    for (shader, rust_size, rust_fields) in cases {
+        let (size, members) = uniform_layout(shader.name, shader.source);
+        assert_eq!(size as usize, rust_size, "{}: WGSL size vs Rust size", shader.name);
+        assert_eq!(members, rust_fields, "{}: field count", shader.name);
+    }
+}
+
+fn any_context() -> GpuContext {
+    let backend = common::required_backends()
+        .into_iter()
+        .next()
+        .expect("at least one backend to test");
+    GpuContext::new(&AdapterChoice::backend(&backend))
+        .unwrap_or_else(|e| panic!("backend {backend}: {e}"))
+}
+
+#[test]
+fn kernel_cache_compiles_each_key_once_across_threads() {
+    let ctx = Arc::new(any_context());
+    let before = ctx.kernels.compiled_count();
+    let pipelines: Vec<_> = (0..8)
+        .map(|_| {
+            let ctx = ctx.clone();
+            std::thread::spawn(move || {
+                ctx.kernels
+                    .get(&ctx.device, ctx.features, &REDUCE_WGSL, "row_reduce", &[("WG", 128.0)])
+                    .unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(ctx.kernels.compiled_count(), before + 1);
+    assert!(pipelines.iter().all(|p| Arc::ptr_eq(p, &pipelines[0])));
+    // A different override value is a different key.
+    ctx.kernels
+        .get(&ctx.device, ctx.features, &REDUCE_WGSL, "row_reduce", &[("WG", 64.0)])
+        .unwrap();
+    assert_eq!(ctx.kernels.compiled_count(), before + 2);
+}
+
+#[test]
+fn gemm_rejects_short_operands_with_named_error() {
+    let ctx = any_context();
+    let a = Tensor::from_f32(&ctx, "weights", &[10, 7], &[0.5; 70]).unwrap();
+    let b = Tensor::from_f32(&ctx, "patches", &[7, 5], &[0.25; 35]).unwrap();
+    let c = Tensor::empty(&ctx, "delta", &[11, 5], DType::F32).unwrap();
+    let mut rec = Recorder::new(&ctx);
+    // M = 11 rows of A are needed, "weights" has 10.
+    let err = gemm::gemm(&mut rec, &Gemm::new(11, 5, 7), &a, &b, &c).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, HebbError::Shape { .. }), "{text}");
+    assert!(text.contains("weights") && text.contains("77"), "{text}");
+    // A bad leading dimension is refused too.
+    let mut g = Gemm::new(10, 5, 7);
+    g.lda = Some(3);
+    let err = gemm::gemm(&mut rec, &g, &a, &b, &c).unwrap_err().to_string();
+    assert!(err.contains("lda = 3"), "{err}");
+    ctx.check("bad launches").unwrap();
+}
+
+#[test]
+fn oversized_binding_is_an_error_not_a_wgpu_panic() {
+    let ctx = any_context();
+    let limit = ctx.limits.max_storage_buffer_binding_size;
+    let elements = (limit / 4 + 1024) as usize;
+    if elements as u64 * 4 > ctx.limits.max_buffer_size {
+        eprintln!("note: max_buffer_size equals the binding limit here; nothing to test");
+        return;
+    }
+    let big = Tensor::empty(&ctx, "huge", &[elements], DType::F32).unwrap();
+    let out = Tensor::empty(&ctx, "out", &[1], DType::F32).unwrap();
+    let mut rec = Recorder::new(&ctx);
+    let err = hebb::kernels::reduce::global_reduce(
+        &mut rec,
+        hebb::kernels::reduce::ReduceOp::AbsMax,
+        &big,
+        &out,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, HebbError::TooLargeForBinding { .. }), "{text}");
+    assert!(text.contains("huge") && text.contains(&limit.to_string()), "{text}");
+}
+
+#[test]
+fn bad_backend_and_adapter_names_are_clear_errors() {
+    let err = GpuContext::new(&AdapterChoice::backend("opengl-es-9")).err().unwrap();
+    assert!(err.to_string().contains("vulkan, metal, dx12, gl"), "{err}");
+    let choice = AdapterChoice {
+        backend: common::required_backends().into_iter().next(),
+        adapter: Some("no-such-adapter-xyz".into()),
+    };
+    let err = GpuContext::new(&choice).err().unwrap().to_string();
+    assert!(err.contains("no-such-adapter-xyz") && err.contains("available"), "{err}");
+}
