@@ -31,7 +31,12 @@ fn run_backend(backend: &str) {
     let seed = common::seed();
     assert_all_ok(&ctx, "gemm", seed, checks::gemm_checks(&ctx, seed));
     assert_all_ok(&ctx, "reduce", seed, checks::reduce_checks(&ctx, seed));
-    assert_all_ok(&ctx, "elementwise", seed, checks::elementwise_checks(&ctx, seed));
+    assert_all_ok(
+        &ctx,
+        "elementwise",
+        seed,
+        checks::elementwise_checks(&ctx, seed),
+    );
     if !ctx.has(wgpu::Features::SHADER_F16) {
         eprintln!(
             "note: {} has no SHADER_F16; only the packed f16 cast path was tested on it",

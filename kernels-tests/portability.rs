@@ -31,7 +31,10 @@ fn every_shader_file_is_embedded() {
             .iter()
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("shaders/{name}.wgsl is not listed in kernels::ALL_SHADERS"));
-        assert_eq!(embedded.source, text, "embedded copy of {name}.wgsl is stale");
+        assert_eq!(
+            embedded.source, text,
+            "embedded copy of {name}.wgsl is stale"
+        );
     }
 }
 
@@ -40,7 +43,10 @@ fn every_shader_translates_to_spirv_msl_hlsl() {
     let mut translated = 0;
     for (name, text) in shader_files() {
         let (module, info) = validate_wgsl(&name, &text).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!module.entry_points.is_empty(), "{name}.wgsl has no entry point");
+        assert!(
+            !module.entry_points.is_empty(),
+            "{name}.wgsl has no entry point"
+        );
         for ep in &module.entry_points {
             let (resolved, rinfo) = naga::back::pipeline_constants::process_overrides(
                 &module,
@@ -90,5 +96,8 @@ fn every_shader_translates_to_spirv_msl_hlsl() {
             translated += 1;
         }
     }
-    assert!(translated >= 10, "only {translated} entry points translated");
+    assert!(
+        translated >= 10,
+        "only {translated} entry points translated"
+    );
 }

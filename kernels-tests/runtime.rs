@@ -39,7 +39,11 @@ fn params_structs_match_wgsl() {
     ];
     for (shader, rust_size, rust_fields) in cases {
         let (size, members) = uniform_layout(shader.name, shader.source);
-        assert_eq!(size as usize, rust_size, "{}: WGSL size vs Rust size", shader.name);
+        assert_eq!(
+            size as usize, rust_size,
+            "{}: WGSL size vs Rust size",
+            shader.name
+        );
         assert_eq!(members, rust_fields, "{}: field count", shader.name);
     }
 }
@@ -62,7 +66,13 @@ fn kernel_cache_compiles_each_key_once_across_threads() {
             let ctx = ctx.clone();
             std::thread::spawn(move || {
                 ctx.kernels
-                    .get(&ctx.device, ctx.features, &REDUCE_WGSL, "row_reduce", &[("WG", 128.0)])
+                    .get(
+                        &ctx.device,
+                        ctx.features,
+                        &REDUCE_WGSL,
+                        "row_reduce",
+                        &[("WG", 128.0)],
+                    )
                     .unwrap()
             })
         })
@@ -74,7 +84,13 @@ fn kernel_cache_compiles_each_key_once_across_threads() {
     assert!(pipelines.iter().all(|p| Arc::ptr_eq(p, &pipelines[0])));
     // A different override value is a different key.
     ctx.kernels
-        .get(&ctx.device, ctx.features, &REDUCE_WGSL, "row_reduce", &[("WG", 64.0)])
+        .get(
+            &ctx.device,
+            ctx.features,
+            &REDUCE_WGSL,
+            "row_reduce",
+            &[("WG", 64.0)],
+        )
         .unwrap();
     assert_eq!(ctx.kernels.compiled_count(), before + 2);
 }
@@ -94,7 +110,9 @@ fn gemm_rejects_short_operands_with_named_error() {
     // A bad leading dimension is refused too.
     let mut g = Gemm::new(10, 5, 7);
     g.lda = Some(3);
-    let err = gemm::gemm(&mut rec, &g, &a, &b, &c).unwrap_err().to_string();
+    let err = gemm::gemm(&mut rec, &g, &a, &b, &c)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("lda = 3"), "{err}");
     ctx.check("bad launches").unwrap();
 }
@@ -119,18 +137,29 @@ fn oversized_binding_is_an_error_not_a_wgpu_panic() {
     )
     .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, HebbError::TooLargeForBinding { .. }), "{text}");
-    assert!(text.contains("huge") && text.contains(&limit.to_string()), "{text}");
+    assert!(
+        matches!(err, HebbError::TooLargeForBinding { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("huge") && text.contains(&limit.to_string()),
+        "{text}"
+    );
 }
 
 #[test]
 fn bad_backend_and_adapter_names_are_clear_errors() {
-    let err = GpuContext::new(&AdapterChoice::backend("opengl-es-9")).err().unwrap();
+    let err = GpuContext::new(&AdapterChoice::backend("opengl-es-9"))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("vulkan, metal, dx12, gl"), "{err}");
     let choice = AdapterChoice {
         backend: common::required_backends().into_iter().next(),
         adapter: Some("no-such-adapter-xyz".into()),
     };
     let err = GpuContext::new(&choice).err().unwrap().to_string();
-    assert!(err.contains("no-such-adapter-xyz") && err.contains("available"), "{err}");
+    assert!(
+        err.contains("no-such-adapter-xyz") && err.contains("available"),
+        "{err}"
+    );
 }

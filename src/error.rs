@@ -35,18 +35,30 @@ pub enum HebbError {
         "tensor {tensor} needs {bytes} bytes in one storage binding, but this adapter allows at most \
          {limit} (max_storage_buffer_binding_size); split the work or use a smaller batch"
     )]
-    TooLargeForBinding { tensor: String, bytes: u64, limit: u64 },
+    TooLargeForBinding {
+        tensor: String,
+        bytes: u64,
+        limit: u64,
+    },
 
     #[error(
         "tensor {tensor} needs a {bytes}-byte buffer, but this adapter allows at most {limit} (max_buffer_size)"
     )]
-    TooLargeForBuffer { tensor: String, bytes: u64, limit: u64 },
+    TooLargeForBuffer {
+        tensor: String,
+        bytes: u64,
+        limit: u64,
+    },
 
     #[error("{kernel}: {message}")]
     Launch { kernel: String, message: String },
 
     #[error("{what} needs the adapter feature {feature}, which {adapter:?} does not offer")]
-    MissingFeature { what: String, feature: &'static str, adapter: String },
+    MissingFeature {
+        what: String,
+        feature: &'static str,
+        adapter: String,
+    },
 
     #[error("GPU error during {during}: {message}")]
     Gpu { during: String, message: String },

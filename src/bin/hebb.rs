@@ -12,7 +12,11 @@ use hebb::gpu::{AdapterChoice, GpuContext, GpuTimer, feature_names, list_adapter
 use hebb::kernels::gemm::GemmTiles;
 
 #[derive(Parser)]
-#[command(name = "hebb", version, about = "GPU kernels for batched Hebbian learning")]
+#[command(
+    name = "hebb",
+    version,
+    about = "GPU kernels for batched Hebbian learning"
+)]
 struct Cli {
     #[command(flatten)]
     adapter: AdapterArgs,
@@ -104,9 +108,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Info => info(&cli.adapter.choice()),
-        Command::Conformance { seed, json, only } => {
-            conformance(&cli.adapter.choice(), seed, json.as_deref(), only.as_deref())
-        }
+        Command::Conformance { seed, json, only } => conformance(
+            &cli.adapter.choice(),
+            seed,
+            json.as_deref(),
+            only.as_deref(),
+        ),
         Command::Bench(BenchCommand::Gemm {
             sizes,
             tiles,
@@ -119,7 +126,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ctx = GpuContext::new(&cli.adapter.choice())?;
             let tiles = tiles.as_deref().map(parse_tiles).transpose()?;
             let timer = GpuTimer::new(&ctx, wall);
-            println!("adapter: {}  timer: {}", ctx.adapter_name(), timer.kind.name());
+            println!(
+                "adapter: {}  timer: {}",
+                ctx.adapter_name(),
+                timer.kind.name()
+            );
             let budget = BenchBudget {
                 sample_s: sample_seconds,
                 samples,
@@ -144,8 +155,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn parse_tiles(text: &str) -> Result<GemmTiles> {
     let parse = || -> Option<GemmTiles> {
         let (block, thread) = text.split_once('/')?;
-        let b: Vec<u32> = block.split('x').map(|s| s.parse().ok()).collect::<Option<_>>()?;
-        let t: Vec<u32> = thread.split('x').map(|s| s.parse().ok()).collect::<Option<_>>()?;
+        let b: Vec<u32> = block
+            .split('x')
+            .map(|s| s.parse().ok())
+            .collect::<Option<_>>()?;
+        let t: Vec<u32> = thread
+            .split('x')
+            .map(|s| s.parse().ok())
+            .collect::<Option<_>>()?;
         match (b.as_slice(), t.as_slice()) {
             ([bm, bn, bk], [tm, tn]) => Some(GemmTiles {
                 bm: *bm,
@@ -235,7 +252,7 @@ fn conformance(
     };
     conformance::print_table(&rows);
     if let Some(path) = json {
-        write_json(&path.to_path_buf(), &rows)?;
+        write_json(path, &rows)?;
     }
     let failed = rows.iter().filter(|r| !r.ok).count();
     println!(

@@ -191,8 +191,14 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         GemmKernel::Tiled,
     ));
     // Batched, dense.
-    cases.push((Gemm::new(7, 33, 65).batch(3).scale(1.0, 0.0), GemmKernel::Tiled));
-    cases.push((Gemm::new(7, 33, 65).batch(3).scale(1.0, 0.0), GemmKernel::Naive));
+    cases.push((
+        Gemm::new(7, 33, 65).batch(3).scale(1.0, 0.0),
+        GemmKernel::Tiled,
+    ));
+    cases.push((
+        Gemm::new(7, 33, 65).batch(3).scale(1.0, 0.0),
+        GemmKernel::Naive,
+    ));
     cases.push((
         Gemm::new(33, 65, 1025)
             .batch(2)
@@ -201,7 +207,10 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         GemmKernel::Tiled,
     ));
     // Strided views: offsets, padded leading dimensions and batch strides with gaps.
-    let mut strided = Gemm::new(33, 17, 29).batch(2).trans(false, true).scale(0.75, 0.5);
+    let mut strided = Gemm::new(33, 17, 29)
+        .batch(2)
+        .trans(false, true)
+        .scale(0.75, 0.5);
     strided.offset_a = 5;
     strided.offset_b = 3;
     strided.offset_c = 7;
@@ -225,7 +234,16 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
 /// Row, column and global reductions on ragged shapes, including tall inputs that take the
 /// chunked two-pass paths.
 pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
-    let shapes = [(1, 1), (7, 33), (257, 65), (33, 1), (1, 257), (600, 7), (5000, 3), (2, 9000)];
+    let shapes = [
+        (1, 1),
+        (7, 33),
+        (257, 65),
+        (33, 1),
+        (1, 257),
+        (600, 7),
+        (5000, 3),
+        (2, 9000),
+    ];
     let mut rows = Vec::new();
     let mut index = 1000;
     for &(r, c) in &shapes {
@@ -233,7 +251,11 @@ pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             for along_rows in [true, false] {
                 index += 1;
                 let seed = derive_seed(base_seed, index);
-                let kernel = if along_rows { "row_reduce" } else { "col_reduce" };
+                let kernel = if along_rows {
+                    "row_reduce"
+                } else {
+                    "col_reduce"
+                };
                 let n = if along_rows { c } else { r };
                 let tol = if op == ReduceOp::Sum { sum_tol(n) } else { 0.0 };
                 let row = Row::new(kernel, op.name(), &[("rows", r), ("cols", c)], seed);
@@ -308,7 +330,10 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             let alpha = 0.6f32;
             let (want, tol) = match kernel {
                 "fill" => (vec![alpha as f64; n], 0.0),
-                "scale" => (reference::elementwise::scale(alpha as f64, &widen(&x)), 2.0 * U32),
+                "scale" => (
+                    reference::elementwise::scale(alpha as f64, &widen(&x)),
+                    2.0 * U32,
+                ),
                 "axpy" => (
                     reference::elementwise::axpy(alpha as f64, &widen(&x), &widen(&y)),
                     4.0 * U32,
@@ -371,7 +396,10 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             // f16 -> f32
             index += 1;
             let seed = derive_seed(base_seed, index);
-            let h: Vec<f16> = random_f32(seed, n).iter().map(|&v| f16::from_f32(v)).collect();
+            let h: Vec<f16> = random_f32(seed, n)
+                .iter()
+                .map(|&v| f16::from_f32(v))
+                .collect();
             let row = Row::new("cast_f16_to_f32", path, &[("n", n)], seed);
             let want: Vec<f64> = h.iter().map(|v| v.to_f64()).collect();
             let run = || -> Result<Vec<f64>> {

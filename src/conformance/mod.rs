@@ -26,7 +26,12 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(kernel: &str, variant: impl Into<String>, shape: &[(&str, usize)], seed: u64) -> Self {
+    pub fn new(
+        kernel: &str,
+        variant: impl Into<String>,
+        shape: &[(&str, usize)],
+        seed: u64,
+    ) -> Self {
         Self {
             kernel: kernel.into(),
             variant: variant.into(),
@@ -43,7 +48,11 @@ impl Row {
     pub fn compare(mut self, got: &[f64], want: &[f64], tol: f64) -> Self {
         self.tol = tol;
         if got.len() != want.len() {
-            self.error = Some(format!("got {} elements, expected {}", got.len(), want.len()));
+            self.error = Some(format!(
+                "got {} elements, expected {}",
+                got.len(),
+                want.len()
+            ));
             return self;
         }
         self.rel_err = rel_err(got, want);

@@ -132,10 +132,7 @@ fn pick_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
                 .map(|(i, a)| format!("[{i}] {}", describe(&a.get_info())))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let by_index = wanted
-                .parse::<usize>()
-                .ok()
-                .filter(|&i| i < adapters.len());
+            let by_index = wanted.parse::<usize>().ok().filter(|&i| i < adapters.len());
             let found = match by_index {
                 Some(i) => adapters.into_iter().nth(i),
                 None => {

@@ -100,7 +100,7 @@ impl Tensor {
 
     fn write_bytes(&self, ctx: &GpuContext, bytes: &[u8]) {
         // write_buffer needs a multiple of 4 bytes; an odd-length f16 tensor gets a zero pad half.
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             ctx.queue.write_buffer(&self.buffer, 0, bytes);
         } else {
             let mut padded = bytes.to_vec();
@@ -126,7 +126,8 @@ impl Tensor {
     pub fn poison_nan(&self, ctx: &GpuContext) {
         // 0xFFFF_FFFF is a quiet NaN as one f32 and as each of two f16 halves.
         let words = vec![u32::MAX; (self.buffer.size() / 4) as usize];
-        ctx.queue.write_buffer(&self.buffer, 0, bytemuck::cast_slice(&words));
+        ctx.queue
+            .write_buffer(&self.buffer, 0, bytemuck::cast_slice(&words));
     }
 
     /// The whole buffer as a storage binding, or an error naming the tensor if it is larger than
@@ -147,11 +148,7 @@ impl Tensor {
         if self.dtype != dtype {
             return Err(HebbError::Shape {
                 tensor: self.label.clone(),
-                message: format!(
-                    "{role} must be {}, got {}",
-                    dtype.name(),
-                    self.dtype.name()
-                ),
+                message: format!("{role} must be {}, got {}", dtype.name(), self.dtype.name()),
             });
         }
         Ok(())

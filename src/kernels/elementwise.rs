@@ -84,18 +84,36 @@ fn same_len(kernel: &str, x: &Tensor, y: &Tensor) -> Result<()> {
 
 /// x[i] = value.
 pub fn fill(rec: &mut Recorder<'_>, x: &Tensor, value: f32) -> Result<()> {
-    launch(rec, "fill", x.len(), params("fill", x.len(), 0.0, value)?, &[(1, x)])
+    launch(
+        rec,
+        "fill",
+        x.len(),
+        params("fill", x.len(), 0.0, value)?,
+        &[(1, x)],
+    )
 }
 
 /// x[i] = alpha * x[i].
 pub fn scale(rec: &mut Recorder<'_>, x: &Tensor, alpha: f32) -> Result<()> {
-    launch(rec, "scale", x.len(), params("scale", x.len(), alpha, 0.0)?, &[(1, x)])
+    launch(
+        rec,
+        "scale",
+        x.len(),
+        params("scale", x.len(), alpha, 0.0)?,
+        &[(1, x)],
+    )
 }
 
 /// y[i] = alpha * x[i] + y[i].
 pub fn axpy(rec: &mut Recorder<'_>, alpha: f32, x: &Tensor, y: &Tensor) -> Result<()> {
     same_len("axpy", x, y)?;
-    launch(rec, "axpy", x.len(), params("axpy", x.len(), alpha, 0.0)?, &[(2, x), (3, y)])
+    launch(
+        rec,
+        "axpy",
+        x.len(),
+        params("axpy", x.len(), alpha, 0.0)?,
+        &[(2, x), (3, y)],
+    )
 }
 
 /// Copies `src` into `dst`, converting between f32 and f16 as their dtypes say.
@@ -106,12 +124,23 @@ pub fn copy(rec: &mut Recorder<'_>, src: &Tensor, dst: &Tensor) -> Result<()> {
 }
 
 /// As `copy`, choosing the f16 path explicitly (`native_f16` needs SHADER_F16).
-pub fn copy_with(rec: &mut Recorder<'_>, src: &Tensor, dst: &Tensor, native_f16: bool) -> Result<()> {
+pub fn copy_with(
+    rec: &mut Recorder<'_>,
+    src: &Tensor,
+    dst: &Tensor,
+    native_f16: bool,
+) -> Result<()> {
     same_len("copy", src, dst)?;
     let n = src.len();
     let (entry, per_invocation) = match (src.dtype, dst.dtype, native_f16) {
         (DType::F32, DType::F32, _) => {
-            return launch(rec, "copy", n, params("copy", n, 0.0, 0.0)?, &[(2, src), (3, dst)]);
+            return launch(
+                rec,
+                "copy",
+                n,
+                params("copy", n, 0.0, 0.0)?,
+                &[(2, src), (3, dst)],
+            );
         }
         (DType::F16, DType::F16, _) => {
             // Same bytes: a plain buffer copy.
@@ -126,7 +155,11 @@ pub fn copy_with(rec: &mut Recorder<'_>, src: &Tensor, dst: &Tensor, native_f16:
         (DType::F16, DType::F32, false) => ("f16_packed_to_f32", 2),
     };
     let ctx = rec.ctx;
-    let shader = if native_f16 { &CAST_F16_WGSL } else { &CAST_WGSL };
+    let shader = if native_f16 {
+        &CAST_F16_WGSL
+    } else {
+        &CAST_WGSL
+    };
     if native_f16 && !ctx.has(wgpu::Features::SHADER_F16) {
         return Err(HebbError::MissingFeature {
             what: format!("the native f16 cast {entry}"),
@@ -137,13 +170,20 @@ pub fn copy_with(rec: &mut Recorder<'_>, src: &Tensor, dst: &Tensor, native_f16:
     let pipeline = ctx
         .kernels
         .get(&ctx.device, ctx.features, shader, entry, &[])?;
-    let groups = grid_1d(ctx, to_u32(entry, "n / 256", n.div_ceil(per_invocation * WG))?);
+    let groups = grid_1d(
+        ctx,
+        to_u32(entry, "n / 256", n.div_ceil(per_invocation * WG))?,
+    );
     check_grid(ctx, entry, groups)?;
     let uniform = rec.uniform(&CastParams {
         n: to_u32(entry, "n", n)?,
         ..Default::default()
     });
-    let (src_slot, dst_slot) = if src.dtype == DType::F32 { (1, 2) } else { (3, 4) };
+    let (src_slot, dst_slot) = if src.dtype == DType::F32 {
+        (1, 2)
+    } else {
+        (3, 4)
+    };
     let bg = bind_group(
         ctx,
         &pipeline,

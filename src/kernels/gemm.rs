@@ -96,12 +96,14 @@ impl GemmTiles {
             })
         };
         if ![4, 8].contains(&self.tm) || ![4, 8].contains(&self.tn) {
-            return bad("TM and TN must be 4 or 8 (the register block is made of 4 x 4 sub-blocks)".into());
+            return bad(
+                "TM and TN must be 4 or 8 (the register block is made of 4 x 4 sub-blocks)".into(),
+            );
         }
-        if self.bm % self.tm != 0 || self.bn % self.tn != 0 {
+        if !self.bm.is_multiple_of(self.tm) || !self.bn.is_multiple_of(self.tn) {
             return bad("BM must be a multiple of TM and BN of TN".into());
         }
-        if self.bm % 4 != 0 || self.bn % 4 != 0 || self.bk % 4 != 0 {
+        if !self.bm.is_multiple_of(4) || !self.bn.is_multiple_of(4) || !self.bk.is_multiple_of(4) {
             return bad("BM, BN and BK must be multiples of 4 (vec4 tile loads)".into());
         }
         let l = &ctx.limits;
@@ -259,7 +261,14 @@ impl Gemm {
     }
 
     /// The element count an operand must hold, given its stored rows and cols.
-    fn extent(offset: usize, batch: usize, stride: usize, rows: usize, ld: usize, cols: usize) -> usize {
+    fn extent(
+        offset: usize,
+        batch: usize,
+        stride: usize,
+        rows: usize,
+        ld: usize,
+        cols: usize,
+    ) -> usize {
         if batch == 0 || rows == 0 || cols == 0 {
             return offset;
         }
@@ -294,15 +303,36 @@ impl Gemm {
             }
         }
         a.expect_len(
-            Self::extent(self.offset_a, self.batch, self.stride_a(), ar, self.lda(), ac),
+            Self::extent(
+                self.offset_a,
+                self.batch,
+                self.stride_a(),
+                ar,
+                self.lda(),
+                ac,
+            ),
             &format!("A ({ar} x {ac}, batch {})", self.batch),
         )?;
         b.expect_len(
-            Self::extent(self.offset_b, self.batch, self.stride_b(), br, self.ldb(), bc),
+            Self::extent(
+                self.offset_b,
+                self.batch,
+                self.stride_b(),
+                br,
+                self.ldb(),
+                bc,
+            ),
             &format!("B ({br} x {bc}, batch {})", self.batch),
         )?;
         c.expect_len(
-            Self::extent(self.offset_c, self.batch, self.stride_c(), self.m, self.ldc(), self.n),
+            Self::extent(
+                self.offset_c,
+                self.batch,
+                self.stride_c(),
+                self.m,
+                self.ldc(),
+                self.n,
+            ),
             &format!("C ({} x {}, batch {})", self.m, self.n, self.batch),
         )?;
         Ok(())
@@ -363,7 +393,7 @@ impl Gemm {
 
     /// Whether an operand can be read as vec4 along its contiguous dimension.
     fn vec4_ok(ld: usize, stride: usize, offset: usize, batch: usize) -> bool {
-        ld % 4 == 0 && offset % 4 == 0 && (batch == 1 || stride % 4 == 0)
+        ld.is_multiple_of(4) && offset.is_multiple_of(4) && (batch == 1 || stride.is_multiple_of(4))
     }
 }
 
@@ -422,7 +452,12 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
     // Split-K: partial products into a workspace, then one pass that sums them into C.
     let plane = g.m * g.n;
     let slots = g.batch * splits as usize;
-    let workspace = Tensor::empty(ctx, "gemm split-K workspace", &[slots, g.m, g.n], DType::F32)?;
+    let workspace = Tensor::empty(
+        ctx,
+        "gemm split-K workspace",
+        &[slots, g.m, g.n],
+        DType::F32,
+    )?;
     let mut partial = params;
     partial.alpha = 1.0;
     partial.beta = 0.0;

@@ -14,8 +14,16 @@ pub fn gemm(g: &Gemm, a: &[f64], b: &[f64], c: &mut [f64]) {
             for j in 0..g.n {
                 let mut acc = 0.0f64;
                 for l in 0..g.k {
-                    let av = if g.trans_a { a[base_a + l * lda + i] } else { a[base_a + i * lda + l] };
-                    let bv = if g.trans_b { b[base_b + j * ldb + l] } else { b[base_b + l * ldb + j] };
+                    let av = if g.trans_a {
+                        a[base_a + l * lda + i]
+                    } else {
+                        a[base_a + i * lda + l]
+                    };
+                    let bv = if g.trans_b {
+                        b[base_b + j * ldb + l]
+                    } else {
+                        b[base_b + l * ldb + j]
+                    };
                     acc += av * bv;
                 }
                 let idx = base_c + i * ldc + j;
