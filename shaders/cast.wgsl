@@ -3,6 +3,8 @@
 //   f32_to_f16_packed: h[i] = f16(x[i])   one invocation per u32 word (two elements)
 //   f16_packed_to_f32: y[i] = f32(h[i])   one invocation per u32 word
 
+// Bounds: element i < n, word w < ceil(n / 2); the launcher checks both tensors hold n.
+
 struct CastParams {
     n: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }

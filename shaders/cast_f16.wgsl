@@ -2,6 +2,8 @@
 // as cast.wgsl, one invocation per element.
 enable f16;
 
+// Bounds: element i < n; the launcher checks both tensors hold n.
+
 struct CastParams {
     n: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }

@@ -5,6 +5,8 @@
 //   copy:  y[i] = x[i]
 // Grid: a 2-D grid of 256-wide workgroups covering n (x dimension at most 65535 groups).
 
+// Bounds: every access is at offset + i with i < n; the launcher checks the lengths.
+
 struct ElementwiseParams {
     n: u32, offset_x: u32, offset_y: u32, _pad0: u32,
     alpha: f32, value: f32, _pad1: u32, _pad2: u32,

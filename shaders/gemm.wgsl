@@ -11,6 +11,11 @@
 // workspace as C (alpha = 1, beta = 0, stride_c = M * N, ldc = N), so slot z = b * splits + s
 // holds a partial product, and `gemm_splitk_reduce` writes C = alpha * sum_s W[b, s] + beta * C.
 // Every element of C is written exactly once, by exactly one invocation.
+//
+// Bounds: A and B are read only at op(A)[m < M, k < K] and op(B)[k < K, n < N] of batch
+// b < batch, C only at [m < M, n < N]; the launcher checks that each buffer holds
+// offset + (batch - 1) * stride + (rows - 1) * ld + cols elements, so no access is out of
+// bounds (the module is compiled without naga's runtime checks).
 
 struct GemmParams {
     m: u32, n: u32, k: u32, batch: u32,
@@ -180,9 +185,6 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
 
     let rm = TM / 4u;
     let cn = TN / 4u;
-    // With one invocation row (BM == TM) the A reads below are the same for every invocation;
-    // spelling that out lets compilers that vectorise across invocations load them once.
-    let ly = select(lid.y, 0u, wy == 1u);
     // acc[(r * 4 + i) * MAX_SUB + cg] = row i of sub-block (r, cg): four columns of C.
     var acc: array<vec4<f32>, 4u * MAX_SUB * MAX_SUB>;
     var a_reg: array<vec4<f32>, MAX_SUB>;
@@ -192,7 +194,7 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
         load_b_tile(base_b, n0, k0, k_end, tid, threads);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            for (var r = 0u; r < rm; r++) { a_reg[r] = a_tile[kk * (BM / 4u) + ly + r * wy]; }
+            for (var r = 0u; r < rm; r++) { a_reg[r] = a_tile[kk * (BM / 4u) + lid.y + r * wy]; }
             for (var cg = 0u; cg < cn; cg++) { b_reg[cg] = b_tile[kk * (BN / 4u) + lid.x + cg * wx]; }
             for (var r = 0u; r < rm; r++) {
                 for (var i = 0u; i < 4u; i++) {
@@ -210,7 +212,7 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
     let base_c = p.offset_c + wg.z * p.stride_c;
     for (var r = 0u; r < rm; r++) {
         for (var i = 0u; i < 4u; i++) {
-            let row = m0 + 4u * (ly + r * wy) + i;
+            let row = m0 + 4u * (lid.y + r * wy) + i;
             if (row >= p.m) { break; }
             for (var cg = 0u; cg < cn; cg++) {
                 let v4 = p.alpha * acc[(r * 4u + i) * MAX_SUB + cg];

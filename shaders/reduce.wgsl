@@ -7,6 +7,9 @@
 // A global max |x| is a row_reduce of the tensor viewed as [chunks, chunk_len], then of the
 // chunk results viewed as [1, chunks].
 
+// Bounds: x is read only at offset + i with i < len <= rows * cols, out written only at
+// [chunk < chunks, c < cols] or [r < rows]; the launcher checks both extents.
+
 struct ReduceParams {
     rows: u32, cols: u32, op: u32, rows_per_chunk: u32,
     // elements of x from `offset` that exist (row_reduce's last row may be short)

@@ -133,7 +133,7 @@ fn run_gemm(
     Ok((got, want, outside_changed))
 }
 
-/// The GEMM checks: every op combination on ragged shapes, vec4-aligned shapes, both tile
+/// The GEMM checks: every op combination on ragged shapes, vec4-aligned shapes, three tile
 /// configurations, batches, strided views, explicit and automatic split-K, and the naive kernel.
 pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut cases: Vec<(Gemm, GemmKernel)> = Vec::new();
@@ -160,15 +160,23 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 GemmKernel::Tiled,
             ));
         }
-        // The second tile configuration and the naive baseline on a ragged and an aligned shape.
+        // The other tile configurations (the small one, and the CPU or GPU default this adapter
+        // does not use) and the naive baseline, on a ragged and an aligned shape.
+        let other = if GemmTiles::for_adapter(ctx) == GemmTiles::CPU {
+            GemmTiles::GPU
+        } else {
+            GemmTiles::CPU
+        };
         for &(m, n, k) in &[(33, 65, 257), (64, 128, 96)] {
-            cases.push((
-                Gemm::new(m, n, k)
-                    .trans(ta, tb)
-                    .scale(0.5, 0.25)
-                    .tiles(GemmTiles::SMALL),
-                GemmKernel::Tiled,
-            ));
+            for tiles in [GemmTiles::SMALL, other] {
+                cases.push((
+                    Gemm::new(m, n, k)
+                        .trans(ta, tb)
+                        .scale(0.5, 0.25)
+                        .tiles(tiles),
+                    GemmKernel::Tiled,
+                ));
+            }
             cases.push((
                 Gemm::new(m, n, k).trans(ta, tb).scale(0.5, 0.0),
                 GemmKernel::Naive,

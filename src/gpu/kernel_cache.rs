@@ -20,6 +20,11 @@ pub struct Shader {
     pub source: &'static str,
     /// Adapter features the file needs (an `enable` directive); empty for core WGSL.
     pub requires: wgpu::Features,
+    /// The launchers of this shader validate every tensor extent against the indices the
+    /// shader derives from its parameters (each shader's header states the invariant, and the
+    /// conformance suite checks that nothing outside the outputs changes). Such shaders are
+    /// compiled without naga's per-access runtime bounds checks, which cost 2–3x on lavapipe.
+    pub launcher_checks_bounds: bool,
 }
 
 /// Override constants as (name, value). Values are f64 as in `PipelineCompilationOptions`;
@@ -102,13 +107,35 @@ impl KernelCache {
         }
         // Validate with naga first, so a bad shader is a readable error, not a wgpu panic.
         validate_wgsl(shader.name, shader.source)?;
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(shader.name),
             source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-        });
+        };
+        let module = if shader.launcher_checks_bounds && !runtime_checks_forced() {
+            // SAFETY: `create_shader_module_trusted` requires that the shader never indexes
+            // out of bounds and that its loops terminate. For shaders marked
+            // `launcher_checks_bounds`, every buffer index is a function of the uniform
+            // parameters and the invocation ids that the shader guards explicitly (e.g.
+            // `row < p.m`, `i < p.n`, `k < k_end <= p.k`), and every launcher checks, before
+            // recording, that each bound tensor holds the full extent those guards allow
+            // (`Tensor::expect_len`, `Gemm::check`); workgroup and private arrays are indexed
+            // by loop counters bounded by the same override constants that size them
+            // (validated by `GemmTiles::validate`); every loop has a bound derived from those
+            // parameters. `HEBB_SHADER_CHECKS=1` turns naga's checks back on for debugging.
+            unsafe {
+                device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            device.create_shader_module(desc)
+        };
         modules.insert(shader.name, module.clone());
         Ok(module)
     }
+}
+
+/// `HEBB_SHADER_CHECKS=1` compiles every shader with naga's runtime bounds checks.
+pub fn runtime_checks_forced() -> bool {
+    std::env::var("HEBB_SHADER_CHECKS").is_ok_and(|v| v == "1")
 }
 
 /// Parses and validates WGSL with naga (all capabilities: the device check is separate).

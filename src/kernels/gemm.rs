@@ -54,11 +54,22 @@ pub struct GemmTiles {
 }
 
 impl GemmTiles {
-    /// 64 x 64 blocks, 8 x 8 per invocation (64 invocations). Chosen on lavapipe, where fewer,
-    /// fatter invocations amortise the workgroup-memory loads (see BENCHMARKS.md).
-    pub const DEFAULT: GemmTiles = GemmTiles {
+    /// GPUs: 128 x 128 blocks, 8 x 8 per invocation (256 invocations, 16 KiB of workgroup
+    /// memory), the classic register-blocked SGEMM shape.
+    pub const GPU: GemmTiles = GemmTiles {
+        bm: 128,
+        bn: 128,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    };
+
+    /// CPU adapters (lavapipe): 64 x 128 blocks, 8 x 8 per invocation (128 invocations). The
+    /// fastest of the configurations timed on lavapipe (BENCHMARKS.md): every workgroup-memory
+    /// load there is a loop over the SIMD lanes, so few, fat invocations and a deep BK win.
+    pub const CPU: GemmTiles = GemmTiles {
         bm: 64,
-        bn: 64,
+        bn: 128,
         bk: 16,
         tm: 8,
         tn: 8,
@@ -73,8 +84,13 @@ impl GemmTiles {
         tn: 4,
     };
 
-    pub fn for_adapter(_ctx: &GpuContext) -> GemmTiles {
-        GemmTiles::DEFAULT
+    /// Default tiles for this adapter's device type.
+    pub fn for_adapter(ctx: &GpuContext) -> GemmTiles {
+        if ctx.info.device_type == wgpu::DeviceType::Cpu {
+            GemmTiles::CPU
+        } else {
+            GemmTiles::GPU
+        }
     }
 
     pub fn label(&self) -> String {

@@ -13,26 +13,31 @@ pub const GEMM_WGSL: Shader = Shader {
     name: "gemm",
     source: include_str!("../../shaders/gemm.wgsl"),
     requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
 };
 pub const REDUCE_WGSL: Shader = Shader {
     name: "reduce",
     source: include_str!("../../shaders/reduce.wgsl"),
     requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
 };
 pub const ELEMENTWISE_WGSL: Shader = Shader {
     name: "elementwise",
     source: include_str!("../../shaders/elementwise.wgsl"),
     requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
 };
 pub const CAST_WGSL: Shader = Shader {
     name: "cast",
     source: include_str!("../../shaders/cast.wgsl"),
     requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
 };
 pub const CAST_F16_WGSL: Shader = Shader {
     name: "cast_f16",
     source: include_str!("../../shaders/cast_f16.wgsl"),
     requires: wgpu::Features::SHADER_F16,
+    launcher_checks_bounds: true,
 };
 
 /// Every shader the library embeds (the naga test also walks `shaders/` on disk).
