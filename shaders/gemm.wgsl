@@ -120,10 +120,11 @@ fn load_a_tile(base: u32, m0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let mm = select(o, c4, t);
             let kk = select(c4, o, t);
             let v = read_a4(base, m0 + mm, k0 + kk, k_end);
-            let dm = select(0u, 1u, t);
-            let dk = 1u - dm;
-            for (var q = 0u; q < 4u; q++) {
-                store_a(kk + q * dk, mm + q * dm, v[q]);
+            if (t) {
+                // Four consecutive m at one k: exactly one vec4 of a_tile.
+                a_tile[kk * (BM / 4u) + mm / 4u] = v;
+            } else {
+                for (var q = 0u; q < 4u; q++) { store_a(kk + q, mm, v[q]); }
             }
         }
     } else {
@@ -149,10 +150,11 @@ fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let kk = select(o, c4, t);
             let nn = select(c4, o, t);
             let v = read_b4(base, k0 + kk, n0 + nn, k_end);
-            let dk = select(0u, 1u, t);
-            let dn = 1u - dk;
-            for (var q = 0u; q < 4u; q++) {
-                store_b(kk + q * dk, nn + q * dn, v[q]);
+            if (t) {
+                for (var q = 0u; q < 4u; q++) { store_b(kk + q, nn, v[q]); }
+            } else {
+                // Four consecutive n at one k: exactly one vec4 of b_tile.
+                b_tile[kk * (BN / 4u) + nn / 4u] = v;
             }
         }
     } else {
