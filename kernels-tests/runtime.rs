@@ -163,3 +163,57 @@ fn bad_backend_and_adapter_names_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn gemm_refuses_overflow_zero_tiles_aliasing_and_overlapping_batches() {
+    let ctx = any_context();
+    let a = Tensor::from_f32(&ctx, "a", &[64], &[0.5; 64]).unwrap();
+    let b = Tensor::from_f32(&ctx, "b", &[64], &[0.25; 64]).unwrap();
+    let c = Tensor::empty(&ctx, "c", &[64], DType::F32).unwrap();
+    let mut rec = Recorder::new(&ctx);
+
+    // Extents whose sum wraps usize must be refused, not wrap into a tiny requirement.
+    let mut g = Gemm::new(1, 1, u32::MAX as usize)
+        .trans(true, false)
+        .batch(3);
+    g.lda = Some(u32::MAX as usize);
+    g.stride_a = Some(usize::MAX / 2);
+    let err = gemm::gemm(&mut rec, &g, &a, &b, &c)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("overflow") || err.contains("needs at least"),
+        "{err}"
+    );
+
+    let zero = hebb::kernels::gemm::GemmTiles {
+        bm: 0,
+        bn: 64,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    };
+    let err = gemm::gemm(&mut rec, &Gemm::new(2, 2, 2).tiles(zero), &a, &b, &c)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 4"), "{err}");
+
+    let err = gemm::gemm(&mut rec, &Gemm::new(2, 2, 2), &a, &b, &a)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same tensor"), "{err}");
+
+    let mut g = Gemm::new(4, 4, 2).batch(2);
+    g.stride_c = Some(3);
+    let err = gemm::gemm(&mut rec, &g, &a, &b, &c)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("overlap"), "{err}");
+
+    let err = hebb::kernels::elementwise::axpy(&mut rec, 1.0, &a, &a)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same tensor"), "{err}");
+    drop(rec);
+    ctx.check("refused launches").unwrap();
+}

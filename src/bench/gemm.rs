@@ -57,6 +57,7 @@ pub fn bench_gemm(
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         let used_tiles = g.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx));
+        used_tiles.validate(ctx)?;
         let (splits, _) = g.plan_split(ctx, &used_tiles);
         let row = |variant: String, median_s: f64, reps: usize| BenchRow {
             kernel: "gemm".into(),

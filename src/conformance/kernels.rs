@@ -214,6 +214,14 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             .split_k(SplitK::Fixed(3)),
         GemmKernel::Tiled,
     ));
+    // Batched vec4 reads at a nonzero aligned offset.
+    let mut aligned_batch = Gemm::new(64, 36, 96)
+        .batch(2)
+        .trans(true, false)
+        .scale(1.0, 0.5);
+    aligned_batch.offset_a = 4;
+    aligned_batch.offset_b = 8;
+    cases.push((aligned_batch, GemmKernel::Tiled));
     // Strided views: offsets, padded leading dimensions and batch strides with gaps.
     let mut strided = Gemm::new(33, 17, 29)
         .batch(2)

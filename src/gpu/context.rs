@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use crate::error::{HebbError, Result};
 use crate::gpu::kernel_cache::KernelCache;
+use crate::gpu::tensor::{DType, Tensor};
 
 /// Optional features the kernels can use when present. None of them is required.
 pub const OPTIONAL_FEATURES: &[(wgpu::Features, &str)] = &[
@@ -162,6 +163,9 @@ pub struct GpuContext {
     pub kernels: KernelCache,
     /// Errors wgpu reported outside any call that returns a `Result` (device loss, validation).
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Scratch f32 buffer shared by launches that need one (split-K partial products); it
+    /// only grows. Dispatches that reuse it are ordered by wgpu's usage tracking.
+    workspace: Mutex<Option<Arc<Tensor>>>,
 }
 
 impl GpuContext {
@@ -207,6 +211,7 @@ impl GpuContext {
             limits,
             kernels: KernelCache::default(),
             uncaptured,
+            workspace: Mutex::new(None),
         })
     }
 
@@ -231,6 +236,17 @@ impl GpuContext {
             during: during.to_string(),
             message,
         })
+    }
+
+    /// A scratch f32 tensor of at least `elements` elements, reused across launches.
+    pub fn workspace(&self, elements: usize) -> Result<Arc<Tensor>> {
+        let mut slot = self.workspace.lock();
+        if let Some(t) = slot.as_ref().filter(|t| t.len() >= elements) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Tensor::empty(self, "workspace", &[elements], DType::F32)?);
+        *slot = Some(t.clone());
+        Ok(t)
     }
 
     /// Blocks until all submitted work is done.

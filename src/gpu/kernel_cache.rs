@@ -81,6 +81,9 @@ impl KernelCache {
                 ),
             });
         }
+        // Capture validation errors (e.g. a workgroup larger than the adapter allows) as a
+        // HebbError instead of caching an invalid pipeline.
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.module(device, shader)?;
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&format!("{}::{}", shader.name, entry)),
@@ -94,6 +97,12 @@ impl KernelCache {
             },
             cache: None,
         });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(HebbError::Shader {
+                shader: format!("{}::{entry}", shader.name),
+                message: format!("pipeline creation failed with {overrides:?}: {error}"),
+            });
+        }
         let pipeline = Arc::new(pipeline);
         self.compiled.fetch_add(1, Ordering::SeqCst);
         *slot = Some(pipeline.clone());

@@ -133,7 +133,12 @@ impl Tensor {
     /// The whole buffer as a storage binding, or an error naming the tensor if it is larger than
     /// one binding may be on this adapter.
     pub fn binding(&self, ctx: &GpuContext) -> Result<wgpu::BindingResource<'_>> {
-        let limit = ctx.limits.max_storage_buffer_binding_size;
+        // Shaders index with u32 and add offsets, strides and grid padding to element indices:
+        // bindings of up to 2^31 elements leave that arithmetic room not to wrap.
+        let limit = ctx
+            .limits
+            .max_storage_buffer_binding_size
+            .min((1u64 << 31) * self.dtype.size());
         if self.buffer.size() > limit {
             return Err(HebbError::TooLargeForBinding {
                 tensor: format!("{} {:?} {}", self.label, self.shape, self.dtype.name()),

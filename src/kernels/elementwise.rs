@@ -70,6 +70,12 @@ fn params(kernel: &str, n: usize, alpha: f32, value: f32) -> Result<ElementwiseP
 }
 
 fn same_len(kernel: &str, x: &Tensor, y: &Tensor) -> Result<()> {
+    if x.buffer == y.buffer {
+        return Err(HebbError::Launch {
+            kernel: kernel.into(),
+            message: format!("source and destination are the same tensor ({})", x.label),
+        });
+    }
     if x.len() != y.len() {
         return Err(HebbError::Shape {
             tensor: y.label.clone(),

@@ -111,6 +111,9 @@ impl GemmTiles {
                 message: format!("tiles {}: {message}", self.label()),
             })
         };
+        if self.bm == 0 || self.bn == 0 || self.bk == 0 {
+            return bad("BM, BN and BK must be at least 4".into());
+        }
         if ![4, 8].contains(&self.tm) || ![4, 8].contains(&self.tn) {
             return bad(
                 "TM and TN must be 4 or 8 (the register block is made of 4 x 4 sub-blocks)".into(),
@@ -133,8 +136,8 @@ impl GemmTiles {
                 self.bm / self.tm
             ));
         }
-        let shared = 4 * self.bk * (self.bm + self.bn);
-        if shared > l.max_compute_workgroup_storage_size {
+        let shared = 4 * self.bk as u64 * (self.bm as u64 + self.bn as u64);
+        if shared > l.max_compute_workgroup_storage_size as u64 {
             return bad(format!(
                 "needs {shared} bytes of workgroup memory, the adapter allows {}",
                 l.max_compute_workgroup_storage_size
@@ -276,7 +279,8 @@ impl Gemm {
             * ((self.m * self.k + self.k * self.n) as f64 + c_passes * (self.m * self.n) as f64)
     }
 
-    /// The element count an operand must hold, given its stored rows and cols.
+    /// The element count an operand must hold, given its stored rows and cols
+    /// (None on overflow).
     fn extent(
         offset: usize,
         batch: usize,
@@ -284,11 +288,21 @@ impl Gemm {
         rows: usize,
         ld: usize,
         cols: usize,
-    ) -> usize {
+    ) -> Option<usize> {
         if batch == 0 || rows == 0 || cols == 0 {
-            return offset;
+            return Some(offset);
         }
-        offset + (batch - 1) * stride + (rows - 1) * ld + cols
+        offset
+            .checked_add((batch - 1).checked_mul(stride)?)?
+            .checked_add((rows - 1).checked_mul(ld)?)?
+            .checked_add(cols)
+    }
+
+    fn need(kernel: &str, role: &str, extent: Option<usize>) -> Result<usize> {
+        extent.ok_or_else(|| HebbError::Launch {
+            kernel: kernel.into(),
+            message: format!("the extent of {role} overflows (offset, stride or ld too large)"),
+        })
     }
 
     fn check(&self, kernel: &str, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
@@ -318,39 +332,44 @@ impl Gemm {
                 });
             }
         }
+        let (sa, sb, sc) = (self.stride_a(), self.stride_b(), self.stride_c());
+        let a_need = Self::extent(self.offset_a, self.batch, sa, ar, self.lda(), ac);
         a.expect_len(
-            Self::extent(
-                self.offset_a,
-                self.batch,
-                self.stride_a(),
-                ar,
-                self.lda(),
-                ac,
-            ),
+            Self::need(kernel, "A", a_need)?,
             &format!("A ({ar} x {ac}, batch {})", self.batch),
         )?;
+        let b_need = Self::extent(self.offset_b, self.batch, sb, br, self.ldb(), bc);
         b.expect_len(
-            Self::extent(
-                self.offset_b,
-                self.batch,
-                self.stride_b(),
-                br,
-                self.ldb(),
-                bc,
-            ),
+            Self::need(kernel, "B", b_need)?,
             &format!("B ({br} x {bc}, batch {})", self.batch),
         )?;
+        let c_view = Self::need(
+            kernel,
+            "C",
+            Self::extent(0, 1, 0, self.m, self.ldc(), self.n),
+        )?;
+        if self.batch > 1 && sc < c_view {
+            return Err(HebbError::Launch {
+                kernel: kernel.into(),
+                message: format!(
+                    "stride_c = {sc} makes the {} batches of C overlap (each needs {c_view})",
+                    self.batch
+                ),
+            });
+        }
+        let c_need = Self::extent(self.offset_c, self.batch, sc, self.m, self.ldc(), self.n);
         c.expect_len(
-            Self::extent(
-                self.offset_c,
-                self.batch,
-                self.stride_c(),
-                self.m,
-                self.ldc(),
-                self.n,
-            ),
+            Self::need(kernel, "C", c_need)?,
             &format!("C ({} x {}, batch {})", self.m, self.n, self.batch),
         )?;
+        for (input, role) in [(a, "A"), (b, "B")] {
+            if input.buffer == c.buffer {
+                return Err(HebbError::Launch {
+                    kernel: kernel.into(),
+                    message: format!("C ({}) must not be the same tensor as {role}", c.label),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -468,12 +487,7 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
     // Split-K: partial products into a workspace, then one pass that sums them into C.
     let plane = g.m * g.n;
     let slots = g.batch * splits as usize;
-    let workspace = Tensor::empty(
-        ctx,
-        "gemm split-K workspace",
-        &[slots, g.m, g.n],
-        DType::F32,
-    )?;
+    let workspace = ctx.workspace(slots * plane)?;
     let mut partial = params;
     partial.alpha = 1.0;
     partial.beta = 0.0;

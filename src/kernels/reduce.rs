@@ -74,6 +74,16 @@ fn check_matrix(kernel: &str, x: &Tensor, rows: usize, cols: usize) -> Result<()
     x.expect_len(rows * cols, &format!("x ({rows} x {cols})"))
 }
 
+fn distinct(kernel: &str, x: &Tensor, out: &Tensor) -> Result<()> {
+    if x.buffer == out.buffer {
+        return Err(HebbError::Launch {
+            kernel: kernel.into(),
+            message: format!("the output must not be the input tensor ({})", x.label),
+        });
+    }
+    Ok(())
+}
+
 fn record_row_reduce(
     rec: &mut Recorder<'_>,
     op: ReduceOp,
@@ -123,6 +133,7 @@ pub fn row_reduce(
     out: &Tensor,
 ) -> Result<()> {
     check_matrix("row_reduce", x, rows, cols)?;
+    distinct("row_reduce", x, out)?;
     out.expect_dtype(DType::F32, "out")?;
     out.expect_len(rows, "row_reduce output")?;
     record_row_reduce(rec, op, x, rows, cols, rows * cols, out)
@@ -139,6 +150,7 @@ pub fn col_reduce(
     out: &Tensor,
 ) -> Result<()> {
     check_matrix("col_reduce", x, rows, cols)?;
+    distinct("col_reduce", x, out)?;
     out.expect_dtype(DType::F32, "out")?;
     out.expect_len(cols, "col_reduce output")?;
     let ctx = rec.ctx;
@@ -191,6 +203,7 @@ pub fn global_reduce(rec: &mut Recorder<'_>, op: ReduceOp, x: &Tensor, out: &Ten
     x.expect_dtype(DType::F32, "x")?;
     out.expect_dtype(DType::F32, "out")?;
     out.expect_len(1, "global_reduce output")?;
+    distinct("global_reduce", x, out)?;
     let len = x.len();
     if len == 0 {
         return Err(HebbError::Launch {
