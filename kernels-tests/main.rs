@@ -7,6 +7,7 @@
 //! - `portability`: every WGSL file validates with naga and translates to SPIR-V, MSL and HLSL.
 //! - `runtime`: the kernel cache, parameter-struct layouts and error paths.
 
+mod cases_reference;
 mod common;
 mod conformance;
 mod portability;

@@ -1,7 +1,7 @@
 //! `hebb`: GPU compute kernels for batched Hebbian learning, in WGSL through wgpu.
 //!
 //! The data path runs one way: `gpu` (device, tensors, kernel cache, timing) → `kernels`
-//! (one launcher per shader in `shaders/`) → rules → nn → train. `reference` holds the
+//! (one launcher per shader in `shaders/`) → `rules` (Hebbian presets) → nn → train. `reference` holds the
 //! float64 CPU twin of every kernel; `conformance` compares the two; `bench` times them.
 
 pub mod bench;
@@ -10,5 +10,6 @@ pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod reference;
+pub mod rules;
 
 pub use error::{HebbError, Result};

@@ -59,6 +59,10 @@ enum Command {
         /// Only this kernel family: gemm, reduce or elementwise.
         #[arg(long)]
         only: Option<String>,
+        /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs with the
+        /// float64 reference; one row per case and expected tensor.
+        #[arg(long, value_name = "DIR")]
+        cases: Vec<PathBuf>,
     },
     /// Time kernels.
     #[command(subcommand)]
@@ -108,12 +112,23 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Info => info(&cli.adapter.choice()),
-        Command::Conformance { seed, json, only } => conformance(
-            &cli.adapter.choice(),
+        Command::Conformance {
             seed,
-            json.as_deref(),
-            only.as_deref(),
-        ),
+            json,
+            only,
+            cases,
+        } => {
+            if cases.is_empty() {
+                conformance(
+                    &cli.adapter.choice(),
+                    seed,
+                    json.as_deref(),
+                    only.as_deref(),
+                )
+            } else {
+                case_conformance(&cases, json.as_deref())
+            }
+        }
         Command::Bench(BenchCommand::Gemm {
             sizes,
             tiles,
@@ -228,6 +243,24 @@ fn fresh_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0x5eed, |d| d.as_nanos() as u64)
+}
+
+fn case_conformance(dirs: &[PathBuf], json: Option<&Path>) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    for dir in dirs {
+        rows.extend(conformance::cases::reference_rows(dir));
+    }
+    conformance::cases::print_case_table(&rows);
+    if let Some(path) = json {
+        write_json(path, &rows)?;
+    }
+    let failed = rows.iter().filter(|r| !r.ok).count();
+    println!("cases: {} passed, {failed} failed", rows.len() - failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn conformance(

@@ -1,6 +1,7 @@
 //! Conformance: every kernel against its float64 reference on fresh seeded random inputs, ragged
 //! shapes and NaN-poisoned outputs. `hebb conformance` and `cargo test` run the same checks.
 
+pub mod cases;
 pub mod kernels;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,11 @@
 //! Float64 CPU twins of the GPU kernels, written from the math in each shader's header and
 //! kept deliberately plain: loops in the textbook order, no blocking, no tricks.
 
+// Index loops mirror the subscripts of the math they implement.
+#![allow(clippy::needless_range_loop)]
+
+pub mod dense;
 pub mod elementwise;
 pub mod gemm;
 pub mod reduce;
+pub mod rules;

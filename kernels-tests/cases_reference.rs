@@ -1,0 +1,80 @@
+//! The float64 reference of every preset against every golden case (the authors' numbers):
+//! each expected tensor must match to 1e-9 (an exact float64 implementation reaches ~3e-15).
+
+use std::path::PathBuf;
+
+use hebb::conformance::cases::{REFERENCE_TOL, print_case_table, reference_rows};
+use hebb::rules::case::{find_case_files, load_case};
+use hebb::rules::preset::PRESET_NAMES;
+
+fn cases_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/cases")
+}
+
+#[test]
+fn reference_matches_every_golden_case() {
+    let rows = reference_rows(&cases_dir());
+    let failed: Vec<_> = rows.iter().filter(|r| !r.ok).cloned().collect();
+    if !failed.is_empty() {
+        print_case_table(&failed);
+        panic!(
+            "{} of {} case tensors failed (tol {REFERENCE_TOL})",
+            failed.len(),
+            rows.len()
+        );
+    }
+    let cases: std::collections::BTreeSet<_> = rows.iter().map(|r| r.case.clone()).collect();
+    assert_eq!(cases.len(), 52, "expected the 52 published cases");
+}
+
+#[test]
+fn every_preset_has_a_case() {
+    let mut seen = std::collections::BTreeSet::new();
+    for path in find_case_files(&cases_dir()).unwrap() {
+        seen.insert(load_case(&path).unwrap().preset);
+    }
+    for name in PRESET_NAMES {
+        assert!(seen.contains(name), "no golden case for {name}");
+    }
+}
+
+#[test]
+fn bad_case_files_are_clear_per_case_errors() {
+    let dir = std::env::temp_dir().join(format!("hebb-bad-cases-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string(cases_dir().join("krotov/krotov-curti-p2-k2.json")).unwrap();
+    let write =
+        |name: &str, text: &str| std::fs::write(dir.join(format!("{name}.json")), text).unwrap();
+    write("broken", "{ not json");
+    write(
+        "unknown-preset",
+        &good
+            .replace("krotov/hopfield", "krotov/nope")
+            .replace("krotov-curti-p2-k2", "unknown-preset"),
+    );
+    write(
+        "short-data",
+        &good
+            .replacen("\"shape\":[10,25]", "\"shape\":[10,26]", 1)
+            .replace("krotov-curti-p2-k2", "short-data"),
+    );
+    let rows = reference_rows(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| !r.ok && r.error.is_some()));
+    let text: Vec<String> = rows.iter().map(|r| r.error.clone().unwrap()).collect();
+    assert!(
+        text.iter().any(|e| e.contains("not a hebb-case/1 file")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.contains("unknown preset \"krotov/nope\"")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.contains("inputs.w") || e.contains("holds")),
+        "{text:?}"
+    );
+}

@@ -1,0 +1,373 @@
+//! The 16 Hebbian presets of `shared/golden/PRESETS.md` and their optimizers, as typed,
+//! serde-readable configuration. A preset is a name plus its params object, exactly as a
+//! hebb-case/1 file (or a recipe) writes it; unknown keys are errors.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Activation of the hebbdemo presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DemoActivation {
+    Identity,
+    Relu,
+}
+
+/// Activation of `bcm/curti`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BcmActivation {
+    Logistic,
+    Relu,
+    Linear,
+}
+
+/// PRESETS.md §0.4. Optimizers see the gradient g = −ΔW + λ·W.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields)]
+pub enum Optimizer {
+    /// PyTorch SGD, dampening 0.
+    #[serde(rename = "sgd")]
+    Sgd {
+        lr: f64,
+        momentum: f64,
+        nesterov: bool,
+        weight_decay: f64,
+    },
+    /// The `plasticity` package's Adam: ε outside the bias correction.
+    #[serde(rename = "adam")]
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+    /// SoftHebb: η_i = lr·(|‖w_i‖ − 1| + 1e-10)^power, w_i ← w_i + η_i·ΔW_i.
+    #[serde(rename = "softhebb-adaptive")]
+    SofthebbAdaptive { lr: f64, power: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Preset {
+    LaganiHpca {
+        adaptive_step: bool,
+    },
+    LaganiHpcaTanh {
+        adaptive_step: bool,
+        var_adaptive: bool,
+        bn_momentum: f64,
+        bn_eps: f64,
+    },
+    LaganiKwta {
+        k: usize,
+    },
+    LaganiSoftWtaExp {
+        temperature: f64,
+    },
+    LaganiSoftWtaPow {
+        power: f64,
+    },
+    LaganiIca,
+    LaganiHica,
+    LaganiIcaNrm {
+        bn_momentum: f64,
+        bn_eps: f64,
+    },
+    LaganiFinalSupervised,
+    HebbdemoSoftWta {
+        t_invert: f64,
+        w_nrm: bool,
+        activation: DemoActivation,
+    },
+    HebbdemoHpca {
+        w_nrm: bool,
+        activation: DemoActivation,
+    },
+    SofthebbSoftkrotov {
+        t_invert: f64,
+    },
+    SofthebbSoft {
+        t_invert: f64,
+        bias: bool,
+        lr_bias: Option<f64>,
+    },
+    SofthebbHard,
+    BcmCurti {
+        activation: BcmActivation,
+        lateral_strength: f64,
+        gamma: f64,
+        theta_eps: f64,
+    },
+    KrotovHopfield {
+        p: f64,
+        k: usize,
+        delta: f64,
+        prec: f64,
+    },
+}
+
+/// A preset with its optimizer: everything needed to run one Hebbian layer's training steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleConfig {
+    pub name: String,
+    pub preset: Preset,
+    pub optimizer: Optimizer,
+}
+
+pub const PRESET_NAMES: [&str; 16] = [
+    "lagani/hpca",
+    "lagani/hpca-tanh",
+    "lagani/kwta",
+    "lagani/soft-wta-exp",
+    "lagani/soft-wta-pow",
+    "lagani/ica",
+    "lagani/hica",
+    "lagani/ica-nrm",
+    "lagani/final-supervised",
+    "hebbdemo/soft-wta",
+    "hebbdemo/hpca",
+    "softhebb/softkrotov",
+    "softhebb/soft",
+    "softhebb/hard",
+    "bcm/curti",
+    "krotov/hopfield",
+];
+
+// Param structs per preset, so serde rejects unknown or missing keys by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hpca {
+    adaptive_step: bool,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HpcaTanh {
+    adaptive_step: bool,
+    var_adaptive: bool,
+    bn_momentum: f64,
+    bn_eps: f64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kwta {
+    k: usize,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoftWtaExp {
+    temperature: f64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoftWtaPow {
+    power: f64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IcaNrm {
+    bn_momentum: f64,
+    bn_eps: f64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DemoSoftWta {
+    t_invert: f64,
+    w_nrm: bool,
+    activation: DemoActivation,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DemoHpca {
+    w_nrm: bool,
+    activation: DemoActivation,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoftKrotov {
+    t_invert: f64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Soft {
+    t_invert: f64,
+    bias: bool,
+    #[serde(default)]
+    lr_bias: Option<f64>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bcm {
+    activation: BcmActivation,
+    lateral_strength: f64,
+    gamma: f64,
+    theta_eps: f64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Krotov {
+    p: f64,
+    k: usize,
+    delta: f64,
+    prec: f64,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(name: &str, params: Value) -> Result<T, String> {
+    serde_json::from_value(params).map_err(|e| format!("params of {name}: {e}"))
+}
+
+impl RuleConfig {
+    /// Builds a rule from a preset name and its params object (which holds `optimizer`).
+    pub fn from_params(name: &str, params: &Value) -> Result<Self, String> {
+        let mut params = params
+            .as_object()
+            .ok_or_else(|| format!("params of {name}: expected an object"))?
+            .clone();
+        let optimizer = params
+            .remove("optimizer")
+            .ok_or_else(|| format!("params of {name}: missing `optimizer`"))?;
+        let optimizer: Optimizer = serde_json::from_value(optimizer)
+            .map_err(|e| format!("params.optimizer of {name}: {e}"))?;
+        let params = Value::Object(params);
+        let preset = match name {
+            "lagani/hpca" => {
+                let p: Hpca = parse(name, params)?;
+                Preset::LaganiHpca {
+                    adaptive_step: p.adaptive_step,
+                }
+            }
+            "lagani/hpca-tanh" => {
+                let p: HpcaTanh = parse(name, params)?;
+                Preset::LaganiHpcaTanh {
+                    adaptive_step: p.adaptive_step,
+                    var_adaptive: p.var_adaptive,
+                    bn_momentum: p.bn_momentum,
+                    bn_eps: p.bn_eps,
+                }
+            }
+            "lagani/kwta" => {
+                let p: Kwta = parse(name, params)?;
+                if p.k == 0 {
+                    return Err(format!("params.k of {name} must be at least 1"));
+                }
+                Preset::LaganiKwta { k: p.k }
+            }
+            "lagani/soft-wta-exp" => {
+                let p: SoftWtaExp = parse(name, params)?;
+                Preset::LaganiSoftWtaExp {
+                    temperature: p.temperature,
+                }
+            }
+            "lagani/soft-wta-pow" => {
+                let p: SoftWtaPow = parse(name, params)?;
+                Preset::LaganiSoftWtaPow { power: p.power }
+            }
+            "lagani/ica" => {
+                parse::<NoParams>(name, params)?;
+                Preset::LaganiIca
+            }
+            "lagani/hica" => {
+                parse::<NoParams>(name, params)?;
+                Preset::LaganiHica
+            }
+            "lagani/ica-nrm" => {
+                let p: IcaNrm = parse(name, params)?;
+                Preset::LaganiIcaNrm {
+                    bn_momentum: p.bn_momentum,
+                    bn_eps: p.bn_eps,
+                }
+            }
+            "lagani/final-supervised" => {
+                parse::<NoParams>(name, params)?;
+                Preset::LaganiFinalSupervised
+            }
+            "hebbdemo/soft-wta" => {
+                let p: DemoSoftWta = parse(name, params)?;
+                Preset::HebbdemoSoftWta {
+                    t_invert: p.t_invert,
+                    w_nrm: p.w_nrm,
+                    activation: p.activation,
+                }
+            }
+            "hebbdemo/hpca" => {
+                let p: DemoHpca = parse(name, params)?;
+                Preset::HebbdemoHpca {
+                    w_nrm: p.w_nrm,
+                    activation: p.activation,
+                }
+            }
+            "softhebb/softkrotov" => {
+                let p: SoftKrotov = parse(name, params)?;
+                Preset::SofthebbSoftkrotov {
+                    t_invert: p.t_invert,
+                }
+            }
+            "softhebb/soft" => {
+                let p: Soft = parse(name, params)?;
+                if p.bias && p.lr_bias.is_none() {
+                    return Err(format!("params of {name}: `bias` needs `lr_bias`"));
+                }
+                Preset::SofthebbSoft {
+                    t_invert: p.t_invert,
+                    bias: p.bias,
+                    lr_bias: p.lr_bias,
+                }
+            }
+            "softhebb/hard" => {
+                parse::<NoParams>(name, params)?;
+                Preset::SofthebbHard
+            }
+            "bcm/curti" => {
+                let p: Bcm = parse(name, params)?;
+                Preset::BcmCurti {
+                    activation: p.activation,
+                    lateral_strength: p.lateral_strength,
+                    gamma: p.gamma,
+                    theta_eps: p.theta_eps,
+                }
+            }
+            "krotov/hopfield" => {
+                let p: Krotov = parse(name, params)?;
+                if p.k < 2 {
+                    return Err(format!(
+                        "params.k of {name} must be at least 2 (got {})",
+                        p.k
+                    ));
+                }
+                Preset::KrotovHopfield {
+                    p: p.p,
+                    k: p.k,
+                    delta: p.delta,
+                    prec: p.prec,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown preset {other:?}; expected one of {}",
+                    PRESET_NAMES.join(", ")
+                ));
+            }
+        };
+        Ok(Self {
+            name: name.to_string(),
+            preset,
+            optimizer,
+        })
+    }
+
+    /// The Lagani presets take a teacher signal T.
+    pub fn takes_teacher(&self) -> bool {
+        matches!(
+            self.preset,
+            Preset::LaganiHpca { .. }
+                | Preset::LaganiHpcaTanh { .. }
+                | Preset::LaganiKwta { .. }
+                | Preset::LaganiSoftWtaExp { .. }
+                | Preset::LaganiSoftWtaPow { .. }
+                | Preset::LaganiFinalSupervised
+        )
+    }
+}
