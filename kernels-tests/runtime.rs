@@ -8,8 +8,9 @@ use hebb::gpu::kernel_cache::validate_wgsl;
 use hebb::gpu::{AdapterChoice, DType, GpuContext, Recorder, Tensor};
 use hebb::kernels::elementwise::{CastParams, ElementwiseParams};
 use hebb::kernels::gemm::{self, Gemm, GemmParams};
+use hebb::kernels::im2col::Im2colParams;
 use hebb::kernels::reduce::ReduceParams;
-use hebb::kernels::{CAST_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, REDUCE_WGSL};
+use hebb::kernels::{CAST_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, IM2COL_WGSL, REDUCE_WGSL};
 
 use crate::common;
 
@@ -36,6 +37,7 @@ fn params_structs_match_wgsl() {
         (REDUCE_WGSL, size_of::<ReduceParams>(), 8),
         (ELEMENTWISE_WGSL, size_of::<ElementwiseParams>(), 8),
         (CAST_WGSL, size_of::<CastParams>(), 4),
+        (IM2COL_WGSL, size_of::<Im2colParams>(), 16),
     ];
     for (shader, rust_size, rust_fields) in cases {
         let (size, members) = uniform_layout(shader.name, shader.source);

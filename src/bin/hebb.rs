@@ -56,7 +56,7 @@ enum Command {
         /// Also write the table as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only this kernel family: gemm, reduce or elementwise.
+        /// Only this kernel family: gemm, im2col, reduce or elementwise.
         #[arg(long)]
         only: Option<String>,
         /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs with the
@@ -281,7 +281,8 @@ fn conformance(
         Some("gemm") => checks::gemm_checks(&ctx, seed),
         Some("reduce") => checks::reduce_checks(&ctx, seed),
         Some("elementwise") => checks::elementwise_checks(&ctx, seed),
-        Some(other) => bail!("--only {other:?}: expected gemm, reduce or elementwise"),
+        Some("im2col") => checks::im2col_checks(&ctx, seed),
+        Some(other) => bail!("--only {other:?}: expected gemm, im2col, reduce or elementwise"),
     };
     conformance::print_table(&rows);
     if let Some(path) = json {

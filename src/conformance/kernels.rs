@@ -22,6 +22,7 @@ use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Gemm, GemmTiles, SplitK};
+use crate::kernels::im2col::{self, ConvGeometry};
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::reference;
 
@@ -462,9 +463,76 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
+/// im2col against the reference on ragged geometries: zero and reflect padding, strides,
+/// rectangular kernels, a kernel as large as the padded input, and a step offset.
+pub fn im2col_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    // (batch, c_in, h, w, kh, kw, sh, sw, ph, pw, reflect, offset)
+    let cases = [
+        (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, false, 0),
+        (2, 3, 7, 7, 3, 3, 1, 1, 1, 1, false, 0),
+        (2, 3, 7, 9, 3, 5, 2, 1, 2, 2, true, 0),
+        (3, 2, 8, 8, 5, 5, 2, 2, 2, 2, true, 7),
+        (1, 4, 5, 6, 7, 8, 1, 1, 1, 1, false, 0),
+        (4, 3, 11, 11, 5, 5, 2, 2, 0, 0, false, 3),
+        (2, 1, 33, 65, 4, 2, 3, 5, 1, 0, true, 0),
+        (7, 96, 14, 14, 3, 3, 1, 1, 0, 0, false, 0),
+    ];
+    let mut rows = Vec::new();
+    for (index, &(batch, c_in, h, w, kh, kw, sh, sw, ph, pw, reflect, offset)) in
+        cases.iter().enumerate()
+    {
+        let seed = derive_seed(base_seed, 3000 + index as u64);
+        let g = ConvGeometry {
+            batch,
+            in_channels: c_in,
+            h,
+            w,
+            kernel: [kh, kw],
+            stride: [sh, sw],
+            padding: [ph, pw],
+            reflect,
+        };
+        let variant = format!(
+            "{}x{} s{}x{} p{}x{} {}",
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            if reflect { "reflect" } else { "zeros" }
+        );
+        let row = Row::new(
+            "im2col",
+            variant,
+            &[("b", batch), ("c", c_in), ("h", h), ("w", w)],
+            seed,
+        );
+        let x = random_f32(seed, offset + g.input_len());
+        let want = reference::dense::im2col_conv(&g, &widen(&x[offset..])).data;
+        let run = || -> Result<Vec<f64>> {
+            let (n, d) = g.patch_shape()?;
+            let tx = Tensor::from_f32(ctx, "x", &[x.len()], &x)?;
+            let out = Tensor::empty(ctx, "patches", &[n, d], DType::F32)?;
+            out.poison_nan(ctx);
+            let mut rec = Recorder::new(ctx);
+            im2col::im2col(&mut rec, &g, &tx, offset, &out)?;
+            rec.submit();
+            Ok(widen(&out.to_f32_vec(ctx)?))
+        };
+        // A gather: every element is copied exactly, so the tolerance is 0.
+        rows.push(match run() {
+            Ok(got) => row.compare(&got, &want, 0.0),
+            Err(e) => row.fail(e),
+        });
+    }
+    rows
+}
+
 /// Every foundation check, in order.
 pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = gemm_checks(ctx, base_seed);
+    rows.extend(im2col_checks(ctx, base_seed));
     rows.extend(reduce_checks(ctx, base_seed));
     rows.extend(elementwise_checks(ctx, base_seed));
     rows

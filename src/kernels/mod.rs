@@ -4,6 +4,7 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod im2col;
 pub mod reduce;
 
 use crate::error::{HebbError, Result};
@@ -27,6 +28,12 @@ pub const ELEMENTWISE_WGSL: Shader = Shader {
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
+pub const IM2COL_WGSL: Shader = Shader {
+    name: "im2col",
+    source: include_str!("../../shaders/im2col.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
 pub const CAST_WGSL: Shader = Shader {
     name: "cast",
     source: include_str!("../../shaders/cast.wgsl"),
@@ -43,6 +50,7 @@ pub const CAST_F16_WGSL: Shader = Shader {
 /// Every shader the library embeds (the naga test also walks `shaders/` on disk).
 pub const ALL_SHADERS: &[Shader] = &[
     GEMM_WGSL,
+    IM2COL_WGSL,
     REDUCE_WGSL,
     ELEMENTWISE_WGSL,
     CAST_WGSL,

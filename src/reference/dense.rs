@@ -1,5 +1,6 @@
 //! A plain row-major float64 matrix for the CPU references, and im2col (FORMAT.md §2.1).
 
+use crate::kernels::im2col::ConvGeometry;
 use crate::rules::case::{Layer, PaddingMode};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -201,52 +202,65 @@ pub fn im2col(layer: &Layer, x: &[f64], batch: usize, hw: (usize, usize)) -> Mat
             padding,
             padding_mode,
             ..
-        } => {
-            let (h, w) = hw;
-            let (ho, wo) = layer.output_hw(h, w).expect("validated by the case loader");
-            let (kh, kw) = (kernel[0], kernel[1]);
-            let d = in_channels * kh * kw;
-            let mut out = Mat::zeros(batch * ho * wo, d);
-            // Index into the unpadded input, or None for a zero pad.
-            let source = |p: isize, len: usize| -> Option<usize> {
-                if p >= 0 && (p as usize) < len {
-                    return Some(p as usize);
-                }
-                match padding_mode {
-                    PaddingMode::Zeros => None,
-                    // Mirror without repeating the edge: -1 -> 1, len -> len - 2.
-                    PaddingMode::Reflect => Some(if p < 0 {
-                        (-p) as usize
-                    } else {
-                        2 * (len - 1) - p as usize
-                    }),
-                }
-            };
-            for b in 0..batch {
-                for oh in 0..ho {
-                    for ow in 0..wo {
-                        let n = (b * ho + oh) * wo + ow;
-                        for c in 0..*in_channels {
-                            for i in 0..kh {
-                                for j in 0..kw {
-                                    let ih = (oh * stride[0] + i) as isize - padding[0] as isize;
-                                    let iw = (ow * stride[1] + j) as isize - padding[1] as isize;
-                                    let v = match (source(ih, h), source(iw, w)) {
-                                        (Some(y), Some(z)) => {
-                                            x[((b * in_channels + c) * h + y) * w + z]
-                                        }
-                                        _ => 0.0,
-                                    };
-                                    out.set(n, (c * kh + i) * kw + j, v);
-                                }
-                            }
+        } => im2col_conv(
+            &ConvGeometry {
+                batch,
+                in_channels: *in_channels,
+                h: hw.0,
+                w: hw.1,
+                kernel: *kernel,
+                stride: *stride,
+                padding: *padding,
+                reflect: *padding_mode == PaddingMode::Reflect,
+            },
+            x,
+        ),
+    }
+}
+
+/// im2col of a convolution input (B, C_in, H, W); the geometry must be valid.
+pub fn im2col_conv(g: &ConvGeometry, x: &[f64]) -> Mat {
+    let (h, w) = (g.h, g.w);
+    let (ho, wo) = g.output_hw().expect("valid convolution geometry");
+    let [kh, kw] = g.kernel;
+    let d = g.in_channels * kh * kw;
+    let mut out = Mat::zeros(g.batch * ho * wo, d);
+    // Index into the unpadded input, or None for a zero pad.
+    let source = |p: isize, len: usize| -> Option<usize> {
+        if p >= 0 && (p as usize) < len {
+            return Some(p as usize);
+        }
+        if !g.reflect {
+            return None;
+        }
+        // Mirror without repeating the edge: -1 -> 1, len -> len - 2.
+        Some(if p < 0 {
+            (-p) as usize
+        } else {
+            2 * (len - 1) - p as usize
+        })
+    };
+    for b in 0..g.batch {
+        for oh in 0..ho {
+            for ow in 0..wo {
+                let n = (b * ho + oh) * wo + ow;
+                for c in 0..g.in_channels {
+                    for i in 0..kh {
+                        for j in 0..kw {
+                            let ih = (oh * g.stride[0] + i) as isize - g.padding[0] as isize;
+                            let iw = (ow * g.stride[1] + j) as isize - g.padding[1] as isize;
+                            let v = match (source(ih, h), source(iw, w)) {
+                                (Some(y), Some(z)) => x[((b * g.in_channels + c) * h + y) * w + z],
+                                _ => 0.0,
+                            };
+                            out.set(n, (c * kh + i) * kw + j, v);
                         }
                     }
                 }
             }
-            out
         }
     }
+    out
 }
 
 /// Rows (N x C, row n = (b·Ho + oh)·Wo + ow) to NCHW (B, C, Ho, Wo).

@@ -1,0 +1,149 @@
+//! Launcher for `shaders/im2col.wgsl`: the patch matrix X (N x D) of a 2-D convolution.
+//! Bindings: 0 uniform Im2colParams, 1 x (B, C_in, H, W) f32 (read), 2 out (N x D) f32.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
+use crate::kernels::{IM2COL_WGSL, bind_group, check_grid, to_u32};
+
+/// Mirrors `Im2colParams` in im2col.wgsl (64 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Im2colParams {
+    pub batch: u32,
+    pub c_in: u32,
+    pub h: u32,
+    pub w: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub sh: u32,
+    pub sw: u32,
+    pub ph: u32,
+    pub pw: u32,
+    pub ho: u32,
+    pub wo: u32,
+    pub reflect: u32,
+    pub offset_x: u32,
+    pub total: u32,
+    pub _pad0: u32,
+}
+
+/// A 2-D convolution's input geometry (dilation 1, groups 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub reflect: bool,
+}
+
+impl ConvGeometry {
+    /// (Ho, Wo), or an error naming what does not fit.
+    pub fn output_hw(&self) -> Result<(usize, usize)> {
+        let bad = |message: String| {
+            Err(HebbError::Shape {
+                tensor: "conv input".into(),
+                message,
+            })
+        };
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let (hp, wp) = (self.h + 2 * self.padding[0], self.w + 2 * self.padding[1]);
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
+            return bad(format!(
+                "kernel {:?} and stride {:?} must be positive",
+                self.kernel, self.stride
+            ));
+        }
+        if kh > hp || kw > wp {
+            return bad(format!(
+                "kernel {kh}x{kw} is larger than the padded {hp}x{wp} input ({}x{} + padding {:?})",
+                self.h, self.w, self.padding
+            ));
+        }
+        if self.reflect && (self.padding[0] >= self.h || self.padding[1] >= self.w) {
+            return bad(format!(
+                "reflect padding {:?} must be smaller than the {}x{} input",
+                self.padding, self.h, self.w
+            ));
+        }
+        Ok(((hp - kh) / sh + 1, (wp - kw) / sw + 1))
+    }
+
+    /// (N, D) of the patch matrix.
+    pub fn patch_shape(&self) -> Result<(usize, usize)> {
+        let (ho, wo) = self.output_hw()?;
+        Ok((
+            self.batch * ho * wo,
+            self.in_channels * self.kernel[0] * self.kernel[1],
+        ))
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_channels * self.h * self.w
+    }
+}
+
+/// Records out = im2col(x[offset_x..]) for geometry `g`; `out` must hold N·D elements.
+pub fn im2col(
+    rec: &mut Recorder<'_>,
+    g: &ConvGeometry,
+    x: &Tensor,
+    offset_x: usize,
+    out: &Tensor,
+) -> Result<()> {
+    let ctx: &GpuContext = rec.ctx;
+    let (ho, wo) = g.output_hw()?;
+    let (n, d) = g.patch_shape()?;
+    x.expect_dtype(DType::F32, "im2col input")?;
+    out.expect_dtype(DType::F32, "im2col output")?;
+    x.expect_len(offset_x + g.input_len(), "im2col input (B, C_in, H, W)")?;
+    out.expect_len(n * d, &format!("im2col output ({n} x {d})"))?;
+    if x.buffer == out.buffer {
+        return Err(HebbError::Launch {
+            kernel: "im2col".into(),
+            message: "input and output must be different tensors".into(),
+        });
+    }
+    let u = |what: &str, v: usize| to_u32("im2col", what, v);
+    let params = Im2colParams {
+        batch: u("batch", g.batch)?,
+        c_in: u("in_channels", g.in_channels)?,
+        h: u("H", g.h)?,
+        w: u("W", g.w)?,
+        kh: u("kh", g.kernel[0])?,
+        kw: u("kw", g.kernel[1])?,
+        sh: u("sh", g.stride[0])?,
+        sw: u("sw", g.stride[1])?,
+        ph: u("ph", g.padding[0])?,
+        pw: u("pw", g.padding[1])?,
+        ho: u("Ho", ho)?,
+        wo: u("Wo", wo)?,
+        reflect: g.reflect as u32,
+        offset_x: u("offset_x", offset_x)?,
+        total: u("N * D", n * d)?,
+        _pad0: 0,
+    };
+    let pipeline = ctx
+        .kernels
+        .get(&ctx.device, ctx.features, &IM2COL_WGSL, "im2col", &[])?;
+    let groups = grid_1d(ctx, u("N * D / 256", (n * d).div_ceil(256))?);
+    check_grid(ctx, "im2col", groups)?;
+    let uniform = rec.uniform(&params);
+    let bg = bind_group(
+        ctx,
+        &pipeline,
+        &[
+            (0, uniform.as_entire_binding()),
+            (1, x.binding(ctx)?),
+            (2, out.binding(ctx)?),
+        ],
+    );
+    rec.dispatch(&pipeline, &bg, groups);
+    Ok(())
+}
