@@ -1,5 +1,6 @@
 // Reductions over a row-major [rows, cols] f32 matrix.
-//   op 0: sum    op 1: max    op 2: max |x|
+//   op 0: sum    op 1: max    op 2: max |x|    op 3: sum x²    op 4: sum x ⊙ x2 (col_reduce
+//   only; x2 has the shape of x)    op 5: sum |x|
 //   row_reduce: out[r] = op_{c} x[r, c]        (one workgroup per row)
 //   col_reduce: out[chunk, c] = op_{r in chunk} x[r, c]
 //               (rows split into chunks of `rows_per_chunk`; the launcher runs it again on the
@@ -19,6 +20,8 @@ struct ReduceParams {
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+// Second operand of op 4 (bound by col_reduce; the same buffer as x for other ops).
+@group(0) @binding(3) var<storage, read> x2: array<f32>;
 
 override WG: u32 = 256u;
 var<workgroup> scratch: array<f32, WG>;
@@ -30,11 +33,15 @@ fn identity() -> f32 {
 }
 
 fn lift(v: f32) -> f32 {
-    return select(v, abs(v), p.op == 2u);
+    switch (p.op) {
+        case 2u, 5u: { return abs(v); }
+        case 3u: { return v * v; }
+        default: { return v; }
+    }
 }
 
 fn combine(u: f32, v: f32) -> f32 {
-    return select(max(u, v), u + v, p.op == 0u);
+    return select(max(u, v), u + v, p.op == 0u || p.op >= 3u);
 }
 
 // Grid: (min(rows, 65535), ceil(rows / 65535), 1); workgroup (WG, 1, 1).
@@ -71,7 +78,10 @@ fn col_reduce(@builtin(workgroup_id) wg: vec3<u32>,
     var acc = identity();
     if (col < p.cols) {
         for (var r = r0 + lid.y; r < r1; r += 16u) {
-            acc = combine(acc, lift(x[p.offset + r * p.cols + col]));
+            let i = p.offset + r * p.cols + col;
+            var v = lift(x[i]);
+            if (p.op == 4u) { v = x[i] * x2[i]; }
+            acc = combine(acc, v);
         }
     }
     let slot = lid.y * 16u + lid.x;

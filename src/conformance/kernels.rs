@@ -7,7 +7,8 @@
 //!   4·u·sqrt(K) for the products plus 8·u for alpha/beta, a 5–6x margin that a wrong index,
 //!   a lost tile or a double write (errors of order 1) cannot hide in. With beta != 0 that is
 //!   multiplied by the condition number ‖|α·AB| + |β·C|‖ / ‖α·AB + β·C‖ (1 unless they cancel).
-//! - Sums: the same random-walk argument over the elements summed: 4·u·sqrt(n) + 4·u.
+//! - Sums (of x, x², |x| and x·y): the same random-walk argument over the elements summed:
+//!   4·u·sqrt(n) + 4·u. (Sums of x² and |x| cannot cancel, so this is generous there.)
 //! - max and max |x|: exact in any order, tolerance 0.
 //! - fill, copy, f16 -> f32: exact, tolerance 0. scale: one rounding, 2·u. axpy: at most two
 //!   roundings (fma or not) of terms as large as |αx| + |y|, so 4·u times the condition number
@@ -291,7 +292,7 @@ pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                     "col_reduce"
                 };
                 let n = if along_rows { c } else { r };
-                let tol = if op == ReduceOp::Sum { sum_tol(n) } else { 0.0 };
+                let tol = if op.is_sum() { sum_tol(n) } else { 0.0 };
                 let row = Row::new(kernel, op.name(), &[("rows", r), ("cols", c)], seed);
                 let x = random_f32(seed, r * c);
                 let want = if along_rows {
@@ -323,7 +324,7 @@ pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         for op in [ReduceOp::AbsMax, ReduceOp::Sum] {
             index += 1;
             let seed = derive_seed(base_seed, index);
-            let tol = if op == ReduceOp::Sum { sum_tol(n) } else { 0.0 };
+            let tol = if op.is_sum() { sum_tol(n) } else { 0.0 };
             let row = Row::new("global_reduce", op.name(), &[("n", n)], seed);
             let x = random_f32(seed, n);
             let want = [reference::reduce::global_reduce(op, &widen(&x))];
@@ -341,6 +342,28 @@ pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 Err(e) => row.fail(e),
             });
         }
+    }
+    for &(r, c) in &[(1, 1), (257, 65), (600, 7)] {
+        index += 1;
+        let seed = derive_seed(base_seed, index);
+        let row = Row::new("col_dot", "sum x*y", &[("rows", r), ("cols", c)], seed);
+        let x = random_f32(seed, r * c);
+        let y = random_f32(seed ^ 1, r * c);
+        let want = reference::reduce::col_dot(&widen(&x), &widen(&y), r, c);
+        let run = || -> Result<Vec<f64>> {
+            let tx = Tensor::from_f32(ctx, "x", &[r, c], &x)?;
+            let ty = Tensor::from_f32(ctx, "y", &[r, c], &y)?;
+            let out = Tensor::empty(ctx, "out", &[c], DType::F32)?;
+            out.poison_nan(ctx);
+            let mut rec = Recorder::new(ctx);
+            reduce::col_dot(&mut rec, &tx, &ty, r, c, &out)?;
+            rec.submit();
+            Ok(widen(&out.to_f32_vec(ctx)?))
+        };
+        rows.push(match run() {
+            Ok(got) => row.compare(&got, &want, sum_tol(r)),
+            Err(e) => row.fail(e),
+        });
     }
     rows
 }

@@ -28,16 +28,28 @@ pub enum ReduceOp {
     Sum,
     Max,
     AbsMax,
+    /// Σ x².
+    SumSquares,
+    /// Σ |x|.
+    SumAbs,
 }
 
 impl ReduceOp {
-    pub const ALL: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::Max, ReduceOp::AbsMax];
+    pub const ALL: [ReduceOp; 5] = [
+        ReduceOp::Sum,
+        ReduceOp::Max,
+        ReduceOp::AbsMax,
+        ReduceOp::SumSquares,
+        ReduceOp::SumAbs,
+    ];
 
     fn code(self) -> u32 {
         match self {
             ReduceOp::Sum => 0,
             ReduceOp::Max => 1,
             ReduceOp::AbsMax => 2,
+            ReduceOp::SumSquares => 3,
+            ReduceOp::SumAbs => 5,
         }
     }
 
@@ -46,14 +58,21 @@ impl ReduceOp {
             ReduceOp::Sum => "sum",
             ReduceOp::Max => "max",
             ReduceOp::AbsMax => "absmax",
+            ReduceOp::SumSquares => "sumsq",
+            ReduceOp::SumAbs => "sumabs",
         }
+    }
+
+    pub fn is_sum(self) -> bool {
+        !matches!(self, ReduceOp::Max | ReduceOp::AbsMax)
     }
 
     /// The op that combines partial results of this op.
     fn combine_op(self) -> ReduceOp {
-        match self {
-            ReduceOp::Sum => ReduceOp::Sum,
-            ReduceOp::Max | ReduceOp::AbsMax => ReduceOp::Max,
+        if self.is_sum() {
+            ReduceOp::Sum
+        } else {
+            ReduceOp::Max
         }
     }
 }
@@ -149,6 +168,34 @@ pub fn col_reduce(
     cols: usize,
     out: &Tensor,
 ) -> Result<()> {
+    col_reduce_impl(rec, op.code(), op.combine_op(), x, None, rows, cols, out)
+}
+
+/// out[c] = Σ_r x[r, c] · x2[r, c] (x and x2 of the same shape).
+pub fn col_dot(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    x2: &Tensor,
+    rows: usize,
+    cols: usize,
+    out: &Tensor,
+) -> Result<()> {
+    check_matrix("col_dot", x2, rows, cols)?;
+    distinct("col_dot", x2, out)?;
+    col_reduce_impl(rec, 4, ReduceOp::Sum, x, Some(x2), rows, cols, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn col_reduce_impl(
+    rec: &mut Recorder<'_>,
+    code: u32,
+    combine: ReduceOp,
+    x: &Tensor,
+    x2: Option<&Tensor>,
+    rows: usize,
+    cols: usize,
+    out: &Tensor,
+) -> Result<()> {
     check_matrix("col_reduce", x, rows, cols)?;
     distinct("col_reduce", x, out)?;
     out.expect_dtype(DType::F32, "out")?;
@@ -168,7 +215,7 @@ pub fn col_reduce(
     let params = ReduceParams {
         rows: to_u32("col_reduce", "rows", rows)?,
         cols: to_u32("col_reduce", "cols", cols)?,
-        op: op.code(),
+        op: code,
         rows_per_chunk: COL_CHUNK_ROWS as u32,
         offset: 0,
         len: to_u32("col_reduce", "len", rows * cols)?,
@@ -189,11 +236,12 @@ pub fn col_reduce(
             (0, uniform.as_entire_binding()),
             (1, x.binding(ctx)?),
             (2, target.binding(ctx)?),
+            (3, x2.unwrap_or(x).binding(ctx)?),
         ],
     );
     rec.dispatch(&pipeline, &bg, groups);
     if chunks > 1 {
-        col_reduce(rec, op.combine_op(), target, chunks, cols, out)?;
+        col_reduce(rec, combine, target, chunks, cols, out)?;
     }
     Ok(())
 }
