@@ -59,8 +59,8 @@ enum Command {
         /// Only this kernel family: gemm, im2col, reduce or elementwise.
         #[arg(long)]
         only: Option<String>,
-        /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs with the
-        /// float64 reference; one row per case and expected tensor.
+        /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs on the
+        /// GPU (f32) and with the float64 reference; one row per case, variant and tensor.
         #[arg(long, value_name = "DIR")]
         cases: Vec<PathBuf>,
     },
@@ -126,7 +126,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     only.as_deref(),
                 )
             } else {
-                case_conformance(&cases, json.as_deref())
+                case_conformance(&cli.adapter.choice(), &cases, json.as_deref())
             }
         }
         Command::Bench(BenchCommand::Gemm {
@@ -245,10 +245,12 @@ fn fresh_seed() -> u64 {
         .map_or(0x5eed, |d| d.as_nanos() as u64)
 }
 
-fn case_conformance(dirs: &[PathBuf], json: Option<&Path>) -> Result<ExitCode> {
+fn case_conformance(choice: &AdapterChoice, dirs: &[PathBuf], json: Option<&Path>) -> Result<ExitCode> {
+    let ctx = GpuContext::new(choice)?;
+    println!("adapter: {}", ctx.adapter_name());
     let mut rows = Vec::new();
     for dir in dirs {
-        rows.extend(conformance::cases::reference_rows(dir));
+        rows.extend(conformance::cases::case_rows(Some(&ctx), dir));
     }
     conformance::cases::print_case_table(&rows);
     if let Some(path) = json {

@@ -6,8 +6,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use std::collections::BTreeMap;
+
+use crate::error::Result;
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::im2col::{self, ConvGeometry};
 use crate::reference;
-use crate::rules::case::{Array, CaseError, find_case_files, load_case};
+use crate::reference::dense::{Mat, rows_to_nchw};
+use crate::rules::case::{Array, Case, CaseError, Layer, PaddingMode, find_case_files, load_case};
+use crate::rules::gpu::{GpuRule, RuleInit};
 
 /// The float64 reference must match the authors' float64 numbers to this (FORMAT.md §6: an
 /// independent float64 implementation reaches 3e-15).
@@ -94,6 +101,118 @@ pub fn compare_tensors(
 
 /// Runs the float64 reference on every case file under `dir`.
 pub fn reference_rows(dir: &Path) -> Vec<CaseRow> {
+    case_rows(None, dir)
+}
+
+fn f32s(a: &Array) -> Vec<f32> {
+    a.data.iter().map(|&v| v as f32).collect()
+}
+
+/// Runs a case's steps with the GPU rule (float32) and reads back every expected tensor.
+pub fn run_case_gpu(ctx: &GpuContext, case: &Case) -> Result<BTreeMap<String, Array>> {
+    let (c, d, n) = (case.layer.neurons(), case.layer.fan_in(), case.rows());
+    let input = |k: &str| case.inputs.get(k).map(f32s);
+    let init = RuleInit {
+        w: f32s(&case.inputs["w"]),
+        bn_running_mean: input("bn_running_mean"),
+        bn_running_var: input("bn_running_var"),
+        bias: input("b"),
+        theta: input("theta"),
+    };
+    let mut rule = GpuRule::new(ctx, case.rule.clone(), c, d, n, &init)?;
+    let x_all = &case.inputs["x"];
+    let per_step = x_all.data.len() / case.steps;
+    let x_gpu = Tensor::from_f32(ctx, "x (all steps)", &[x_all.data.len()], &f32s(x_all))?;
+    let patches = Tensor::empty(ctx, "X", &[n, d], DType::F32)?;
+    let per_sample = case.output_hw.0 * case.output_hw.1;
+    let mut w_steps = Vec::new();
+    for s in 0..case.steps {
+        let mut rec = Recorder::new(ctx);
+        let x = match &case.layer {
+            Layer::Linear { .. } => {
+                let slice = &x_all.data[s * per_step..(s + 1) * per_step];
+                let data: Vec<f32> = slice.iter().map(|&v| v as f32).collect();
+                Tensor::from_f32(ctx, "X", &[n, d], &data)?
+            }
+            Layer::Conv2d { in_channels, kernel, stride, padding, padding_mode, .. } => {
+                let g = ConvGeometry {
+                    batch: case.batch,
+                    in_channels: *in_channels,
+                    h: case.input_hw.0,
+                    w: case.input_hw.1,
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: *padding,
+                    reflect: *padding_mode == PaddingMode::Reflect,
+                };
+                im2col::im2col(&mut rec, &g, &x_gpu, s * per_step, &patches)?;
+                Tensor::empty(ctx, "unused", &[1], DType::F32)?
+            }
+        };
+        let x_ref = if matches!(case.layer, Layer::Linear { .. }) { &x } else { &patches };
+        let teacher = match case.inputs.get("teacher") {
+            Some(t) => {
+                let mut rows = vec![0f32; n * c];
+                for b in 0..case.batch {
+                    for p in 0..per_sample {
+                        for i in 0..c {
+                            rows[(b * per_sample + p) * c + i] = t.data[(s * case.batch + b) * c + i] as f32;
+                        }
+                    }
+                }
+                Some(Tensor::from_f32(ctx, "T", &[n, c], &rows)?)
+            }
+            None => None,
+        };
+        rule.step(&mut rec, x_ref, n, teacher.as_ref())?;
+        rec.submit();
+        if case.expected.contains_key("w_steps") {
+            w_steps.extend(rule.w.to_f32_vec(ctx)?);
+        }
+    }
+    ctx.check("case steps")?;
+    let read = |t: &Tensor, len: usize| -> Result<Vec<f64>> {
+        Ok(t.to_f32_vec(ctx)?[..len].iter().map(|&v| v as f64).collect())
+    };
+    let w_shape = case.inputs["w"].shape.clone();
+    let mut got = BTreeMap::new();
+    for key in case.expected.keys() {
+        let value = match key.as_str() {
+            "w" => Some(Array::new(w_shape.clone(), read(&rule.w, c * d)?)),
+            "w_steps" => {
+                let mut shape = vec![case.steps];
+                shape.extend(&w_shape);
+                Some(Array::new(shape, w_steps.iter().map(|&v| v as f64).collect()))
+            }
+            "delta_w" => Some(Array::new(w_shape.clone(), read(rule.intermediate("delta_w").unwrap(), c * d)?)),
+            "lr_neuron" => Some(Array::new(vec![c], read(&rule.eta, c)?)),
+            "theta" => Some(Array::new(vec![c], read(&rule.theta, c)?)),
+            "bn_running_mean" => Some(Array::new(vec![c], read(&rule.bn_mean, c)?)),
+            "bn_running_var" => Some(Array::new(vec![c], read(&rule.bn_var, c)?)),
+            "b" => Some(Array::new(vec![c], read(&rule.bias, c)?)),
+            "delta_b" => Some(Array::new(vec![c], read(rule.intermediate("delta_b").unwrap(), c)?)),
+            "out" if matches!(case.layer, Layer::Conv2d { .. }) => {
+                let rows = Mat::from_vec(n, c, read(rule.intermediate("out").unwrap(), n * c)?);
+                Some(Array::new(
+                    vec![case.batch, c, case.output_hw.0, case.output_hw.1],
+                    rows_to_nchw(&rows, case.batch, case.output_hw),
+                ))
+            }
+            other => match rule.intermediate(other) {
+                Some(t) => Some(Array::new(vec![n, c], read(t, n * c)?)),
+                None => None,
+            },
+        };
+        if let Some(v) = value {
+            got.insert(key.clone(), v);
+        }
+    }
+    Ok(got)
+}
+
+/// The float64 reference (and, with a context, the GPU rule in float32) on every case file
+/// under `dir`: one row per case, variant and expected tensor.
+pub fn case_rows(ctx: Option<&GpuContext>, dir: &Path) -> Vec<CaseRow> {
     let files = match find_case_files(dir) {
         Ok(f) if !f.is_empty() => f,
         Ok(_) => {
@@ -126,17 +245,32 @@ pub fn reference_rows(dir: &Path) -> Vec<CaseRow> {
                 "reference-f64",
                 message,
             )),
-            Ok(case) => match reference::rules::run_case(&case) {
-                Ok(got) => rows.extend(compare_tensors(
-                    &case.name,
-                    &case.preset,
-                    "reference-f64",
-                    REFERENCE_TOL,
-                    &case.expected,
-                    &got,
-                )),
-                Err(e) => rows.push(error_row(&case.name, &case.preset, "reference-f64", e)),
-            },
+            Ok(case) => {
+                match reference::rules::run_case(&case) {
+                    Ok(got) => rows.extend(compare_tensors(
+                        &case.name,
+                        &case.preset,
+                        "reference-f64",
+                        REFERENCE_TOL,
+                        &case.expected,
+                        &got,
+                    )),
+                    Err(e) => rows.push(error_row(&case.name, &case.preset, "reference-f64", e)),
+                }
+                if let Some(ctx) = ctx {
+                    match run_case_gpu(ctx, &case) {
+                        Ok(got) => rows.extend(compare_tensors(
+                            &case.name,
+                            &case.preset,
+                            "gpu-f32",
+                            case.tolerance,
+                            &case.expected,
+                            &got,
+                        )),
+                        Err(e) => rows.push(error_row(&case.name, &case.preset, "gpu-f32", e.to_string())),
+                    }
+                }
+            }
         }
     }
     rows

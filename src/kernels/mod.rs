@@ -4,6 +4,7 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod hebbian;
 pub mod im2col;
 pub mod reduce;
 
@@ -25,6 +26,18 @@ pub const REDUCE_WGSL: Shader = Shader {
 pub const ELEMENTWISE_WGSL: Shader = Shader {
     name: "elementwise",
     source: include_str!("../../shaders/elementwise.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
+pub const HEBBIAN_WGSL: Shader = Shader {
+    name: "hebbian",
+    source: include_str!("../../shaders/hebbian.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
+pub const OPTIM_WGSL: Shader = Shader {
+    name: "optim",
+    source: include_str!("../../shaders/optim.wgsl"),
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
@@ -50,6 +63,8 @@ pub const CAST_F16_WGSL: Shader = Shader {
 /// Every shader the library embeds (the naga test also walks `shaders/` on disk).
 pub const ALL_SHADERS: &[Shader] = &[
     GEMM_WGSL,
+    HEBBIAN_WGSL,
+    OPTIM_WGSL,
     IM2COL_WGSL,
     REDUCE_WGSL,
     ELEMENTWISE_WGSL,

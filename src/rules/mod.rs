@@ -2,7 +2,9 @@
 //! hebb-case/1 conformance cases made from the authors' code (`case`).
 
 pub mod case;
+pub mod gpu;
 pub mod preset;
 
 pub use case::{Case, CaseError, load_case};
+pub use gpu::{GpuRule, RuleInit};
 pub use preset::{Optimizer, Preset, RuleConfig};

@@ -1,0 +1,316 @@
+// The non-GEMM parts of the Hebbian presets (shared/golden/PRESETS.md): similarities,
+// row-wise competition, column-broadcast maps and the small C x D / C x C maps around the
+// update GEMMs. Row matrices are N x C (row n = sample or position, column i = neuron);
+// weight-shaped matrices are C x D. guard(v) = v if v != 0 else 1.
+//
+// Bounds: every entry point guards its index against n·c, c·d, c·c, n or c from the params,
+// and the launchers check each bound tensor holds that extent.
+
+struct HebbParams {
+    n: u32, c: u32, d: u32, mode: u32,
+    k: u32, flags: u32, _pad0: u32, _pad1: u32,
+    a: f32, b: f32, e: f32, s: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: HebbParams;
+@group(0) @binding(1) var<storage, read> in0: array<f32>;
+@group(0) @binding(2) var<storage, read> in1: array<f32>;
+@group(0) @binding(3) var<storage, read> in2: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+
+fn guard(v: f32) -> f32 { return select(v, 1.0, v == 0.0); }
+
+fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * 256u + lid;
+}
+
+// Raised cosine squared (§1.1) and the vector projection, over N x C:
+//   in0 = X·Wᵀ dots, in1 = Σ_d x_nd² (N), in2 = Σ_d w_id² (C)
+//   out0 = ((dots / (guard(‖w_i‖)·guard(‖x_n‖)) + 1) / 2)²
+//   out1 = dots / guard(‖w_i‖), through relu when flags bit 0 is set.
+@compute @workgroup_size(256, 1, 1)
+fn raised_cosine2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let e = linear_index(wg, nwg, lid);
+    if (e >= p.n * p.c) { return; }
+    let row = e / p.c;
+    let i = e % p.c;
+    let wn = guard(sqrt(in2[i]));
+    let cosine = in0[e] / (wn * guard(sqrt(in1[row])));
+    let h = (cosine + 1.0) * 0.5;
+    out0[e] = h * h;
+    let proj = in0[e] / wn;
+    out1[e] = select(proj, max(proj, 0.0), (p.flags & 1u) != 0u);
+}
+
+// Row-wise competition, one invocation per row n of in0 = U (N x C); in1 = teacher T (N x C,
+// used when flags bit 0 is set). out0 = the preset's activation / competition output,
+// out1 = the post-synaptic factor G that enters the update:
+//   mode 0 relu:        out0 = relu(u),  out1 = out0 ⊙ T
+//   mode 1 tanh:        out0 = tanh(u),  out1 = out0 ⊙ T
+//   mode 2 k-WTA:       v = u ⊙ T; out0 = [v ≥ k-th largest of v]; out1 = out0 ⊙ T
+//   mode 3 exp soft-WTA (unstabilised, as the authors): E = exp(u / a) ⊙ T,
+//                       out0 = E / guard(Σ E), out1 = out0 ⊙ T
+//   mode 4 power soft-WTA: E = u^a ⊙ T, out0 = E / guard(Σ E), out1 = out0 ⊙ T
+//   mode 5 softmax:     out0 = out1 = softmax(a·u) (stabilised by the row max)
+//   mode 6 SoftKrotov:  P = softmax(a·u); out0 = out1 = −P, +P at the first argmax of u
+//   mode 7 hard WTA:    out0 = out1 = onehot(first argmax of u)
+//   mode 8 Krotov:      out0 = out1 = +1 at the first argmax, −a at the k-th ranked unit
+//   mode 9 teacher:     out0 = u, out1 = T (Lagani's supervised final layer)
+//   mode 10 logistic:   out0 = 1 / (1 + exp(−u));  mode 11 identity: out0 = u;
+//                       out1 = out0 ⊙ T for both
+//   mode 12 relu only:  out0 = out1 = relu(u)
+fn teacher(base: u32, i: u32) -> f32 {
+    return select(1.0, in1[base + i], (p.flags & 1u) != 0u);
+}
+
+// Value of rank r (1-based, largest first, duplicates counted) among row values v (via in0
+// and the teacher): the smallest value with fewer than r larger entries. Also returns its
+// first index. O(C²) per row; C is at most a few thousand.
+fn kth_largest(base: u32, r: u32, with_teacher: bool) -> vec2<f32> {
+    var best = 0.0;
+    var best_index = 0u;
+    var found = false;
+    for (var i = 0u; i < p.c; i++) {
+        var vi = in0[base + i];
+        if (with_teacher) { vi *= teacher(base, i); }
+        var greater = 0u;
+        var equal_before = 0u;
+        for (var j = 0u; j < p.c; j++) {
+            var vj = in0[base + j];
+            if (with_teacher) { vj *= teacher(base, j); }
+            if (vj > vi) { greater++; }
+            if (vj == vi && j < i) { equal_before++; }
+        }
+        // i holds rank greater + equal_before + 1 in a stable descending order.
+        if (!found && greater + equal_before + 1u == r) {
+            best = vi;
+            best_index = i;
+            found = true;
+        }
+    }
+    return vec2<f32>(best, f32(best_index));
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * 64u + gid.x;
+    if (row >= p.n) { return; }
+    let base = row * p.c;
+    switch (p.mode) {
+        case 0u, 1u, 12u: {
+            for (var i = 0u; i < p.c; i++) {
+                let u = in0[base + i];
+                let y = select(max(u, 0.0), tanh(u), p.mode == 1u);
+                out0[base + i] = y;
+                out1[base + i] = select(y * teacher(base, i), y, p.mode == 12u);
+            }
+        }
+        case 2u: {
+            let kth = kth_largest(base, p.k, true).x;
+            for (var i = 0u; i < p.c; i++) {
+                let t = teacher(base, i);
+                let z = select(0.0, 1.0, in0[base + i] * t >= kth);
+                out0[base + i] = z;
+                out1[base + i] = z * t;
+            }
+        }
+        case 3u, 4u: {
+            var total = 0.0;
+            for (var i = 0u; i < p.c; i++) {
+                let u = in0[base + i];
+                let e = select(pow(u, p.a), exp(u / p.a), p.mode == 3u) * teacher(base, i);
+                out0[base + i] = e;
+                total += e;
+            }
+            let g = guard(total);
+            for (var i = 0u; i < p.c; i++) {
+                let z = out0[base + i] / g;
+                out0[base + i] = z;
+                out1[base + i] = z * teacher(base, i);
+            }
+        }
+        case 5u, 6u: {
+            var m = in0[base];
+            var winner = 0u;
+            for (var i = 1u; i < p.c; i++) {
+                let u = in0[base + i];
+                if (u > m) { m = u; winner = i; }
+            }
+            // softmax(a·u) is stabilised by max(a·u) = a·max(u) for a > 0, a·min(u) otherwise.
+            var shift = p.a * m;
+            if (p.a < 0.0) {
+                shift = p.a * in0[base];
+                for (var i = 1u; i < p.c; i++) { shift = max(shift, p.a * in0[base + i]); }
+            }
+            var total = 0.0;
+            for (var i = 0u; i < p.c; i++) {
+                let e = exp(p.a * in0[base + i] - shift);
+                out0[base + i] = e;
+                total += e;
+            }
+            for (var i = 0u; i < p.c; i++) {
+                let q = out0[base + i] / total;
+                let y = select(q, select(-q, q, i == winner), p.mode == 6u);
+                out0[base + i] = y;
+                out1[base + i] = y;
+            }
+        }
+        case 7u, 8u: {
+            let top = u32(kth_largest(base, 1u, false).y);
+            var kth = p.c;
+            if (p.mode == 8u) { kth = u32(kth_largest(base, p.k, false).y); }
+            for (var i = 0u; i < p.c; i++) {
+                var g = select(0.0, 1.0, i == top);
+                if (i == kth) { g = -p.a; }
+                out0[base + i] = g;
+                out1[base + i] = g;
+            }
+        }
+        case 9u: {
+            for (var i = 0u; i < p.c; i++) {
+                out0[base + i] = in0[base + i];
+                out1[base + i] = teacher(base, i);
+            }
+        }
+        default: {
+            for (var i = 0u; i < p.c; i++) {
+                let u = in0[base + i];
+                let y = select(u, 1.0 / (1.0 + exp(-u)), p.mode == 10u);
+                out0[base + i] = y;
+                out1[base + i] = y * teacher(base, i);
+            }
+        }
+    }
+}
+
+// Weight-shaped row scaling over C x D: out0[i, d] = s · f(in1[i]) · in0[i, d], with
+//   mode 0: f(v) = v,   mode 1: f(v) = 1 / guard(v),   mode 2: f(v) = 1 / guard(sqrt(v)).
+@compute @workgroup_size(256, 1, 1)
+fn scale_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let e = linear_index(wg, nwg, lid);
+    if (e >= p.c * p.d) { return; }
+    let v = in1[e / p.d];
+    var f = v;
+    if (p.mode == 1u) { f = 1.0 / guard(v); }
+    if (p.mode == 2u) { f = 1.0 / guard(sqrt(v)); }
+    out0[e] = p.s * f * in0[e];
+}
+
+// The Lagani / hebbdemo WTA reduction weights over N x C: out0 = g ⊙ |g|.
+@compute @workgroup_size(256, 1, 1)
+fn square_signed(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let e = linear_index(wg, nwg, lid);
+    if (e >= p.n * p.c) { return; }
+    out0[e] = in0[e] * abs(in0[e]);
+}
+
+// Lower triangle with the diagonal, scaled, of a C x C matrix: out0 = s · (in0 ⊙ L).
+@compute @workgroup_size(256, 1, 1)
+fn tril_scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let e = linear_index(wg, nwg, lid);
+    if (e >= p.c * p.c) { return; }
+    out0[e] = select(0.0, p.s * in0[e], e % p.c <= e / p.c);
+}
+
+// Global-max normalisation of n elements: out0 = in0 / m with m from in1[0]:
+//   mode 0: m = in1[0] + a (SoftHebb, a = 1e-30),  mode 1: m = max(in1[0], a) (Krotov).
+@compute @workgroup_size(256, 1, 1)
+fn divide_by_max(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let e = linear_index(wg, nwg, lid);
+    if (e >= p.n) { return; }
+    let m = select(in1[0] + p.a, max(in1[0], p.a), p.mode == 1u);
+    out0[e] = in0[e] / m;
+}
+
+// Krotov's currents weights over n elements: out0 = sign(w)·|w|^a.
+@compute @workgroup_size(256, 1, 1)
+fn signed_pow(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let e = linear_index(wg, nwg, lid);
+    if (e >= p.n) { return; }
+    let w = in0[e];
+    out0[e] = sign(w) * pow(abs(w), p.a);
+}
+
+// Variance adaptation statistics (§1.1), one invocation per column i of S = in0 (N x C):
+// μ = mean, σ² = unbiased variance (two passes); the running mean out0 and variance out1
+// (length C) become (1 − a)·old + a·new.
+@compute @workgroup_size(64, 1, 1)
+fn va_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= p.c) { return; }
+    var sum = 0.0;
+    for (var r = 0u; r < p.n; r++) { sum += in0[r * p.c + i]; }
+    let mu = sum / f32(p.n);
+    var sq = 0.0;
+    for (var r = 0u; r < p.n; r++) {
+        let t = in0[r * p.c + i] - mu;
+        sq += t * t;
+    }
+    let var_new = sq / f32(p.n - 1u);
+    out0[i] = (1.0 - p.a) * out0[i] + p.a * mu;
+    out1[i] = (1.0 - p.a) * out1[i] + p.a * var_new;
+}
+
+// Variance adaptation (§1.1) over N x C: out0 = tanh((s − rm)/sd + rm)·sd, sd = sqrt(rv + e),
+// with rm = in1 and rv = in2 (length C).
+@compute @workgroup_size(256, 1, 1)
+fn va_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let e = linear_index(wg, nwg, lid);
+    if (e >= p.n * p.c) { return; }
+    let i = e % p.c;
+    let sd = sqrt(in2[i] + p.e);
+    out0[e] = tanh((in0[e] - in1[i]) / sd + in1[i]) * sd;
+}
+
+// BCM (§4) over N x C: out0 = y ⊙ (y − θ_i) / (θ_i + e), y = in0, θ = in1 · s (in1 holds
+// Σ_b y², s = 1/B).
+@compute @workgroup_size(256, 1, 1)
+fn bcm_phi(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let e = linear_index(wg, nwg, lid);
+    if (e >= p.n * p.c) { return; }
+    let theta = in1[e % p.c] * p.s;
+    let y = in0[e];
+    out0[e] = y * (y - theta) / (theta + p.e);
+}
+
+// ICA-NRM (§1.9), one invocation per neuron i: out0_i = (P_i · w_i)·w_i − P_i with
+// P = in0 and W = in1 (C x D).
+@compute @workgroup_size(64, 1, 1)
+fn ica_nrm_update(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= p.c) { return; }
+    var dot = 0.0;
+    for (var d = 0u; d < p.d; d++) { dot += in0[i * p.d + d] * in1[i * p.d + d]; }
+    for (var d = 0u; d < p.d; d++) {
+        out0[i * p.d + d] = dot * in1[i * p.d + d] - in0[i * p.d + d];
+    }
+}
+
+// Row-broadcast bias over N x C: out0 = in0 + in1[i].
+@compute @workgroup_size(256, 1, 1)
+fn add_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let e = linear_index(wg, nwg, lid);
+    if (e >= p.n * p.c) { return; }
+    out0[e] = in0[e] + in1[e % p.c];
+}
+
+// SoftHebb's raw bias update (§3.2), length C: out0_i = (in0_i − N·e^{a·b_i}) / e^{a·b_i},
+// in0 = Σ_n Y_ni, in1 = b.
+@compute @workgroup_size(64, 1, 1)
+fn softhebb_bias_raw(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= p.c) { return; }
+    let e = exp(p.a * in1[i]);
+    out0[i] = (in0[i] - f32(p.n) * e) / e;
+}

@@ -1,0 +1,500 @@
+//! Launchers for `shaders/hebbian.wgsl` (similarities, row-wise competition and the small
+//! maps around the update GEMMs) and `shaders/optim.wgsl` (in-place weight updates).
+//! hebbian.wgsl bindings: 0 uniform HebbParams, 1..3 inputs in0..in2, 4..5 outputs out0..out1
+//! (each entry point binds only the ones it uses; shapes in the shader's comments).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
+use crate::kernels::{HEBBIAN_WGSL, OPTIM_WGSL, bind_group, check_grid, to_u32};
+
+/// Mirrors `HebbParams` in hebbian.wgsl (48 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct HebbParams {
+    pub n: u32,
+    pub c: u32,
+    pub d: u32,
+    pub mode: u32,
+    pub k: u32,
+    pub flags: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub a: f32,
+    pub b: f32,
+    pub e: f32,
+    pub s: f32,
+}
+
+/// Mirrors `OptimParams` in optim.wgsl (48 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct OptimParams {
+    pub c: u32,
+    pub d: u32,
+    pub first: u32,
+    pub nesterov: u32,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub power: f32,
+    pub _pad0: f32,
+}
+
+/// Row-wise competitions of `competition` (mode numbers in hebbian.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Competition {
+    /// out0 = relu(u), G = out0 ⊙ T.
+    Relu,
+    /// out0 = tanh(u), G = out0 ⊙ T.
+    Tanh,
+    /// Z = [u ⊙ T ≥ k-th largest], G = Z ⊙ T.
+    Kwta { k: u32 },
+    /// Z = exp(u/τ) ⊙ T normalised per row (unstabilised, as the authors), G = Z ⊙ T.
+    SoftExp { temperature: f32 },
+    /// Z = u^p ⊙ T normalised per row, G = Z ⊙ T.
+    SoftPow { power: f32 },
+    /// softmax(t·u), stabilised.
+    Softmax { t_invert: f32 },
+    /// −softmax(t·u), +softmax at the winner.
+    SoftKrotov { t_invert: f32 },
+    /// onehot(argmax u).
+    Hard,
+    /// +1 at the winner, −Δ at the k-th ranked unit.
+    Krotov { k: u32, delta: f32 },
+    /// out0 = u, G = T.
+    Teacher,
+    Logistic,
+    Identity,
+    /// relu without a teacher.
+    ReluOnly,
+}
+
+impl Competition {
+    fn mode(self) -> (u32, u32, f32) {
+        match self {
+            Competition::Relu => (0, 0, 0.0),
+            Competition::Tanh => (1, 0, 0.0),
+            Competition::Kwta { k } => (2, k, 0.0),
+            Competition::SoftExp { temperature } => (3, 0, temperature),
+            Competition::SoftPow { power } => (4, 0, power),
+            Competition::Softmax { t_invert } => (5, 0, t_invert),
+            Competition::SoftKrotov { t_invert } => (6, 0, t_invert),
+            Competition::Hard => (7, 0, 0.0),
+            Competition::Krotov { k, delta } => (8, k, delta),
+            Competition::Teacher => (9, 0, 0.0),
+            Competition::Logistic => (10, 0, 0.0),
+            Competition::Identity => (11, 0, 0.0),
+            Competition::ReluOnly => (12, 0, 0.0),
+        }
+    }
+}
+
+fn need(t: &Tensor, len: usize, role: &str) -> Result<()> {
+    t.expect_dtype(DType::F32, role)?;
+    t.expect_len(len, role)
+}
+
+fn distinct_outputs(kernel: &str, inputs: &[&Tensor], outputs: &[&Tensor]) -> Result<()> {
+    for o in outputs {
+        for i in inputs {
+            if i.buffer == o.buffer {
+                return Err(HebbError::Launch {
+                    kernel: kernel.into(),
+                    message: format!("output {} must not also be an input", o.label),
+                });
+            }
+        }
+    }
+    if outputs.len() == 2 && outputs[0].buffer == outputs[1].buffer {
+        return Err(HebbError::Launch {
+            kernel: kernel.into(),
+            message: "the two outputs must be different tensors".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Records one hebbian.wgsl entry over `elements` invocations (256 per workgroup) or, for
+/// `per_row` entries, `elements` rows (64 per workgroup).
+fn launch(
+    rec: &mut Recorder<'_>,
+    entry: &'static str,
+    params: HebbParams,
+    inputs: &[(u32, &Tensor)],
+    outputs: &[(u32, &Tensor)],
+    elements: usize,
+    per_workgroup: usize,
+) -> Result<()> {
+    let ins: Vec<&Tensor> = inputs.iter().map(|(_, t)| *t).collect();
+    let outs: Vec<&Tensor> = outputs.iter().map(|(_, t)| *t).collect();
+    distinct_outputs(entry, &ins, &outs)?;
+    let ctx: &GpuContext = rec.ctx;
+    let pipeline = ctx
+        .kernels
+        .get(&ctx.device, ctx.features, &HEBBIAN_WGSL, entry, &[])?;
+    let groups = grid_1d(ctx, to_u32(entry, "workgroups", elements.div_ceil(per_workgroup))?);
+    check_grid(ctx, entry, groups)?;
+    let uniform = rec.uniform(&params);
+    let mut entries = vec![(0, uniform.as_entire_binding())];
+    for (slot, t) in inputs.iter().chain(outputs.iter()) {
+        entries.push((*slot, t.binding(ctx)?));
+    }
+    let bg = bind_group(ctx, &pipeline, &entries);
+    rec.dispatch(&pipeline, &bg, groups);
+    Ok(())
+}
+
+fn dims(kernel: &str, n: usize, c: usize, d: usize) -> Result<HebbParams> {
+    Ok(HebbParams {
+        n: to_u32(kernel, "N", n)?,
+        c: to_u32(kernel, "C", c)?,
+        d: to_u32(kernel, "D", d)?,
+        ..Default::default()
+    })
+}
+
+/// S = raised cosine² of the dots X·Wᵀ (N x C) given Σx² per row (N) and Σw² per neuron (C);
+/// proj = dots / guard(‖w_i‖), through relu if `relu_projection`.
+#[allow(clippy::too_many_arguments)]
+pub fn raised_cosine2(
+    rec: &mut Recorder<'_>,
+    dots: &Tensor,
+    x_sumsq: &Tensor,
+    w_sumsq: &Tensor,
+    n: usize,
+    c: usize,
+    relu_projection: bool,
+    s: &Tensor,
+    proj: &Tensor,
+) -> Result<()> {
+    need(dots, n * c, "dots")?;
+    need(x_sumsq, n, "Σx²")?;
+    need(w_sumsq, c, "Σw²")?;
+    need(s, n * c, "S")?;
+    need(proj, n * c, "projection")?;
+    let mut p = dims("raised_cosine2", n, c, 0)?;
+    p.flags = relu_projection as u32;
+    launch(
+        rec,
+        "raised_cosine2",
+        p,
+        &[(1, dots), (2, x_sumsq), (3, w_sumsq)],
+        &[(4, s), (5, proj)],
+        n * c,
+        256,
+    )
+}
+
+/// Row-wise competition of U (N x C) with an optional teacher T (N x C): out0 is the preset's
+/// activation / competition output, g the post-synaptic factor of the update.
+#[allow(clippy::too_many_arguments)]
+pub fn competition(
+    rec: &mut Recorder<'_>,
+    kind: Competition,
+    u: &Tensor,
+    teacher: Option<&Tensor>,
+    n: usize,
+    c: usize,
+    out0: &Tensor,
+    g: &Tensor,
+) -> Result<()> {
+    need(u, n * c, "U")?;
+    need(out0, n * c, "competition output")?;
+    need(g, n * c, "G")?;
+    if let Some(t) = teacher {
+        need(t, n * c, "teacher")?;
+    }
+    let (mode, k, a) = kind.mode();
+    if matches!(kind, Competition::Kwta { .. } | Competition::Krotov { .. })
+        && (k == 0 || k as usize > c)
+    {
+        return Err(HebbError::Launch {
+            kernel: "competition".into(),
+            message: format!("k = {k} must be in 1..={c} (the number of neurons)"),
+        });
+    }
+    let mut p = dims("competition", n, c, 0)?;
+    p.mode = mode;
+    p.k = k;
+    p.a = a;
+    p.flags = teacher.is_some() as u32;
+    launch(
+        rec,
+        "competition",
+        p,
+        &[(1, u), (2, teacher.unwrap_or(u))],
+        &[(4, out0), (5, g)],
+        n,
+        64,
+    )
+}
+
+/// How `scale_rows` turns the per-row vector v into a factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowFactor {
+    /// v_i
+    Value,
+    /// 1 / guard(v_i)
+    InverseGuarded,
+    /// 1 / guard(sqrt(v_i))
+    InverseSqrtGuarded,
+}
+
+/// out[i, :] = s · f(v_i) · w[i, :] for a C x D matrix.
+#[allow(clippy::too_many_arguments)]
+pub fn scale_rows(
+    rec: &mut Recorder<'_>,
+    factor: RowFactor,
+    w: &Tensor,
+    v: &Tensor,
+    c: usize,
+    d: usize,
+    s: f32,
+    out: &Tensor,
+) -> Result<()> {
+    need(w, c * d, "matrix")?;
+    need(v, c, "row factors")?;
+    need(out, c * d, "output")?;
+    let mut p = dims("scale_rows", 0, c, d)?;
+    p.mode = match factor {
+        RowFactor::Value => 0,
+        RowFactor::InverseGuarded => 1,
+        RowFactor::InverseSqrtGuarded => 2,
+    };
+    p.s = s;
+    launch(rec, "scale_rows", p, &[(1, w), (2, v)], &[(4, out)], c * d, 256)
+}
+
+/// out = g ⊙ |g| over `len` elements.
+pub fn square_signed(rec: &mut Recorder<'_>, g: &Tensor, len: usize, out: &Tensor) -> Result<()> {
+    need(g, len, "G")?;
+    need(out, len, "output")?;
+    let p = dims("square_signed", len, 1, 0)?;
+    launch(rec, "square_signed", p, &[(1, g)], &[(4, out)], len, 256)
+}
+
+/// out = s · (m ⊙ L) for a C x C matrix (lower triangle with the diagonal).
+pub fn tril_scale(rec: &mut Recorder<'_>, m: &Tensor, c: usize, s: f32, out: &Tensor) -> Result<()> {
+    need(m, c * c, "C x C matrix")?;
+    need(out, c * c, "output")?;
+    let mut p = dims("tril_scale", 0, c, 0)?;
+    p.s = s;
+    launch(rec, "tril_scale", p, &[(1, m)], &[(4, out)], c * c, 256)
+}
+
+/// How `divide_by_max` forms the divisor from the reduced maximum m.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MaxDivisor {
+    /// m + a (SoftHebb: a = 1e-30)
+    Plus(f32),
+    /// max(m, a) (Krotov: a = prec)
+    AtLeast(f32),
+}
+
+/// out = x / divisor(max[0]) over `len` elements.
+pub fn divide_by_max(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    max: &Tensor,
+    len: usize,
+    divisor: MaxDivisor,
+    out: &Tensor,
+) -> Result<()> {
+    need(x, len, "x")?;
+    need(max, 1, "maximum")?;
+    need(out, len, "output")?;
+    let mut p = dims("divide_by_max", len, 0, 0)?;
+    (p.mode, p.a) = match divisor {
+        MaxDivisor::Plus(a) => (0, a),
+        MaxDivisor::AtLeast(a) => (1, a),
+    };
+    launch(rec, "divide_by_max", p, &[(1, x), (2, max)], &[(4, out)], len, 256)
+}
+
+/// out = sign(w)·|w|^exponent over `len` elements.
+pub fn signed_pow(rec: &mut Recorder<'_>, w: &Tensor, len: usize, exponent: f32, out: &Tensor) -> Result<()> {
+    need(w, len, "W")?;
+    need(out, len, "output")?;
+    let mut p = dims("signed_pow", len, 0, 0)?;
+    p.a = exponent;
+    launch(rec, "signed_pow", p, &[(1, w)], &[(4, out)], len, 256)
+}
+
+/// Updates the running mean / variance (length C) from S (N x C) with momentum `beta`.
+pub fn va_stats(
+    rec: &mut Recorder<'_>,
+    s: &Tensor,
+    n: usize,
+    c: usize,
+    beta: f32,
+    mean: &Tensor,
+    var: &Tensor,
+) -> Result<()> {
+    need(s, n * c, "S")?;
+    need(mean, c, "running mean")?;
+    need(var, c, "running variance")?;
+    if n < 2 {
+        return Err(HebbError::Launch {
+            kernel: "va_stats".into(),
+            message: "the unbiased variance needs at least 2 rows".into(),
+        });
+    }
+    let mut p = dims("va_stats", n, c, 0)?;
+    p.a = beta;
+    launch(rec, "va_stats", p, &[(1, s)], &[(4, mean), (5, var)], c, 64)
+}
+
+/// out = tanh((s − rm)/sd + rm)·sd with sd = sqrt(rv + eps), over N x C.
+#[allow(clippy::too_many_arguments)]
+pub fn va_apply(
+    rec: &mut Recorder<'_>,
+    s: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    n: usize,
+    c: usize,
+    eps: f32,
+    out: &Tensor,
+) -> Result<()> {
+    need(s, n * c, "S")?;
+    need(mean, c, "running mean")?;
+    need(var, c, "running variance")?;
+    need(out, n * c, "output")?;
+    let mut p = dims("va_apply", n, c, 0)?;
+    p.e = eps;
+    launch(rec, "va_apply", p, &[(1, s), (2, mean), (3, var)], &[(4, out)], n * c, 256)
+}
+
+/// Φ = y ⊙ (y − θ)/(θ + eps) with θ_i = y_sumsq_i / B, over B x C.
+#[allow(clippy::too_many_arguments)]
+pub fn bcm_phi(
+    rec: &mut Recorder<'_>,
+    y: &Tensor,
+    y_sumsq: &Tensor,
+    n: usize,
+    c: usize,
+    eps: f32,
+    out: &Tensor,
+) -> Result<()> {
+    need(y, n * c, "Y")?;
+    need(y_sumsq, c, "Σy²")?;
+    need(out, n * c, "Φ")?;
+    let mut p = dims("bcm_phi", n, c, 0)?;
+    p.s = 1.0 / n as f32;
+    p.e = eps;
+    launch(rec, "bcm_phi", p, &[(1, y), (2, y_sumsq)], &[(4, out)], n * c, 256)
+}
+
+/// ΔW_i = (P_i · w_i)·w_i − P_i for C x D matrices P and W.
+pub fn ica_nrm_update(rec: &mut Recorder<'_>, pm: &Tensor, w: &Tensor, c: usize, d: usize, out: &Tensor) -> Result<()> {
+    need(pm, c * d, "P")?;
+    need(w, c * d, "W")?;
+    need(out, c * d, "ΔW")?;
+    let p = dims("ica_nrm_update", 0, c, d)?;
+    launch(rec, "ica_nrm_update", p, &[(1, pm), (2, w)], &[(4, out)], c, 64)
+}
+
+/// out = u + b (b broadcast over rows), N x C.
+pub fn add_bias(rec: &mut Recorder<'_>, u: &Tensor, b: &Tensor, n: usize, c: usize, out: &Tensor) -> Result<()> {
+    need(u, n * c, "U")?;
+    need(b, c, "bias")?;
+    need(out, n * c, "output")?;
+    let p = dims("add_bias", n, c, 0)?;
+    launch(rec, "add_bias", p, &[(1, u), (2, b)], &[(4, out)], n * c, 256)
+}
+
+/// Δb_raw,i = (Σ_n Y_ni − N·e^{t·b_i}) / e^{t·b_i}.
+#[allow(clippy::too_many_arguments)]
+pub fn softhebb_bias_raw(
+    rec: &mut Recorder<'_>,
+    y_colsum: &Tensor,
+    b: &Tensor,
+    n: usize,
+    c: usize,
+    t_invert: f32,
+    out: &Tensor,
+) -> Result<()> {
+    need(y_colsum, c, "Σ_n Y")?;
+    need(b, c, "bias")?;
+    need(out, c, "output")?;
+    let mut p = dims("softhebb_bias_raw", n, c, 0)?;
+    p.a = t_invert;
+    launch(rec, "softhebb_bias_raw", p, &[(1, y_colsum), (2, b)], &[(4, out)], c, 64)
+}
+
+/// The optimizers of optim.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimStep {
+    Sgd { lr: f32, momentum: f32, nesterov: bool, weight_decay: f32, first: bool },
+    /// `rate` is the bias-corrected a_t.
+    Adam { rate: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, first: bool },
+    Adaptive { lr: f32, power: f32 },
+}
+
+/// Applies one optimizer step to W (C x D) in place. `state0` / `state1` are the momentum or
+/// Adam moments (C x D); `row_sumsq` (Σ_d w², C, taken before the step) and `eta` (C, written)
+/// are for the adaptive rate.
+#[allow(clippy::too_many_arguments)]
+pub fn optimizer_step(
+    rec: &mut Recorder<'_>,
+    step: OptimStep,
+    w: &Tensor,
+    dw: &Tensor,
+    c: usize,
+    d: usize,
+    state0: &Tensor,
+    state1: &Tensor,
+    row_sumsq: &Tensor,
+    eta: &Tensor,
+) -> Result<()> {
+    let ctx: &GpuContext = rec.ctx;
+    need(w, c * d, "W")?;
+    need(dw, c * d, "ΔW")?;
+    distinct_outputs("optimizer", &[dw], &[w])?;
+    let mut p = OptimParams {
+        c: to_u32("optimizer", "C", c)?,
+        d: to_u32("optimizer", "D", d)?,
+        ..Default::default()
+    };
+    let (entry, extra): (&'static str, Vec<(u32, &Tensor)>) = match step {
+        OptimStep::Sgd { lr, momentum, nesterov, weight_decay, first } => {
+            need(state0, c * d, "momentum buffer")?;
+            (p.lr, p.momentum, p.nesterov, p.weight_decay, p.first) =
+                (lr, momentum, nesterov as u32, weight_decay, first as u32);
+            ("sgd", vec![(3, state0)])
+        }
+        OptimStep::Adam { rate, beta1, beta2, eps, weight_decay, first } => {
+            need(state0, c * d, "Adam m")?;
+            need(state1, c * d, "Adam v")?;
+            (p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.first) =
+                (rate, beta1, beta2, eps, weight_decay, first as u32);
+            ("adam", vec![(3, state0), (4, state1)])
+        }
+        OptimStep::Adaptive { lr, power } => {
+            need(row_sumsq, c, "Σw² per neuron")?;
+            need(eta, c, "η per neuron")?;
+            (p.lr, p.power) = (lr, power);
+            ("adaptive", vec![(5, row_sumsq), (6, eta)])
+        }
+    };
+    let pipeline = ctx.kernels.get(&ctx.device, ctx.features, &OPTIM_WGSL, entry, &[])?;
+    let groups = grid_1d(ctx, to_u32(entry, "workgroups", (c * d).div_ceil(256))?);
+    check_grid(ctx, entry, groups)?;
+    let uniform = rec.uniform(&p);
+    let mut entries = vec![
+        (0, uniform.as_entire_binding()),
+        (1, w.binding(ctx)?),
+        (2, dw.binding(ctx)?),
+    ];
+    for (slot, t) in extra {
+        entries.push((slot, t.binding(ctx)?));
+    }
+    let bg = bind_group(ctx, &pipeline, &entries);
+    rec.dispatch(&pipeline, &bg, groups);
+    Ok(())
+}

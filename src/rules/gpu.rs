@@ -1,0 +1,424 @@
+//! A Hebbian layer on the GPU: its weights, its rule's state, and one training step recorded
+//! as a short composition of kernels (FastHebb: similarity → competition → GEMMs with the
+//! decay folded in as β·C → optional normaliser → optimizer). Nothing is read back.
+//!
+//! The update shapes (PRESETS.md):
+//! - Sanger (HPCA, hebbdemo HPCA):  ΔW = s·GᵀX − s·tril(GᵀG)·W
+//! - WTA reduction (Lagani WTA, soft-WTA, final layer, hebbdemo soft-WTA):
+//!   ΔW = diag(1/guard(colsum|G|))·[(G⊙|G|)ᵀX − diag(colsum(G⊙|G|))·W]
+//! - Decay (SoftHebb, Krotov): R = YᵀX − diag(colsum(Y⊙U))·W, ΔW = R / max|R|
+//! - ICA: ΔW = W − M·W with M = (1/N)·YᵀS (⊙ L for HICA); ICA-NRM: ΔW_i = (P_i·w_i)w_i − P_i
+//! - BCM: ΔW = (1/B)·ΦᵀX
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::elementwise;
+use crate::kernels::gemm::{self, Gemm};
+use crate::kernels::hebbian::{
+    self, Competition, MaxDivisor, OptimStep, RowFactor,
+};
+use crate::kernels::reduce::{self, ReduceOp};
+use crate::rules::preset::{BcmActivation, DemoActivation, Optimizer, Preset, RuleConfig};
+
+/// Initial weights and state of a layer (f32, row-major; W is C x D).
+#[derive(Clone, Debug, Default)]
+pub struct RuleInit {
+    pub w: Vec<f32>,
+    pub bn_running_mean: Option<Vec<f32>>,
+    pub bn_running_var: Option<Vec<f32>>,
+    pub bias: Option<Vec<f32>>,
+    pub theta: Option<Vec<f32>>,
+}
+
+/// Per-step work buffers, sized for up to `rows` rows.
+struct Buffers {
+    rows: usize,
+    u: Tensor,
+    y: Tensor,
+    z: Tensor,
+    g: Tensor,
+    q: Tensor,
+    proj: Tensor,
+    tmp_nc: Tensor,
+    row_vec: Tensor,
+    dw: Tensor,
+    tmp_cd: Tensor,
+    cc: Tensor,
+    cc2: Tensor,
+    col_a: Tensor,
+    col_b: Tensor,
+    max1: Tensor,
+    wss: Tensor,
+    db_raw: Tensor,
+    db: Tensor,
+}
+
+pub struct GpuRule {
+    pub config: RuleConfig,
+    /// Neurons C and fan-in D.
+    pub c: usize,
+    pub d: usize,
+    pub w: Tensor,
+    pub bn_mean: Tensor,
+    pub bn_var: Tensor,
+    pub bias: Tensor,
+    pub theta: Tensor,
+    /// BCM lateral matrix M = (I − L_s)⁻¹ (C x C), computed once on the host in float64.
+    lateral: Option<Tensor>,
+    state0: Tensor,
+    state1: Tensor,
+    /// Per-neuron learning rate of the last step (SoftHebb), else the scalar rate.
+    pub eta: Tensor,
+    steps_done: u32,
+    bufs: Buffers,
+}
+
+fn zeros(ctx: &GpuContext, label: &str, len: usize) -> Result<Tensor> {
+    Tensor::from_f32(ctx, label, &[len], &vec![0.0; len])
+}
+
+fn vector(ctx: &GpuContext, label: &str, init: Option<&Vec<f32>>, c: usize, fill: f32) -> Result<Tensor> {
+    let data = init.cloned().unwrap_or_else(|| vec![fill; c]);
+    Tensor::from_f32(ctx, label, &[c], &data)
+}
+
+impl GpuRule {
+    /// A layer of C neurons with fan-in D, for batches of up to `rows` patch rows.
+    pub fn new(ctx: &GpuContext, config: RuleConfig, c: usize, d: usize, rows: usize, init: &RuleInit) -> Result<Self> {
+        if init.w.len() != c * d {
+            return Err(HebbError::Shape {
+                tensor: "initial weights".into(),
+                message: format!("{} values for a {c} x {d} layer", init.w.len()),
+            });
+        }
+        if let Preset::SofthebbSoft { bias: true, .. } = config.preset
+            && matches!(config.optimizer, Optimizer::SofthebbAdaptive { .. })
+        {
+            return Err(HebbError::Launch {
+                kernel: config.name.clone(),
+                message: "a bias with the adaptive rate is not supported (the authors' code cannot combine them either)".into(),
+            });
+        }
+        let lateral = match config.preset {
+            Preset::BcmCurti { lateral_strength, .. } => {
+                let mut a = crate::reference::dense::Mat::zeros(c, c);
+                for i in 0..c {
+                    for j in 0..c {
+                        a.set(i, j, if i == j { 1.0 } else { -lateral_strength });
+                    }
+                }
+                let m = a.inverse().ok_or_else(|| HebbError::Launch {
+                    kernel: config.name.clone(),
+                    message: format!("lateral_strength {lateral_strength} makes I − L singular for C = {c}"),
+                })?;
+                let data: Vec<f32> = m.data.iter().map(|&v| v as f32).collect();
+                Some(Tensor::from_f32(ctx, "lateral M", &[c, c], &data)?)
+            }
+            _ => None,
+        };
+        let nc = rows * c;
+        let t = |label: &str, len: usize| Tensor::empty(ctx, label, &[len.max(1)], DType::F32);
+        let bufs = Buffers {
+            rows,
+            u: t("U", nc)?,
+            y: t("Y", nc)?,
+            z: t("Z", nc)?,
+            g: t("G", nc)?,
+            q: t("G⊙|G|", nc)?,
+            proj: t("projection", nc)?,
+            tmp_nc: t("N x C scratch", nc)?,
+            row_vec: t("per-row scratch", rows)?,
+            dw: t("ΔW", c * d)?,
+            tmp_cd: t("C x D scratch", c * d)?,
+            cc: t("C x C", c * c)?,
+            cc2: t("C x C scratch", c * c)?,
+            col_a: t("per-neuron a", c)?,
+            col_b: t("per-neuron b", c)?,
+            max1: t("max", 1)?,
+            wss: t("Σw²", c)?,
+            db_raw: t("Δb raw", c)?,
+            db: t("Δb", c)?,
+        };
+        Ok(Self {
+            w: Tensor::from_f32(ctx, "W", &[c, d], &init.w)?,
+            bn_mean: vector(ctx, "running mean", init.bn_running_mean.as_ref(), c, 0.0)?,
+            bn_var: vector(ctx, "running variance", init.bn_running_var.as_ref(), c, 1.0)?,
+            bias: vector(ctx, "bias", init.bias.as_ref(), c, 0.0)?,
+            theta: vector(ctx, "theta", init.theta.as_ref(), c, 0.0)?,
+            lateral,
+            state0: zeros(ctx, "optimizer state 0", c * d)?,
+            state1: zeros(ctx, "optimizer state 1", c * d)?,
+            eta: zeros(ctx, "eta", c)?,
+            steps_done: 0,
+            config,
+            c,
+            d,
+            bufs,
+        })
+    }
+
+    /// The buffers holding the last step's intermediates, by hebb-case/1 name (rows N x C).
+    pub fn intermediate(&self, key: &str) -> Option<&Tensor> {
+        let b = &self.bufs;
+        let wta_family = matches!(
+            self.config.preset,
+            Preset::LaganiKwta { .. }
+                | Preset::LaganiSoftWtaExp { .. }
+                | Preset::LaganiSoftWtaPow { .. }
+                | Preset::LaganiFinalSupervised
+        );
+        Some(match key {
+            "delta_w" => &b.dw,
+            "u" => &b.u,
+            "y" if wta_family => &b.u,
+            "y" => &b.y,
+            "z" => &b.z,
+            "out" if wta_family => &b.proj,
+            "out" if matches!(self.config.preset, Preset::SofthebbSoftkrotov { .. } | Preset::SofthebbSoft { .. } | Preset::SofthebbHard) => &b.u,
+            "out" => &b.y,
+            "delta_b" => &b.db,
+            _ => return None,
+        })
+    }
+
+    /// Records one training step on X (N x D, row-major) with an optional teacher T (N x C).
+    pub fn step(&mut self, rec: &mut Recorder<'_>, x: &Tensor, n: usize, teacher: Option<&Tensor>) -> Result<()> {
+        let (c, d) = (self.c, self.d);
+        if n > self.bufs.rows || n == 0 {
+            return Err(HebbError::Shape {
+                tensor: x.label.clone(),
+                message: format!("{n} rows, but the layer was built for 1..={} rows", self.bufs.rows),
+            });
+        }
+        x.expect_len(n * d, &format!("X ({n} x {d})"))?;
+        if matches!(self.config.preset, Preset::LaganiFinalSupervised) && teacher.is_none() {
+            return Err(HebbError::Launch {
+                kernel: self.config.name.clone(),
+                message: "the supervised final layer needs a teacher signal".into(),
+            });
+        }
+        let teacher = if self.config.takes_teacher() { teacher } else { None };
+        let b = &self.bufs;
+        let w = &self.w;
+        // U = X·Wᵀ (N x C).
+        let project = |rec: &mut Recorder<'_>, weights: &Tensor, out: &Tensor| {
+            gemm::gemm(rec, &Gemm::new(n, c, d).trans(false, true), x, weights, out)
+        };
+        match self.config.preset.clone() {
+            Preset::LaganiHpca { adaptive_step } | Preset::LaganiHpcaTanh { adaptive_step, .. } => {
+                project(rec, w, &b.u)?;
+                match self.config.preset {
+                    Preset::LaganiHpcaTanh { var_adaptive: true, bn_momentum, bn_eps, .. } => {
+                        hebbian::va_stats(rec, &b.u, n, c, bn_momentum as f32, &self.bn_mean, &self.bn_var)?;
+                        hebbian::va_apply(rec, &b.u, &self.bn_mean, &self.bn_var, n, c, bn_eps as f32, &b.tmp_nc)?;
+                        hebbian::competition(rec, Competition::Identity, &b.tmp_nc, teacher, n, c, &b.y, &b.g)?;
+                    }
+                    Preset::LaganiHpcaTanh { .. } => {
+                        hebbian::competition(rec, Competition::Tanh, &b.u, teacher, n, c, &b.y, &b.g)?;
+                    }
+                    _ => hebbian::competition(rec, Competition::Relu, &b.u, teacher, n, c, &b.y, &b.g)?,
+                }
+                let mut s = 1.0 / n as f32;
+                if adaptive_step {
+                    s /= (d as f32).sqrt();
+                }
+                self.sanger(rec, x, n, s)?;
+            }
+            Preset::LaganiKwta { .. }
+            | Preset::LaganiSoftWtaExp { .. }
+            | Preset::LaganiSoftWtaPow { .. }
+            | Preset::LaganiFinalSupervised => {
+                reduce::row_reduce(rec, ReduceOp::SumSquares, x, n, d, &b.row_vec)?;
+                reduce::row_reduce(rec, ReduceOp::SumSquares, w, c, d, &b.wss)?;
+                project(rec, w, &b.tmp_nc)?;
+                let final_layer = matches!(self.config.preset, Preset::LaganiFinalSupervised);
+                hebbian::raised_cosine2(rec, &b.tmp_nc, &b.row_vec, &b.wss, n, c, !final_layer, &b.u, &b.proj)?;
+                let kind = match self.config.preset {
+                    Preset::LaganiKwta { k } => Competition::Kwta { k: k as u32 },
+                    Preset::LaganiSoftWtaExp { temperature } => Competition::SoftExp { temperature: temperature as f32 },
+                    Preset::LaganiSoftWtaPow { power } => Competition::SoftPow { power: power as f32 },
+                    _ => Competition::Teacher,
+                };
+                hebbian::competition(rec, kind, &b.u, teacher, n, c, &b.z, &b.g)?;
+                self.wta_reduction(rec, x, n)?;
+            }
+            Preset::LaganiIca | Preset::LaganiHica | Preset::LaganiIcaNrm { .. } => {
+                project(rec, w, &b.u)?;
+                if let Preset::LaganiIcaNrm { bn_momentum, bn_eps } = self.config.preset {
+                    hebbian::va_stats(rec, &b.u, n, c, bn_momentum as f32, &self.bn_mean, &self.bn_var)?;
+                    hebbian::va_apply(rec, &b.u, &self.bn_mean, &self.bn_var, n, c, bn_eps as f32, &b.y)?;
+                } else {
+                    hebbian::competition(rec, Competition::Tanh, &b.u, None, n, c, &b.y, &b.g)?;
+                }
+                // M = (1/N)·YᵀS (C x C), HICA keeps its lower triangle; P = M·W.
+                gemm::gemm(rec, &Gemm::new(c, c, n).trans(true, false).scale(1.0 / n as f32, 0.0), &b.y, &b.u, &b.cc)?;
+                let m = if matches!(self.config.preset, Preset::LaganiHica) {
+                    hebbian::tril_scale(rec, &b.cc, c, 1.0, &b.cc2)?;
+                    &b.cc2
+                } else {
+                    &b.cc
+                };
+                gemm::gemm(rec, &Gemm::new(c, d, c), m, w, &b.tmp_cd)?;
+                if matches!(self.config.preset, Preset::LaganiIcaNrm { .. }) {
+                    hebbian::ica_nrm_update(rec, &b.tmp_cd, w, c, d, &b.dw)?;
+                } else {
+                    elementwise::copy(rec, w, &b.dw)?;
+                    elementwise::axpy(rec, -1.0, &b.tmp_cd, &b.dw)?;
+                }
+            }
+            Preset::HebbdemoSoftWta { w_nrm, activation, .. } | Preset::HebbdemoHpca { w_nrm, activation } => {
+                let weights = if w_nrm {
+                    reduce::row_reduce(rec, ReduceOp::SumSquares, w, c, d, &b.wss)?;
+                    hebbian::scale_rows(rec, RowFactor::InverseSqrtGuarded, w, &b.wss, c, d, 1.0, &b.tmp_cd)?;
+                    &b.tmp_cd
+                } else {
+                    w
+                };
+                project(rec, weights, &b.u)?;
+                let act = match activation {
+                    DemoActivation::Identity => Competition::Identity,
+                    DemoActivation::Relu => Competition::ReluOnly,
+                };
+                hebbian::competition(rec, act, &b.u, None, n, c, &b.y, &b.g)?;
+                if let Preset::HebbdemoSoftWta { t_invert, .. } = self.config.preset {
+                    hebbian::competition(rec, Competition::Softmax { t_invert: t_invert as f32 }, &b.y, None, n, c, &b.z, &b.g)?;
+                    self.wta_reduction(rec, x, n)?;
+                } else {
+                    self.sanger(rec, x, n, 1.0 / n as f32)?;
+                }
+            }
+            Preset::SofthebbSoftkrotov { t_invert } | Preset::SofthebbSoft { t_invert, .. } => {
+                let bias = matches!(self.config.preset, Preset::SofthebbSoft { bias: true, .. });
+                if bias {
+                    project(rec, w, &b.tmp_nc)?;
+                    hebbian::add_bias(rec, &b.tmp_nc, &self.bias, n, c, &b.u)?;
+                } else {
+                    project(rec, w, &b.u)?;
+                }
+                let kind = if matches!(self.config.preset, Preset::SofthebbSoftkrotov { .. }) {
+                    Competition::SoftKrotov { t_invert: t_invert as f32 }
+                } else {
+                    Competition::Softmax { t_invert: t_invert as f32 }
+                };
+                hebbian::competition(rec, kind, &b.u, None, n, c, &b.y, &b.g)?;
+                self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
+                if bias {
+                    reduce::col_reduce(rec, ReduceOp::Sum, &b.y, n, c, &b.col_a)?;
+                    hebbian::softhebb_bias_raw(rec, &b.col_a, &self.bias, n, c, t_invert as f32, &b.db_raw)?;
+                    reduce::global_reduce(rec, ReduceOp::AbsMax, &b.db_raw, &b.max1)?;
+                    hebbian::divide_by_max(rec, &b.db_raw, &b.max1, c, MaxDivisor::Plus(1e-30), &b.db)?;
+                }
+            }
+            Preset::SofthebbHard => {
+                project(rec, w, &b.u)?;
+                hebbian::competition(rec, Competition::Hard, &b.u, None, n, c, &b.y, &b.g)?;
+                self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
+            }
+            Preset::BcmCurti { activation, gamma, theta_eps, .. } => {
+                let m = self.lateral.as_ref().expect("built with the layer");
+                project(rec, w, &b.tmp_nc)?;
+                gemm::gemm(rec, &Gemm::new(n, c, c).trans(false, true), &b.tmp_nc, m, &b.u)?;
+                let act = match activation {
+                    BcmActivation::Logistic => Competition::Logistic,
+                    BcmActivation::Relu => Competition::ReluOnly,
+                    BcmActivation::Linear => Competition::Identity,
+                };
+                hebbian::competition(rec, act, &b.u, None, n, c, &b.y, &b.g)?;
+                // θ_b = (1/B)·Σ_b y²; θ_ma ← γ·θ_ma + (1 − γ)·θ_b; Φ uses θ_b.
+                reduce::col_reduce(rec, ReduceOp::SumSquares, &b.y, n, c, &b.col_a)?;
+                elementwise::scale(rec, &self.theta, gamma as f32)?;
+                elementwise::axpy(rec, ((1.0 - gamma) / n as f64) as f32, &b.col_a, &self.theta)?;
+                hebbian::bcm_phi(rec, &b.y, &b.col_a, n, c, theta_eps as f32, &b.q)?;
+                gemm::gemm(rec, &Gemm::new(c, d, n).trans(true, false).scale(1.0 / n as f32, 0.0), &b.q, x, &b.dw)?;
+            }
+            Preset::KrotovHopfield { p, k, delta, prec } => {
+                hebbian::signed_pow(rec, w, c * d, (p - 1.0) as f32, &b.tmp_cd)?;
+                project(rec, &b.tmp_cd, &b.u)?;
+                hebbian::competition(rec, Competition::Krotov { k: k as u32, delta: delta as f32 }, &b.u, None, n, c, &b.y, &b.g)?;
+                self.decay_normalised(rec, x, n, MaxDivisor::AtLeast(prec as f32))?;
+            }
+        }
+        self.apply_optimizer(rec)?;
+        if let (Preset::SofthebbSoft { bias: true, lr_bias: Some(lrb), .. }, Optimizer::Sgd { lr, .. }) =
+            (&self.config.preset, &self.config.optimizer)
+        {
+            elementwise::axpy(rec, (lr * lrb) as f32, &self.bufs.db, &self.bias)?;
+        }
+        self.steps_done += 1;
+        Ok(())
+    }
+
+    /// ΔW = s·GᵀX − s·tril(GᵀG)·W with G in `g`.
+    fn sanger(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize, s: f32) -> Result<()> {
+        let (c, d, b) = (self.c, self.d, &self.bufs);
+        gemm::gemm(rec, &Gemm::new(c, c, n).trans(true, false), &b.g, &b.g, &b.cc)?;
+        hebbian::tril_scale(rec, &b.cc, c, -s, &b.cc2)?;
+        gemm::gemm(rec, &Gemm::new(c, d, n).trans(true, false).scale(s, 0.0), &b.g, x, &b.dw)?;
+        gemm::gemm(rec, &Gemm::new(c, d, c).scale(1.0, 1.0), &b.cc2, &self.w, &b.dw)
+    }
+
+    /// ΔW = diag(1/guard(colsum|G|))·[(G⊙|G|)ᵀX − diag(colsum(G⊙|G|))·W] with G in `g`.
+    fn wta_reduction(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize) -> Result<()> {
+        let (c, d, b) = (self.c, self.d, &self.bufs);
+        hebbian::square_signed(rec, &b.g, n * c, &b.q)?;
+        reduce::col_reduce(rec, ReduceOp::SumAbs, &b.g, n, c, &b.col_a)?;
+        reduce::col_reduce(rec, ReduceOp::Sum, &b.q, n, c, &b.col_b)?;
+        hebbian::scale_rows(rec, RowFactor::Value, &self.w, &b.col_b, c, d, -1.0, &b.tmp_cd)?;
+        gemm::gemm(rec, &Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0), &b.q, x, &b.tmp_cd)?;
+        hebbian::scale_rows(rec, RowFactor::InverseGuarded, &b.tmp_cd, &b.col_a, c, d, 1.0, &b.dw)
+    }
+
+    /// R = YᵀX − diag(colsum(Y⊙U))·W with Y in `g`, then ΔW = R / divisor(max|R|).
+    fn decay_normalised(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize, divisor: MaxDivisor) -> Result<()> {
+        let (c, d, b) = (self.c, self.d, &self.bufs);
+        reduce::col_dot(rec, &b.g, &b.u, n, c, &b.col_a)?;
+        hebbian::scale_rows(rec, RowFactor::Value, &self.w, &b.col_a, c, d, -1.0, &b.tmp_cd)?;
+        gemm::gemm(rec, &Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0), &b.g, x, &b.tmp_cd)?;
+        reduce::global_reduce(rec, ReduceOp::AbsMax, &b.tmp_cd, &b.max1)?;
+        hebbian::divide_by_max(rec, &b.tmp_cd, &b.max1, c * d, divisor, &b.dw)
+    }
+
+    fn apply_optimizer(&mut self, rec: &mut Recorder<'_>) -> Result<()> {
+        let (c, d) = (self.c, self.d);
+        let first = self.steps_done == 0;
+        let step = match self.config.optimizer {
+            Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => OptimStep::Sgd {
+                lr: lr as f32,
+                momentum: momentum as f32,
+                nesterov,
+                weight_decay: weight_decay as f32,
+                first,
+            },
+            Optimizer::Adam { lr, beta1, beta2, eps, weight_decay } => {
+                let t = (self.steps_done + 1) as i32;
+                OptimStep::Adam {
+                    rate: (lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t))) as f32,
+                    beta1: beta1 as f32,
+                    beta2: beta2 as f32,
+                    eps: eps as f32,
+                    weight_decay: weight_decay as f32,
+                    first,
+                }
+            }
+            Optimizer::SofthebbAdaptive { lr, power } => {
+                reduce::row_reduce(rec, ReduceOp::SumSquares, &self.w, c, d, &self.bufs.wss)?;
+                OptimStep::Adaptive { lr: lr as f32, power: power as f32 }
+            }
+        };
+        if let Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } = self.config.optimizer {
+            elementwise::fill(rec, &self.eta, lr as f32)?;
+        }
+        hebbian::optimizer_step(
+            rec,
+            step,
+            &self.w,
+            &self.bufs.dw,
+            c,
+            d,
+            &self.state0,
+            &self.state1,
+            &self.bufs.wss,
+            &self.eta,
+        )
+    }
+}
