@@ -1,9 +1,10 @@
-//! The float64 reference of every preset against every golden case (the authors' numbers):
-//! each expected tensor must match to 1e-9 (an exact float64 implementation reaches ~3e-15).
+//! Every golden case (the authors' numbers): the float64 reference must match each expected
+//! tensor to 1e-9 (an exact float64 implementation reaches ~3e-15), and the GPU rules in
+//! float32 to the case's tolerance (1e-4), on each backend under test.
 
 use std::path::PathBuf;
 
-use hebb::conformance::cases::{REFERENCE_TOL, print_case_table, reference_rows};
+use hebb::conformance::cases::{REFERENCE_TOL, case_rows, print_case_table, reference_rows};
 use hebb::rules::case::{find_case_files, load_case};
 use hebb::rules::preset::PRESET_NAMES;
 
@@ -77,4 +78,45 @@ fn bad_case_files_are_clear_per_case_errors() {
             .any(|e| e.contains("inputs.w") || e.contains("holds")),
         "{text:?}"
     );
+}
+
+fn gpu_cases(backend: &str) {
+    let Some(ctx) = crate::common::context(backend) else {
+        return;
+    };
+    let rows: Vec<_> = case_rows(Some(&ctx), &cases_dir())
+        .into_iter()
+        .filter(|r| r.variant == "gpu-f32")
+        .collect();
+    let failed: Vec<_> = rows.iter().filter(|r| !r.ok).cloned().collect();
+    if !failed.is_empty() {
+        print_case_table(&failed);
+        panic!(
+            "{} of {} GPU case tensors failed on {}",
+            failed.len(),
+            rows.len(),
+            ctx.adapter_name()
+        );
+    }
+    assert!(rows.len() >= 52, "only {} GPU rows", rows.len());
+}
+
+#[test]
+fn gpu_rules_match_every_golden_case_vulkan() {
+    gpu_cases("vulkan");
+}
+
+#[test]
+fn gpu_rules_match_every_golden_case_gl() {
+    gpu_cases("gl");
+}
+
+#[test]
+fn gpu_rules_match_every_golden_case_metal() {
+    gpu_cases("metal");
+}
+
+#[test]
+fn gpu_rules_match_every_golden_case_dx12() {
+    gpu_cases("dx12");
 }

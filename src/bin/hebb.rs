@@ -245,7 +245,11 @@ fn fresh_seed() -> u64 {
         .map_or(0x5eed, |d| d.as_nanos() as u64)
 }
 
-fn case_conformance(choice: &AdapterChoice, dirs: &[PathBuf], json: Option<&Path>) -> Result<ExitCode> {
+fn case_conformance(
+    choice: &AdapterChoice,
+    dirs: &[PathBuf],
+    json: Option<&Path>,
+) -> Result<ExitCode> {
     let ctx = GpuContext::new(choice)?;
     println!("adapter: {}", ctx.adapter_name());
     let mut rows = Vec::new();

@@ -134,7 +134,14 @@ pub fn run_case_gpu(ctx: &GpuContext, case: &Case) -> Result<BTreeMap<String, Ar
                 let data: Vec<f32> = slice.iter().map(|&v| v as f32).collect();
                 Tensor::from_f32(ctx, "X", &[n, d], &data)?
             }
-            Layer::Conv2d { in_channels, kernel, stride, padding, padding_mode, .. } => {
+            Layer::Conv2d {
+                in_channels,
+                kernel,
+                stride,
+                padding,
+                padding_mode,
+                ..
+            } => {
                 let g = ConvGeometry {
                     batch: case.batch,
                     in_channels: *in_channels,
@@ -149,14 +156,19 @@ pub fn run_case_gpu(ctx: &GpuContext, case: &Case) -> Result<BTreeMap<String, Ar
                 Tensor::empty(ctx, "unused", &[1], DType::F32)?
             }
         };
-        let x_ref = if matches!(case.layer, Layer::Linear { .. }) { &x } else { &patches };
+        let x_ref = if matches!(case.layer, Layer::Linear { .. }) {
+            &x
+        } else {
+            &patches
+        };
         let teacher = match case.inputs.get("teacher") {
             Some(t) => {
                 let mut rows = vec![0f32; n * c];
                 for b in 0..case.batch {
                     for p in 0..per_sample {
                         for i in 0..c {
-                            rows[(b * per_sample + p) * c + i] = t.data[(s * case.batch + b) * c + i] as f32;
+                            rows[(b * per_sample + p) * c + i] =
+                                t.data[(s * case.batch + b) * c + i] as f32;
                         }
                     }
                 }
@@ -172,7 +184,10 @@ pub fn run_case_gpu(ctx: &GpuContext, case: &Case) -> Result<BTreeMap<String, Ar
     }
     ctx.check("case steps")?;
     let read = |t: &Tensor, len: usize| -> Result<Vec<f64>> {
-        Ok(t.to_f32_vec(ctx)?[..len].iter().map(|&v| v as f64).collect())
+        Ok(t.to_f32_vec(ctx)?[..len]
+            .iter()
+            .map(|&v| v as f64)
+            .collect())
     };
     let w_shape = case.inputs["w"].shape.clone();
     let mut got = BTreeMap::new();
@@ -182,15 +197,24 @@ pub fn run_case_gpu(ctx: &GpuContext, case: &Case) -> Result<BTreeMap<String, Ar
             "w_steps" => {
                 let mut shape = vec![case.steps];
                 shape.extend(&w_shape);
-                Some(Array::new(shape, w_steps.iter().map(|&v| v as f64).collect()))
+                Some(Array::new(
+                    shape,
+                    w_steps.iter().map(|&v| v as f64).collect(),
+                ))
             }
-            "delta_w" => Some(Array::new(w_shape.clone(), read(rule.intermediate("delta_w").unwrap(), c * d)?)),
+            "delta_w" => Some(Array::new(
+                w_shape.clone(),
+                read(rule.intermediate("delta_w").unwrap(), c * d)?,
+            )),
             "lr_neuron" => Some(Array::new(vec![c], read(&rule.eta, c)?)),
             "theta" => Some(Array::new(vec![c], read(&rule.theta, c)?)),
             "bn_running_mean" => Some(Array::new(vec![c], read(&rule.bn_mean, c)?)),
             "bn_running_var" => Some(Array::new(vec![c], read(&rule.bn_var, c)?)),
             "b" => Some(Array::new(vec![c], read(&rule.bias, c)?)),
-            "delta_b" => Some(Array::new(vec![c], read(rule.intermediate("delta_b").unwrap(), c)?)),
+            "delta_b" => Some(Array::new(
+                vec![c],
+                read(rule.intermediate("delta_b").unwrap(), c)?,
+            )),
             "out" if matches!(case.layer, Layer::Conv2d { .. }) => {
                 let rows = Mat::from_vec(n, c, read(rule.intermediate("out").unwrap(), n * c)?);
                 Some(Array::new(
@@ -267,7 +291,12 @@ pub fn case_rows(ctx: Option<&GpuContext>, dir: &Path) -> Vec<CaseRow> {
                             &case.expected,
                             &got,
                         )),
-                        Err(e) => rows.push(error_row(&case.name, &case.preset, "gpu-f32", e.to_string())),
+                        Err(e) => rows.push(error_row(
+                            &case.name,
+                            &case.preset,
+                            "gpu-f32",
+                            e.to_string(),
+                        )),
                     }
                 }
             }

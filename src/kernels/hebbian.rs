@@ -53,19 +53,32 @@ pub enum Competition {
     /// out0 = tanh(u), G = out0 ⊙ T.
     Tanh,
     /// Z = [u ⊙ T ≥ k-th largest], G = Z ⊙ T.
-    Kwta { k: u32 },
+    Kwta {
+        k: u32,
+    },
     /// Z = exp(u/τ) ⊙ T normalised per row (unstabilised, as the authors), G = Z ⊙ T.
-    SoftExp { temperature: f32 },
+    SoftExp {
+        temperature: f32,
+    },
     /// Z = u^p ⊙ T normalised per row, G = Z ⊙ T.
-    SoftPow { power: f32 },
+    SoftPow {
+        power: f32,
+    },
     /// softmax(t·u), stabilised.
-    Softmax { t_invert: f32 },
+    Softmax {
+        t_invert: f32,
+    },
     /// −softmax(t·u), +softmax at the winner.
-    SoftKrotov { t_invert: f32 },
+    SoftKrotov {
+        t_invert: f32,
+    },
     /// onehot(argmax u).
     Hard,
     /// +1 at the winner, −Δ at the k-th ranked unit.
-    Krotov { k: u32, delta: f32 },
+    Krotov {
+        k: u32,
+        delta: f32,
+    },
     /// out0 = u, G = T.
     Teacher,
     Logistic,
@@ -137,7 +150,10 @@ fn launch(
     let pipeline = ctx
         .kernels
         .get(&ctx.device, ctx.features, &HEBBIAN_WGSL, entry, &[])?;
-    let groups = grid_1d(ctx, to_u32(entry, "workgroups", elements.div_ceil(per_workgroup))?);
+    let groups = grid_1d(
+        ctx,
+        to_u32(entry, "workgroups", elements.div_ceil(per_workgroup))?,
+    );
     check_grid(ctx, entry, groups)?;
     let uniform = rec.uniform(&params);
     let mut entries = vec![(0, uniform.as_entire_binding())];
@@ -267,7 +283,15 @@ pub fn scale_rows(
         RowFactor::InverseSqrtGuarded => 2,
     };
     p.s = s;
-    launch(rec, "scale_rows", p, &[(1, w), (2, v)], &[(4, out)], c * d, 256)
+    launch(
+        rec,
+        "scale_rows",
+        p,
+        &[(1, w), (2, v)],
+        &[(4, out)],
+        c * d,
+        256,
+    )
 }
 
 /// out = g ⊙ |g| over `len` elements.
@@ -279,7 +303,13 @@ pub fn square_signed(rec: &mut Recorder<'_>, g: &Tensor, len: usize, out: &Tenso
 }
 
 /// out = s · (m ⊙ L) for a C x C matrix (lower triangle with the diagonal).
-pub fn tril_scale(rec: &mut Recorder<'_>, m: &Tensor, c: usize, s: f32, out: &Tensor) -> Result<()> {
+pub fn tril_scale(
+    rec: &mut Recorder<'_>,
+    m: &Tensor,
+    c: usize,
+    s: f32,
+    out: &Tensor,
+) -> Result<()> {
     need(m, c * c, "C x C matrix")?;
     need(out, c * c, "output")?;
     let mut p = dims("tril_scale", 0, c, 0)?;
@@ -313,11 +343,25 @@ pub fn divide_by_max(
         MaxDivisor::Plus(a) => (0, a),
         MaxDivisor::AtLeast(a) => (1, a),
     };
-    launch(rec, "divide_by_max", p, &[(1, x), (2, max)], &[(4, out)], len, 256)
+    launch(
+        rec,
+        "divide_by_max",
+        p,
+        &[(1, x), (2, max)],
+        &[(4, out)],
+        len,
+        256,
+    )
 }
 
 /// out = sign(w)·|w|^exponent over `len` elements.
-pub fn signed_pow(rec: &mut Recorder<'_>, w: &Tensor, len: usize, exponent: f32, out: &Tensor) -> Result<()> {
+pub fn signed_pow(
+    rec: &mut Recorder<'_>,
+    w: &Tensor,
+    len: usize,
+    exponent: f32,
+    out: &Tensor,
+) -> Result<()> {
     need(w, len, "W")?;
     need(out, len, "output")?;
     let mut p = dims("signed_pow", len, 0, 0)?;
@@ -367,7 +411,15 @@ pub fn va_apply(
     need(out, n * c, "output")?;
     let mut p = dims("va_apply", n, c, 0)?;
     p.e = eps;
-    launch(rec, "va_apply", p, &[(1, s), (2, mean), (3, var)], &[(4, out)], n * c, 256)
+    launch(
+        rec,
+        "va_apply",
+        p,
+        &[(1, s), (2, mean), (3, var)],
+        &[(4, out)],
+        n * c,
+        256,
+    )
 }
 
 /// Φ = y ⊙ (y − θ)/(θ + eps) with θ_i = y_sumsq_i / B, over B x C.
@@ -387,25 +439,63 @@ pub fn bcm_phi(
     let mut p = dims("bcm_phi", n, c, 0)?;
     p.s = 1.0 / n as f32;
     p.e = eps;
-    launch(rec, "bcm_phi", p, &[(1, y), (2, y_sumsq)], &[(4, out)], n * c, 256)
+    launch(
+        rec,
+        "bcm_phi",
+        p,
+        &[(1, y), (2, y_sumsq)],
+        &[(4, out)],
+        n * c,
+        256,
+    )
 }
 
 /// ΔW_i = (P_i · w_i)·w_i − P_i for C x D matrices P and W.
-pub fn ica_nrm_update(rec: &mut Recorder<'_>, pm: &Tensor, w: &Tensor, c: usize, d: usize, out: &Tensor) -> Result<()> {
+pub fn ica_nrm_update(
+    rec: &mut Recorder<'_>,
+    pm: &Tensor,
+    w: &Tensor,
+    c: usize,
+    d: usize,
+    out: &Tensor,
+) -> Result<()> {
     need(pm, c * d, "P")?;
     need(w, c * d, "W")?;
     need(out, c * d, "ΔW")?;
     let p = dims("ica_nrm_update", 0, c, d)?;
-    launch(rec, "ica_nrm_update", p, &[(1, pm), (2, w)], &[(4, out)], c, 64)
+    launch(
+        rec,
+        "ica_nrm_update",
+        p,
+        &[(1, pm), (2, w)],
+        &[(4, out)],
+        c,
+        64,
+    )
 }
 
 /// out = u + b (b broadcast over rows), N x C.
-pub fn add_bias(rec: &mut Recorder<'_>, u: &Tensor, b: &Tensor, n: usize, c: usize, out: &Tensor) -> Result<()> {
+pub fn add_bias(
+    rec: &mut Recorder<'_>,
+    u: &Tensor,
+    b: &Tensor,
+    n: usize,
+    c: usize,
+    out: &Tensor,
+) -> Result<()> {
     need(u, n * c, "U")?;
     need(b, c, "bias")?;
     need(out, n * c, "output")?;
     let p = dims("add_bias", n, c, 0)?;
-    launch(rec, "add_bias", p, &[(1, u), (2, b)], &[(4, out)], n * c, 256)
+    launch(
+        rec,
+        "add_bias",
+        p,
+        &[(1, u), (2, b)],
+        &[(4, out)],
+        n * c,
+        256,
+    )
 }
 
 /// Δb_raw,i = (Σ_n Y_ni − N·e^{t·b_i}) / e^{t·b_i}.
@@ -424,16 +514,40 @@ pub fn softhebb_bias_raw(
     need(out, c, "output")?;
     let mut p = dims("softhebb_bias_raw", n, c, 0)?;
     p.a = t_invert;
-    launch(rec, "softhebb_bias_raw", p, &[(1, y_colsum), (2, b)], &[(4, out)], c, 64)
+    launch(
+        rec,
+        "softhebb_bias_raw",
+        p,
+        &[(1, y_colsum), (2, b)],
+        &[(4, out)],
+        c,
+        64,
+    )
 }
 
 /// The optimizers of optim.wgsl.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimStep {
-    Sgd { lr: f32, momentum: f32, nesterov: bool, weight_decay: f32, first: bool },
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        nesterov: bool,
+        weight_decay: f32,
+        first: bool,
+    },
     /// `rate` is the bias-corrected a_t.
-    Adam { rate: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, first: bool },
-    Adaptive { lr: f32, power: f32 },
+    Adam {
+        rate: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        first: bool,
+    },
+    Adaptive {
+        lr: f32,
+        power: f32,
+    },
 }
 
 /// Applies one optimizer step to W (C x D) in place. `state0` / `state1` are the momentum or
@@ -462,13 +576,26 @@ pub fn optimizer_step(
         ..Default::default()
     };
     let (entry, extra): (&'static str, Vec<(u32, &Tensor)>) = match step {
-        OptimStep::Sgd { lr, momentum, nesterov, weight_decay, first } => {
+        OptimStep::Sgd {
+            lr,
+            momentum,
+            nesterov,
+            weight_decay,
+            first,
+        } => {
             need(state0, c * d, "momentum buffer")?;
             (p.lr, p.momentum, p.nesterov, p.weight_decay, p.first) =
                 (lr, momentum, nesterov as u32, weight_decay, first as u32);
             ("sgd", vec![(3, state0)])
         }
-        OptimStep::Adam { rate, beta1, beta2, eps, weight_decay, first } => {
+        OptimStep::Adam {
+            rate,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            first,
+        } => {
             need(state0, c * d, "Adam m")?;
             need(state1, c * d, "Adam v")?;
             (p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.first) =
@@ -482,7 +609,9 @@ pub fn optimizer_step(
             ("adaptive", vec![(5, row_sumsq), (6, eta)])
         }
     };
-    let pipeline = ctx.kernels.get(&ctx.device, ctx.features, &OPTIM_WGSL, entry, &[])?;
+    let pipeline = ctx
+        .kernels
+        .get(&ctx.device, ctx.features, &OPTIM_WGSL, entry, &[])?;
     let groups = grid_1d(ctx, to_u32(entry, "workgroups", (c * d).div_ceil(256))?);
     check_grid(ctx, entry, groups)?;
     let uniform = rec.uniform(&p);

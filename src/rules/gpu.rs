@@ -14,9 +14,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Gemm};
-use crate::kernels::hebbian::{
-    self, Competition, MaxDivisor, OptimStep, RowFactor,
-};
+use crate::kernels::hebbian::{self, Competition, MaxDivisor, OptimStep, RowFactor};
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::rules::preset::{BcmActivation, DemoActivation, Optimizer, Preset, RuleConfig};
 
@@ -77,14 +75,27 @@ fn zeros(ctx: &GpuContext, label: &str, len: usize) -> Result<Tensor> {
     Tensor::from_f32(ctx, label, &[len], &vec![0.0; len])
 }
 
-fn vector(ctx: &GpuContext, label: &str, init: Option<&Vec<f32>>, c: usize, fill: f32) -> Result<Tensor> {
+fn vector(
+    ctx: &GpuContext,
+    label: &str,
+    init: Option<&Vec<f32>>,
+    c: usize,
+    fill: f32,
+) -> Result<Tensor> {
     let data = init.cloned().unwrap_or_else(|| vec![fill; c]);
     Tensor::from_f32(ctx, label, &[c], &data)
 }
 
 impl GpuRule {
     /// A layer of C neurons with fan-in D, for batches of up to `rows` patch rows.
-    pub fn new(ctx: &GpuContext, config: RuleConfig, c: usize, d: usize, rows: usize, init: &RuleInit) -> Result<Self> {
+    pub fn new(
+        ctx: &GpuContext,
+        config: RuleConfig,
+        c: usize,
+        d: usize,
+        rows: usize,
+        init: &RuleInit,
+    ) -> Result<Self> {
         if init.w.len() != c * d {
             return Err(HebbError::Shape {
                 tensor: "initial weights".into(),
@@ -100,7 +111,9 @@ impl GpuRule {
             });
         }
         let lateral = match config.preset {
-            Preset::BcmCurti { lateral_strength, .. } => {
+            Preset::BcmCurti {
+                lateral_strength, ..
+            } => {
                 let mut a = crate::reference::dense::Mat::zeros(c, c);
                 for i in 0..c {
                     for j in 0..c {
@@ -109,7 +122,9 @@ impl GpuRule {
                 }
                 let m = a.inverse().ok_or_else(|| HebbError::Launch {
                     kernel: config.name.clone(),
-                    message: format!("lateral_strength {lateral_strength} makes I − L singular for C = {c}"),
+                    message: format!(
+                        "lateral_strength {lateral_strength} makes I − L singular for C = {c}"
+                    ),
                 })?;
                 let data: Vec<f32> = m.data.iter().map(|&v| v as f32).collect();
                 Some(Tensor::from_f32(ctx, "lateral M", &[c, c], &data)?)
@@ -142,7 +157,13 @@ impl GpuRule {
         Ok(Self {
             w: Tensor::from_f32(ctx, "W", &[c, d], &init.w)?,
             bn_mean: vector(ctx, "running mean", init.bn_running_mean.as_ref(), c, 0.0)?,
-            bn_var: vector(ctx, "running variance", init.bn_running_var.as_ref(), c, 1.0)?,
+            bn_var: vector(
+                ctx,
+                "running variance",
+                init.bn_running_var.as_ref(),
+                c,
+                1.0,
+            )?,
             bias: vector(ctx, "bias", init.bias.as_ref(), c, 0.0)?,
             theta: vector(ctx, "theta", init.theta.as_ref(), c, 0.0)?,
             lateral,
@@ -174,7 +195,16 @@ impl GpuRule {
             "y" => &b.y,
             "z" => &b.z,
             "out" if wta_family => &b.proj,
-            "out" if matches!(self.config.preset, Preset::SofthebbSoftkrotov { .. } | Preset::SofthebbSoft { .. } | Preset::SofthebbHard) => &b.u,
+            "out"
+                if matches!(
+                    self.config.preset,
+                    Preset::SofthebbSoftkrotov { .. }
+                        | Preset::SofthebbSoft { .. }
+                        | Preset::SofthebbHard
+                ) =>
+            {
+                &b.u
+            }
             "out" => &b.y,
             "delta_b" => &b.db,
             _ => return None,
@@ -182,12 +212,21 @@ impl GpuRule {
     }
 
     /// Records one training step on X (N x D, row-major) with an optional teacher T (N x C).
-    pub fn step(&mut self, rec: &mut Recorder<'_>, x: &Tensor, n: usize, teacher: Option<&Tensor>) -> Result<()> {
+    pub fn step(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        n: usize,
+        teacher: Option<&Tensor>,
+    ) -> Result<()> {
         let (c, d) = (self.c, self.d);
         if n > self.bufs.rows || n == 0 {
             return Err(HebbError::Shape {
                 tensor: x.label.clone(),
-                message: format!("{n} rows, but the layer was built for 1..={} rows", self.bufs.rows),
+                message: format!(
+                    "{n} rows, but the layer was built for 1..={} rows",
+                    self.bufs.rows
+                ),
             });
         }
         x.expect_len(n * d, &format!("X ({n} x {d})"))?;
@@ -197,7 +236,11 @@ impl GpuRule {
                 message: "the supervised final layer needs a teacher signal".into(),
             });
         }
-        let teacher = if self.config.takes_teacher() { teacher } else { None };
+        let teacher = if self.config.takes_teacher() {
+            teacher
+        } else {
+            None
+        };
         let b = &self.bufs;
         let w = &self.w;
         // U = X·Wᵀ (N x C).
@@ -208,15 +251,64 @@ impl GpuRule {
             Preset::LaganiHpca { adaptive_step } | Preset::LaganiHpcaTanh { adaptive_step, .. } => {
                 project(rec, w, &b.u)?;
                 match self.config.preset {
-                    Preset::LaganiHpcaTanh { var_adaptive: true, bn_momentum, bn_eps, .. } => {
-                        hebbian::va_stats(rec, &b.u, n, c, bn_momentum as f32, &self.bn_mean, &self.bn_var)?;
-                        hebbian::va_apply(rec, &b.u, &self.bn_mean, &self.bn_var, n, c, bn_eps as f32, &b.tmp_nc)?;
-                        hebbian::competition(rec, Competition::Identity, &b.tmp_nc, teacher, n, c, &b.y, &b.g)?;
+                    Preset::LaganiHpcaTanh {
+                        var_adaptive: true,
+                        bn_momentum,
+                        bn_eps,
+                        ..
+                    } => {
+                        hebbian::va_stats(
+                            rec,
+                            &b.u,
+                            n,
+                            c,
+                            bn_momentum as f32,
+                            &self.bn_mean,
+                            &self.bn_var,
+                        )?;
+                        hebbian::va_apply(
+                            rec,
+                            &b.u,
+                            &self.bn_mean,
+                            &self.bn_var,
+                            n,
+                            c,
+                            bn_eps as f32,
+                            &b.tmp_nc,
+                        )?;
+                        hebbian::competition(
+                            rec,
+                            Competition::Identity,
+                            &b.tmp_nc,
+                            teacher,
+                            n,
+                            c,
+                            &b.y,
+                            &b.g,
+                        )?;
                     }
                     Preset::LaganiHpcaTanh { .. } => {
-                        hebbian::competition(rec, Competition::Tanh, &b.u, teacher, n, c, &b.y, &b.g)?;
+                        hebbian::competition(
+                            rec,
+                            Competition::Tanh,
+                            &b.u,
+                            teacher,
+                            n,
+                            c,
+                            &b.y,
+                            &b.g,
+                        )?;
                     }
-                    _ => hebbian::competition(rec, Competition::Relu, &b.u, teacher, n, c, &b.y, &b.g)?,
+                    _ => hebbian::competition(
+                        rec,
+                        Competition::Relu,
+                        &b.u,
+                        teacher,
+                        n,
+                        c,
+                        &b.y,
+                        &b.g,
+                    )?,
                 }
                 let mut s = 1.0 / n as f32;
                 if adaptive_step {
@@ -232,11 +324,25 @@ impl GpuRule {
                 reduce::row_reduce(rec, ReduceOp::SumSquares, w, c, d, &b.wss)?;
                 project(rec, w, &b.tmp_nc)?;
                 let final_layer = matches!(self.config.preset, Preset::LaganiFinalSupervised);
-                hebbian::raised_cosine2(rec, &b.tmp_nc, &b.row_vec, &b.wss, n, c, !final_layer, &b.u, &b.proj)?;
+                hebbian::raised_cosine2(
+                    rec,
+                    &b.tmp_nc,
+                    &b.row_vec,
+                    &b.wss,
+                    n,
+                    c,
+                    !final_layer,
+                    &b.u,
+                    &b.proj,
+                )?;
                 let kind = match self.config.preset {
                     Preset::LaganiKwta { k } => Competition::Kwta { k: k as u32 },
-                    Preset::LaganiSoftWtaExp { temperature } => Competition::SoftExp { temperature: temperature as f32 },
-                    Preset::LaganiSoftWtaPow { power } => Competition::SoftPow { power: power as f32 },
+                    Preset::LaganiSoftWtaExp { temperature } => Competition::SoftExp {
+                        temperature: temperature as f32,
+                    },
+                    Preset::LaganiSoftWtaPow { power } => Competition::SoftPow {
+                        power: power as f32,
+                    },
                     _ => Competition::Teacher,
                 };
                 hebbian::competition(rec, kind, &b.u, teacher, n, c, &b.z, &b.g)?;
@@ -244,14 +350,43 @@ impl GpuRule {
             }
             Preset::LaganiIca | Preset::LaganiHica | Preset::LaganiIcaNrm { .. } => {
                 project(rec, w, &b.u)?;
-                if let Preset::LaganiIcaNrm { bn_momentum, bn_eps } = self.config.preset {
-                    hebbian::va_stats(rec, &b.u, n, c, bn_momentum as f32, &self.bn_mean, &self.bn_var)?;
-                    hebbian::va_apply(rec, &b.u, &self.bn_mean, &self.bn_var, n, c, bn_eps as f32, &b.y)?;
+                if let Preset::LaganiIcaNrm {
+                    bn_momentum,
+                    bn_eps,
+                } = self.config.preset
+                {
+                    hebbian::va_stats(
+                        rec,
+                        &b.u,
+                        n,
+                        c,
+                        bn_momentum as f32,
+                        &self.bn_mean,
+                        &self.bn_var,
+                    )?;
+                    hebbian::va_apply(
+                        rec,
+                        &b.u,
+                        &self.bn_mean,
+                        &self.bn_var,
+                        n,
+                        c,
+                        bn_eps as f32,
+                        &b.y,
+                    )?;
                 } else {
                     hebbian::competition(rec, Competition::Tanh, &b.u, None, n, c, &b.y, &b.g)?;
                 }
                 // M = (1/N)·YᵀS (C x C), HICA keeps its lower triangle; P = M·W.
-                gemm::gemm(rec, &Gemm::new(c, c, n).trans(true, false).scale(1.0 / n as f32, 0.0), &b.y, &b.u, &b.cc)?;
+                gemm::gemm(
+                    rec,
+                    &Gemm::new(c, c, n)
+                        .trans(true, false)
+                        .scale(1.0 / n as f32, 0.0),
+                    &b.y,
+                    &b.u,
+                    &b.cc,
+                )?;
                 let m = if matches!(self.config.preset, Preset::LaganiHica) {
                     hebbian::tril_scale(rec, &b.cc, c, 1.0, &b.cc2)?;
                     &b.cc2
@@ -266,10 +401,22 @@ impl GpuRule {
                     elementwise::axpy(rec, -1.0, &b.tmp_cd, &b.dw)?;
                 }
             }
-            Preset::HebbdemoSoftWta { w_nrm, activation, .. } | Preset::HebbdemoHpca { w_nrm, activation } => {
+            Preset::HebbdemoSoftWta {
+                w_nrm, activation, ..
+            }
+            | Preset::HebbdemoHpca { w_nrm, activation } => {
                 let weights = if w_nrm {
                     reduce::row_reduce(rec, ReduceOp::SumSquares, w, c, d, &b.wss)?;
-                    hebbian::scale_rows(rec, RowFactor::InverseSqrtGuarded, w, &b.wss, c, d, 1.0, &b.tmp_cd)?;
+                    hebbian::scale_rows(
+                        rec,
+                        RowFactor::InverseSqrtGuarded,
+                        w,
+                        &b.wss,
+                        c,
+                        d,
+                        1.0,
+                        &b.tmp_cd,
+                    )?;
                     &b.tmp_cd
                 } else {
                     w
@@ -281,7 +428,18 @@ impl GpuRule {
                 };
                 hebbian::competition(rec, act, &b.u, None, n, c, &b.y, &b.g)?;
                 if let Preset::HebbdemoSoftWta { t_invert, .. } = self.config.preset {
-                    hebbian::competition(rec, Competition::Softmax { t_invert: t_invert as f32 }, &b.y, None, n, c, &b.z, &b.g)?;
+                    hebbian::competition(
+                        rec,
+                        Competition::Softmax {
+                            t_invert: t_invert as f32,
+                        },
+                        &b.y,
+                        None,
+                        n,
+                        c,
+                        &b.z,
+                        &b.g,
+                    )?;
                     self.wta_reduction(rec, x, n)?;
                 } else {
                     self.sanger(rec, x, n, 1.0 / n as f32)?;
@@ -296,17 +454,36 @@ impl GpuRule {
                     project(rec, w, &b.u)?;
                 }
                 let kind = if matches!(self.config.preset, Preset::SofthebbSoftkrotov { .. }) {
-                    Competition::SoftKrotov { t_invert: t_invert as f32 }
+                    Competition::SoftKrotov {
+                        t_invert: t_invert as f32,
+                    }
                 } else {
-                    Competition::Softmax { t_invert: t_invert as f32 }
+                    Competition::Softmax {
+                        t_invert: t_invert as f32,
+                    }
                 };
                 hebbian::competition(rec, kind, &b.u, None, n, c, &b.y, &b.g)?;
                 self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
                 if bias {
                     reduce::col_reduce(rec, ReduceOp::Sum, &b.y, n, c, &b.col_a)?;
-                    hebbian::softhebb_bias_raw(rec, &b.col_a, &self.bias, n, c, t_invert as f32, &b.db_raw)?;
+                    hebbian::softhebb_bias_raw(
+                        rec,
+                        &b.col_a,
+                        &self.bias,
+                        n,
+                        c,
+                        t_invert as f32,
+                        &b.db_raw,
+                    )?;
                     reduce::global_reduce(rec, ReduceOp::AbsMax, &b.db_raw, &b.max1)?;
-                    hebbian::divide_by_max(rec, &b.db_raw, &b.max1, c, MaxDivisor::Plus(1e-30), &b.db)?;
+                    hebbian::divide_by_max(
+                        rec,
+                        &b.db_raw,
+                        &b.max1,
+                        c,
+                        MaxDivisor::Plus(1e-30),
+                        &b.db,
+                    )?;
                 }
             }
             Preset::SofthebbHard => {
@@ -314,10 +491,21 @@ impl GpuRule {
                 hebbian::competition(rec, Competition::Hard, &b.u, None, n, c, &b.y, &b.g)?;
                 self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
             }
-            Preset::BcmCurti { activation, gamma, theta_eps, .. } => {
+            Preset::BcmCurti {
+                activation,
+                gamma,
+                theta_eps,
+                ..
+            } => {
                 let m = self.lateral.as_ref().expect("built with the layer");
                 project(rec, w, &b.tmp_nc)?;
-                gemm::gemm(rec, &Gemm::new(n, c, c).trans(false, true), &b.tmp_nc, m, &b.u)?;
+                gemm::gemm(
+                    rec,
+                    &Gemm::new(n, c, c).trans(false, true),
+                    &b.tmp_nc,
+                    m,
+                    &b.u,
+                )?;
                 let act = match activation {
                     BcmActivation::Logistic => Competition::Logistic,
                     BcmActivation::Relu => Competition::ReluOnly,
@@ -327,20 +515,51 @@ impl GpuRule {
                 // θ_b = (1/B)·Σ_b y²; θ_ma ← γ·θ_ma + (1 − γ)·θ_b; Φ uses θ_b.
                 reduce::col_reduce(rec, ReduceOp::SumSquares, &b.y, n, c, &b.col_a)?;
                 elementwise::scale(rec, &self.theta, gamma as f32)?;
-                elementwise::axpy(rec, ((1.0 - gamma) / n as f64) as f32, &b.col_a, &self.theta)?;
+                elementwise::axpy(
+                    rec,
+                    ((1.0 - gamma) / n as f64) as f32,
+                    &b.col_a,
+                    &self.theta,
+                )?;
                 hebbian::bcm_phi(rec, &b.y, &b.col_a, n, c, theta_eps as f32, &b.q)?;
-                gemm::gemm(rec, &Gemm::new(c, d, n).trans(true, false).scale(1.0 / n as f32, 0.0), &b.q, x, &b.dw)?;
+                gemm::gemm(
+                    rec,
+                    &Gemm::new(c, d, n)
+                        .trans(true, false)
+                        .scale(1.0 / n as f32, 0.0),
+                    &b.q,
+                    x,
+                    &b.dw,
+                )?;
             }
             Preset::KrotovHopfield { p, k, delta, prec } => {
                 hebbian::signed_pow(rec, w, c * d, (p - 1.0) as f32, &b.tmp_cd)?;
                 project(rec, &b.tmp_cd, &b.u)?;
-                hebbian::competition(rec, Competition::Krotov { k: k as u32, delta: delta as f32 }, &b.u, None, n, c, &b.y, &b.g)?;
+                hebbian::competition(
+                    rec,
+                    Competition::Krotov {
+                        k: k as u32,
+                        delta: delta as f32,
+                    },
+                    &b.u,
+                    None,
+                    n,
+                    c,
+                    &b.y,
+                    &b.g,
+                )?;
                 self.decay_normalised(rec, x, n, MaxDivisor::AtLeast(prec as f32))?;
             }
         }
         self.apply_optimizer(rec)?;
-        if let (Preset::SofthebbSoft { bias: true, lr_bias: Some(lrb), .. }, Optimizer::Sgd { lr, .. }) =
-            (&self.config.preset, &self.config.optimizer)
+        if let (
+            Preset::SofthebbSoft {
+                bias: true,
+                lr_bias: Some(lrb),
+                ..
+            },
+            Optimizer::Sgd { lr, .. },
+        ) = (&self.config.preset, &self.config.optimizer)
         {
             elementwise::axpy(rec, (lr * lrb) as f32, &self.bufs.db, &self.bias)?;
         }
@@ -351,10 +570,28 @@ impl GpuRule {
     /// ΔW = s·GᵀX − s·tril(GᵀG)·W with G in `g`.
     fn sanger(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize, s: f32) -> Result<()> {
         let (c, d, b) = (self.c, self.d, &self.bufs);
-        gemm::gemm(rec, &Gemm::new(c, c, n).trans(true, false), &b.g, &b.g, &b.cc)?;
+        gemm::gemm(
+            rec,
+            &Gemm::new(c, c, n).trans(true, false),
+            &b.g,
+            &b.g,
+            &b.cc,
+        )?;
         hebbian::tril_scale(rec, &b.cc, c, -s, &b.cc2)?;
-        gemm::gemm(rec, &Gemm::new(c, d, n).trans(true, false).scale(s, 0.0), &b.g, x, &b.dw)?;
-        gemm::gemm(rec, &Gemm::new(c, d, c).scale(1.0, 1.0), &b.cc2, &self.w, &b.dw)
+        gemm::gemm(
+            rec,
+            &Gemm::new(c, d, n).trans(true, false).scale(s, 0.0),
+            &b.g,
+            x,
+            &b.dw,
+        )?;
+        gemm::gemm(
+            rec,
+            &Gemm::new(c, d, c).scale(1.0, 1.0),
+            &b.cc2,
+            &self.w,
+            &b.dw,
+        )
     }
 
     /// ΔW = diag(1/guard(colsum|G|))·[(G⊙|G|)ᵀX − diag(colsum(G⊙|G|))·W] with G in `g`.
@@ -363,17 +600,62 @@ impl GpuRule {
         hebbian::square_signed(rec, &b.g, n * c, &b.q)?;
         reduce::col_reduce(rec, ReduceOp::SumAbs, &b.g, n, c, &b.col_a)?;
         reduce::col_reduce(rec, ReduceOp::Sum, &b.q, n, c, &b.col_b)?;
-        hebbian::scale_rows(rec, RowFactor::Value, &self.w, &b.col_b, c, d, -1.0, &b.tmp_cd)?;
-        gemm::gemm(rec, &Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0), &b.q, x, &b.tmp_cd)?;
-        hebbian::scale_rows(rec, RowFactor::InverseGuarded, &b.tmp_cd, &b.col_a, c, d, 1.0, &b.dw)
+        hebbian::scale_rows(
+            rec,
+            RowFactor::Value,
+            &self.w,
+            &b.col_b,
+            c,
+            d,
+            -1.0,
+            &b.tmp_cd,
+        )?;
+        gemm::gemm(
+            rec,
+            &Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0),
+            &b.q,
+            x,
+            &b.tmp_cd,
+        )?;
+        hebbian::scale_rows(
+            rec,
+            RowFactor::InverseGuarded,
+            &b.tmp_cd,
+            &b.col_a,
+            c,
+            d,
+            1.0,
+            &b.dw,
+        )
     }
 
     /// R = YᵀX − diag(colsum(Y⊙U))·W with Y in `g`, then ΔW = R / divisor(max|R|).
-    fn decay_normalised(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize, divisor: MaxDivisor) -> Result<()> {
+    fn decay_normalised(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        n: usize,
+        divisor: MaxDivisor,
+    ) -> Result<()> {
         let (c, d, b) = (self.c, self.d, &self.bufs);
         reduce::col_dot(rec, &b.g, &b.u, n, c, &b.col_a)?;
-        hebbian::scale_rows(rec, RowFactor::Value, &self.w, &b.col_a, c, d, -1.0, &b.tmp_cd)?;
-        gemm::gemm(rec, &Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0), &b.g, x, &b.tmp_cd)?;
+        hebbian::scale_rows(
+            rec,
+            RowFactor::Value,
+            &self.w,
+            &b.col_a,
+            c,
+            d,
+            -1.0,
+            &b.tmp_cd,
+        )?;
+        gemm::gemm(
+            rec,
+            &Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0),
+            &b.g,
+            x,
+            &b.tmp_cd,
+        )?;
         reduce::global_reduce(rec, ReduceOp::AbsMax, &b.tmp_cd, &b.max1)?;
         hebbian::divide_by_max(rec, &b.tmp_cd, &b.max1, c * d, divisor, &b.dw)
     }
@@ -382,14 +664,25 @@ impl GpuRule {
         let (c, d) = (self.c, self.d);
         let first = self.steps_done == 0;
         let step = match self.config.optimizer {
-            Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => OptimStep::Sgd {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+            } => OptimStep::Sgd {
                 lr: lr as f32,
                 momentum: momentum as f32,
                 nesterov,
                 weight_decay: weight_decay as f32,
                 first,
             },
-            Optimizer::Adam { lr, beta1, beta2, eps, weight_decay } => {
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
                 let t = (self.steps_done + 1) as i32;
                 OptimStep::Adam {
                     rate: (lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t))) as f32,
@@ -402,7 +695,10 @@ impl GpuRule {
             }
             Optimizer::SofthebbAdaptive { lr, power } => {
                 reduce::row_reduce(rec, ReduceOp::SumSquares, &self.w, c, d, &self.bufs.wss)?;
-                OptimStep::Adaptive { lr: lr as f32, power: power as f32 }
+                OptimStep::Adaptive {
+                    lr: lr as f32,
+                    power: power as f32,
+                }
             }
         };
         if let Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } = self.config.optimizer {
