@@ -1,6 +1,6 @@
 //! Every golden case (the authors' numbers): the float64 reference must match each expected
 //! tensor to 1e-9 (an exact float64 implementation reaches ~3e-15), and the GPU rules in
-//! float32 to the case's tolerance (1e-4), on each backend under test.
+//! float32, fused and naive, to the case's tolerance (1e-4), on each backend under test.
 
 use std::path::PathBuf;
 
@@ -86,7 +86,7 @@ fn gpu_cases(backend: &str) {
     };
     let rows: Vec<_> = case_rows(Some(&ctx), &cases_dir())
         .into_iter()
-        .filter(|r| r.variant == "gpu-f32")
+        .filter(|r| r.variant.starts_with("gpu"))
         .collect();
     let failed: Vec<_> = rows.iter().filter(|r| !r.ok).cloned().collect();
     if !failed.is_empty() {
@@ -98,7 +98,7 @@ fn gpu_cases(backend: &str) {
             ctx.adapter_name()
         );
     }
-    assert!(rows.len() >= 52, "only {} GPU rows", rows.len());
+    assert!(rows.len() >= 2 * 52, "only {} GPU rows", rows.len());
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::kernels::im2col::{self, ConvGeometry};
 use crate::reference;
 use crate::reference::dense::{Mat, rows_to_nchw};
 use crate::rules::case::{Array, Case, CaseError, Layer, PaddingMode, find_case_files, load_case};
-use crate::rules::gpu::{GpuRule, RuleInit};
+use crate::rules::gpu::{GpuRule, RuleInit, UpdatePath};
 
 /// The float64 reference must match the authors' float64 numbers to this (FORMAT.md §6: an
 /// independent float64 implementation reaches 3e-15).
@@ -25,7 +25,8 @@ pub const REFERENCE_TOL: f64 = 1e-9;
 pub struct CaseRow {
     pub case: String,
     pub preset: String,
-    /// `reference-f64` (the CPU twin); GPU implementations add their own rows.
+    /// `reference-f64` (the CPU twin), `gpu-f32` (the fused rule) or `gpu-naive-f32` (its
+    /// per-sample twin).
     pub variant: String,
     pub tensor: String,
     pub rel_err: f64,
@@ -109,7 +110,11 @@ fn f32s(a: &Array) -> Vec<f32> {
 }
 
 /// Runs a case's steps with the GPU rule (float32) and reads back every expected tensor.
-pub fn run_case_gpu(ctx: &GpuContext, case: &Case) -> Result<BTreeMap<String, Array>> {
+pub fn run_case_gpu(
+    ctx: &GpuContext,
+    case: &Case,
+    path: UpdatePath,
+) -> Result<BTreeMap<String, Array>> {
     let (c, d, n) = (case.layer.neurons(), case.layer.fan_in(), case.rows());
     let input = |k: &str| case.inputs.get(k).map(f32s);
     let init = RuleInit {
@@ -119,7 +124,7 @@ pub fn run_case_gpu(ctx: &GpuContext, case: &Case) -> Result<BTreeMap<String, Ar
         bias: input("b"),
         theta: input("theta"),
     };
-    let mut rule = GpuRule::new(ctx, case.rule.clone(), c, d, n, &init)?;
+    let mut rule = GpuRule::with_path(ctx, case.rule.clone(), c, d, n, &init, path)?;
     let x_all = &case.inputs["x"];
     let per_step = x_all.data.len() / case.steps;
     let x_gpu = Tensor::from_f32(ctx, "x (all steps)", &[x_all.data.len()], &f32s(x_all))?;
@@ -282,21 +287,26 @@ pub fn case_rows(ctx: Option<&GpuContext>, dir: &Path) -> Vec<CaseRow> {
                     Err(e) => rows.push(error_row(&case.name, &case.preset, "reference-f64", e)),
                 }
                 if let Some(ctx) = ctx {
-                    match run_case_gpu(ctx, &case) {
-                        Ok(got) => rows.extend(compare_tensors(
-                            &case.name,
-                            &case.preset,
-                            "gpu-f32",
-                            case.tolerance,
-                            &case.expected,
-                            &got,
-                        )),
-                        Err(e) => rows.push(error_row(
-                            &case.name,
-                            &case.preset,
-                            "gpu-f32",
-                            e.to_string(),
-                        )),
+                    for (path, variant) in [
+                        (UpdatePath::Fused, "gpu-f32"),
+                        (UpdatePath::Naive, "gpu-naive-f32"),
+                    ] {
+                        match run_case_gpu(ctx, &case, path) {
+                            Ok(got) => rows.extend(compare_tensors(
+                                &case.name,
+                                &case.preset,
+                                variant,
+                                case.tolerance,
+                                &case.expected,
+                                &got,
+                            )),
+                            Err(e) => rows.push(error_row(
+                                &case.name,
+                                &case.preset,
+                                variant,
+                                e.to_string(),
+                            )),
+                        }
                     }
                 }
             }

@@ -35,6 +35,12 @@ pub const HEBBIAN_WGSL: Shader = Shader {
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
+pub const HEBBIAN_NAIVE_WGSL: Shader = Shader {
+    name: "hebbian_naive",
+    source: include_str!("../../shaders/hebbian_naive.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
 pub const OPTIM_WGSL: Shader = Shader {
     name: "optim",
     source: include_str!("../../shaders/optim.wgsl"),
@@ -64,6 +70,7 @@ pub const CAST_F16_WGSL: Shader = Shader {
 pub const ALL_SHADERS: &[Shader] = &[
     GEMM_WGSL,
     HEBBIAN_WGSL,
+    HEBBIAN_NAIVE_WGSL,
     OPTIM_WGSL,
     IM2COL_WGSL,
     REDUCE_WGSL,

@@ -14,7 +14,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Gemm};
-use crate::kernels::hebbian::{self, Competition, MaxDivisor, OptimStep, RowFactor};
+use crate::kernels::hebbian::{self, Competition, MaxDivisor, NaiveTerms, OptimStep, RowFactor};
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::rules::preset::{BcmActivation, DemoActivation, Optimizer, Preset, RuleConfig};
 
@@ -27,6 +27,20 @@ pub struct RuleInit {
     pub bias: Option<Vec<f32>>,
     pub theta: Option<Vec<f32>>,
 }
+
+/// How the matrix products of a step are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdatePath {
+    /// FastHebb: tiled GEMMs over the whole batch, the decay folded in as β·C.
+    Fused,
+    /// Pre-FastHebb baseline: the naive GEMM for the forward pass, and per-sample, per-neuron
+    /// update terms materialised in chunks and reduced in a separate pass.
+    Naive,
+}
+
+/// Elements of naive update terms materialised at once (16 MiB of f32).
+const NAIVE_TERM_BUDGET: usize = 1 << 22;
 
 /// Per-step work buffers, sized for up to `rows` rows.
 struct Buffers {
@@ -49,10 +63,14 @@ struct Buffers {
     wss: Tensor,
     db_raw: Tensor,
     db: Tensor,
+    /// Naive path: rows per chunk and the chunk's materialised terms.
+    chunk: usize,
+    terms: Tensor,
 }
 
 pub struct GpuRule {
     pub config: RuleConfig,
+    pub path: UpdatePath,
     /// Neurons C and fan-in D.
     pub c: usize,
     pub d: usize,
@@ -95,6 +113,19 @@ impl GpuRule {
         d: usize,
         rows: usize,
         init: &RuleInit,
+    ) -> Result<Self> {
+        Self::with_path(ctx, config, c, d, rows, init, UpdatePath::Fused)
+    }
+
+    /// As `new`, choosing the fused or the naive update path.
+    pub fn with_path(
+        ctx: &GpuContext,
+        config: RuleConfig,
+        c: usize,
+        d: usize,
+        rows: usize,
+        init: &RuleInit,
+        path: UpdatePath,
     ) -> Result<Self> {
         if init.w.len() != c * d {
             return Err(HebbError::Shape {
@@ -153,6 +184,14 @@ impl GpuRule {
             wss: t("Σw²", c)?,
             db_raw: t("Δb raw", c)?,
             db: t("Δb", c)?,
+            chunk: hebbian::naive_chunk_rows(rows, c, d, NAIVE_TERM_BUDGET),
+            terms: match path {
+                UpdatePath::Naive => t(
+                    "naive terms",
+                    hebbian::naive_chunk_rows(rows, c, d, NAIVE_TERM_BUDGET) * c * d,
+                )?,
+                UpdatePath::Fused => t("naive terms (unused)", 1)?,
+            },
         };
         Ok(Self {
             w: Tensor::from_f32(ctx, "W", &[c, d], &init.w)?,
@@ -172,6 +211,7 @@ impl GpuRule {
             eta: zeros(ctx, "eta", c)?,
             steps_done: 0,
             config,
+            path,
             c,
             d,
             bufs,
@@ -243,9 +283,15 @@ impl GpuRule {
         };
         let b = &self.bufs;
         let w = &self.w;
+        let naive = self.path == UpdatePath::Naive;
         // U = X·Wᵀ (N x C).
         let project = |rec: &mut Recorder<'_>, weights: &Tensor, out: &Tensor| {
-            gemm::gemm(rec, &Gemm::new(n, c, d).trans(false, true), x, weights, out)
+            let g = Gemm::new(n, c, d).trans(false, true);
+            if naive {
+                gemm::gemm_naive(rec, &g, x, weights, out)
+            } else {
+                gemm::gemm(rec, &g, x, weights, out)
+            }
         };
         match self.config.preset.clone() {
             Preset::LaganiHpca { adaptive_step } | Preset::LaganiHpcaTanh { adaptive_step, .. } => {
@@ -378,22 +424,25 @@ impl GpuRule {
                     hebbian::competition(rec, Competition::Tanh, &b.u, None, n, c, &b.y, &b.g)?;
                 }
                 // M = (1/N)·YᵀS (C x C), HICA keeps its lower triangle; P = M·W.
-                gemm::gemm(
-                    rec,
-                    &Gemm::new(c, c, n)
-                        .trans(true, false)
-                        .scale(1.0 / n as f32, 0.0),
-                    &b.y,
-                    &b.u,
-                    &b.cc,
-                )?;
-                let m = if matches!(self.config.preset, Preset::LaganiHica) {
-                    hebbian::tril_scale(rec, &b.cc, c, 1.0, &b.cc2)?;
-                    &b.cc2
+                let hica = matches!(self.config.preset, Preset::LaganiHica);
+                let inv_n = 1.0 / n as f32;
+                if naive {
+                    let kind = NaiveTerms::Mixing { lower: hica };
+                    let (chunk, terms) = (b.chunk, &b.terms);
+                    hebbian::naive_update(
+                        rec, kind, x, w, &b.y, &b.u, n, c, d, inv_n, chunk, terms, &b.tmp_cd,
+                    )?;
                 } else {
-                    &b.cc
-                };
-                gemm::gemm(rec, &Gemm::new(c, d, c), m, w, &b.tmp_cd)?;
+                    let mixing = Gemm::new(c, c, n).trans(true, false).scale(inv_n, 0.0);
+                    gemm::gemm(rec, &mixing, &b.y, &b.u, &b.cc)?;
+                    let m = if hica {
+                        hebbian::tril_scale(rec, &b.cc, c, 1.0, &b.cc2)?;
+                        &b.cc2
+                    } else {
+                        &b.cc
+                    };
+                    gemm::gemm(rec, &Gemm::new(c, d, c), m, w, &b.tmp_cd)?;
+                }
                 if matches!(self.config.preset, Preset::LaganiIcaNrm { .. }) {
                     hebbian::ica_nrm_update(rec, &b.tmp_cd, w, c, d, &b.dw)?;
                 } else {
@@ -499,13 +548,12 @@ impl GpuRule {
             } => {
                 let m = self.lateral.as_ref().expect("built with the layer");
                 project(rec, w, &b.tmp_nc)?;
-                gemm::gemm(
-                    rec,
-                    &Gemm::new(n, c, c).trans(false, true),
-                    &b.tmp_nc,
-                    m,
-                    &b.u,
-                )?;
+                let lateral = Gemm::new(n, c, c).trans(false, true);
+                if naive {
+                    gemm::gemm_naive(rec, &lateral, &b.tmp_nc, m, &b.u)?;
+                } else {
+                    gemm::gemm(rec, &lateral, &b.tmp_nc, m, &b.u)?;
+                }
                 let act = match activation {
                     BcmActivation::Logistic => Competition::Logistic,
                     BcmActivation::Relu => Competition::ReluOnly,
@@ -522,15 +570,28 @@ impl GpuRule {
                     &self.theta,
                 )?;
                 hebbian::bcm_phi(rec, &b.y, &b.col_a, n, c, theta_eps as f32, &b.q)?;
-                gemm::gemm(
-                    rec,
-                    &Gemm::new(c, d, n)
-                        .trans(true, false)
-                        .scale(1.0 / n as f32, 0.0),
-                    &b.q,
-                    x,
-                    &b.dw,
-                )?;
+                let inv_b = 1.0 / n as f32;
+                if naive {
+                    let (chunk, terms) = (b.chunk, &b.terms);
+                    hebbian::naive_update(
+                        rec,
+                        NaiveTerms::Hebb,
+                        x,
+                        w,
+                        &b.q,
+                        &b.q,
+                        n,
+                        c,
+                        d,
+                        inv_b,
+                        chunk,
+                        terms,
+                        &b.dw,
+                    )?;
+                } else {
+                    let hebb = Gemm::new(c, d, n).trans(true, false).scale(inv_b, 0.0);
+                    gemm::gemm(rec, &hebb, &b.q, x, &b.dw)?;
+                }
             }
             Preset::KrotovHopfield { p, k, delta, prec } => {
                 hebbian::signed_pow(rec, w, c * d, (p - 1.0) as f32, &b.tmp_cd)?;
@@ -570,28 +631,31 @@ impl GpuRule {
     /// ΔW = s·GᵀX − s·tril(GᵀG)·W with G in `g`.
     fn sanger(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize, s: f32) -> Result<()> {
         let (c, d, b) = (self.c, self.d, &self.bufs);
-        gemm::gemm(
-            rec,
-            &Gemm::new(c, c, n).trans(true, false),
-            &b.g,
-            &b.g,
-            &b.cc,
-        )?;
+        if self.path == UpdatePath::Naive {
+            let (chunk, terms) = (b.chunk, &b.terms);
+            return hebbian::naive_update(
+                rec,
+                NaiveTerms::Sanger,
+                x,
+                &self.w,
+                &b.g,
+                &b.g,
+                n,
+                c,
+                d,
+                s,
+                chunk,
+                terms,
+                &b.dw,
+            );
+        }
+        let gram = Gemm::new(c, c, n).trans(true, false);
+        gemm::gemm(rec, &gram, &b.g, &b.g, &b.cc)?;
         hebbian::tril_scale(rec, &b.cc, c, -s, &b.cc2)?;
-        gemm::gemm(
-            rec,
-            &Gemm::new(c, d, n).trans(true, false).scale(s, 0.0),
-            &b.g,
-            x,
-            &b.dw,
-        )?;
-        gemm::gemm(
-            rec,
-            &Gemm::new(c, d, c).scale(1.0, 1.0),
-            &b.cc2,
-            &self.w,
-            &b.dw,
-        )
+        let hebb = Gemm::new(c, d, n).trans(true, false).scale(s, 0.0);
+        gemm::gemm(rec, &hebb, &b.g, x, &b.dw)?;
+        let decay = Gemm::new(c, d, c).scale(1.0, 1.0);
+        gemm::gemm(rec, &decay, &b.cc2, &self.w, &b.dw)
     }
 
     /// ΔW = diag(1/guard(colsum|G|))·[(G⊙|G|)ᵀX − diag(colsum(G⊙|G|))·W] with G in `g`.
@@ -599,34 +663,32 @@ impl GpuRule {
         let (c, d, b) = (self.c, self.d, &self.bufs);
         hebbian::square_signed(rec, &b.g, n * c, &b.q)?;
         reduce::col_reduce(rec, ReduceOp::SumAbs, &b.g, n, c, &b.col_a)?;
-        reduce::col_reduce(rec, ReduceOp::Sum, &b.q, n, c, &b.col_b)?;
-        hebbian::scale_rows(
-            rec,
-            RowFactor::Value,
-            &self.w,
-            &b.col_b,
-            c,
-            d,
-            -1.0,
-            &b.tmp_cd,
-        )?;
-        gemm::gemm(
-            rec,
-            &Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0),
-            &b.q,
-            x,
-            &b.tmp_cd,
-        )?;
-        hebbian::scale_rows(
-            rec,
-            RowFactor::InverseGuarded,
-            &b.tmp_cd,
-            &b.col_a,
-            c,
-            d,
-            1.0,
-            &b.dw,
-        )
+        if self.path == UpdatePath::Naive {
+            let (chunk, terms) = (b.chunk, &b.terms);
+            hebbian::naive_update(
+                rec,
+                NaiveTerms::Outer,
+                x,
+                &self.w,
+                &b.q,
+                &b.q,
+                n,
+                c,
+                d,
+                1.0,
+                chunk,
+                terms,
+                &b.tmp_cd,
+            )?;
+        } else {
+            reduce::col_reduce(rec, ReduceOp::Sum, &b.q, n, c, &b.col_b)?;
+            let (factor, decay) = (RowFactor::Value, &b.col_b);
+            hebbian::scale_rows(rec, factor, &self.w, decay, c, d, -1.0, &b.tmp_cd)?;
+            let hebb = Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0);
+            gemm::gemm(rec, &hebb, &b.q, x, &b.tmp_cd)?;
+        }
+        let factor = RowFactor::InverseGuarded;
+        hebbian::scale_rows(rec, factor, &b.tmp_cd, &b.col_a, c, d, 1.0, &b.dw)
     }
 
     /// R = YᵀX − diag(colsum(Y⊙U))·W with Y in `g`, then ΔW = R / divisor(max|R|).
@@ -638,24 +700,30 @@ impl GpuRule {
         divisor: MaxDivisor,
     ) -> Result<()> {
         let (c, d, b) = (self.c, self.d, &self.bufs);
-        reduce::col_dot(rec, &b.g, &b.u, n, c, &b.col_a)?;
-        hebbian::scale_rows(
-            rec,
-            RowFactor::Value,
-            &self.w,
-            &b.col_a,
-            c,
-            d,
-            -1.0,
-            &b.tmp_cd,
-        )?;
-        gemm::gemm(
-            rec,
-            &Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0),
-            &b.g,
-            x,
-            &b.tmp_cd,
-        )?;
+        if self.path == UpdatePath::Naive {
+            let (chunk, terms) = (b.chunk, &b.terms);
+            hebbian::naive_update(
+                rec,
+                NaiveTerms::Decay,
+                x,
+                &self.w,
+                &b.g,
+                &b.u,
+                n,
+                c,
+                d,
+                1.0,
+                chunk,
+                terms,
+                &b.tmp_cd,
+            )?;
+        } else {
+            reduce::col_dot(rec, &b.g, &b.u, n, c, &b.col_a)?;
+            let factor = RowFactor::Value;
+            hebbian::scale_rows(rec, factor, &self.w, &b.col_a, c, d, -1.0, &b.tmp_cd)?;
+            let hebb = Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0);
+            gemm::gemm(rec, &hebb, &b.g, x, &b.tmp_cd)?;
+        }
         reduce::global_reduce(rec, ReduceOp::AbsMax, &b.tmp_cd, &b.max1)?;
         hebbian::divide_by_max(rec, &b.tmp_cd, &b.max1, c * d, divisor, &b.dw)
     }
