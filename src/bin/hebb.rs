@@ -56,7 +56,7 @@ enum Command {
         /// Also write the table as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only this kernel family: gemm, im2col, reduce or elementwise.
+        /// Only this kernel family: gemm, im2col, reduce, elementwise or rules.
         #[arg(long)]
         only: Option<String>,
         /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs on the
@@ -283,12 +283,19 @@ fn conformance(
         feature_names(ctx.features).join(", ")
     );
     let rows = match only {
-        None => checks::all_checks(&ctx, seed),
+        None => {
+            let mut rows = checks::all_checks(&ctx, seed);
+            rows.extend(conformance::rules::rule_checks(&ctx, seed));
+            rows
+        }
         Some("gemm") => checks::gemm_checks(&ctx, seed),
         Some("reduce") => checks::reduce_checks(&ctx, seed),
         Some("elementwise") => checks::elementwise_checks(&ctx, seed),
         Some("im2col") => checks::im2col_checks(&ctx, seed),
-        Some(other) => bail!("--only {other:?}: expected gemm, im2col, reduce or elementwise"),
+        Some("rules") => conformance::rules::rule_checks(&ctx, seed),
+        Some(other) => {
+            bail!("--only {other:?}: expected gemm, im2col, reduce, elementwise or rules")
+        }
     };
     conformance::print_table(&rows);
     if let Some(path) = json {

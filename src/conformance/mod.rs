@@ -3,6 +3,7 @@
 
 pub mod cases;
 pub mod kernels;
+pub mod rules;
 
 use std::collections::BTreeMap;
 

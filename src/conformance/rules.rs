@@ -1,0 +1,405 @@
+//! Random-shape property checks of every preset: the fused GPU rule and its naive twin against
+//! the float64 reference, on ragged layer sizes (fresh seeded inputs, several steps where the
+//! rule is smooth). Rank-based presets (k-WTA, hard WTA, SoftKrotov's winner, Krotov) run one
+//! step and redraw inputs until every ranked row has a gap of at least 1e-3·max|v| between the
+//! ranks that decide the update (FORMAT.md §7), so float32 rounding cannot flip a decision.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::conformance::Row;
+use crate::conformance::cases::{case_metric, run_case_gpu};
+use crate::conformance::derive_seed;
+use crate::gpu::GpuContext;
+use crate::reference;
+use crate::rules::case::{Array, Case, Layer, PaddingMode};
+use crate::rules::gpu::UpdatePath;
+use crate::rules::preset::RuleConfig;
+
+/// float32 bar of FORMAT.md §6 (an all-float32 implementation of the spec stays below 2.2e-6 on
+/// the golden cases).
+pub const RULE_TOL: f64 = 1e-4;
+
+/// Every preset with the authors' typical params, and which ranks decide its update.
+fn presets() -> Vec<(&'static str, serde_json::Value, Ranked)> {
+    let sgd = |lr: f64| json!({"kind": "sgd", "lr": lr, "momentum": 0.0, "nesterov": false, "weight_decay": 0.0});
+    let nesterov =
+        json!({"kind": "sgd", "lr": 1e-3, "momentum": 0.9, "nesterov": true, "weight_decay": 5e-4});
+    let adaptive = json!({"kind": "softhebb-adaptive", "lr": 0.05, "power": 0.5});
+    let adam = json!({"kind": "adam", "lr": 0.02, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-3});
+    vec![
+        (
+            "lagani/hpca",
+            json!({"adaptive_step": true, "optimizer": sgd(0.01)}),
+            Ranked::None,
+        ),
+        (
+            "lagani/hpca-tanh",
+            json!({"adaptive_step": false, "var_adaptive": true, "bn_momentum": 0.1, "bn_eps": 1e-5, "optimizer": sgd(0.01)}),
+            Ranked::None,
+        ),
+        (
+            "lagani/kwta",
+            json!({"k": 3, "optimizer": sgd(0.01)}),
+            Ranked::Similarity(3),
+        ),
+        (
+            "lagani/soft-wta-exp",
+            json!({"temperature": 0.1, "optimizer": sgd(0.01)}),
+            Ranked::None,
+        ),
+        (
+            "lagani/soft-wta-pow",
+            json!({"power": 20.0, "optimizer": sgd(0.01)}),
+            Ranked::None,
+        ),
+        ("lagani/ica", json!({"optimizer": sgd(1e-3)}), Ranked::None),
+        ("lagani/hica", json!({"optimizer": sgd(1e-3)}), Ranked::None),
+        (
+            "lagani/ica-nrm",
+            json!({"bn_momentum": 0.1, "bn_eps": 1e-5, "optimizer": sgd(1e-3)}),
+            Ranked::None,
+        ),
+        (
+            "lagani/final-supervised",
+            json!({"optimizer": sgd(0.01)}),
+            Ranked::None,
+        ),
+        (
+            "hebbdemo/soft-wta",
+            json!({"t_invert": 5.0, "w_nrm": true, "activation": "identity", "optimizer": nesterov.clone()}),
+            Ranked::None,
+        ),
+        (
+            "hebbdemo/hpca",
+            json!({"w_nrm": false, "activation": "relu", "optimizer": nesterov}),
+            Ranked::None,
+        ),
+        (
+            "softhebb/softkrotov",
+            json!({"t_invert": 1.0, "optimizer": adaptive.clone()}),
+            Ranked::Currents(vec![1]),
+        ),
+        (
+            "softhebb/soft",
+            json!({"t_invert": 2.0, "bias": false, "optimizer": adaptive.clone()}),
+            Ranked::None,
+        ),
+        (
+            "softhebb/hard",
+            json!({"optimizer": adaptive}),
+            Ranked::Currents(vec![1]),
+        ),
+        (
+            "bcm/curti",
+            json!({"activation": "logistic", "lateral_strength": -0.1, "gamma": 0.5, "theta_eps": 1e-30, "optimizer": adam}),
+            Ranked::None,
+        ),
+        (
+            "krotov/hopfield",
+            json!({"p": 3.0, "k": 3, "delta": 0.4, "prec": 1e-30, "optimizer": sgd(0.02)}),
+            Ranked::Currents(vec![1, 2, 3]),
+        ),
+    ]
+}
+
+/// Which values are ranked, and at which ranks a gap is needed.
+#[derive(Clone, Debug)]
+enum Ranked {
+    None,
+    /// k-WTA on the similarity S (expected `u`), gap at rank k.
+    Similarity(usize),
+    /// Ranks of U (expected `u`).
+    Currents(Vec<usize>),
+}
+
+/// A random case in memory: layer, inputs and the keys to compare.
+#[allow(clippy::too_many_arguments)]
+fn random_case(
+    name: &str,
+    params: &serde_json::Value,
+    layer: Layer,
+    batch: usize,
+    input_hw: (usize, usize),
+    steps: usize,
+    seed: u64,
+    with_teacher: bool,
+) -> Result<Case, String> {
+    let rule = RuleConfig::from_params(name, params)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (c, d) = (layer.neurons(), layer.fan_in());
+    let (x_shape, x_len) = match &layer {
+        Layer::Linear { in_features, .. } => (
+            vec![steps, batch, *in_features],
+            steps * batch * in_features,
+        ),
+        Layer::Conv2d { in_channels, .. } => (
+            vec![steps, batch, *in_channels, input_hw.0, input_hw.1],
+            steps * batch * in_channels * input_hw.0 * input_hw.1,
+        ),
+    };
+    let positive_inputs = name.starts_with("krotov") || name.starts_with("bcm");
+    let x: Vec<f64> = (0..x_len)
+        .map(|_| {
+            if positive_inputs {
+                rng.random_range(0.0..1.0)
+            } else {
+                rng.random_range(-1.0..1.0)
+            }
+        })
+        .collect();
+    let scale = if name.starts_with("softhebb") {
+        2.0
+    } else {
+        1.0
+    } / (d as f64).sqrt();
+    let w: Vec<f64> = (0..c * d)
+        .map(|_| rng.random_range(-1.0..1.0) * scale * 1.7)
+        .collect();
+    let w_shape = match &layer {
+        Layer::Linear { .. } => vec![c, d],
+        Layer::Conv2d {
+            in_channels,
+            kernel,
+            ..
+        } => vec![c, *in_channels, kernel[0], kernel[1]],
+    };
+    let mut inputs = BTreeMap::new();
+    inputs.insert("x".to_string(), Array::new(x_shape, x));
+    inputs.insert("w".to_string(), Array::new(w_shape.clone(), w));
+    inputs.insert(
+        "bn_running_mean".to_string(),
+        Array::new(vec![c], vec![0.0; c]),
+    );
+    inputs.insert(
+        "bn_running_var".to_string(),
+        Array::new(vec![c], vec![1.0; c]),
+    );
+    inputs.insert(
+        "theta".to_string(),
+        Array::new(
+            vec![c],
+            (0..c).map(|_| rng.random_range(0.0..0.5)).collect(),
+        ),
+    );
+    if with_teacher {
+        let t: Vec<f64> = (0..steps * batch)
+            .flat_map(|_| {
+                let label = rng.random_range(0..c);
+                (0..c).map(move |i| if i == label { 1.0 } else { 0.0 })
+            })
+            .collect();
+        inputs.insert("teacher".to_string(), Array::new(vec![steps, batch, c], t));
+    }
+    let mut keys = vec!["delta_w", "w"];
+    match rule.preset {
+        crate::rules::Preset::BcmCurti { .. } => keys.extend(["y", "theta"]),
+        crate::rules::Preset::SofthebbSoftkrotov { .. }
+        | crate::rules::Preset::SofthebbSoft { .. }
+        | crate::rules::Preset::SofthebbHard => keys.extend(["u", "y", "lr_neuron"]),
+        crate::rules::Preset::HebbdemoSoftWta { .. } => keys.extend(["y", "z"]),
+        crate::rules::Preset::HebbdemoHpca { .. } => keys.push("y"),
+        crate::rules::Preset::KrotovHopfield { .. } => keys.extend(["u", "y"]),
+        crate::rules::Preset::LaganiHpcaTanh { .. } | crate::rules::Preset::LaganiIcaNrm { .. } => {
+            keys.extend(["u", "y", "out", "bn_running_mean", "bn_running_var"])
+        }
+        crate::rules::Preset::LaganiKwta { .. }
+        | crate::rules::Preset::LaganiSoftWtaExp { .. }
+        | crate::rules::Preset::LaganiSoftWtaPow { .. } => keys.extend(["u", "y", "z", "out"]),
+        _ => keys.extend(["u", "y", "out"]),
+    }
+    let expected = keys
+        .into_iter()
+        .map(|k| (k.to_string(), Array::new(vec![], vec![])))
+        .collect();
+    let output_hw = layer
+        .output_hw(input_hw.0, input_hw.1)
+        .ok_or_else(|| "kernel larger than the input".to_string())?;
+    Ok(Case {
+        path: PathBuf::from(format!("random:{name}")),
+        name: format!("random-{}", name.replace('/', "-")),
+        preset: name.to_string(),
+        rule,
+        layer,
+        inputs,
+        expected,
+        tolerance: RULE_TOL,
+        steps,
+        batch,
+        input_hw,
+        output_hw,
+    })
+}
+
+/// True when every row of the ranked values has gaps above 1e-3·max|v| at the given ranks.
+fn ranks_separated(values: &Array, c: usize, ranks: &[usize]) -> bool {
+    values.data.chunks(c).all(|row| {
+        let mut sorted = row.to_vec();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let scale = row.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+        ranks
+            .iter()
+            .filter(|&&r| r < c)
+            .all(|&r| sorted[r - 1] - sorted[r] > 1e-3 * scale)
+    })
+}
+
+/// Layer shapes: (layer, batch, input (H, W)), ragged, linear and conv.
+fn shapes() -> Vec<(Layer, usize, (usize, usize))> {
+    vec![
+        (
+            Layer::Linear {
+                in_features: 65,
+                out_features: 7,
+            },
+            33,
+            (1, 1),
+        ),
+        (
+            Layer::Linear {
+                in_features: 33,
+                out_features: 7,
+            },
+            1,
+            (1, 1),
+        ),
+        (
+            Layer::Linear {
+                in_features: 257,
+                out_features: 33,
+            },
+            7,
+            (1, 1),
+        ),
+        (
+            Layer::Conv2d {
+                in_channels: 3,
+                out_channels: 7,
+                kernel: [3, 3],
+                stride: [2, 1],
+                padding: [1, 1],
+                padding_mode: PaddingMode::Reflect,
+            },
+            2,
+            (7, 9),
+        ),
+    ]
+}
+
+/// Runs every preset on every shape: reference (f64), fused and naive GPU (f32), one row per
+/// path and tensor, comparing the GPU against the reference.
+pub fn rule_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (p_index, (name, params, ranked)) in presets().into_iter().enumerate() {
+        let is_bcm = name.starts_with("bcm");
+        for (s_index, (layer, batch, hw)) in shapes().into_iter().enumerate() {
+            if is_bcm && matches!(layer, Layer::Conv2d { .. }) {
+                continue; // BCM is defined for linear layers only
+            }
+            let variance_adaptive = name == "lagani/ica-nrm" || name == "lagani/hpca-tanh";
+            if variance_adaptive && batch < 2 {
+                continue; // the unbiased variance needs two rows
+            }
+            let steps = if matches!(ranked, Ranked::None) { 3 } else { 1 };
+            let teacher =
+                name == "lagani/final-supervised" || (name == "lagani/hpca" && s_index == 0);
+            let shape = [
+                (
+                    "n",
+                    batch * layer.output_hw(hw.0, hw.1).map_or(0, |(a, b)| a * b),
+                ),
+                ("c", layer.neurons()),
+                ("d", layer.fan_in()),
+            ];
+            let mut attempt = 0u64;
+            let prepared = loop {
+                let seed = derive_seed(
+                    base_seed,
+                    5000 + (p_index * 100 + s_index * 10) as u64 + attempt * 100_000,
+                );
+                let case = match random_case(
+                    name,
+                    &params,
+                    layer.clone(),
+                    batch,
+                    hw,
+                    steps,
+                    seed,
+                    teacher,
+                ) {
+                    Ok(c) => c,
+                    Err(e) => break Err((seed, e)),
+                };
+                let want = match reference::rules::run_case(&case) {
+                    Ok(w) => w,
+                    Err(e) => break Err((seed, e)),
+                };
+                let separated = match &ranked {
+                    Ranked::None => true,
+                    Ranked::Similarity(k) => ranks_separated(&want["u"], layer.neurons(), &[*k]),
+                    Ranked::Currents(r) => ranks_separated(&want["u"], layer.neurons(), r),
+                };
+                if separated || attempt >= 30 {
+                    break Ok((seed, case, want, separated));
+                }
+                attempt += 1;
+            };
+            match prepared {
+                Err((seed, e)) => rows.push(Row::new(name, "reference", &shape, seed).fail(e)),
+                Ok((seed, case, want, separated)) => {
+                    for (path, label) in
+                        [(UpdatePath::Fused, "fused"), (UpdatePath::Naive, "naive")]
+                    {
+                        let variant = format!(
+                            "{label} {}",
+                            if matches!(case.layer, Layer::Conv2d { .. }) {
+                                "conv"
+                            } else {
+                                "linear"
+                            }
+                        );
+                        let row = Row::new(name, variant, &shape, seed);
+                        if !separated {
+                            rows.push(row.fail("no input draw kept the ranks apart"));
+                            continue;
+                        }
+                        match run_case_gpu(ctx, &case, path) {
+                            Err(e) => rows.push(row.fail(e)),
+                            Ok(got) => {
+                                // The worst tensor decides the row.
+                                let mut worst = (0.0f64, String::new());
+                                let mut missing = None;
+                                for (key, w) in &want {
+                                    match got.get(key) {
+                                        Some(g) if g.shape == w.shape => {
+                                            let e = case_metric(&g.data, &w.data);
+                                            if e.is_nan() || e > worst.0 {
+                                                worst = (e, key.clone());
+                                            }
+                                        }
+                                        _ => missing = Some(key.clone()),
+                                    }
+                                }
+                                let mut row = row;
+                                row.rel_err = worst.0;
+                                row.tol = RULE_TOL;
+                                row.ok = worst.0 <= RULE_TOL && missing.is_none();
+                                if let Some(k) = missing {
+                                    row.error = Some(format!("`{k}` missing or misshapen"));
+                                } else if !row.ok {
+                                    row.error = Some(format!("worst tensor `{}`", worst.1));
+                                }
+                                rows.push(row);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rows
+}
