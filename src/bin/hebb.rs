@@ -71,6 +71,28 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// One training step of each preset on the papers' layer shapes: fused against the naive
+    /// per-sample twin and against the GEMMs the step contains.
+    Rules {
+        /// Only cases whose preset or layer label contains this text.
+        #[arg(long)]
+        only: Option<String>,
+        /// Skip the naive twins.
+        #[arg(long)]
+        no_naive: bool,
+        /// Use wall-clock timing even where timestamps exist.
+        #[arg(long)]
+        wall: bool,
+        /// Samples per measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Target seconds per sample.
+        #[arg(long, default_value_t = 0.2)]
+        sample_seconds: f64,
+        /// Also write the rows as a JSON array to FILE.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The tiled GEMM against the naive GEMM on square and Hebbian shapes.
     Gemm {
         /// Square sizes to time.
@@ -128,6 +150,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 case_conformance(&cli.adapter.choice(), &cases, json.as_deref())
             }
+        }
+        Command::Bench(BenchCommand::Rules {
+            only,
+            no_naive,
+            wall,
+            samples,
+            sample_seconds,
+            json,
+        }) => {
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let timer = GpuTimer::new(&ctx, wall);
+            println!(
+                "adapter: {}  timer: {}",
+                ctx.adapter_name(),
+                timer.kind.name()
+            );
+            let cases: Vec<_> = bench::rules::default_cases()
+                .into_iter()
+                .filter(|c| {
+                    only.as_deref()
+                        .is_none_or(|o| c.preset.contains(o) || c.label.contains(o))
+                })
+                .collect();
+            if cases.is_empty() {
+                bail!("--only {only:?} matches no benchmark case");
+            }
+            let budget = BenchBudget {
+                sample_s: sample_seconds,
+                samples,
+            };
+            let rows = bench::rules::bench_rules(&ctx, &cases, &timer, budget, !no_naive)?;
+            bench::rules::print_rule_rows(&rows);
+            if let Some(path) = json {
+                write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Gemm {
             sizes,
