@@ -270,9 +270,8 @@ pub fn bench_rules(
             time_launch(ctx, timer, budget, |rec| fused_rule.step(rec, &x, n, None))?;
 
         let terms = n as f64 * c as f64 * d as f64;
-        let naive_s = if !with_naive {
-            None
-        } else if ctx.info.device_type == wgpu::DeviceType::Cpu && terms > CPU_NAIVE_LIMIT {
+        let too_slow = ctx.info.device_type == wgpu::DeviceType::Cpu && terms > CPU_NAIVE_LIMIT;
+        let naive_s = if !with_naive || too_slow {
             None
         } else {
             let mut naive_rule =
