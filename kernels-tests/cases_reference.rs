@@ -120,3 +120,34 @@ fn gpu_rules_match_every_golden_case_metal() {
 fn gpu_rules_match_every_golden_case_dx12() {
     gpu_cases("dx12");
 }
+
+#[test]
+fn rule_configs_deserialise_with_named_errors() {
+    use hebb::rules::preset::RuleConfig;
+    let ok: RuleConfig = serde_json::from_str(
+        r#"{"preset": "krotov/hopfield", "params": {"p": 3.0, "k": 7, "delta": 0.4, "prec": 1e-30,
+            "optimizer": {"kind": "sgd", "lr": 0.02, "momentum": 0.0, "nesterov": false, "weight_decay": 0.0}}}"#,
+    )
+    .unwrap();
+    assert_eq!(ok.name, "krotov/hopfield");
+    let err = serde_json::from_str::<RuleConfig>(
+        r#"{"preset": "softhebb/soft", "params": {"t_invert": 1.0, "bias": false, "tempo": 2,
+            "optimizer": {"kind": "softhebb-adaptive", "lr": 0.1, "power": 0.5}}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("tempo") && err.contains("softhebb/soft"),
+        "{err}"
+    );
+    let err = serde_json::from_str::<RuleConfig>(
+        r#"{"preset": "krotov/hopfield", "params": {"p": 3.0, "k": 1, "delta": 0.4, "prec": 1e-30,
+            "optimizer": {"kind": "sgd", "lr": 0.02, "momentum": 0.0, "nesterov": false, "weight_decay": 0.0}}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("k of krotov/hopfield must be at least 2"),
+        "{err}"
+    );
+}

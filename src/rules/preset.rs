@@ -108,11 +108,28 @@ pub enum Preset {
 }
 
 /// A preset with its optimizer: everything needed to run one Hebbian layer's training steps.
-#[derive(Clone, Debug, PartialEq)]
+/// Deserialises from `{"preset": "softhebb/softkrotov", "params": {..., "optimizer": {...}}}`
+/// (or the same keys in a TOML table), validating the params against the preset.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "RawRule")]
 pub struct RuleConfig {
     pub name: String,
     pub preset: Preset,
     pub optimizer: Optimizer,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    preset: String,
+    params: Value,
+}
+
+impl TryFrom<RawRule> for RuleConfig {
+    type Error = String;
+    fn try_from(raw: RawRule) -> Result<Self, String> {
+        RuleConfig::from_params(&raw.preset, &raw.params)
+    }
 }
 
 pub const PRESET_NAMES: [&str; 16] = [
