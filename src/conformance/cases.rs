@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
-use crate::kernels::im2col::{self, ConvGeometry};
+use crate::kernels::im2col;
 use crate::reference;
 use crate::reference::dense::{Mat, rows_to_nchw};
-use crate::rules::case::{Array, Case, CaseError, Layer, PaddingMode, find_case_files, load_case};
+use crate::rules::case::{Array, Case, CaseError, Layer, find_case_files, load_case};
 use crate::rules::gpu::{GpuRule, RuleInit, UpdatePath};
 
 /// The float64 reference must match the authors' float64 numbers to this (FORMAT.md §6: an
@@ -133,39 +133,19 @@ pub fn run_case_gpu(
     let mut w_steps = Vec::new();
     for s in 0..case.steps {
         let mut rec = Recorder::new(ctx);
-        let x = match &case.layer {
-            Layer::Linear { .. } => {
+        // Linear layers use the step's rows as X; conv layers im2col them into `patches`.
+        let linear_x = match case.layer.conv_geometry(case.batch, case.input_hw) {
+            None => {
                 let slice = &x_all.data[s * per_step..(s + 1) * per_step];
                 let data: Vec<f32> = slice.iter().map(|&v| v as f32).collect();
-                Tensor::from_f32(ctx, "X", &[n, d], &data)?
+                Some(Tensor::from_f32(ctx, "X", &[n, d], &data)?)
             }
-            Layer::Conv2d {
-                in_channels,
-                kernel,
-                stride,
-                padding,
-                padding_mode,
-                ..
-            } => {
-                let g = ConvGeometry {
-                    batch: case.batch,
-                    in_channels: *in_channels,
-                    h: case.input_hw.0,
-                    w: case.input_hw.1,
-                    kernel: *kernel,
-                    stride: *stride,
-                    padding: *padding,
-                    reflect: *padding_mode == PaddingMode::Reflect,
-                };
+            Some(g) => {
                 im2col::im2col(&mut rec, &g, &x_gpu, s * per_step, &patches)?;
-                Tensor::empty(ctx, "unused", &[1], DType::F32)?
+                None
             }
         };
-        let x_ref = if matches!(case.layer, Layer::Linear { .. }) {
-            &x
-        } else {
-            &patches
-        };
+        let x_ref = linear_x.as_ref().unwrap_or(&patches);
         let teacher = match case.inputs.get("teacher") {
             Some(t) => {
                 let mut rows = vec![0f32; n * c];

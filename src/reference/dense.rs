@@ -1,7 +1,7 @@
 //! A plain row-major float64 matrix for the CPU references, and im2col (FORMAT.md §2.1).
 
 use crate::kernels::im2col::ConvGeometry;
-use crate::rules::case::{Layer, PaddingMode};
+use crate::rules::case::Layer;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mat {
@@ -193,28 +193,9 @@ pub fn guard(v: f64) -> f64 {
 /// The patch matrix X (N x D) of one step's input (B, C_in, H, W), FORMAT.md §2.1:
 /// row n = (b·Ho + oh)·Wo + ow, column d = (c·kh + i)·kw + j. Linear layers: X = x (B x n_in).
 pub fn im2col(layer: &Layer, x: &[f64], batch: usize, hw: (usize, usize)) -> Mat {
-    match layer {
-        Layer::Linear { in_features, .. } => Mat::from_vec(batch, *in_features, x.to_vec()),
-        Layer::Conv2d {
-            in_channels,
-            kernel,
-            stride,
-            padding,
-            padding_mode,
-            ..
-        } => im2col_conv(
-            &ConvGeometry {
-                batch,
-                in_channels: *in_channels,
-                h: hw.0,
-                w: hw.1,
-                kernel: *kernel,
-                stride: *stride,
-                padding: *padding,
-                reflect: *padding_mode == PaddingMode::Reflect,
-            },
-            x,
-        ),
+    match layer.conv_geometry(batch, hw) {
+        Some(g) => im2col_conv(&g, x),
+        None => Mat::from_vec(batch, layer.fan_in(), x.to_vec()),
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::kernels::im2col::ConvGeometry;
 use crate::rules::preset::RuleConfig;
 
 /// A row-major array of float64 values.
@@ -74,6 +75,30 @@ impl Layer {
             Layer::Conv2d { out_channels, .. } => *out_channels,
         }
     }
+    /// The convolution geometry for `batch` inputs of `hw` = (H, W); None for linear layers.
+    pub fn conv_geometry(&self, batch: usize, hw: (usize, usize)) -> Option<ConvGeometry> {
+        match self {
+            Layer::Linear { .. } => None,
+            Layer::Conv2d {
+                in_channels,
+                kernel,
+                stride,
+                padding,
+                padding_mode,
+                ..
+            } => Some(ConvGeometry {
+                batch,
+                in_channels: *in_channels,
+                h: hw.0,
+                w: hw.1,
+                kernel: *kernel,
+                stride: *stride,
+                padding: *padding,
+                reflect: *padding_mode == PaddingMode::Reflect,
+            }),
+        }
+    }
+
     /// Output size (Ho, Wo) for an H x W input; (1, 1) for linear layers.
     pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         match self {

@@ -303,25 +303,7 @@ impl GpuRule {
                         bn_eps,
                         ..
                     } => {
-                        hebbian::va_stats(
-                            rec,
-                            &b.u,
-                            n,
-                            c,
-                            bn_momentum as f32,
-                            &self.bn_mean,
-                            &self.bn_var,
-                        )?;
-                        hebbian::va_apply(
-                            rec,
-                            &b.u,
-                            &self.bn_mean,
-                            &self.bn_var,
-                            n,
-                            c,
-                            bn_eps as f32,
-                            &b.tmp_nc,
-                        )?;
+                        self.variance_adapt(rec, n, bn_momentum, bn_eps, &b.tmp_nc)?;
                         hebbian::competition(
                             rec,
                             Competition::Identity,
@@ -401,25 +383,7 @@ impl GpuRule {
                     bn_eps,
                 } = self.config.preset
                 {
-                    hebbian::va_stats(
-                        rec,
-                        &b.u,
-                        n,
-                        c,
-                        bn_momentum as f32,
-                        &self.bn_mean,
-                        &self.bn_var,
-                    )?;
-                    hebbian::va_apply(
-                        rec,
-                        &b.u,
-                        &self.bn_mean,
-                        &self.bn_var,
-                        n,
-                        c,
-                        bn_eps as f32,
-                        &b.y,
-                    )?;
+                    self.variance_adapt(rec, n, bn_momentum, bn_eps, &b.y)?;
                 } else {
                     hebbian::competition(rec, Competition::Tanh, &b.u, None, n, c, &b.y, &b.g)?;
                 }
@@ -626,6 +590,22 @@ impl GpuRule {
         }
         self.steps_done += 1;
         Ok(())
+    }
+
+    /// Variance adaptation of S = `u` (§1.1): updates the running statistics, then writes
+    /// tanh((S − rm)/sd + rm)·sd to `out`.
+    fn variance_adapt(
+        &self,
+        rec: &mut Recorder<'_>,
+        n: usize,
+        momentum: f64,
+        eps: f64,
+        out: &Tensor,
+    ) -> Result<()> {
+        let (c, b) = (self.c, &self.bufs);
+        let (mean, var) = (&self.bn_mean, &self.bn_var);
+        hebbian::va_stats(rec, &b.u, n, c, momentum as f32, mean, var)?;
+        hebbian::va_apply(rec, &b.u, mean, var, n, c, eps as f32, out)
     }
 
     /// ΔW = s·GᵀX − s·tril(GᵀG)·W with G in `g`.
