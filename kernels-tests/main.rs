@@ -6,9 +6,11 @@
 //!   list. Inputs are fresh each run; `HEBB_SEED` reproduces a failing run.
 //! - `portability`: every WGSL file validates with naga and translates to SPIR-V, MSL and HLSL.
 //! - `runtime`: the kernel cache, parameter-struct layouts and error paths.
+//! - `cases_reference`: the golden cases (reference and GPU rules); `data`: dataset readers.
 
 mod cases_reference;
 mod common;
 mod conformance;
+mod data;
 mod portability;
 mod runtime;

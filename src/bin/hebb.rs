@@ -67,6 +67,20 @@ enum Command {
     /// Time kernels.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Dataset tools.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Validate a dataset folder: counts, classes, checksums where known, and the first
+    /// unreadable file. Exits non-zero on any problem.
+    Check {
+        /// The dataset folder (MNIST IDX files, gzipped or not).
+        #[arg(default_value = "datasets/mnist")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,6 +164,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 case_conformance(&cli.adapter.choice(), &cases, json.as_deref())
             }
+        }
+        Command::Data(DataCommand::Check { dir }) => {
+            let report = hebb::data::check_dir(&dir)?;
+            println!("{}: {}", dir.display(), report.format);
+            for (split, items, counts) in &report.splits {
+                println!(
+                    "  {split}: {items} items, {} classes {counts:?}",
+                    counts.len()
+                );
+            }
+            let mut bad = false;
+            for (file, verdict) in &report.checksums {
+                println!("  {file}: {verdict}");
+                bad |= verdict.starts_with("MISMATCH");
+            }
+            Ok(if bad {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Bench(BenchCommand::Rules {
             only,
