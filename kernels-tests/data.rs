@@ -112,3 +112,64 @@ fn a_split_whose_labels_do_not_match_is_an_error() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn cifar_batches_are_whole_records_with_valid_labels() {
+    use hebb::data::cifar::{CifarSplit, Variant, read_batch};
+    let dir = scratch("cifar");
+    let record = Variant::Cifar10.record_bytes();
+    let mut good = vec![7u8; 3 * record];
+    good[0] = 3;
+    good[record] = 9;
+    good[2 * record] = 0;
+    std::fs::write(dir.join("ok.bin"), &good).unwrap();
+    let mut split = CifarSplit::default();
+    read_batch(&dir.join("ok.bin"), Variant::Cifar10, &mut split).unwrap();
+    assert_eq!((split.count, split.labels.clone()), (3, vec![3, 9, 0]));
+    assert_eq!(split.images.len(), 3 * 3072);
+
+    std::fs::write(dir.join("short.bin"), &good[..record + 100]).unwrap();
+    let e = read_batch(&dir.join("short.bin"), Variant::Cifar10, &mut split)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("short.bin") && e.contains("3073-byte records"),
+        "{e}"
+    );
+
+    let mut bad_label = good.clone();
+    bad_label[record] = 12;
+    std::fs::write(dir.join("label.bin"), &bad_label).unwrap();
+    let e = read_batch(&dir.join("label.bin"), Variant::Cifar10, &mut split)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("record 1 has label 12"), "{e}");
+
+    let e = hebb::data::cifar::load_split(&dir, Variant::Cifar10, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("data_batch_1.bin") && e.contains("missing"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The real CIFAR-10 from `../shared/datasets` when it is there (CI has it; a plain clone may
+/// not, and then this says so).
+#[test]
+fn real_cifar10_test_split_when_available() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/datasets/cifar-10/cifar-10-batches-bin");
+    if !dir.is_dir() {
+        eprintln!(
+            "note: {} not found; real CIFAR-10 not checked",
+            dir.display()
+        );
+        return;
+    }
+    use hebb::data::cifar::{Variant, load_split};
+    let test = load_split(&dir, Variant::Cifar10, false).unwrap();
+    assert_eq!(test.count, 10000);
+    assert_eq!(test.label_counts(10), vec![1000; 10]);
+}

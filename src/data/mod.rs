@@ -1,6 +1,7 @@
 //! Datasets to batches: readers for the on-disk formats, each validating what it reads and
 //! naming the file in every error.
 
+pub mod cifar;
 pub mod idx;
 pub mod mnist;
 
@@ -36,11 +37,31 @@ pub struct CheckReport {
     pub checksums: Vec<(String, String)>,
 }
 
-/// Validates a dataset folder: counts, classes, checksums where known. The first problem is
-/// returned as an error naming the file.
+/// Validates a dataset folder (MNIST IDX files, or CIFAR-10 / CIFAR-100 binary batches):
+/// counts, classes, checksums where known. The first problem is an error naming the file.
 pub fn check_dir(dir: &Path) -> Result<CheckReport, DataError> {
     if !dir.is_dir() {
         return Err(DataError::bad(dir, "not a folder".into()));
+    }
+    let cifar = [
+        ("cifar-10-bin", cifar::Variant::Cifar10, "data_batch_1.bin"),
+        ("cifar-100-bin", cifar::Variant::Cifar100, "train.bin"),
+    ];
+    for (format, variant, marker) in cifar {
+        if dir.join(marker).is_file() {
+            let mut report = CheckReport {
+                format: format.into(),
+                splits: Vec::new(),
+                checksums: Vec::new(),
+            };
+            for (name, train) in [("train", true), ("test", false)] {
+                let s = cifar::load_split(dir, variant, train)?;
+                report
+                    .splits
+                    .push((name.into(), s.count, s.label_counts(variant.classes())));
+            }
+            return Ok(report);
+        }
     }
     let mut report = CheckReport {
         format: "mnist-idx".into(),
