@@ -219,3 +219,34 @@ fn gemm_refuses_overflow_zero_tiles_aliasing_and_overlapping_batches() {
     drop(rec);
     ctx.check("refused launches").unwrap();
 }
+
+/// Exact ties in the ranking competitions: first index wins, duplicates count toward k, and
+/// k-WTA lets every entry equal to the k-th value win (PRESETS.md §1.4, §3.3, §5).
+#[test]
+fn competitions_break_exact_ties_as_the_spec_says() {
+    use hebb::kernels::hebbian::{Competition, competition};
+    let ctx = any_context();
+    let row = [1.0f32, 3.0, 3.0, 2.0];
+    let u = Tensor::from_f32(&ctx, "U", &[1, 4], &row).unwrap();
+    let run = |kind| {
+        let out0 = Tensor::empty(&ctx, "out0", &[4], DType::F32).unwrap();
+        let g = Tensor::empty(&ctx, "g", &[4], DType::F32).unwrap();
+        out0.poison_nan(&ctx);
+        let mut rec = Recorder::new(&ctx);
+        competition(&mut rec, kind, &u, None, 1, 4, &out0, &g).unwrap();
+        rec.submit();
+        out0.to_f32_vec(&ctx).unwrap()
+    };
+    assert_eq!(run(Competition::Kwta { k: 1 }), vec![0.0, 1.0, 1.0, 0.0]);
+    assert_eq!(run(Competition::Kwta { k: 2 }), vec![0.0, 1.0, 1.0, 0.0]);
+    assert_eq!(run(Competition::Kwta { k: 3 }), vec![0.0, 1.0, 1.0, 1.0]);
+    assert_eq!(run(Competition::Hard), vec![0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(
+        run(Competition::Krotov { k: 2, delta: 0.4 }),
+        vec![0.0, 1.0, -0.4, 0.0]
+    );
+    assert_eq!(
+        run(Competition::Krotov { k: 3, delta: 0.4 }),
+        vec![0.0, 1.0, 0.0, -0.4]
+    );
+}

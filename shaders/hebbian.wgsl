@@ -65,32 +65,36 @@ fn teacher(base: u32, i: u32) -> f32 {
     return select(1.0, in1[base + i], (p.flags & 1u) != 0u);
 }
 
-// Value of rank r (1-based, largest first, duplicates counted) among row values v (via in0
-// and the teacher): the smallest value with fewer than r larger entries. Also returns its
-// first index. O(C²) per row; C is at most a few thousand.
+// Value and first index of rank r (1-based, largest first, duplicates counted, ties ordered
+// by index) among the row's values (u, or u ⊙ T): r passes, each taking the next entry in the
+// order (value descending, index ascending). O(r·C) per row.
+fn row_value(base: u32, i: u32, with_teacher: bool) -> f32 {
+    var v = in0[base + i];
+    if (with_teacher) { v *= teacher(base, i); }
+    return v;
+}
+
 fn kth_largest(base: u32, r: u32, with_teacher: bool) -> vec2<f32> {
-    var best = 0.0;
-    var best_index = 0u;
-    var found = false;
-    for (var i = 0u; i < p.c; i++) {
-        var vi = in0[base + i];
-        if (with_teacher) { vi *= teacher(base, i); }
-        var greater = 0u;
-        var equal_before = 0u;
-        for (var j = 0u; j < p.c; j++) {
-            var vj = in0[base + j];
-            if (with_teacher) { vj *= teacher(base, j); }
-            if (vj > vi) { greater++; }
-            if (vj == vi && j < i) { equal_before++; }
+    var prev_value = 0.0;
+    var prev_index = 0u;
+    for (var pass_ = 0u; pass_ < r; pass_++) {
+        var found = false;
+        var best_value = 0.0;
+        var best_index = 0u;
+        for (var i = 0u; i < p.c; i++) {
+            let v = row_value(base, i, with_teacher);
+            // Only entries after the previous one in the order are candidates.
+            let after = pass_ == 0u || v < prev_value || (v == prev_value && i > prev_index);
+            if (after && (!found || v > best_value)) {
+                best_value = v;
+                best_index = i;
+                found = true;
+            }
         }
-        // i holds rank greater + equal_before + 1 in a stable descending order.
-        if (!found && greater + equal_before + 1u == r) {
-            best = vi;
-            best_index = i;
-            found = true;
-        }
+        prev_value = best_value;
+        prev_index = best_index;
     }
-    return vec2<f32>(best, f32(best_index));
+    return vec2<f32>(prev_value, f32(prev_index));
 }
 
 @compute @workgroup_size(64, 1, 1)
