@@ -6,11 +6,16 @@ use std::sync::Arc;
 use hebb::HebbError;
 use hebb::gpu::kernel_cache::validate_wgsl;
 use hebb::gpu::{AdapterChoice, DType, GpuContext, Recorder, Tensor};
+use hebb::kernels::classifier::ClassifierParams;
 use hebb::kernels::elementwise::{CastParams, ElementwiseParams};
 use hebb::kernels::gemm::{self, Gemm, GemmParams};
+use hebb::kernels::hebbian::{HebbParams, NaiveParams, OptimParams};
 use hebb::kernels::im2col::Im2colParams;
 use hebb::kernels::reduce::ReduceParams;
-use hebb::kernels::{CAST_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, IM2COL_WGSL, REDUCE_WGSL};
+use hebb::kernels::{
+    CAST_WGSL, CLASSIFIER_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL,
+    IM2COL_WGSL, OPTIM_WGSL, REDUCE_WGSL,
+};
 
 use crate::common;
 
@@ -38,6 +43,10 @@ fn params_structs_match_wgsl() {
         (ELEMENTWISE_WGSL, size_of::<ElementwiseParams>(), 8),
         (CAST_WGSL, size_of::<CastParams>(), 4),
         (IM2COL_WGSL, size_of::<Im2colParams>(), 16),
+        (CLASSIFIER_WGSL, size_of::<ClassifierParams>(), 8),
+        (HEBBIAN_WGSL, size_of::<HebbParams>(), 12),
+        (OPTIM_WGSL, size_of::<OptimParams>(), 12),
+        (HEBBIAN_NAIVE_WGSL, size_of::<NaiveParams>(), 12),
     ];
     for (shader, rust_size, rust_fields) in cases {
         let (size, members) = uniform_layout(shader.name, shader.source);

@@ -56,7 +56,7 @@ enum Command {
         /// Also write the table as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only this kernel family: gemm, im2col, reduce, elementwise or rules.
+        /// Only this kernel family: gemm, im2col, reduce, elementwise, classifier or rules.
         #[arg(long)]
         only: Option<String>,
         /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs on the
@@ -385,8 +385,11 @@ fn conformance(
         Some("elementwise") => checks::elementwise_checks(&ctx, seed),
         Some("im2col") => checks::im2col_checks(&ctx, seed),
         Some("rules") => conformance::rules::rule_checks(&ctx, seed),
+        Some("classifier") => checks::classifier_checks(&ctx, seed),
         Some(other) => {
-            bail!("--only {other:?}: expected gemm, im2col, reduce, elementwise or rules")
+            bail!(
+                "--only {other:?}: expected gemm, im2col, reduce, elementwise, classifier or rules"
+            )
         }
     };
     conformance::print_table(&rows);

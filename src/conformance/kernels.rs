@@ -21,10 +21,10 @@ use half::f16;
 use crate::conformance::{Row, U32, derive_seed, random_f32};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
-use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Gemm, GemmTiles, SplitK};
 use crate::kernels::im2col::{self, ConvGeometry};
 use crate::kernels::reduce::{self, ReduceOp};
+use crate::kernels::{classifier, elementwise};
 use crate::reference;
 
 /// Ragged sizes: 1, primes around tile edges, and one past a power of two.
@@ -552,10 +552,75 @@ pub fn im2col_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
+/// Softmax cross-entropy (loss and gradient) and per-row correctness on ragged N x K.
+pub fn classifier_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (index, &(n, k)) in [(1usize, 1usize), (7, 10), (33, 7), (257, 100), (65, 2)]
+        .iter()
+        .enumerate()
+    {
+        let seed = derive_seed(base_seed, 4000 + index as u64);
+        // Logits spread over [-8, 8) so the softmax is far from uniform.
+        let z: Vec<f32> = random_f32(seed, n * k).iter().map(|v| 8.0 * v).collect();
+        let mut state = seed;
+        let labels: Vec<u32> = (0..n)
+            .map(|_| {
+                state = derive_seed(state, 1);
+                (state % k as u64) as u32
+            })
+            .collect();
+        let scale = 1.0 / n as f64;
+        let (want_loss, want_grad) =
+            reference::classifier::softmax_xent(&widen(&z), &labels, k, scale);
+        let want_correct = reference::classifier::correct(&widen(&z), &labels, k);
+        let run = || -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+            let tz = Tensor::from_f32(ctx, "logits", &[n, k], &z)?;
+            let tl = classifier::labels_tensor(ctx, &labels, k)?;
+            let loss = Tensor::empty(ctx, "loss", &[n], DType::F32)?;
+            let grad = Tensor::empty(ctx, "grad", &[n, k], DType::F32)?;
+            let hits = Tensor::empty(ctx, "correct", &[n], DType::F32)?;
+            for t in [&loss, &grad, &hits] {
+                t.poison_nan(ctx);
+            }
+            let mut rec = Recorder::new(ctx);
+            classifier::softmax_xent(&mut rec, &tz, &tl, n, k, scale as f32, &loss, &grad)?;
+            classifier::correct(&mut rec, &tz, &tl, n, k, &hits)?;
+            rec.submit();
+            Ok((
+                widen(&loss.to_f32_vec(ctx)?),
+                widen(&grad.to_f32_vec(ctx)?),
+                widen(&hits.to_f32_vec(ctx)?),
+            ))
+        };
+        let shape = [("n", n), ("k", k)];
+        // exp, log and the division in f32 cost a few ulps each, and the row sum adds K
+        // roundings: 16·u·(sqrt(K) + 1) (measured errors stay below a tenth of it).
+        let tol = 16.0 * U32 * ((k as f64).sqrt() + 1.0);
+        match run() {
+            Ok((loss, grad, hits)) => {
+                rows.push(
+                    Row::new("softmax_xent", "loss", &shape, seed).compare(&loss, &want_loss, tol),
+                );
+                rows.push(
+                    Row::new("softmax_xent", "grad", &shape, seed).compare(&grad, &want_grad, tol),
+                );
+                rows.push(Row::new("correct", "argmax", &shape, seed).compare(
+                    &hits,
+                    &want_correct,
+                    0.0,
+                ));
+            }
+            Err(e) => rows.push(Row::new("softmax_xent", "loss", &shape, seed).fail(e)),
+        }
+    }
+    rows
+}
+
 /// Every foundation check, in order.
 pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = gemm_checks(ctx, base_seed);
     rows.extend(im2col_checks(ctx, base_seed));
+    rows.extend(classifier_checks(ctx, base_seed));
     rows.extend(reduce_checks(ctx, base_seed));
     rows.extend(elementwise_checks(ctx, base_seed));
     rows

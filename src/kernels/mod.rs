@@ -2,6 +2,7 @@
 //! pipeline from the kernel cache, fills the `#[repr(C)]` parameter struct that mirrors the
 //! shader's uniform, and records the dispatch into a `Recorder`.
 
+pub mod classifier;
 pub mod elementwise;
 pub mod gemm;
 pub mod hebbian;
@@ -26,6 +27,12 @@ pub const REDUCE_WGSL: Shader = Shader {
 pub const ELEMENTWISE_WGSL: Shader = Shader {
     name: "elementwise",
     source: include_str!("../../shaders/elementwise.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
+pub const CLASSIFIER_WGSL: Shader = Shader {
+    name: "classifier",
+    source: include_str!("../../shaders/classifier.wgsl"),
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
@@ -69,6 +76,7 @@ pub const CAST_F16_WGSL: Shader = Shader {
 /// Every shader the library embeds (the naga test also walks `shaders/` on disk).
 pub const ALL_SHADERS: &[Shader] = &[
     GEMM_WGSL,
+    CLASSIFIER_WGSL,
     HEBBIAN_WGSL,
     HEBBIAN_NAIVE_WGSL,
     OPTIM_WGSL,

@@ -4,6 +4,7 @@
 // Index loops mirror the subscripts of the math they implement.
 #![allow(clippy::needless_range_loop)]
 
+pub mod classifier;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;

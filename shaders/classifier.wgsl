@@ -1,0 +1,53 @@
+// The supervised classifier's loss and metrics over logits Z (N x K) and labels (N, stored as
+// f32 class indices, exact below 2^24).
+//   softmax_xent: p = softmax(z_n) (stabilised by the row max);
+//                 loss_n = −log p[label_n] = log Σ_k exp(z_nk − m) − (z_n,label − m);
+//                 grad[n, k] = s·(p_k − [k == label_n])   (s = 1/N for the batch mean)
+//   correct:      correct_n = 1 if the first argmax of z_n is label_n, else 0
+// Bounds: one invocation per row n < N; labels are checked by the launcher to be in 0..K.
+
+struct ClassifierParams {
+    n: u32, k: u32, _pad0: u32, _pad1: u32,
+    s: f32, _pad2: f32, _pad3: f32, _pad4: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: ClassifierParams;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<f32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+
+fn row_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.y * nwg.x * 64u + gid.x;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_index(gid, nwg);
+    if (row >= p.n) { return; }
+    let base = row * p.k;
+    let label = u32(labels[row]);
+    var m = logits[base];
+    for (var j = 1u; j < p.k; j++) { m = max(m, logits[base + j]); }
+    var total = 0.0;
+    for (var j = 0u; j < p.k; j++) { total += exp(logits[base + j] - m); }
+    loss[row] = log(total) - (logits[base + label] - m);
+    for (var j = 0u; j < p.k; j++) {
+        let q = exp(logits[base + j] - m) / total;
+        grad[base + j] = p.s * (q - select(0.0, 1.0, j == label));
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn correct(@builtin(global_invocation_id) gid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_index(gid, nwg);
+    if (row >= p.n) { return; }
+    let base = row * p.k;
+    var best = 0u;
+    for (var j = 1u; j < p.k; j++) {
+        if (logits[base + j] > logits[base + best]) { best = j; }
+    }
+    loss[row] = select(0.0, 1.0, best == u32(labels[row]));
+}

@@ -1,0 +1,127 @@
+//! Launchers for `shaders/classifier.wgsl`: softmax cross-entropy (loss and gradient) and
+//! per-row correctness of the supervised classifier.
+//! Bindings: 0 uniform ClassifierParams, 1 logits (N x K), 2 labels (N, f32 class indices),
+//! 3 loss or correct (N), 4 gradient (N x K, softmax_xent only).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
+use crate::kernels::{CLASSIFIER_WGSL, bind_group, check_grid, to_u32};
+
+/// Mirrors `ClassifierParams` in classifier.wgsl (32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ClassifierParams {
+    pub n: u32,
+    pub k: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub s: f32,
+    pub _pad2: f32,
+    pub _pad3: f32,
+    pub _pad4: f32,
+}
+
+/// Labels as the f32 tensor the kernels read, refusing labels outside 0..classes.
+pub fn labels_tensor(ctx: &GpuContext, labels: &[u32], classes: usize) -> Result<Tensor> {
+    if let Some((i, l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l as usize >= classes)
+    {
+        return Err(HebbError::Shape {
+            tensor: "labels".into(),
+            message: format!("label {l} at position {i} is outside 0..{classes}"),
+        });
+    }
+    let data: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    Tensor::from_f32(ctx, "labels", &[labels.len()], &data)
+}
+
+fn launch(
+    rec: &mut Recorder<'_>,
+    entry: &'static str,
+    n: usize,
+    k: usize,
+    s: f32,
+    bindings: &[(u32, &Tensor)],
+) -> Result<()> {
+    let ctx: &GpuContext = rec.ctx;
+    for (_, t) in bindings {
+        t.expect_dtype(DType::F32, entry)?;
+    }
+    let params = ClassifierParams {
+        n: to_u32(entry, "N", n)?,
+        k: to_u32(entry, "K", k)?,
+        s,
+        ..Default::default()
+    };
+    let pipeline = ctx
+        .kernels
+        .get(&ctx.device, ctx.features, &CLASSIFIER_WGSL, entry, &[])?;
+    let groups = grid_1d(ctx, to_u32(entry, "N / 64", n.div_ceil(64))?);
+    check_grid(ctx, entry, groups)?;
+    let uniform = rec.uniform(&params);
+    let mut entries = vec![(0, uniform.as_entire_binding())];
+    for (slot, t) in bindings {
+        entries.push((*slot, t.binding(ctx)?));
+    }
+    let bg = bind_group(ctx, &pipeline, &entries);
+    rec.dispatch(&pipeline, &bg, groups);
+    Ok(())
+}
+
+/// loss[n] = −log softmax(z_n)[label_n]; grad = scale·(softmax(z) − onehot(labels)).
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_xent(
+    rec: &mut Recorder<'_>,
+    logits: &Tensor,
+    labels: &Tensor,
+    n: usize,
+    k: usize,
+    scale: f32,
+    loss: &Tensor,
+    grad: &Tensor,
+) -> Result<()> {
+    logits.expect_len(n * k, "logits")?;
+    labels.expect_len(n, "labels")?;
+    loss.expect_len(n, "loss")?;
+    grad.expect_len(n * k, "gradient")?;
+    if k == 0 {
+        return Err(HebbError::Launch {
+            kernel: "softmax_xent".into(),
+            message: "no classes".into(),
+        });
+    }
+    launch(
+        rec,
+        "softmax_xent",
+        n,
+        k,
+        scale,
+        &[(1, logits), (2, labels), (3, loss), (4, grad)],
+    )
+}
+
+/// correct[n] = 1 if the first argmax of z_n equals label_n, else 0.
+pub fn correct(
+    rec: &mut Recorder<'_>,
+    logits: &Tensor,
+    labels: &Tensor,
+    n: usize,
+    k: usize,
+    out: &Tensor,
+) -> Result<()> {
+    logits.expect_len(n * k, "logits")?;
+    labels.expect_len(n, "labels")?;
+    out.expect_len(n, "correct")?;
+    launch(
+        rec,
+        "correct",
+        n,
+        k,
+        0.0,
+        &[(1, logits), (2, labels), (3, out)],
+    )
+}
