@@ -133,7 +133,29 @@ enum BenchCommand {
     },
 }
 
+/// Mesa's EGL (the GL backend) prints "XDG_RUNTIME_DIR is invalid or not set" on every start
+/// when the variable is missing, as on CI machines and over ssh. Point it at a private
+/// directory so users only see hebb's own messages.
+#[cfg(unix)]
+fn ensure_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    let dir = std::env::temp_dir().join(format!("hebb-runtime-{uid}"));
+    if std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok() || dir.is_dir() {
+        // SAFETY: called first thing in `main`, before any other thread exists (wgpu, Mesa and
+        // env_logger start theirs later), so nothing can read the environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
+#[cfg(not(unix))]
+fn ensure_runtime_dir() {}
+
 fn main() -> ExitCode {
+    ensure_runtime_dir();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
     let cli = Cli::parse();
     match run(cli) {
