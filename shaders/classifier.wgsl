@@ -4,7 +4,8 @@
 //                 loss_n = −log p[label_n] = log Σ_k exp(z_nk − m) − (z_n,label − m);
 //                 grad[n, k] = s·(p_k − [k == label_n])   (s = 1/N for the batch mean)
 //   correct:      correct_n = 1 if the first argmax of z_n is label_n, else 0
-// Bounds: one invocation per row n < N; labels are checked by the launcher to be in 0..K.
+// Bounds: one invocation per row n < N; labels are clamped to 0..K-1 before indexing (the
+// launcher's `labels_tensor` refuses labels outside 0..K).
 
 struct ClassifierParams {
     n: u32, k: u32, _pad0: u32, _pad1: u32,
@@ -27,7 +28,8 @@ fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>,
     let row = row_index(gid, nwg);
     if (row >= p.n) { return; }
     let base = row * p.k;
-    let label = u32(labels[row]);
+    // Clamped so a label outside 0..K can never index past the row.
+    let label = min(u32(labels[row]), p.k - 1u);
     var m = logits[base];
     for (var j = 1u; j < p.k; j++) { m = max(m, logits[base + j]); }
     var total = 0.0;
@@ -49,5 +51,5 @@ fn correct(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var j = 1u; j < p.k; j++) {
         if (logits[base + j] > logits[base + best]) { best = j; }
     }
-    loss[row] = select(0.0, 1.0, best == u32(labels[row]));
+    loss[row] = select(0.0, 1.0, best == min(u32(labels[row]), p.k - 1u));
 }

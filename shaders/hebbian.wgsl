@@ -74,7 +74,9 @@ fn row_value(base: u32, i: u32, with_teacher: bool) -> f32 {
     return v;
 }
 
-fn kth_largest(base: u32, r: u32, with_teacher: bool) -> vec2<f32> {
+struct Ranked { value: f32, index: u32, }
+
+fn kth_largest(base: u32, r: u32, with_teacher: bool) -> Ranked {
     var prev_value = 0.0;
     var prev_index = 0u;
     for (var pass_ = 0u; pass_ < r; pass_++) {
@@ -94,7 +96,7 @@ fn kth_largest(base: u32, r: u32, with_teacher: bool) -> vec2<f32> {
         prev_value = best_value;
         prev_index = best_index;
     }
-    return vec2<f32>(prev_value, f32(prev_index));
+    return Ranked(prev_value, prev_index);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -113,7 +115,7 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
             }
         }
         case 2u: {
-            let kth = kth_largest(base, p.k, true).x;
+            let kth = kth_largest(base, p.k, true).value;
             for (var i = 0u; i < p.c; i++) {
                 let t = teacher(base, i);
                 let z = select(0.0, 1.0, in0[base + i] * t >= kth);
@@ -163,9 +165,9 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
             }
         }
         case 7u, 8u: {
-            let top = u32(kth_largest(base, 1u, false).y);
+            let top = kth_largest(base, 1u, false).index;
             var kth = p.c;
-            if (p.mode == 8u) { kth = u32(kth_largest(base, p.k, false).y); }
+            if (p.mode == 8u) { kth = kth_largest(base, p.k, false).index; }
             for (var i = 0u; i < p.c; i++) {
                 var g = select(0.0, 1.0, i == top);
                 if (i == kth) { g = -p.a; }
@@ -247,8 +249,9 @@ fn signed_pow(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
 // μ = mean, σ² = unbiased variance (two passes); the running mean out0 and variance out1
 // (length C) become (1 − a)·old + a·new.
 @compute @workgroup_size(64, 1, 1)
-fn va_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
+fn va_stats(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * nwg.x * 64u + gid.x;
     if (i >= p.c) { return; }
     var sum = 0.0;
     for (var r = 0u; r < p.n; r++) { sum += in0[r * p.c + i]; }
@@ -290,8 +293,9 @@ fn bcm_phi(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
 // ICA-NRM (§1.9), one invocation per neuron i: out0_i = (P_i · w_i)·w_i − P_i with
 // P = in0 and W = in1 (C x D).
 @compute @workgroup_size(64, 1, 1)
-fn ica_nrm_update(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
+fn ica_nrm_update(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * nwg.x * 64u + gid.x;
     if (i >= p.c) { return; }
     var dot = 0.0;
     for (var d = 0u; d < p.d; d++) { dot += in0[i * p.d + d] * in1[i * p.d + d]; }
@@ -312,8 +316,9 @@ fn add_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
 // SoftHebb's raw bias update (§3.2), length C: out0_i = (in0_i − N·e^{a·b_i}) / e^{a·b_i},
 // in0 = Σ_n Y_ni, in1 = b.
 @compute @workgroup_size(64, 1, 1)
-fn softhebb_bias_raw(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
+fn softhebb_bias_raw(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * nwg.x * 64u + gid.x;
     if (i >= p.c) { return; }
     let e = exp(p.a * in1[i]);
     out0[i] = (in0[i] - f32(p.n) * e) / e;

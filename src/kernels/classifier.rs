@@ -25,6 +25,12 @@ pub struct ClassifierParams {
 
 /// Labels as the f32 tensor the kernels read, refusing labels outside 0..classes.
 pub fn labels_tensor(ctx: &GpuContext, labels: &[u32], classes: usize) -> Result<Tensor> {
+    if classes > 1 << 24 {
+        return Err(HebbError::Shape {
+            tensor: "labels".into(),
+            message: format!("{classes} classes: labels are stored as f32, exact up to 2^24"),
+        });
+    }
     if let Some((i, l)) = labels
         .iter()
         .enumerate()
@@ -48,8 +54,14 @@ fn launch(
     bindings: &[(u32, &Tensor)],
 ) -> Result<()> {
     let ctx: &GpuContext = rec.ctx;
-    for (_, t) in bindings {
+    for (i, (_, t)) in bindings.iter().enumerate() {
         t.expect_dtype(DType::F32, entry)?;
+        if bindings[..i].iter().any(|(_, u)| u.buffer == t.buffer) {
+            return Err(HebbError::Launch {
+                kernel: entry.into(),
+                message: format!("{} is bound twice; every tensor must be distinct", t.label),
+            });
+        }
     }
     let params = ClassifierParams {
         n: to_u32(entry, "N", n)?,

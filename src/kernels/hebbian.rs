@@ -571,7 +571,15 @@ pub fn optimizer_step(
     let ctx: &GpuContext = rec.ctx;
     need(w, c * d, "W")?;
     need(dw, c * d, "ΔW")?;
-    distinct_outputs("optimizer", &[dw], &[w])?;
+    let all = [w, dw, state0, state1, row_sumsq, eta];
+    for (i, t) in all.iter().enumerate() {
+        if all[..i].iter().any(|u| u.buffer == t.buffer) {
+            return Err(HebbError::Launch {
+                kernel: "optimizer".into(),
+                message: format!("{} is bound twice; every tensor must be distinct", t.label),
+            });
+        }
+    }
     let mut p = OptimParams {
         c: to_u32("optimizer", "C", c)?,
         d: to_u32("optimizer", "D", d)?,

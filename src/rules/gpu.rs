@@ -16,6 +16,7 @@ use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Gemm};
 use crate::kernels::hebbian::{self, Competition, MaxDivisor, NaiveTerms, OptimStep, RowFactor};
 use crate::kernels::reduce::{self, ReduceOp};
+use crate::kernels::to_u32;
 use crate::rules::preset::{BcmActivation, DemoActivation, Optimizer, Preset, RuleConfig};
 
 /// Initial weights and state of a layer (f32, row-major; W is C x D).
@@ -69,7 +70,8 @@ struct Buffers {
 }
 
 pub struct GpuRule {
-    pub config: RuleConfig,
+    /// Fixed at construction: the buffers and the lateral matrix were built for it.
+    config: RuleConfig,
     pub path: UpdatePath,
     /// Neurons C and fan-in D.
     pub c: usize,
@@ -134,11 +136,11 @@ impl GpuRule {
             });
         }
         if let Preset::SofthebbSoft { bias: true, .. } = config.preset
-            && matches!(config.optimizer, Optimizer::SofthebbAdaptive { .. })
+            && !matches!(config.optimizer, Optimizer::Sgd { .. })
         {
             return Err(HebbError::Launch {
                 kernel: config.name.clone(),
-                message: "a bias with the adaptive rate is not supported (the authors' code cannot combine them either)".into(),
+                message: "a bias needs the sgd optimizer (the authors' code combines it with nothing else)".into(),
             });
         }
         let lateral = match config.preset {
@@ -216,6 +218,10 @@ impl GpuRule {
             d,
             bufs,
         })
+    }
+
+    pub fn config(&self) -> &RuleConfig {
+        &self.config
     }
 
     /// The buffers holding the last step's intermediates, by hebb-case/1 name (rows N x C).
@@ -364,7 +370,9 @@ impl GpuRule {
                     &b.proj,
                 )?;
                 let kind = match self.config.preset {
-                    Preset::LaganiKwta { k } => Competition::Kwta { k: k as u32 },
+                    Preset::LaganiKwta { k } => Competition::Kwta {
+                        k: to_u32("k-WTA", "k", k)?,
+                    },
                     Preset::LaganiSoftWtaExp { temperature } => Competition::SoftExp {
                         temperature: temperature as f32,
                     },
@@ -563,7 +571,7 @@ impl GpuRule {
                 hebbian::competition(
                     rec,
                     Competition::Krotov {
-                        k: k as u32,
+                        k: to_u32("Krotov", "k", k)?,
                         delta: delta as f32,
                     },
                     &b.u,
