@@ -56,7 +56,7 @@ enum Command {
         /// Also write the table as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only this kernel family: gemm, im2col, reduce, elementwise, classifier or rules.
+        /// Only this kernel family: gemm, im2col, pool, reduce, elementwise, classifier or rules.
         #[arg(long)]
         only: Option<String>,
         /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs on the
@@ -408,9 +408,10 @@ fn conformance(
         Some("im2col") => checks::im2col_checks(&ctx, seed),
         Some("rules") => conformance::rules::rule_checks(&ctx, seed),
         Some("classifier") => checks::classifier_checks(&ctx, seed),
+        Some("pool") => checks::pool_checks(&ctx, seed),
         Some(other) => {
             bail!(
-                "--only {other:?}: expected gemm, im2col, reduce, elementwise, classifier or rules"
+                "--only {other:?}: expected gemm, im2col, pool, reduce, elementwise, classifier or rules"
             )
         }
     };

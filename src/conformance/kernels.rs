@@ -23,6 +23,7 @@ use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmTiles, SplitK};
 use crate::kernels::im2col::{self, ConvGeometry};
+use crate::kernels::pool::{self, Pool2d, PoolKind};
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::kernels::{classifier, elementwise};
 use crate::reference;
@@ -616,11 +617,85 @@ pub fn classifier_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
+/// Max and average pooling (both divisors) with the papers' settings (4/2/1, 2/2/0, 3/2/1)
+/// on ragged planes.
+pub fn pool_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let kinds = [
+        PoolKind::Max,
+        PoolKind::Avg {
+            count_include_pad: true,
+        },
+        PoolKind::Avg {
+            count_include_pad: false,
+        },
+    ];
+    // (planes, h, w, k, s, p)
+    let shapes = [
+        (1, 1, 1, 1, 1, 0),
+        (6, 33, 33, 4, 2, 1),
+        (5, 7, 9, 2, 2, 0),
+        (3, 65, 7, 3, 2, 1),
+        (2, 16, 16, 4, 2, 2),
+    ];
+    let mut rows = Vec::new();
+    let mut index = 6000;
+    for &(planes, h, w, k, s, p) in &shapes {
+        for kind in kinds {
+            index += 1;
+            let seed = derive_seed(base_seed, index);
+            let g = Pool2d {
+                kind,
+                planes,
+                h,
+                w,
+                kernel: [k, k],
+                stride: [s, s],
+                padding: [p, p],
+            };
+            let variant = match kind {
+                PoolKind::Max => format!("max {k}/{s}/{p}"),
+                PoolKind::Avg { count_include_pad } => {
+                    format!("avg {k}/{s}/{p} pad={count_include_pad}")
+                }
+            };
+            let row = Row::new(
+                "pool2d",
+                variant,
+                &[("planes", planes), ("h", h), ("w", w)],
+                seed,
+            );
+            let x = random_f32(seed, planes * h * w);
+            let want = reference::pool::pool2d(&g, &widen(&x));
+            let run = || -> Result<Vec<f64>> {
+                let tx = Tensor::from_f32(ctx, "x", &[planes, h, w], &x)?;
+                let out = Tensor::empty(ctx, "pooled", &[want.len()], DType::F32)?;
+                out.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                pool::pool2d(&mut rec, &g, &tx, &out)?;
+                rec.submit();
+                Ok(widen(&out.to_f32_vec(ctx)?))
+            };
+            // Max is exact; an average of at most k² values rounds k² times and divides once.
+            let tol = if kind == PoolKind::Max {
+                0.0
+            } else {
+                sum_tol(k * k)
+            };
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, tol),
+                Err(e) => row.fail(e),
+            });
+        }
+    }
+    rows
+}
+
 /// Every foundation check, in order.
 pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = gemm_checks(ctx, base_seed);
     rows.extend(im2col_checks(ctx, base_seed));
     rows.extend(classifier_checks(ctx, base_seed));
+    rows.extend(pool_checks(ctx, base_seed));
     rows.extend(reduce_checks(ctx, base_seed));
     rows.extend(elementwise_checks(ctx, base_seed));
     rows

@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod hebbian;
 pub mod im2col;
+pub mod pool;
 pub mod reduce;
 
 use crate::error::{HebbError, Result};
@@ -54,6 +55,12 @@ pub const OPTIM_WGSL: Shader = Shader {
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
+pub const POOL_WGSL: Shader = Shader {
+    name: "pool",
+    source: include_str!("../../shaders/pool.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
 pub const IM2COL_WGSL: Shader = Shader {
     name: "im2col",
     source: include_str!("../../shaders/im2col.wgsl"),
@@ -81,6 +88,7 @@ pub const ALL_SHADERS: &[Shader] = &[
     HEBBIAN_NAIVE_WGSL,
     OPTIM_WGSL,
     IM2COL_WGSL,
+    POOL_WGSL,
     REDUCE_WGSL,
     ELEMENTWISE_WGSL,
     CAST_WGSL,

@@ -8,5 +8,6 @@ pub mod classifier;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
+pub mod pool;
 pub mod reduce;
 pub mod rules;
