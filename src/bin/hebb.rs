@@ -56,7 +56,8 @@ enum Command {
         /// Also write the table as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only this kernel family: gemm, im2col, pool, reduce, elementwise, classifier or rules.
+        /// Only this kernel family: gemm, im2col, pool, norm, reduce, elementwise, classifier or
+        /// rules.
         #[arg(long)]
         only: Option<String>,
         /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs on the
@@ -409,9 +410,10 @@ fn conformance(
         Some("rules") => conformance::rules::rule_checks(&ctx, seed),
         Some("classifier") => checks::classifier_checks(&ctx, seed),
         Some("pool") => checks::pool_checks(&ctx, seed),
+        Some("norm") => checks::norm_checks(&ctx, seed),
         Some(other) => {
             bail!(
-                "--only {other:?}: expected gemm, im2col, pool, reduce, elementwise, classifier or rules"
+                "--only {other:?}: expected gemm, im2col, pool, norm, reduce, elementwise, classifier or rules"
             )
         }
     };

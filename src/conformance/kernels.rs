@@ -23,6 +23,7 @@ use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmTiles, SplitK};
 use crate::kernels::im2col::{self, ConvGeometry};
+use crate::kernels::norm::{self, BatchNorm};
 use crate::kernels::pool::{self, Pool2d, PoolKind};
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::kernels::{classifier, elementwise};
@@ -690,12 +691,102 @@ pub fn pool_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
+/// Batch norm without affine parameters: training (batch statistics, running update), eval
+/// (running statistics) and Lagani's modified BN, on ragged (B, C, H·W).
+pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut index = 7000;
+    for &(batch, channels, plane) in &[
+        (2usize, 1usize, 1usize),
+        (7, 3, 33),
+        (4, 65, 9),
+        (1, 7, 257),
+    ] {
+        for (training, modified) in [(true, false), (false, false), (true, true)] {
+            index += 1;
+            let seed = derive_seed(base_seed, index);
+            let g = BatchNorm {
+                batch,
+                channels,
+                plane,
+                training,
+                modified,
+                momentum: 0.1,
+                eps: 1e-5,
+            };
+            let variant = format!(
+                "{}{}",
+                if training { "train" } else { "eval" },
+                if modified { " modified" } else { "" }
+            );
+            let shape = [("b", batch), ("c", channels), ("hw", plane)];
+            // Shifted and scaled so normalising does real work.
+            let x: Vec<f32> = random_f32(seed, batch * channels * plane)
+                .iter()
+                .map(|v| 3.0 * v + 1.5)
+                .collect();
+            let rm0: Vec<f32> = random_f32(seed ^ 1, channels)
+                .iter()
+                .map(|v| 0.5 * v)
+                .collect();
+            let rv0: Vec<f32> = random_f32(seed ^ 2, channels)
+                .iter()
+                .map(|v| 1.0 + 0.5 * v)
+                .collect();
+            let (mut rm, mut rv) = (widen(&rm0), widen(&rv0));
+            let want = reference::norm::batch_norm(&g, &widen(&x), &mut rm, &mut rv);
+            let run = || -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+                let tx = Tensor::from_f32(ctx, "x", &[x.len()], &x)?;
+                let trm = Tensor::from_f32(ctx, "running mean", &[channels], &rm0)?;
+                let trv = Tensor::from_f32(ctx, "running var", &[channels], &rv0)?;
+                let stats = Tensor::empty(ctx, "stats", &[2 * channels], DType::F32)?;
+                let out = Tensor::empty(ctx, "normalised", &[x.len()], DType::F32)?;
+                out.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                norm::batch_norm(&mut rec, &g, &tx, &trm, &trv, &stats, &out)?;
+                rec.submit();
+                Ok((
+                    widen(&out.to_f32_vec(ctx)?),
+                    widen(&trm.to_f32_vec(ctx)?),
+                    widen(&trv.to_f32_vec(ctx)?),
+                ))
+            };
+            // Mean and variance sum B·H·W terms; the output adds a few roundings on top.
+            let tol = sum_tol(batch * plane) * 4.0;
+            match run() {
+                Ok((out, got_rm, got_rv)) => {
+                    rows.push(
+                        Row::new("batch_norm", variant.clone(), &shape, seed)
+                            .compare(&out, &want, tol),
+                    );
+                    rows.push(
+                        Row::new(
+                            "batch_norm",
+                            format!("{variant} running mean"),
+                            &shape,
+                            seed,
+                        )
+                        .compare(&got_rm, &rm, tol),
+                    );
+                    rows.push(
+                        Row::new("batch_norm", format!("{variant} running var"), &shape, seed)
+                            .compare(&got_rv, &rv, tol),
+                    );
+                }
+                Err(e) => rows.push(Row::new("batch_norm", variant, &shape, seed).fail(e)),
+            }
+        }
+    }
+    rows
+}
+
 /// Every foundation check, in order.
 pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = gemm_checks(ctx, base_seed);
     rows.extend(im2col_checks(ctx, base_seed));
     rows.extend(classifier_checks(ctx, base_seed));
     rows.extend(pool_checks(ctx, base_seed));
+    rows.extend(norm_checks(ctx, base_seed));
     rows.extend(reduce_checks(ctx, base_seed));
     rows.extend(elementwise_checks(ctx, base_seed));
     rows

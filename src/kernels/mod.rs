@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod hebbian;
 pub mod im2col;
+pub mod norm;
 pub mod pool;
 pub mod reduce;
 
@@ -55,6 +56,12 @@ pub const OPTIM_WGSL: Shader = Shader {
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
+pub const NORM_WGSL: Shader = Shader {
+    name: "norm",
+    source: include_str!("../../shaders/norm.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
 pub const POOL_WGSL: Shader = Shader {
     name: "pool",
     source: include_str!("../../shaders/pool.wgsl"),
@@ -88,6 +95,7 @@ pub const ALL_SHADERS: &[Shader] = &[
     HEBBIAN_NAIVE_WGSL,
     OPTIM_WGSL,
     IM2COL_WGSL,
+    NORM_WGSL,
     POOL_WGSL,
     REDUCE_WGSL,
     ELEMENTWISE_WGSL,

@@ -1,0 +1,70 @@
+// Batch normalisation without affine parameters over NCHW x (B, C, H, W), per channel c:
+//   training: μ_c, σ²_c = mean and biased variance over (B, H, W); the running statistics
+//             become (1 − m)·old + m·new, with the unbiased variance (PyTorch's BatchNorm);
+//   eval:     μ_c, σ²_c = the running statistics;
+//   y = (x − μ_c) / sqrt(σ²_c + ε) · f_c, with f_c = 1, or for Lagani's variance-preserving
+//   "modified BN" f_c = sqrt((running_var_c + ε) / (mean_k running_var_k + ε)).
+// bn_stats writes μ and σ² of this pass to `stats` (2·C: means, then variances).
+// Bounds: channels c < C, elements e < B·C·H·W; the launcher checks every extent.
+
+struct NormParams {
+    batch: u32, channels: u32, plane: u32, flags: u32,
+    momentum: f32, eps: f32, _pad0: f32, _pad1: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: NormParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+// flags: bit 0 training (batch statistics, update the running ones), bit 1 modified BN.
+@compute @workgroup_size(64, 1, 1)
+fn bn_stats(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = gid.y * nwg.x * 64u + gid.x;
+    if (c >= p.channels) { return; }
+    if ((p.flags & 1u) == 0u) {
+        stats[c] = running_mean[c];
+        stats[p.channels + c] = running_var[c];
+        return;
+    }
+    let count = p.batch * p.plane;
+    var sum = 0.0;
+    for (var b = 0u; b < p.batch; b++) {
+        let base = (b * p.channels + c) * p.plane;
+        for (var i = 0u; i < p.plane; i++) { sum += x[base + i]; }
+    }
+    let mu = sum / f32(count);
+    var sq = 0.0;
+    for (var b = 0u; b < p.batch; b++) {
+        let base = (b * p.channels + c) * p.plane;
+        for (var i = 0u; i < p.plane; i++) {
+            let t = x[base + i] - mu;
+            sq += t * t;
+        }
+    }
+    let biased = sq / f32(count);
+    let unbiased = sq / f32(max(count, 2u) - 1u);
+    stats[c] = mu;
+    stats[p.channels + c] = biased;
+    running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mu;
+    running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn bn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let e = (wg.y * nwg.x + wg.x) * 256u + lid;
+    if (e >= p.batch * p.channels * p.plane) { return; }
+    let c = (e / p.plane) % p.channels;
+    var y = (x[e] - stats[c]) / sqrt(stats[p.channels + c] + p.eps);
+    if ((p.flags & 2u) != 0u) {
+        var mean_var = 0.0;
+        for (var k = 0u; k < p.channels; k++) { mean_var += running_var[k]; }
+        mean_var /= f32(p.channels);
+        y *= sqrt((running_var[c] + p.eps) / (mean_var + p.eps));
+    }
+    out[e] = y;
+}

@@ -1,0 +1,125 @@
+//! Launcher for `shaders/norm.wgsl`: batch normalisation without affine parameters (training
+//! and eval), and Lagani's variance-preserving modified BN.
+//! Bindings: 0 uniform NormParams, 1 x (B, C, H, W), 2 running mean (C), 3 running variance
+//! (C), 4 this pass's statistics (2·C), 5 out (B, C, H, W).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
+use crate::kernels::{NORM_WGSL, bind_group, check_grid, to_u32};
+
+/// Mirrors `NormParams` in norm.wgsl (32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct NormParams {
+    pub batch: u32,
+    pub channels: u32,
+    pub plane: u32,
+    pub flags: u32,
+    pub momentum: f32,
+    pub eps: f32,
+    pub _pad0: f32,
+    pub _pad1: f32,
+}
+
+/// A batch-norm pass over `batch` x `channels` planes of `plane` = H·W elements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNorm {
+    pub batch: usize,
+    pub channels: usize,
+    pub plane: usize,
+    /// Batch statistics (and update the running ones) rather than the running statistics.
+    pub training: bool,
+    /// Lagani's modified BN: rescale by sqrt((rv_c + ε)/(mean(rv) + ε)).
+    pub modified: bool,
+    pub momentum: f32,
+    pub eps: f32,
+}
+
+/// Records out = BN(x), updating the running statistics when training.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm(
+    rec: &mut Recorder<'_>,
+    g: &BatchNorm,
+    x: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    stats: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    let ctx: &GpuContext = rec.ctx;
+    let len = g.batch * g.channels * g.plane;
+    let all = [
+        (x, len, "x"),
+        (running_mean, g.channels, "running mean"),
+        (running_var, g.channels, "running variance"),
+        (stats, 2 * g.channels, "batch statistics"),
+        (out, len, "output"),
+    ];
+    for (i, (t, n, role)) in all.iter().enumerate() {
+        t.expect_dtype(DType::F32, role)?;
+        t.expect_len(*n, role)?;
+        if all[..i].iter().any(|(u, _, _)| u.buffer == t.buffer) {
+            return Err(HebbError::Launch {
+                kernel: "batch_norm".into(),
+                message: format!(
+                    "{role} ({}) is bound twice; tensors must be distinct",
+                    t.label
+                ),
+            });
+        }
+    }
+    if g.channels == 0 || len == 0 {
+        return Err(HebbError::Launch {
+            kernel: "batch_norm".into(),
+            message: "empty input".into(),
+        });
+    }
+    let u = |what: &str, v: usize| to_u32("batch_norm", what, v);
+    let params = NormParams {
+        batch: u("batch", g.batch)?,
+        channels: u("channels", g.channels)?,
+        plane: u("H·W", g.plane)?,
+        flags: g.training as u32 | (g.modified as u32) << 1,
+        momentum: g.momentum,
+        eps: g.eps,
+        ..Default::default()
+    };
+    let uniform = rec.uniform(&params);
+    let stats_pipeline = ctx
+        .kernels
+        .get(&ctx.device, ctx.features, &NORM_WGSL, "bn_stats", &[])?;
+    let groups = grid_1d(ctx, u("channels / 64", g.channels.div_ceil(64))?);
+    check_grid(ctx, "bn_stats", groups)?;
+    let bg = bind_group(
+        ctx,
+        &stats_pipeline,
+        &[
+            (0, uniform.as_entire_binding()),
+            (1, x.binding(ctx)?),
+            (2, running_mean.binding(ctx)?),
+            (3, running_var.binding(ctx)?),
+            (4, stats.binding(ctx)?),
+        ],
+    );
+    rec.dispatch(&stats_pipeline, &bg, groups);
+    let apply = ctx
+        .kernels
+        .get(&ctx.device, ctx.features, &NORM_WGSL, "bn_apply", &[])?;
+    let groups = grid_1d(ctx, u("elements / 256", len.div_ceil(256))?);
+    check_grid(ctx, "bn_apply", groups)?;
+    let bg = bind_group(
+        ctx,
+        &apply,
+        &[
+            (0, uniform.as_entire_binding()),
+            (1, x.binding(ctx)?),
+            (3, running_var.binding(ctx)?),
+            (4, stats.binding(ctx)?),
+            (5, out.binding(ctx)?),
+        ],
+    );
+    rec.dispatch(&apply, &bg, groups);
+    Ok(())
+}
