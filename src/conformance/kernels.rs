@@ -8,7 +8,8 @@
 //!   a lost tile or a double write (errors of order 1) cannot hide in. With beta != 0 that is
 //!   multiplied by the condition number ‖|α·AB| + |β·C|‖ / ‖α·AB + β·C‖ (1 unless they cancel).
 //! - Sums (of x, x², |x| and x·y): the same random-walk argument over the elements summed:
-//!   4·u·sqrt(n) + 4·u. (Sums of x² and |x| cannot cancel, so this is generous there.)
+//!   4·u·sqrt(n) + 4·u, times the condition number ‖Σ|terms|‖ / ‖Σ terms‖ (1 for x² and |x|;
+//!   large when a short row nearly cancels).
 //! - max and max |x|: exact in any order, tolerance 0.
 //! - fill, copy, f16 -> f32: exact, tolerance 0. scale: one rounding, 2·u. axpy: at most two
 //!   roundings (fma or not) of terms as large as |αx| + |y|, so 4·u times the condition number
@@ -38,6 +39,13 @@ fn widen(v: &[f32]) -> Vec<f64> {
 
 pub fn gemm_tol(k: usize) -> f64 {
     4.0 * U32 * (k as f64).sqrt() + 8.0 * U32
+}
+
+/// The condition number of a sum, ‖Σ|terms|‖ / ‖Σ terms‖ (at least 1): rounding errors scale
+/// with the magnitudes summed, so a result that nearly cancels needs a looser relative bound.
+pub fn cancellation(spread: &[f64], result: &[f64]) -> f64 {
+    let norm = |v: &[f64]| v.iter().map(|t| t * t).sum::<f64>().sqrt();
+    (norm(spread) / norm(result).max(f64::MIN_POSITIVE)).max(1.0)
 }
 
 pub fn sum_tol(n: usize) -> f64 {
@@ -294,13 +302,20 @@ pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                     "col_reduce"
                 };
                 let n = if along_rows { c } else { r };
-                let tol = if op.is_sum() { sum_tol(n) } else { 0.0 };
                 let row = Row::new(kernel, op.name(), &[("rows", r), ("cols", c)], seed);
                 let x = random_f32(seed, r * c);
-                let want = if along_rows {
-                    reference::reduce::row_reduce(op, &widen(&x), r, c)
+                let reduce_ref = |op, v: &[f64]| {
+                    if along_rows {
+                        reference::reduce::row_reduce(op, v, r, c)
+                    } else {
+                        reference::reduce::col_reduce(op, v, r, c)
+                    }
+                };
+                let want = reduce_ref(op, &widen(&x));
+                let tol = if op.is_sum() {
+                    sum_tol(n) * cancellation(&reduce_ref(ReduceOp::SumAbs, &widen(&x)), &want)
                 } else {
-                    reference::reduce::col_reduce(op, &widen(&x), r, c)
+                    0.0
                 };
                 let run = || -> Result<Vec<f64>> {
                     let tx = Tensor::from_f32(ctx, "x", &[r, c], &x)?;
@@ -326,10 +341,18 @@ pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         for op in [ReduceOp::AbsMax, ReduceOp::Sum] {
             index += 1;
             let seed = derive_seed(base_seed, index);
-            let tol = if op.is_sum() { sum_tol(n) } else { 0.0 };
             let row = Row::new("global_reduce", op.name(), &[("n", n)], seed);
             let x = random_f32(seed, n);
             let want = [reference::reduce::global_reduce(op, &widen(&x))];
+            let spread = [reference::reduce::global_reduce(
+                ReduceOp::SumAbs,
+                &widen(&x),
+            )];
+            let tol = if op.is_sum() {
+                sum_tol(n) * cancellation(&spread, &want)
+            } else {
+                0.0
+            };
             let run = || -> Result<Vec<f64>> {
                 let tx = Tensor::from_f32(ctx, "x", &[n], &x)?;
                 let out = Tensor::empty(ctx, "out", &[1], DType::F32)?;
@@ -352,6 +375,8 @@ pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         let x = random_f32(seed, r * c);
         let y = random_f32(seed ^ 1, r * c);
         let want = reference::reduce::col_dot(&widen(&x), &widen(&y), r, c);
+        let abs = |v: &[f32]| v.iter().map(|t| t.abs() as f64).collect::<Vec<f64>>();
+        let spread = reference::reduce::col_dot(&abs(&x), &abs(&y), r, c);
         let run = || -> Result<Vec<f64>> {
             let tx = Tensor::from_f32(ctx, "x", &[r, c], &x)?;
             let ty = Tensor::from_f32(ctx, "y", &[r, c], &y)?;
@@ -363,7 +388,7 @@ pub fn reduce_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             Ok(widen(&out.to_f32_vec(ctx)?))
         };
         rows.push(match run() {
-            Ok(got) => row.compare(&got, &want, sum_tol(r)),
+            Ok(got) => row.compare(&got, &want, sum_tol(r) * cancellation(&spread, &want)),
             Err(e) => row.fail(e),
         });
     }
