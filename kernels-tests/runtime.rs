@@ -263,3 +263,53 @@ fn competitions_break_exact_ties_as_the_spec_says() {
         vec![0.0, 1.0, 0.0, -0.4]
     );
 }
+
+/// SoftHebb's triangle activation relu(u − mean over channels)^q, on hand-computed rows.
+#[test]
+fn triangle_activation_matches_hand_values() {
+    use hebb::kernels::hebbian::{Competition, competition};
+    let ctx = any_context();
+    // Row means 2.5 and 0: relu(u − mean)^q with q = 0.7 and q = 1.4.
+    let u = Tensor::from_f32(
+        &ctx,
+        "U",
+        &[2, 4],
+        &[1.0, 2.0, 3.0, 4.0, -2.0, 1.0, 3.0, -2.0],
+    )
+    .unwrap();
+    for q in [0.7f64, 1.4] {
+        let out0 = Tensor::empty(&ctx, "out0", &[8], DType::F32).unwrap();
+        let g = Tensor::empty(&ctx, "g", &[8], DType::F32).unwrap();
+        out0.poison_nan(&ctx);
+        let mut rec = Recorder::new(&ctx);
+        competition(
+            &mut rec,
+            Competition::Triangle { power: q as f32 },
+            &u,
+            None,
+            2,
+            4,
+            &out0,
+            &g,
+        )
+        .unwrap();
+        rec.submit();
+        let got = out0.to_f32_vec(&ctx).unwrap();
+        let want = [
+            0.0,
+            0.0,
+            0.5f64.powf(q),
+            1.5f64.powf(q),
+            0.0,
+            1.0,
+            3.0f64.powf(q),
+            0.0,
+        ];
+        for (gv, wv) in got.iter().zip(want) {
+            assert!(
+                (*gv as f64 - wv).abs() <= 1e-5 * wv.abs().max(1.0),
+                "q={q}: {got:?} vs {want:?}"
+            );
+        }
+    }
+}

@@ -21,6 +21,9 @@ struct HebbParams {
 
 fn guard(v: f32) -> f32 { return select(v, 1.0, v == 0.0); }
 
+// v^a for v ≥ 0 and a > 0, with 0^a = 0 spelled out (WGSL leaves pow(0, a) to exp2(a·log2 0)).
+fn pow_nonneg(v: f32, a: f32) -> f32 { return select(pow(v, a), 0.0, v <= 0.0); }
+
 fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * 256u + lid;
 }
@@ -61,6 +64,8 @@ fn raised_cosine2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 //   mode 10 logistic:   out0 = 1 / (1 + exp(−u));  mode 11 identity: out0 = u;
 //                       out1 = out0 ⊙ T for both
 //   mode 12 relu only:  out0 = out1 = relu(u)
+//   mode 13 triangle:   out0 = out1 = relu(u − mean_i u)^a (SoftHebb's activation; the mean
+//                       is over the row's C channels, i.e. per position of a conv layer)
 fn teacher(base: u32, i: u32) -> f32 {
     return select(1.0, in1[base + i], (p.flags & 1u) != 0u);
 }
@@ -127,7 +132,7 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
             var total = 0.0;
             for (var i = 0u; i < p.c; i++) {
                 let u = in0[base + i];
-                let e = select(pow(u, p.a), exp(u / p.a), p.mode == 3u) * teacher(base, i);
+                let e = select(pow_nonneg(u, p.a), exp(u / p.a), p.mode == 3u) * teacher(base, i);
                 out0[base + i] = e;
                 total += e;
             }
@@ -173,6 +178,16 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
                 if (i == kth) { g = -p.a; }
                 out0[base + i] = g;
                 out1[base + i] = g;
+            }
+        }
+        case 13u: {
+            var mean = 0.0;
+            for (var i = 0u; i < p.c; i++) { mean += in0[base + i]; }
+            mean /= f32(p.c);
+            for (var i = 0u; i < p.c; i++) {
+                let y = pow_nonneg(in0[base + i] - mean, p.a);
+                out0[base + i] = y;
+                out1[base + i] = y;
             }
         }
         case 9u: {
@@ -242,7 +257,7 @@ fn signed_pow(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let e = linear_index(wg, nwg, lid);
     if (e >= p.n) { return; }
     let w = in0[e];
-    out0[e] = sign(w) * pow(abs(w), p.a);
+    out0[e] = sign(w) * pow_nonneg(abs(w), p.a);
 }
 
 // Variance adaptation statistics (§1.1), one invocation per column i of S = in0 (N x C):

@@ -87,6 +87,10 @@ pub enum Competition {
     Identity,
     /// relu without a teacher.
     ReluOnly,
+    /// SoftHebb's triangle: relu(u − row mean)^power.
+    Triangle {
+        power: f32,
+    },
 }
 
 impl Competition {
@@ -105,6 +109,7 @@ impl Competition {
             Competition::Logistic => (10, 0, 0.0),
             Competition::Identity => (11, 0, 0.0),
             Competition::ReluOnly => (12, 0, 0.0),
+            Competition::Triangle { power } => (13, 0, power),
         }
     }
 }
