@@ -7,7 +7,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::{CLASSIFIER_WGSL, bind_group, check_grid, to_u32};
+use crate::kernels::{CLASSIFIER_WGSL, record_dispatch, to_u32};
 
 /// Mirrors `ClassifierParams` in classifier.wgsl (32 bytes).
 #[repr(C)]
@@ -69,19 +69,8 @@ fn launch(
         s,
         ..Default::default()
     };
-    let pipeline = ctx
-        .kernels
-        .get(&ctx.device, ctx.features, &CLASSIFIER_WGSL, entry, &[])?;
     let groups = grid_1d(ctx, to_u32(entry, "N / 64", n.div_ceil(64))?);
-    check_grid(ctx, entry, groups)?;
-    let uniform = rec.uniform(&params);
-    let mut entries = vec![(0, uniform.as_entire_binding())];
-    for (slot, t) in bindings {
-        entries.push((*slot, t.binding(ctx)?));
-    }
-    let bg = bind_group(ctx, &pipeline, &entries);
-    rec.dispatch(&pipeline, &bg, groups);
-    Ok(())
+    record_dispatch(rec, &CLASSIFIER_WGSL, entry, &params, bindings, groups)
 }
 
 /// loss[n] = −log softmax(z_n)[label_n]; grad = scale·(softmax(z) − onehot(labels)).

@@ -7,8 +7,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
-use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::{CAST_F16_WGSL, CAST_WGSL, ELEMENTWISE_WGSL, bind_group, check_grid, to_u32};
+use crate::gpu::{DType, Recorder, Tensor, grid_1d};
+use crate::kernels::{
+    CAST_F16_WGSL, CAST_WGSL, ELEMENTWISE_WGSL, bind_group, check_grid, record_dispatch, to_u32,
+};
 
 /// Mirrors `ElementwiseParams` in elementwise.wgsl (32 bytes).
 #[repr(C)]
@@ -43,21 +45,11 @@ fn launch(
     params: ElementwiseParams,
     bindings: &[(u32, &Tensor)],
 ) -> Result<()> {
-    let ctx: &GpuContext = rec.ctx;
-    let pipeline = ctx
-        .kernels
-        .get(&ctx.device, ctx.features, &ELEMENTWISE_WGSL, entry, &[])?;
-    let groups = grid_1d(ctx, to_u32(entry, "n / 256", n.div_ceil(WG))?);
-    check_grid(ctx, entry, groups)?;
-    let uniform = rec.uniform(&params);
-    let mut entries = vec![(0, uniform.as_entire_binding())];
-    for (slot, t) in bindings {
+    for (_, t) in bindings {
         t.expect_dtype(DType::F32, entry)?;
-        entries.push((*slot, t.binding(ctx)?));
     }
-    let bg = bind_group(ctx, &pipeline, &entries);
-    rec.dispatch(&pipeline, &bg, groups);
-    Ok(())
+    let groups = grid_1d(rec.ctx, to_u32(entry, "n / 256", n.div_ceil(WG))?);
+    record_dispatch(rec, &ELEMENTWISE_WGSL, entry, &params, bindings, groups)
 }
 
 fn params(kernel: &str, n: usize, alpha: f32, value: f32) -> Result<ElementwiseParams> {

@@ -8,7 +8,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
 use crate::kernels::{
-    HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL, OPTIM_WGSL, bind_group, check_grid, to_u32,
+    HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL, OPTIM_WGSL, bind_group, check_grid, record_dispatch, to_u32,
 };
 
 /// Mirrors `HebbParams` in hebbian.wgsl (48 bytes).
@@ -153,23 +153,10 @@ fn launch(
     let ins: Vec<&Tensor> = inputs.iter().map(|(_, t)| *t).collect();
     let outs: Vec<&Tensor> = outputs.iter().map(|(_, t)| *t).collect();
     distinct_outputs(entry, &ins, &outs)?;
-    let ctx: &GpuContext = rec.ctx;
-    let pipeline = ctx
-        .kernels
-        .get(&ctx.device, ctx.features, &HEBBIAN_WGSL, entry, &[])?;
-    let groups = grid_1d(
-        ctx,
-        to_u32(entry, "workgroups", elements.div_ceil(per_workgroup))?,
-    );
-    check_grid(ctx, entry, groups)?;
-    let uniform = rec.uniform(&params);
-    let mut entries = vec![(0, uniform.as_entire_binding())];
-    for (slot, t) in inputs.iter().chain(outputs.iter()) {
-        entries.push((*slot, t.binding(ctx)?));
-    }
-    let bg = bind_group(ctx, &pipeline, &entries);
-    rec.dispatch(&pipeline, &bg, groups);
-    Ok(())
+    let blocks = to_u32(entry, "workgroups", elements.div_ceil(per_workgroup))?;
+    let groups = grid_1d(rec.ctx, blocks);
+    let tensors: Vec<(u32, &Tensor)> = inputs.iter().chain(outputs.iter()).copied().collect();
+    record_dispatch(rec, &HEBBIAN_WGSL, entry, &params, &tensors, groups)
 }
 
 fn dims(kernel: &str, n: usize, c: usize, d: usize) -> Result<HebbParams> {

@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::{IM2COL_WGSL, bind_group, check_grid, to_u32};
+use crate::kernels::{IM2COL_WGSL, record_dispatch, to_u32};
 
 /// Mirrors `Im2colParams` in im2col.wgsl (64 bytes).
 #[repr(C)]
@@ -129,21 +129,13 @@ pub fn im2col(
         total: u("N * D", n * d)?,
         _pad0: 0,
     };
-    let pipeline = ctx
-        .kernels
-        .get(&ctx.device, ctx.features, &IM2COL_WGSL, "im2col", &[])?;
     let groups = grid_1d(ctx, u("N * D / 256", (n * d).div_ceil(256))?);
-    check_grid(ctx, "im2col", groups)?;
-    let uniform = rec.uniform(&params);
-    let bg = bind_group(
-        ctx,
-        &pipeline,
-        &[
-            (0, uniform.as_entire_binding()),
-            (1, x.binding(ctx)?),
-            (2, out.binding(ctx)?),
-        ],
-    );
-    rec.dispatch(&pipeline, &bg, groups);
-    Ok(())
+    record_dispatch(
+        rec,
+        &IM2COL_WGSL,
+        "im2col",
+        &params,
+        &[(1, x), (2, out)],
+        groups,
+    )
 }

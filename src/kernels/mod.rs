@@ -123,6 +123,32 @@ pub(crate) fn bind_group(
     })
 }
 
+/// Records one dispatch of `shader::entry` (no overrides) with `params` as the uniform at
+/// binding 0 and `tensors` at their bindings, over `groups` workgroups (checked against the
+/// adapter's per-dimension limit). The launch tail every simple launcher shares.
+pub(crate) fn record_dispatch<P: bytemuck::Pod>(
+    rec: &mut crate::gpu::Recorder<'_>,
+    shader: &Shader,
+    entry: &'static str,
+    params: &P,
+    tensors: &[(u32, &crate::gpu::Tensor)],
+    groups: [u32; 3],
+) -> Result<()> {
+    let ctx = rec.ctx;
+    let pipeline = ctx
+        .kernels
+        .get(&ctx.device, ctx.features, shader, entry, &[])?;
+    check_grid(ctx, entry, groups)?;
+    let uniform = rec.uniform(params);
+    let mut entries = vec![(0, uniform.as_entire_binding())];
+    for (slot, t) in tensors {
+        entries.push((*slot, t.binding(ctx)?));
+    }
+    let bg = bind_group(ctx, &pipeline, &entries);
+    rec.dispatch(&pipeline, &bg, groups);
+    Ok(())
+}
+
 /// A size as the u32 the shaders index with, or an error naming the kernel and the value.
 pub(crate) fn to_u32(kernel: &str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| HebbError::Launch {

@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::{POOL_WGSL, bind_group, check_grid, to_u32};
+use crate::kernels::{POOL_WGSL, record_dispatch, to_u32};
 
 /// Mirrors `PoolParams` in pool.wgsl (48 bytes).
 #[repr(C)]
@@ -115,21 +115,6 @@ pub fn pool2d(rec: &mut Recorder<'_>, g: &Pool2d, x: &Tensor, out: &Tensor) -> R
         pw: u("pw", g.padding[1])?,
         flags,
     };
-    let pipeline = ctx
-        .kernels
-        .get(&ctx.device, ctx.features, &POOL_WGSL, entry, &[])?;
     let groups = grid_1d(ctx, u("outputs / 256", (g.planes * ho * wo).div_ceil(256))?);
-    check_grid(ctx, entry, groups)?;
-    let uniform = rec.uniform(&params);
-    let bg = bind_group(
-        ctx,
-        &pipeline,
-        &[
-            (0, uniform.as_entire_binding()),
-            (1, x.binding(ctx)?),
-            (2, out.binding(ctx)?),
-        ],
-    );
-    rec.dispatch(&pipeline, &bg, groups);
-    Ok(())
+    record_dispatch(rec, &POOL_WGSL, entry, &params, &[(1, x), (2, out)], groups)
 }
