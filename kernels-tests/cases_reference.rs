@@ -59,9 +59,19 @@ fn bad_case_files_are_clear_per_case_errors() {
             .replacen("\"shape\":[10,25]", "\"shape\":[10,26]", 1)
             .replace("krotov-curti-p2-k2", "short-data"),
     );
+    // Reflect padding as wide as the 8 x 8 input: the geometry check names it.
+    let conv =
+        std::fs::read_to_string(cases_dir().join("softhebb/softhebb-softkrotov-conv-reflect.json"))
+            .unwrap();
+    write(
+        "reflect-too-wide",
+        &conv
+            .replacen("\"padding\": [1, 1]", "\"padding\": [8, 8]", 1)
+            .replace("softhebb-softkrotov-conv-reflect", "reflect-too-wide"),
+    );
     let rows = reference_rows(&dir);
     std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows.len(), 4, "{rows:?}");
     assert!(rows.iter().all(|r| !r.ok && r.error.is_some()));
     let text: Vec<String> = rows.iter().map(|r| r.error.clone().unwrap()).collect();
     assert!(

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use std::collections::BTreeMap;
 
+use crate::conformance::rel_err;
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::im2col;
@@ -34,17 +35,6 @@ pub struct CaseRow {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// FORMAT.md §6: ‖got − exp‖₂ / ‖exp‖₂, or ‖got‖₂ when ‖exp‖₂ = 0.
-pub fn case_metric(got: &[f64], want: &[f64]) -> f64 {
-    let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum();
-    let norm: f64 = want.iter().map(|w| w * w).sum();
-    if norm == 0.0 {
-        got.iter().map(|g| g * g).sum::<f64>().sqrt()
-    } else {
-        (diff / norm).sqrt()
-    }
 }
 
 fn error_row(case: &str, preset: &str, variant: &str, error: String) -> CaseRow {
@@ -91,7 +81,7 @@ pub fn compare_tensors(
                     ))
                 }
                 Some(g) => {
-                    row.rel_err = case_metric(&g.data, &want.data);
+                    row.rel_err = rel_err(&g.data, &want.data);
                     row.ok = row.rel_err <= tol;
                 }
             }

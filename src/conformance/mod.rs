@@ -81,7 +81,8 @@ impl Row {
     }
 }
 
-/// ‖got − want‖₂ / ‖want‖₂, or the absolute norm when ‖want‖₂ is 0.
+/// ‖got − want‖₂ / ‖want‖₂, or ‖got − want‖₂ = ‖got‖₂ when ‖want‖₂ is 0: exactly the case
+/// metric of FORMAT.md §6.
 pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
     let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum();
     let norm: f64 = want.iter().map(|w| w * w).sum();

@@ -12,8 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::conformance::Row;
-use crate::conformance::cases::{case_metric, run_case_gpu};
+use crate::conformance::cases::run_case_gpu;
 use crate::conformance::derive_seed;
+use crate::conformance::rel_err;
 use crate::gpu::GpuContext;
 use crate::reference;
 use crate::rules::case::{Array, Case, Layer, PaddingMode};
@@ -216,9 +217,7 @@ fn random_case(
         .into_iter()
         .map(|k| (k.to_string(), Array::new(vec![], vec![])))
         .collect();
-    let output_hw = layer
-        .output_hw(input_hw.0, input_hw.1)
-        .ok_or_else(|| "kernel larger than the input".to_string())?;
+    let output_hw = layer.output_hw(input_hw.0, input_hw.1)?;
     Ok(Case {
         path: PathBuf::from(format!("random:{name}")),
         name: format!("random-{}", name.replace('/', "-")),
@@ -376,7 +375,7 @@ pub fn rule_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                                 for (key, w) in &want {
                                     match got.get(key) {
                                         Some(g) if g.shape == w.shape => {
-                                            let e = case_metric(&g.data, &w.data);
+                                            let e = rel_err(&g.data, &w.data);
                                             if e.is_nan() || e > worst.0 {
                                                 worst = (e, key.clone());
                                             }

@@ -99,25 +99,12 @@ impl Layer {
         }
     }
 
-    /// Output size (Ho, Wo) for an H x W input; (1, 1) for linear layers.
-    pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        match self {
-            Layer::Linear { .. } => Some((1, 1)),
-            Layer::Conv2d {
-                kernel,
-                stride,
-                padding,
-                ..
-            } => {
-                let (hp, wp) = (h + 2 * padding[0], w + 2 * padding[1]);
-                if kernel[0] > hp || kernel[1] > wp || stride[0] == 0 || stride[1] == 0 {
-                    return None;
-                }
-                Some((
-                    (hp - kernel[0]) / stride[0] + 1,
-                    (wp - kernel[1]) / stride[1] + 1,
-                ))
-            }
+    /// Output size (Ho, Wo) for an H x W input, (1, 1) for linear layers; for a convolution
+    /// the geometry's checks apply (kernel within the padded input, reflect padding < input).
+    pub fn output_hw(&self, h: usize, w: usize) -> Result<(usize, usize), String> {
+        match self.conv_geometry(1, (h, w)) {
+            None => Ok((1, 1)),
+            Some(g) => g.output_hw().map_err(|e| e.to_string()),
         }
     }
 }
@@ -280,27 +267,10 @@ pub fn load_case(path: &Path) -> Result<Case, CaseError> {
             format!("inputs.x has shape {:?}: no steps or no samples", x.shape),
         ));
     }
-    let output_hw = raw.layer.output_hw(input_hw.0, input_hw.1).ok_or_else(|| {
-        fail(
-            preset,
-            format!(
-                "the kernel is larger than the padded {}x{} input",
-                input_hw.0, input_hw.1
-            ),
-        )
-    })?;
-    if let Layer::Conv2d {
-        padding,
-        padding_mode: PaddingMode::Reflect,
-        ..
-    } = &raw.layer
-        && (padding[0] >= input_hw.0 || padding[1] >= input_hw.1)
-    {
-        return Err(fail(
-            preset,
-            "reflect padding must be smaller than the input".into(),
-        ));
-    }
+    let output_hw = raw
+        .layer
+        .output_hw(input_hw.0, input_hw.1)
+        .map_err(|m| fail(preset, format!("layer {:?}: {m}", raw.layer)))?;
     let vector = |key: &str| -> Result<(), CaseError> {
         match raw.inputs.get(key) {
             Some(a) if a.shape != [c] => Err(fail(
