@@ -4,6 +4,7 @@
 pub mod cifar;
 pub mod idx;
 pub mod mnist;
+pub mod source;
 
 use std::path::{Path, PathBuf};
 
