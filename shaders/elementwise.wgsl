@@ -48,3 +48,23 @@ fn copy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let i = index(wg, nwg, lid);
     if (i < p.n) { y[p.offset_y + i] = src[p.offset_x + i]; }
 }
+
+// dropout (inverted, as torch.nn.Dropout in training): y[i] = x[i]·keep(i)/(1 − rate), where
+// keep(i) = [hash(seed, i) ≥ rate·2³²]; `alpha` holds the rate and `value` 1/(1 − rate), the
+// seed is offset_y (a fresh one per step). The hash is a PCG-style integer mix, so the mask is
+// reproducible from (seed, i) on every backend.
+fn mix32(v: u32) -> u32 {
+    var s = v * 747796405u + 2891336453u;
+    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+    return (w >> 22u) ^ w;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = index(wg, nwg, lid);
+    if (i >= p.n) { return; }
+    let h = mix32(mix32(i) ^ p.offset_y);
+    let keep = f32(h) >= p.alpha * 4294967296.0;
+    x[p.offset_x + i] = select(0.0, x[p.offset_x + i] * p.value, keep);
+}

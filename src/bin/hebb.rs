@@ -411,9 +411,10 @@ fn conformance(
         Some("classifier") => checks::classifier_checks(&ctx, seed),
         Some("pool") => checks::pool_checks(&ctx, seed),
         Some("norm") => checks::norm_checks(&ctx, seed),
+        Some("layout") => checks::layout_checks(&ctx, seed),
         Some(other) => {
             bail!(
-                "--only {other:?}: expected gemm, im2col, pool, norm, reduce, elementwise, classifier or rules"
+                "--only {other:?}: expected gemm, im2col, pool, norm, layout, reduce, elementwise, classifier or rules"
             )
         }
     };

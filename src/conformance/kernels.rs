@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmTiles, SplitK};
 use crate::kernels::im2col::{self, ConvGeometry};
+use crate::kernels::layout::{self, Layout};
 use crate::kernels::norm::{self, BatchNorm};
 use crate::kernels::pool::{self, Pool2d, PoolKind};
 use crate::kernels::reduce::{self, ReduceOp};
@@ -405,7 +406,7 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         cast_paths.push(true);
     }
     for &n in RAGGED.iter().chain([70_001usize].iter()) {
-        for kernel in ["fill", "scale", "axpy", "copy"] {
+        for kernel in ["fill", "scale", "axpy", "copy", "dropout"] {
             index += 1;
             let seed = derive_seed(base_seed, index);
             let row = Row::new(kernel, "f32", &[("n", n)], seed);
@@ -431,6 +432,11 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                     let cond = norm(&spread) / norm(&want).max(f64::MIN_POSITIVE);
                     (want, 4.0 * U32 * cond)
                 }
+                // Kept elements are x/(1 − rate), one rounding each.
+                "dropout" => (
+                    reference::elementwise::dropout(&widen(&x), 0.3, seed as u32),
+                    2.0 * U32,
+                ),
                 _ => (widen(&x), 0.0),
             };
             let run = || -> Result<Vec<f64>> {
@@ -450,6 +456,10 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                     "axpy" => {
                         elementwise::axpy(&mut rec, alpha, &tx, &ty)?;
                         &ty
+                    }
+                    "dropout" => {
+                        elementwise::dropout(&mut rec, &tx, n, 0.3, seed as u32)?;
+                        &tx
                     }
                     _ => {
                         ty.poison_nan(ctx);
@@ -805,6 +815,52 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
+/// Layout changes rows ↔ planes on ragged (batch, channels, positions), both directions; the
+/// destination is poisoned with NaN, and the result must be exact.
+pub fn layout_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let shapes = [
+        (1, 1, 1),
+        (2, 7, 33),
+        (3, 65, 7),
+        (1, 257, 1),
+        (5, 33, 65),
+        (4, 1, 257),
+    ];
+    let mut rows = Vec::new();
+    for (i, &(b, c, p)) in shapes.iter().enumerate() {
+        for (j, way) in [Layout::RowsToPlanes, Layout::PlanesToRows]
+            .into_iter()
+            .enumerate()
+        {
+            let seed = derive_seed(base_seed, 2600 + 2 * i as u64 + j as u64);
+            let name = match way {
+                Layout::RowsToPlanes => "rows_to_planes",
+                Layout::PlanesToRows => "planes_to_rows",
+            };
+            let row = Row::new(name, "f32", &[("B", b), ("C", c), ("P", p)], seed);
+            let x = random_f32(seed, b * c * p);
+            let want = match way {
+                Layout::RowsToPlanes => reference::elementwise::rows_to_planes(&widen(&x), b, c, p),
+                Layout::PlanesToRows => reference::elementwise::planes_to_rows(&widen(&x), b, c, p),
+            };
+            let run = || -> Result<Vec<f64>> {
+                let src = Tensor::from_f32(ctx, "source", &[b * c * p], &x)?;
+                let dst = Tensor::empty(ctx, "destination", &[b * c * p], DType::F32)?;
+                dst.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                layout::convert(&mut rec, way, b, c, p, &src, &dst)?;
+                rec.submit();
+                Ok(widen(&dst.to_f32_vec(ctx)?))
+            };
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, 0.0),
+                Err(e) => row.fail(e),
+            });
+        }
+    }
+    rows
+}
+
 /// Every foundation check, in order.
 pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = gemm_checks(ctx, base_seed);
@@ -814,5 +870,6 @@ pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows.extend(norm_checks(ctx, base_seed));
     rows.extend(reduce_checks(ctx, base_seed));
     rows.extend(elementwise_checks(ctx, base_seed));
+    rows.extend(layout_checks(ctx, base_seed));
     rows
 }

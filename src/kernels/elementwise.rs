@@ -194,3 +194,54 @@ pub fn copy_with(
     rec.dispatch(&pipeline, &bg, groups);
     Ok(())
 }
+
+/// The dropout mask's hash (PCG-style integer mix), identical to `mix32` in elementwise.wgsl.
+pub fn dropout_hash(v: u32) -> u32 {
+    let s = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277_803_737);
+    (w >> 22) ^ w
+}
+
+/// Whether element `i` survives dropout at `rate` for `seed` (the kernel's mask).
+pub fn dropout_keeps(seed: u32, i: u32, rate: f32) -> bool {
+    dropout_hash(dropout_hash(i) ^ seed) as f32 >= rate * 4_294_967_296.0
+}
+
+/// Inverted dropout in place on the first `n` elements of x: kept elements are scaled by
+/// 1/(1 − rate), dropped ones zeroed; the mask is a function of (seed, index) only.
+pub fn dropout(rec: &mut Recorder<'_>, x: &Tensor, n: usize, rate: f32, seed: u32) -> Result<()> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(HebbError::Launch {
+            kernel: "dropout".into(),
+            message: format!("rate {rate} must be in [0, 1)"),
+        });
+    }
+    x.expect_len(n, "dropout input")?;
+    let mut p = params("dropout", n, rate, 1.0 / (1.0 - rate))?;
+    p.offset_y = seed;
+    launch(rec, "dropout", n, p, &[(1, x)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dropout_keeps;
+
+    #[test]
+    fn dropout_mask_keeps_one_minus_rate_and_depends_on_the_seed() {
+        let n = 200_000u32;
+        for rate in [0.1f32, 0.5, 0.9] {
+            let kept = (0..n).filter(|&i| dropout_keeps(7, i, rate)).count() as f64 / n as f64;
+            assert!(
+                (kept - (1.0 - rate as f64)).abs() < 0.01,
+                "rate {rate}: kept {kept}"
+            );
+        }
+        let same = (0..10_000u32)
+            .filter(|&i| dropout_keeps(1, i, 0.5) == dropout_keeps(2, i, 0.5))
+            .count();
+        assert!(
+            (4_500..5_500).contains(&same),
+            "masks of seeds 1 and 2 agree on {same}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod hebbian;
 pub mod im2col;
+pub mod layout;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
@@ -74,6 +75,12 @@ pub const IM2COL_WGSL: Shader = Shader {
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
+pub const LAYOUT_WGSL: Shader = Shader {
+    name: "layout",
+    source: include_str!("../../shaders/layout.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
 pub const CAST_WGSL: Shader = Shader {
     name: "cast",
     source: include_str!("../../shaders/cast.wgsl"),
@@ -95,6 +102,7 @@ pub const ALL_SHADERS: &[Shader] = &[
     HEBBIAN_NAIVE_WGSL,
     OPTIM_WGSL,
     IM2COL_WGSL,
+    LAYOUT_WGSL,
     NORM_WGSL,
     POOL_WGSL,
     REDUCE_WGSL,
