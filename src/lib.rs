@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod kernels;
+pub mod nn;
 pub mod reference;
 pub mod rules;
 

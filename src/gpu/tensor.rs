@@ -109,6 +109,17 @@ impl Tensor {
         }
     }
 
+    /// Writes `data` at the start of an f32 tensor (a prefix: a partial batch may be shorter).
+    pub fn write_f32(&self, ctx: &GpuContext, data: &[f32]) -> Result<()> {
+        self.expect_dtype(DType::F32, "write_f32 destination")?;
+        self.expect_len(data.len(), "write_f32 data")?;
+        if !data.is_empty() {
+            ctx.queue
+                .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }

@@ -87,6 +87,8 @@ pub struct GpuRule {
     state1: Tensor,
     /// Per-neuron learning rate of the last step (SoftHebb), else the scalar rate.
     pub eta: Tensor,
+    /// Multiplies the optimizer's learning rate (an epoch schedule such as Krotov's annealing).
+    pub lr_scale: f64,
     steps_done: u32,
     bufs: Buffers,
 }
@@ -211,6 +213,7 @@ impl GpuRule {
             state0: zeros(ctx, "optimizer state 0", c * d)?,
             state1: zeros(ctx, "optimizer state 1", c * d)?,
             eta: zeros(ctx, "eta", c)?,
+            lr_scale: 1.0,
             steps_done: 0,
             config,
             path,
@@ -222,6 +225,21 @@ impl GpuRule {
 
     pub fn config(&self) -> &RuleConfig {
         &self.config
+    }
+
+    /// BCM's fixed lateral matrix M = (I − L)⁻¹ (C x C), for the forward pass y = σ(M·W·x).
+    pub fn lateral(&self) -> Option<&Tensor> {
+        self.lateral.as_ref()
+    }
+
+    /// Optimizer state (momentum / Adam moments, C x D each) and steps taken, for checkpoints.
+    pub fn optimizer_state(&self) -> (&Tensor, &Tensor, u32) {
+        (&self.state0, &self.state1, self.steps_done)
+    }
+
+    /// Restores the step count saved with `optimizer_state` (the tensors are written directly).
+    pub fn set_steps_done(&mut self, steps: u32) {
+        self.steps_done = steps;
     }
 
     /// The buffers holding the last step's intermediates, by hebb-case/1 name (rows N x C).
@@ -719,7 +737,8 @@ impl GpuRule {
     fn apply_optimizer(&mut self, rec: &mut Recorder<'_>) -> Result<()> {
         let (c, d) = (self.c, self.d);
         let first = self.steps_done == 0;
-        let step = match self.config.optimizer {
+        let optimizer = self.config.optimizer.scaled(self.lr_scale);
+        let step = match optimizer {
             Optimizer::Sgd {
                 lr,
                 momentum,
@@ -757,7 +776,7 @@ impl GpuRule {
                 }
             }
         };
-        if let Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } = self.config.optimizer {
+        if let Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } = optimizer {
             elementwise::fill(rec, &self.eta, lr as f32)?;
         }
         hebbian::optimizer_step(

@@ -48,6 +48,19 @@ pub enum Optimizer {
     SofthebbAdaptive { lr: f64, power: f64 },
 }
 
+impl Optimizer {
+    /// The same optimizer with its learning rate multiplied by `factor`.
+    pub fn scaled(self, factor: f64) -> Self {
+        let mut o = self;
+        match &mut o {
+            Optimizer::Sgd { lr, .. }
+            | Optimizer::Adam { lr, .. }
+            | Optimizer::SofthebbAdaptive { lr, .. } => *lr *= factor,
+        }
+        o
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Preset {
     LaganiHpca {

@@ -1,0 +1,233 @@
+//! The supervised head: dropout → linear layer (K x F weights, K biases) → softmax cross-entropy,
+//! trained by SGD (Nesterov momentum, weight decay) or Adam on the frozen Hebbian features.
+//!
+//! One training step on features X (B x F) and labels:
+//!   Z = X·Wᵀ + b (B x K);  G = −(softmax(Z) − onehot)/B  (the ascent direction, B x K)
+//!   ΔW = Gᵀ·X (K x F);  Δb = colsum(G) (K);  optimizer step on W and b (optim.wgsl)
+//! PyTorch's nn.Linear init: U(−1/√F, 1/√F) for both W and b.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::classifier as head;
+use crate::kernels::elementwise;
+use crate::kernels::gemm::{self, Gemm};
+use crate::kernels::hebbian::{self, OptimStep};
+use crate::kernels::reduce::{self, ReduceOp};
+use crate::nn::recipe::ClassifierOptimizer;
+
+pub struct Linear {
+    pub features: usize,
+    pub classes: usize,
+    pub w: Tensor,
+    pub b: Tensor,
+    /// Optimizer state: W momentum / Adam m, W Adam v, b momentum / m, b v.
+    pub state: [Tensor; 4],
+    pub steps: u32,
+    batch: usize,
+    logits: Tensor,
+    grad: Tensor,
+    loss: Tensor,
+    correct: Tensor,
+    dw: Tensor,
+    db: Tensor,
+    unused: Tensor,
+    unused2: Tensor,
+}
+
+impl Linear {
+    pub fn new(
+        ctx: &GpuContext,
+        features: usize,
+        classes: usize,
+        batch: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC1A5_5E00);
+        let a = 1.0 / (features as f64).sqrt();
+        let mut draw =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-a..a) as f32).collect() };
+        let w = Tensor::from_f32(
+            ctx,
+            "classifier W",
+            &[classes, features],
+            &draw(classes * features),
+        )?;
+        let b = Tensor::from_f32(ctx, "classifier b", &[classes], &draw(classes))?;
+        let zeros = |label: &str, len: usize| Tensor::from_f32(ctx, label, &[len], &vec![0.0; len]);
+        let kf = classes * features;
+        let t = |label: &str, len: usize| Tensor::empty(ctx, label, &[len.max(1)], DType::F32);
+        Ok(Self {
+            features,
+            classes,
+            w,
+            b,
+            state: [
+                zeros("classifier W state 0", kf)?,
+                zeros("classifier W state 1", kf)?,
+                zeros("classifier b state 0", classes)?,
+                zeros("classifier b state 1", classes)?,
+            ],
+            steps: 0,
+            batch,
+            logits: t("logits", batch * classes)?,
+            grad: t("logit gradient", batch * classes)?,
+            loss: t("loss", batch)?,
+            correct: t("correct", batch)?,
+            dw: t("classifier ΔW", kf)?,
+            db: t("classifier Δb", classes)?,
+            unused: t("unused", 1)?,
+            unused2: t("unused", 1)?,
+        })
+    }
+
+    /// Z = X·Wᵀ + b for `n` rows of X (n ≤ the batch it was built for).
+    fn logits(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize) -> Result<()> {
+        let (f, k) = (self.features, self.classes);
+        gemm::gemm(
+            rec,
+            &Gemm::new(n, k, f).trans(false, true),
+            x,
+            &self.w,
+            &self.grad,
+        )?;
+        hebbian::add_bias(rec, &self.grad, &self.b, n, k, &self.logits)
+    }
+
+    /// Records one optimizer step on `n` rows (labels as class indices in f32). `lr` is the
+    /// scheduled rate. Returns nothing; `read_loss_correct` gives the batch's loss and hits.
+    pub fn train_step(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        labels: &Tensor,
+        n: usize,
+        optimizer: ClassifierOptimizer,
+        lr: f64,
+    ) -> Result<()> {
+        let (f, k) = (self.features, self.classes);
+        self.logits(rec, x, n)?;
+        head::correct(rec, &self.logits, labels, n, k, &self.correct)?;
+        head::softmax_xent(
+            rec,
+            &self.logits,
+            labels,
+            n,
+            k,
+            -1.0 / n as f32,
+            &self.loss,
+            &self.grad,
+        )?;
+        gemm::gemm(
+            rec,
+            &Gemm::new(k, f, n).trans(true, false),
+            &self.grad,
+            x,
+            &self.dw,
+        )?;
+        reduce::col_reduce(rec, ReduceOp::Sum, &self.grad, n, k, &self.db)?;
+        let first = self.steps == 0;
+        let t = (self.steps + 1) as i32;
+        let step = match optimizer {
+            ClassifierOptimizer::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => OptimStep::Sgd {
+                lr: lr as f32,
+                momentum: momentum as f32,
+                nesterov,
+                weight_decay: weight_decay as f32,
+                first,
+            },
+            ClassifierOptimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => OptimStep::Adam {
+                rate: (lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t))) as f32,
+                beta1: beta1 as f32,
+                beta2: beta2 as f32,
+                eps: eps as f32,
+                weight_decay: weight_decay as f32,
+                first,
+            },
+        };
+        let [s0, s1, s2, s3] = &self.state;
+        // row_sumsq and eta are only read by the adaptive rule; placeholders here.
+        hebbian::optimizer_step(
+            rec,
+            step,
+            &self.w,
+            &self.dw,
+            k,
+            f,
+            s0,
+            s1,
+            &self.unused,
+            &self.unused2,
+        )?;
+        // The bias takes the same step (PyTorch's single parameter group).
+        hebbian::optimizer_step(
+            rec,
+            step,
+            &self.b,
+            &self.db,
+            k,
+            1,
+            s2,
+            s3,
+            &self.unused,
+            &self.unused2,
+        )?;
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// Records the logits of `n` rows and their correctness against `labels`.
+    pub fn evaluate(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        labels: &Tensor,
+        n: usize,
+    ) -> Result<()> {
+        self.logits(rec, x, n)?;
+        head::correct(rec, &self.logits, labels, n, self.classes, &self.correct)
+    }
+
+    /// (Σ loss, correct count) of the last `n`-row train step or evaluation (waits for the GPU).
+    /// The loss is only meaningful after `train_step`.
+    pub fn read_loss_correct(&self, ctx: &GpuContext, n: usize) -> Result<(f64, usize)> {
+        let loss = self.loss.to_f32_vec(ctx)?;
+        let correct = self.correct.to_f32_vec(ctx)?;
+        Ok((
+            loss[..n].iter().map(|&v| v as f64).sum(),
+            correct[..n].iter().filter(|&&v| v > 0.5).count(),
+        ))
+    }
+
+    /// Most rows one call takes.
+    pub fn capacity(&self) -> usize {
+        self.batch
+    }
+
+    /// Applies dropout in place to the first n·F features of x.
+    pub fn dropout(
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        len: usize,
+        rate: f32,
+        seed: u32,
+    ) -> Result<()> {
+        if rate > 0.0 {
+            elementwise::dropout(rec, x, len, rate, seed)?;
+        }
+        Ok(())
+    }
+}

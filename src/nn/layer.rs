@@ -1,0 +1,545 @@
+//! One Hebbian block on the GPU, in the order the papers run it:
+//!
+//! ```text
+//! x (B, C_in, H, W) ─[input BN]→ im2col P (N x D) ─→ U = P·W̃ᵀ (N x C, rows) ─[BCM: U·Mᵀ]→
+//!   activation (rows) → planes (B, C, Ho, Wo) ─[pool]→ ─[output BN]→ y (B, C, Hp, Wp)
+//! ```
+//!
+//! N = B·Ho·Wo, D = C_in·kh·kw. A linear layer is a convolution whose kernel covers the whole
+//! input, so its patch matrix is the input itself (N = B) and rows and planes coincide.
+//! W̃ is W, except sign(W)|W|^{p−1} for Krotov's p ≠ 2 and W/‖w_i‖ for Lagani's WTA rules
+//! (their forward is the vector projection). When the block learns, the rule's step runs on
+//! the same P after the forward output was computed with the step's starting weights, as in
+//! the authors' code.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::data::source::ItemShape;
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::gemm::{self, Gemm};
+use crate::kernels::hebbian::{self, Competition, RowFactor};
+use crate::kernels::im2col::{self, ConvGeometry};
+use crate::kernels::layout::{self, Layout};
+use crate::kernels::norm::{self, BatchNorm};
+use crate::kernels::pool::{self, Pool2d, PoolKind};
+use crate::kernels::reduce::{self, ReduceOp};
+use crate::nn::recipe::{
+    Activation, Init, LayerKind, LayerSpec, NormKind, PaddingMode, PoolKindSpec,
+};
+use crate::rules::gpu::{GpuRule, RuleInit};
+use crate::rules::preset::Preset;
+
+/// Shapes of one block, checked to chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockShape {
+    pub input: ItemShape,
+    /// Convolution geometry for one image (batch 1).
+    pub conv: ConvGeometry,
+    /// Conv output (C, Ho, Wo).
+    pub conv_out: ItemShape,
+    pub pool: Option<Pool2d>,
+    pub output: ItemShape,
+    /// The patch matrix is the input itself (linear layer, or a conv covering its input).
+    pub identity_patches: bool,
+}
+
+impl BlockShape {
+    /// Plans block `index` of `spec` on `input`; errors name the layer and what does not fit.
+    pub fn plan(index: usize, spec: &LayerSpec, input: ItemShape) -> Result<Self> {
+        let wrap = |e: HebbError| HebbError::Shape {
+            tensor: format!("layer {index}"),
+            message: match e {
+                HebbError::Shape { message, .. } => message,
+                other => other.to_string(),
+            },
+        };
+        let (kernel, stride, padding) = match spec.kind {
+            LayerKind::Conv => (
+                spec.kernel.map(|k| k.get()).unwrap_or([1, 1]),
+                spec.stride.get(),
+                spec.padding.get(),
+            ),
+            LayerKind::Linear => ([input.height, input.width], [1, 1], [0, 0]),
+        };
+        let conv = ConvGeometry {
+            batch: 1,
+            in_channels: input.channels,
+            h: input.height,
+            w: input.width,
+            kernel,
+            stride,
+            padding,
+            reflect: spec.padding_mode == PaddingMode::Reflect,
+        };
+        let (ho, wo) = conv.output_hw().map_err(wrap)?;
+        let conv_out = ItemShape {
+            channels: spec.channels,
+            height: ho,
+            width: wo,
+        };
+        let pool = match spec.pool {
+            None => None,
+            Some(p) => {
+                let g = Pool2d {
+                    kind: match p.kind {
+                        PoolKindSpec::Max => PoolKind::Max,
+                        PoolKindSpec::Avg => PoolKind::Avg {
+                            count_include_pad: p.count_include_pad,
+                        },
+                    },
+                    planes: spec.channels,
+                    h: ho,
+                    w: wo,
+                    kernel: p.kernel.get(),
+                    stride: p.stride.get(),
+                    padding: p.padding.get(),
+                };
+                g.output_hw().map_err(wrap)?;
+                Some(g)
+            }
+        };
+        let output = match pool {
+            Some(g) => {
+                let (hp, wp) = g.output_hw()?;
+                ItemShape {
+                    channels: spec.channels,
+                    height: hp,
+                    width: wp,
+                }
+            }
+            None => conv_out,
+        };
+        let identity_patches = kernel == [input.height, input.width] && padding == [0, 0];
+        Ok(Self {
+            input,
+            conv,
+            conv_out,
+            pool,
+            output,
+            identity_patches,
+        })
+    }
+
+    /// Fan-in D = C_in·kh·kw.
+    pub fn fan_in(&self) -> usize {
+        self.conv.in_channels * self.conv.kernel[0] * self.conv.kernel[1]
+    }
+
+    /// Output positions per image Ho·Wo of the convolution.
+    pub fn positions(&self) -> usize {
+        self.conv_out.height * self.conv_out.width
+    }
+}
+
+/// Running statistics of an affine-free batch norm.
+pub struct BnState {
+    pub kind: NormKind,
+    pub channels: usize,
+    pub mean: Tensor,
+    pub var: Tensor,
+    stats: Tensor,
+}
+
+impl BnState {
+    fn new(ctx: &GpuContext, kind: NormKind, channels: usize, label: &str) -> Result<Option<Self>> {
+        if kind == NormKind::None {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            kind,
+            channels,
+            mean: Tensor::from_f32(
+                ctx,
+                &format!("{label} running mean"),
+                &[channels],
+                &vec![0.0; channels],
+            )?,
+            var: Tensor::from_f32(
+                ctx,
+                &format!("{label} running var"),
+                &[channels],
+                &vec![1.0; channels],
+            )?,
+            stats: Tensor::empty(
+                ctx,
+                &format!("{label} batch stats"),
+                &[2 * channels],
+                DType::F32,
+            )?,
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        rec: &mut Recorder<'_>,
+        batch: usize,
+        plane: usize,
+        training: bool,
+        x: &Tensor,
+        out: &Tensor,
+    ) -> Result<()> {
+        let g = BatchNorm {
+            batch,
+            channels: self.channels,
+            plane,
+            training,
+            modified: self.kind == NormKind::Modified,
+            momentum: 0.1,
+            eps: 1e-5,
+        };
+        norm::batch_norm(rec, &g, x, &self.mean, &self.var, &self.stats, out)
+    }
+}
+
+/// What a forward pass does with the block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Frozen: batch norms use running statistics.
+    Frozen,
+    /// Learning: batch statistics, and the rule's step after the output is computed.
+    Learn,
+    /// Learning, output not needed (the last block of a greedy stage).
+    LearnOnly,
+}
+
+/// Work buffers sized for `images` images.
+struct Work {
+    images: usize,
+    bn_in: Tensor,
+    patches: Tensor,
+    w_fwd: Tensor,
+    w_norms: Tensor,
+    rows: Tensor,
+    rows2: Tensor,
+    scratch: Tensor,
+    row_norms: Tensor,
+    normed: Tensor,
+    planes: Tensor,
+    pooled: Tensor,
+    out: Tensor,
+}
+
+pub struct HebbLayer {
+    pub index: usize,
+    pub spec: LayerSpec,
+    pub shape: BlockShape,
+    pub rule: GpuRule,
+    pub input_bn: Option<BnState>,
+    pub output_bn: Option<BnState>,
+    work: Work,
+}
+
+/// Draws the initial weights (C x D, row-major) of a block.
+pub fn init_weights(init: Init, c: usize, d: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let normal = |mean: f64, std: f64, rng: &mut ChaCha8Rng| -> Vec<f32> {
+        let dist = Normal::new(mean, std.max(0.0)).expect("std is finite and non-negative");
+        (0..c * d).map(|_| dist.sample(rng) as f32).collect()
+    };
+    match init {
+        Init::Normal { mean, std } => normal(mean, std, rng),
+        Init::Radius { radius } => normal(0.0, radius / (d as f64).sqrt(), rng),
+        Init::GlorotNormal => normal(0.0, (2.0 / (c + d) as f64).sqrt(), rng),
+        Init::UniformFanIn => {
+            let a = 1.0 / (d as f64).sqrt();
+            (0..c * d).map(|_| rng.random_range(-a..a) as f32).collect()
+        }
+    }
+}
+
+impl HebbLayer {
+    /// Builds block `index` for batches of up to `learn_images` images while learning and
+    /// `images` in frozen forward passes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ctx: &GpuContext,
+        index: usize,
+        spec: &LayerSpec,
+        input: ItemShape,
+        learn_images: usize,
+        images: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let shape = BlockShape::plan(index, spec, input)?;
+        let (c, d, p) = (spec.channels, shape.fan_in(), shape.positions());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x5EED_0000 + index as u64));
+        let w = init_weights(spec.init, c, d, &mut rng);
+        let rule = GpuRule::new(
+            ctx,
+            spec.rule.clone(),
+            c,
+            d,
+            (learn_images * p).max(1),
+            &RuleInit {
+                w,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| HebbError::Launch {
+            kernel: format!("layer {index} ({})", spec.rule.name),
+            message: e.to_string(),
+        })?;
+        let images = images.max(learn_images);
+        let t = |label: &str, len: usize| {
+            Tensor::empty(
+                ctx,
+                &format!("layer {index} {label}"),
+                &[len.max(1)],
+                DType::F32,
+            )
+        };
+        let n = images * p;
+        let work = Work {
+            images,
+            bn_in: t("normalised input", images * input.len())?,
+            patches: if shape.identity_patches {
+                t("patches (unused)", 1)?
+            } else {
+                t("patches", n * d)?
+            },
+            w_fwd: t("forward weights", c * d)?,
+            w_norms: t("weight norms", c)?,
+            rows: t("rows U", n * c)?,
+            rows2: t("rows A", n * c)?,
+            scratch: t("rows scratch", n * c)?,
+            row_norms: t("patch norms", n)?,
+            normed: if spec.unit_norm_input {
+                t("unit-norm patches", n * d)?
+            } else {
+                t("unit-norm patches (unused)", 1)?
+            },
+            planes: t("planes", n * c)?,
+            pooled: t("pooled", images * shape.output.len())?,
+            out: t("output", images * shape.output.len())?,
+        };
+        Ok(Self {
+            index,
+            input_bn: BnState::new(
+                ctx,
+                spec.input_norm,
+                input.channels,
+                &format!("layer {index} input BN"),
+            )?,
+            output_bn: BnState::new(
+                ctx,
+                spec.output_norm,
+                c,
+                &format!("layer {index} output BN"),
+            )?,
+            spec: spec.clone(),
+            shape,
+            rule,
+            work,
+        })
+    }
+
+    /// Most images one forward pass takes.
+    pub fn capacity(&self) -> usize {
+        self.work.images
+    }
+
+    /// Records the block on `x` (B planes of the input shape). Returns the tensor holding the
+    /// output (B planes of `shape.output`), valid until the next call; with `Mode::LearnOnly`
+    /// only the rule's step is recorded and the returned tensor holds nothing meaningful.
+    pub fn forward(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        batch: usize,
+        mode: Mode,
+    ) -> Result<&Tensor> {
+        let Self {
+            index,
+            spec,
+            shape,
+            rule,
+            input_bn,
+            output_bn,
+            work,
+        } = self;
+        let (index, s) = (*index, *shape);
+        if batch == 0 || batch > work.images {
+            return Err(HebbError::Shape {
+                tensor: format!("layer {index} input"),
+                message: format!(
+                    "{batch} images; the layer was built for 1..={}",
+                    work.images
+                ),
+            });
+        }
+        let (c, p) = (spec.channels, s.positions());
+        let learning = mode != Mode::Frozen;
+        // Input batch norm.
+        let x = match input_bn {
+            Some(bn) => {
+                bn.apply(
+                    rec,
+                    batch,
+                    s.input.height * s.input.width,
+                    learning,
+                    x,
+                    &work.bn_in,
+                )?;
+                &work.bn_in
+            }
+            None => x,
+        };
+        // Patch matrix P (N x D).
+        let patches = if s.identity_patches {
+            x
+        } else {
+            let g = ConvGeometry { batch, ..s.conv };
+            im2col::im2col(rec, &g, x, 0, &work.patches)?;
+            &work.patches
+        };
+        let mut out = &work.out;
+        if mode != Mode::LearnOnly {
+            let a = forward_rows(rec, index, spec, s, rule, work, patches, batch, mode)?;
+            // Rows → planes (the same layout when Ho·Wo = 1), pool, output BN.
+            let planes = if p == 1 {
+                a
+            } else {
+                layout::convert(rec, Layout::RowsToPlanes, batch, c, p, a, &work.planes)?;
+                &work.planes
+            };
+            let pooled = match s.pool {
+                Some(g) => {
+                    let g = Pool2d {
+                        planes: batch * c,
+                        ..g
+                    };
+                    pool::pool2d(rec, &g, planes, &work.pooled)?;
+                    &work.pooled
+                }
+                None => planes,
+            };
+            out = match output_bn {
+                Some(bn) => {
+                    let plane = s.output.height * s.output.width;
+                    bn.apply(rec, batch, plane, learning, pooled, &work.out)?;
+                    &work.out
+                }
+                None => pooled,
+            };
+        }
+        if learning {
+            // Recorded after the forward GEMM, so the output used the step's starting weights.
+            rule.step(rec, patches, batch * p, None)
+                .map_err(|e| HebbError::Launch {
+                    kernel: format!("layer {index} ({})", spec.rule.name),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(out)
+    }
+}
+
+/// A = activation(P·W̃ᵀ [·Mᵀ]) (N x C rows); returns the work tensor holding it.
+#[allow(clippy::too_many_arguments)]
+fn forward_rows<'w>(
+    rec: &mut Recorder<'_>,
+    index: usize,
+    spec: &LayerSpec,
+    s: BlockShape,
+    rule: &GpuRule,
+    w: &'w Work,
+    patches: &Tensor,
+    batch: usize,
+    mode: Mode,
+) -> Result<&'w Tensor> {
+    let (c, d, p) = (spec.channels, s.fan_in(), s.positions());
+    let n = batch * p;
+    // Forward weights W̃.
+    let weights = match spec.rule.preset {
+        Preset::KrotovHopfield { p: power, .. } if power != 2.0 => {
+            hebbian::signed_pow(rec, &rule.w, c * d, (power - 1.0) as f32, &w.w_fwd)?;
+            &w.w_fwd
+        }
+        Preset::LaganiKwta { .. }
+        | Preset::LaganiSoftWtaExp { .. }
+        | Preset::LaganiSoftWtaPow { .. } => {
+            reduce::row_reduce(rec, ReduceOp::SumSquares, &rule.w, c, d, &w.w_norms)?;
+            hebbian::scale_rows(
+                rec,
+                RowFactor::InverseSqrtGuarded,
+                &rule.w,
+                &w.w_norms,
+                c,
+                d,
+                1.0,
+                &w.w_fwd,
+            )?;
+            &w.w_fwd
+        }
+        _ => &rule.w,
+    };
+    // Unit-norm patches (frozen forward only: learning sees raw inputs).
+    let normed_input = spec.unit_norm_input && mode == Mode::Frozen;
+    if normed_input {
+        reduce::row_reduce(rec, ReduceOp::SumSquares, patches, n, d, &w.row_norms)?;
+        hebbian::scale_rows(
+            rec,
+            RowFactor::InverseSqrtGuarded,
+            patches,
+            &w.row_norms,
+            n,
+            d,
+            1.0,
+            &w.normed,
+        )
+        .map_err(|e| HebbError::Launch {
+            kernel: format!("layer {index} unit_norm_input"),
+            message: e.to_string(),
+        })?;
+    }
+    let x = if normed_input { &w.normed } else { patches };
+    gemm::gemm(
+        rec,
+        &Gemm::new(n, c, d).trans(false, true),
+        x,
+        weights,
+        &w.rows,
+    )?;
+    let u = match rule.lateral() {
+        Some(m) => {
+            // BCM: y = σ(M·W·x) per sample, i.e. the rows U·Mᵀ.
+            gemm::gemm(
+                rec,
+                &Gemm::new(n, c, c).trans(false, true),
+                &w.rows,
+                m,
+                &w.rows2,
+            )?;
+            &w.rows2
+        }
+        None => &w.rows,
+    };
+    let (a, spare) = if u.buffer == w.rows.buffer {
+        (&w.rows2, &w.scratch)
+    } else {
+        (&w.scratch, &w.rows)
+    };
+    let competition = match spec.activation {
+        Activation::Identity => return Ok(u),
+        Activation::Relu | Activation::ReluPow { .. } => Competition::ReluOnly,
+        Activation::Tanh => Competition::Tanh,
+        Activation::Logistic => Competition::Logistic,
+        Activation::Triangle { power } => Competition::Triangle { power },
+    };
+    hebbian::competition(rec, competition, u, None, n, c, a, spare)?;
+    if let Activation::ReluPow { power } = spec.activation {
+        // relu(u)^n = sign·|·|^n of a non-negative value.
+        hebbian::signed_pow(rec, a, n * c, power, spare)?;
+        return Ok(spare);
+    }
+    Ok(a)
+}
+
+/// Copies the first `len` f32 elements of src into dst.
+pub fn copy_prefix(rec: &mut Recorder<'_>, src: &Tensor, dst: &Tensor, len: usize) {
+    rec.encoder()
+        .copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, (len * 4) as u64);
+}

@@ -1,0 +1,458 @@
+//! A network and its training protocol as a TOML recipe (`recipes/*.toml`). Every table
+//! rejects unknown keys, and a parse error names the line and column.
+//!
+//! ```toml
+//! name = "softhebb-mnist"
+//! seed = 0
+//! [data]          dataset, path, image_size/resize (image folders), workers
+//! [preprocess]    normalize = "none" | "dataset" | { mean = [...], std = [...] }
+//! [hebbian]       schedule = "greedy" | "simultaneous", epochs, batch, lr_schedule
+//! [[layer]]       one Hebbian block: input_norm → conv/linear (rule) → activation → pool → output_norm
+//! [classifier]    epochs, batch, optimizer, dropout, lr_schedule, label_fraction
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::rules::preset::RuleConfig;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub seed: u64,
+    pub data: DataSpec,
+    #[serde(default)]
+    pub preprocess: Preprocess,
+    pub hebbian: HebbianSpec,
+    #[serde(rename = "layer")]
+    pub layers: Vec<LayerSpec>,
+    pub classifier: ClassifierSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    Mnist,
+    FashionMnist,
+    Cifar10,
+    Cifar100,
+    Stl10,
+    /// `train/<class>/*` and `val/<class>/*` image folders (ImageNet layout).
+    Folder,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    pub dataset: DatasetKind,
+    /// Dataset folder; `--data` overrides it. MNIST defaults to the bundled `datasets/mnist`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Image folders: side of the square crop fed to the network.
+    #[serde(default)]
+    pub image_size: Option<usize>,
+    /// Image folders: shorter side after resizing, before the centre crop (eval).
+    #[serde(default)]
+    pub resize: Option<usize>,
+    /// Decoding threads (default: available cores, at most 8).
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Random crop/flip while training the classifier (disables the feature cache).
+    #[serde(default)]
+    pub augment: crate::data::source::Augment,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocess {
+    #[serde(default)]
+    pub normalize: Normalize,
+}
+
+/// Per-channel input standardisation (x − mean_c)/std_c, applied on the GPU.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub enum Normalize {
+    #[default]
+    #[serde(skip)]
+    None,
+    /// "none" or "dataset" (statistics of the training split, computed once).
+    Named(String),
+    Explicit {
+        mean: Vec<f32>,
+        std: Vec<f32>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// SoftHebb: layer i learns alone for `epochs` epochs, earlier layers frozen.
+    Greedy,
+    /// Lagani: every layer learns from each batch's single forward pass.
+    Simultaneous,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HebbLrSchedule {
+    #[default]
+    Constant,
+    /// Krotov–Hopfield: lr·(1 − epoch/epochs), per epoch.
+    Linear,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HebbianSpec {
+    pub schedule: Schedule,
+    pub epochs: usize,
+    pub batch: usize,
+    #[serde(default)]
+    pub lr_schedule: HebbLrSchedule,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    #[default]
+    Conv,
+    /// Fully connected: a convolution whose kernel covers the whole input.
+    Linear,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaddingMode {
+    #[default]
+    Zeros,
+    Reflect,
+}
+
+/// Batch norm without affine parameters (momentum 0.1, ε 1e-5 as PyTorch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    #[default]
+    None,
+    Batch,
+    /// Lagani's variance-preserving BN.
+    Modified,
+}
+
+/// A size given as `3` or `[3, 5]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Size2 {
+    Square(usize),
+    Rect([usize; 2]),
+}
+
+impl Size2 {
+    pub fn get(self) -> [usize; 2] {
+        match self {
+            Size2::Square(v) => [v, v],
+            Size2::Rect(v) => v,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Activation {
+    Identity,
+    Relu,
+    Tanh,
+    Logistic,
+    /// SoftHebb: relu(u − mean over channels)^power.
+    Triangle {
+        power: f32,
+    },
+    /// Krotov–Hopfield's classifier input: relu(u)^power.
+    ReluPow {
+        power: f32,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolKindSpec {
+    Max,
+    Avg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    pub kind: PoolKindSpec,
+    pub kernel: Size2,
+    pub stride: Size2,
+    #[serde(default = "zero_size")]
+    pub padding: Size2,
+    /// Average pooling's divisor includes the padding (PyTorch's default).
+    #[serde(default = "yes")]
+    pub count_include_pad: bool,
+}
+
+fn zero_size() -> Size2 {
+    Size2::Square(0)
+}
+fn one_size() -> Size2 {
+    Size2::Square(1)
+}
+fn yes() -> bool {
+    true
+}
+
+/// Initial weights.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Init {
+    /// N(mean, std²).
+    Normal {
+        #[serde(default)]
+        mean: f64,
+        std: f64,
+    },
+    /// SoftHebb: N(0, σ²) with σ = radius/√fan_in, so rows start with norm ≈ radius.
+    Radius { radius: f64 },
+    /// Lagani: U(−1/√fan_in, 1/√fan_in).
+    UniformFanIn,
+    /// Glorot normal: std √(2/(fan_in + fan_out)).
+    GlorotNormal,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    #[serde(default)]
+    pub kind: LayerKind,
+    /// Output channels (neurons).
+    pub channels: usize,
+    #[serde(default)]
+    pub kernel: Option<Size2>,
+    #[serde(default = "one_size")]
+    pub stride: Size2,
+    #[serde(default = "zero_size")]
+    pub padding: Size2,
+    #[serde(default)]
+    pub padding_mode: PaddingMode,
+    /// Batch norm on the block input (SoftHebb).
+    #[serde(default)]
+    pub input_norm: NormKind,
+    /// Scale each patch (each image for a linear layer) to unit L2 norm in the forward pass
+    /// that feeds the classifier (Krotov's advice); learning always sees raw inputs.
+    #[serde(default)]
+    pub unit_norm_input: bool,
+    pub rule: RuleConfig,
+    pub init: Init,
+    pub activation: Activation,
+    #[serde(default)]
+    pub pool: Option<PoolSpec>,
+    /// Batch norm after activation and pooling (Lagani).
+    #[serde(default)]
+    pub output_norm: NormKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ClassifierOptimizer {
+    /// PyTorch SGD (dampening 0), L2 weight decay.
+    Sgd {
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        nesterov: bool,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// Adam (ε added to √v; bias-corrected rate), L2 weight decay.
+    Adam {
+        lr: f64,
+        #[serde(default = "beta1")]
+        beta1: f64,
+        #[serde(default = "beta2")]
+        beta2: f64,
+        #[serde(default = "adam_eps")]
+        eps: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+fn beta1() -> f64 {
+    0.9
+}
+fn beta2() -> f64 {
+    0.999
+}
+fn adam_eps() -> f64 {
+    1e-8
+}
+
+impl ClassifierOptimizer {
+    pub fn lr(&self) -> f64 {
+        match *self {
+            ClassifierOptimizer::Sgd { lr, .. } | ClassifierOptimizer::Adam { lr, .. } => lr,
+        }
+    }
+}
+
+/// Learning-rate schedule of the classifier, applied per epoch.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum LrSchedule {
+    #[default]
+    #[serde(skip)]
+    Constant,
+    /// "constant", or "softhebb" (CustomStepLR: halve at ⌊{0.2,0.35,0.5,0.6,0.7,0.8,0.9}·E⌋
+    /// when E ≥ 50, at ⌊{0.5,0.75}·E⌋ when 20 ≤ E < 50, never below 20 epochs).
+    Named(String),
+    /// Multiply by gamma at each milestone epoch (MultiStepLR).
+    Steps { milestones: Vec<usize>, gamma: f64 },
+}
+
+impl LrSchedule {
+    /// The factor on the base learning rate during epoch `epoch` of `epochs`.
+    pub fn factor(&self, epoch: usize, epochs: usize) -> f64 {
+        let halvings = |at: &[f64]| {
+            at.iter()
+                .filter(|&&f| epoch >= (f * epochs as f64).floor() as usize)
+                .count() as i32
+        };
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Named(n) if n == "softhebb" => {
+                if epochs >= 50 {
+                    0.5f64.powi(halvings(&[0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9]))
+                } else if epochs >= 20 {
+                    0.5f64.powi(halvings(&[0.5, 0.75]))
+                } else {
+                    1.0
+                }
+            }
+            LrSchedule::Named(_) => 1.0,
+            LrSchedule::Steps { milestones, gamma } => {
+                gamma.powi(milestones.iter().filter(|&&m| epoch >= m).count() as i32)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierSpec {
+    pub epochs: usize,
+    pub batch: usize,
+    pub optimizer: ClassifierOptimizer,
+    #[serde(default)]
+    pub dropout: f32,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Fraction of the training labels the classifier sees (stratified, fixed by the seed).
+    #[serde(default = "one")]
+    pub label_fraction: f64,
+    /// Keep the frozen features of the training split in host memory (f16) when they fit in
+    /// this many MiB, instead of recomputing them every epoch. 0 disables the cache.
+    #[serde(default = "cache_mib")]
+    pub feature_cache_mib: usize,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn cache_mib() -> usize {
+    2048
+}
+
+/// A recipe that could not be used: the file and what was wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct RecipeError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl Recipe {
+    /// Parses and validates a recipe's text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, RecipeError> {
+        let bad = |message: String| RecipeError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let recipe: Recipe = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        recipe.validate().map_err(bad)?;
+        Ok(recipe)
+    }
+
+    pub fn load(path: &Path) -> Result<(Self, String), RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RecipeError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok((Self::parse(&text, path)?, text))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.layers.is_empty() {
+            return Err("a recipe needs at least one [[layer]]".into());
+        }
+        if self.hebbian.batch == 0 || self.classifier.batch == 0 {
+            return Err("hebbian.batch and classifier.batch must be at least 1".into());
+        }
+        if !(self.classifier.label_fraction > 0.0 && self.classifier.label_fraction <= 1.0) {
+            return Err(format!(
+                "classifier.label_fraction = {} must be in (0, 1]",
+                self.classifier.label_fraction
+            ));
+        }
+        if !(0.0..1.0).contains(&self.classifier.dropout) {
+            return Err(format!(
+                "classifier.dropout = {} must be in [0, 1)",
+                self.classifier.dropout
+            ));
+        }
+        if let LrSchedule::Named(n) = &self.classifier.lr_schedule
+            && n != "constant"
+            && n != "softhebb"
+        {
+            return Err(format!(
+                "classifier.lr_schedule = {n:?}: expected \"constant\", \"softhebb\" or {{ milestones, gamma }}"
+            ));
+        }
+        match &self.preprocess.normalize {
+            Normalize::Named(n) if n != "none" && n != "dataset" => {
+                return Err(format!(
+                    "preprocess.normalize = {n:?}: expected \"none\", \"dataset\" or {{ mean, std }}"
+                ));
+            }
+            Normalize::Explicit { mean, std } if mean.len() != std.len() => {
+                return Err("preprocess.normalize: mean and std differ in length".into());
+            }
+            _ => {}
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            if l.channels == 0 {
+                return Err(format!("layer {i}: channels must be at least 1"));
+            }
+            match (l.kind, l.kernel) {
+                (LayerKind::Conv, None) => {
+                    return Err(format!("layer {i}: a conv layer needs `kernel`"));
+                }
+                (LayerKind::Linear, Some(_)) => {
+                    return Err(format!(
+                        "layer {i}: a linear layer's kernel is its whole input; remove `kernel`"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
