@@ -13,5 +13,6 @@ pub mod kernels;
 pub mod nn;
 pub mod reference;
 pub mod rules;
+pub mod train;
 
 pub use error::{HebbError, Result};

@@ -1,0 +1,246 @@
+//! Checkpoints: one safetensors file (`checkpoint.safetensors`) holding every weight in
+//! PyTorch's layout plus the rule and optimizer state, with the recipe and the training
+//! progress in its string metadata. Written atomically: a temporary file in the same folder,
+//! fsync, rename over the old one, fsync of the folder; a crash leaves the old or the new file,
+//! never a torn one.
+//!
+//! Tensor names:
+//! - `layers.{i}.weight` (C, C_in, kh, kw); `layers.{i}.{input,output}_bn.running_{mean,var}`
+//! - `layers.{i}.rule.{bias,theta,bn_mean,bn_var,eta,state0,state1}`: rule state
+//! - `classifier.weight` (K, F), `classifier.bias` (K), `classifier.state{0..3}`
+//! - `input.mean`, `input.std` when the recipe standardises its input
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{GpuContext, Tensor};
+use crate::nn::network::Network;
+
+pub const FORMAT: &str = "hebb-checkpoint/1";
+pub const FILE: &str = "checkpoint.safetensors";
+
+/// A checkpoint read from disk: named f32 tensors and the metadata strings.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    pub metadata: HashMap<String, String>,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> HebbError {
+    HebbError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn bad(path: &Path, message: String) -> HebbError {
+    HebbError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+    }
+}
+
+/// Every tensor of the network's state as (name, shape, GPU tensor).
+fn state_tensors(net: &Network) -> Vec<(String, Vec<usize>, &Tensor)> {
+    let mut out = Vec::new();
+    for l in &net.layers {
+        let i = l.index;
+        let s = l.shape;
+        let (c, kh, kw) = (l.spec.channels, s.conv.kernel[0], s.conv.kernel[1]);
+        out.push((
+            format!("layers.{i}.weight"),
+            vec![c, s.conv.in_channels, kh, kw],
+            &l.rule.w,
+        ));
+        for (name, bn) in [("input_bn", &l.input_bn), ("output_bn", &l.output_bn)] {
+            if let Some(bn) = bn {
+                out.push((
+                    format!("layers.{i}.{name}.running_mean"),
+                    vec![bn.channels],
+                    &bn.mean,
+                ));
+                out.push((
+                    format!("layers.{i}.{name}.running_var"),
+                    vec![bn.channels],
+                    &bn.var,
+                ));
+            }
+        }
+        let (s0, s1, _) = l.rule.optimizer_state();
+        let d = l.rule.d;
+        for (name, t, shape) in [
+            ("bias", &l.rule.bias, vec![c]),
+            ("theta", &l.rule.theta, vec![c]),
+            ("bn_mean", &l.rule.bn_mean, vec![c]),
+            ("bn_var", &l.rule.bn_var, vec![c]),
+            ("eta", &l.rule.eta, vec![c]),
+            ("state0", s0, vec![c, d]),
+            ("state1", s1, vec![c, d]),
+        ] {
+            out.push((format!("layers.{i}.rule.{name}"), shape, t));
+        }
+    }
+    let k = &net.classifier;
+    out.push((
+        "classifier.weight".into(),
+        vec![k.classes, k.features],
+        &k.w,
+    ));
+    out.push(("classifier.bias".into(), vec![k.classes], &k.b));
+    for (j, t) in k.state.iter().enumerate() {
+        let shape = if j < 2 {
+            vec![k.classes, k.features]
+        } else {
+            vec![k.classes]
+        };
+        out.push((format!("classifier.state{j}"), shape, t));
+    }
+    out
+}
+
+/// Writes the network's state and `metadata` to `dir/checkpoint.safetensors` atomically.
+pub fn save(
+    ctx: &GpuContext,
+    net: &Network,
+    dir: &Path,
+    mut metadata: HashMap<String, String>,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    metadata.insert("format".into(), FORMAT.into());
+    let mut host: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, shape, t) in state_tensors(net) {
+        let len: usize = shape.iter().product();
+        let v = t.to_f32_vec(ctx)?;
+        host.push((name, shape, bytemuck::cast_slice(&v[..len]).to_vec()));
+    }
+    if let Some(s) = &net.standardize {
+        let c = s.mean.len();
+        host.push((
+            "input.mean".into(),
+            vec![c],
+            bytemuck::cast_slice(&s.mean).to_vec(),
+        ));
+        host.push((
+            "input.std".into(),
+            vec![c],
+            bytemuck::cast_slice(&s.std).to_vec(),
+        ));
+    }
+    let views: Vec<(String, TensorView<'_>)> = host
+        .iter()
+        .map(|(n, s, b)| {
+            TensorView::new(Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| bad(dir, format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| bad(dir, format!("serialising the checkpoint: {e}")))?;
+    let path = dir.join(FILE);
+    write_atomic(&path, &bytes)?;
+    Ok(path)
+}
+
+/// Writes `bytes` to `path` through a temporary sibling, fsync and rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
+        f.sync_all().map_err(|e| io_err(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    // The rename is durable once the folder's entry is on disk.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint file (or the checkpoint in a folder).
+pub fn load(path: &Path) -> Result<Loaded> {
+    let path = if path.is_dir() {
+        path.join(FILE)
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(&path, format!("not a safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(&path, format!("unreadable safetensors header: {e}")))?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    if metadata.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(bad(
+            &path,
+            format!(
+                "metadata `format` is {:?}, expected {FORMAT:?}",
+                metadata.get("format")
+            ),
+        ));
+    }
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(
+                &path,
+                format!("tensor {name} is {:?}, expected F32", view.dtype()),
+            ));
+        }
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.insert(name, (view.shape().to_vec(), data));
+    }
+    Ok(Loaded {
+        path,
+        tensors,
+        metadata,
+    })
+}
+
+impl Loaded {
+    /// Writes every state tensor into the network; a missing tensor or a shape mismatch is an
+    /// error naming it (the checkpoint belongs to another recipe).
+    pub fn restore(&self, ctx: &GpuContext, net: &Network) -> Result<()> {
+        for (name, shape, t) in state_tensors(net) {
+            let (got_shape, data) = self.tensors.get(&name).ok_or_else(|| {
+                bad(
+                    &self.path,
+                    format!("tensor {name} is missing; was it written for another recipe?"),
+                )
+            })?;
+            if *got_shape != shape {
+                return Err(bad(
+                    &self.path,
+                    format!(
+                        "tensor {name} has shape {got_shape:?}, the recipe's network expects {shape:?}"
+                    ),
+                ));
+            }
+            t.write_f32(ctx, data)?;
+        }
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<&str> {
+        self.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| bad(&self.path, format!("metadata {key:?} is missing")))
+    }
+
+    /// The stored input standardisation (mean, std), if any.
+    pub fn standardize(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        let m = self.tensors.get("input.mean")?;
+        let s = self.tensors.get("input.std")?;
+        Some((m.1.clone(), s.1.clone()))
+    }
+}

@@ -1,0 +1,163 @@
+//! The splits a recipe trains and tests on, opened from `[data]` (or `--data`), with the
+//! `--limit` and label-fraction subsets and the dataset statistics for standardisation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::DataError;
+use crate::data::cifar::{self, Variant};
+use crate::data::mnist::{self, Split};
+use crate::data::source::{CifarSource, IdxSource, Source};
+use crate::nn::recipe::{DatasetKind, Recipe};
+
+pub struct Splits {
+    pub train: Arc<dyn Source>,
+    pub test: Arc<dyn Source>,
+    pub root: PathBuf,
+}
+
+/// The folder a recipe reads: `--data`, else `[data] path`, else the bundled MNIST.
+pub fn data_root(recipe: &Recipe, data: Option<&Path>) -> Result<PathBuf, DataError> {
+    if let Some(d) = data {
+        return Ok(d.to_path_buf());
+    }
+    if let Some(p) = &recipe.data.path {
+        return Ok(p.clone());
+    }
+    match recipe.data.dataset {
+        DatasetKind::Mnist => Ok(bundled_mnist()),
+        other => Err(DataError::bad(
+            Path::new("--data"),
+            format!(
+                "the {other:?} recipe needs a dataset folder: pass --data DIR or set [data] path"
+            ),
+        )),
+    }
+}
+
+/// `datasets/mnist` next to the executable's repository, or in the working directory.
+pub fn bundled_mnist() -> PathBuf {
+    let local = PathBuf::from("datasets/mnist");
+    if local.is_dir() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/mnist")
+}
+
+/// Opens the train and test splits of the recipe's dataset.
+pub fn open(recipe: &Recipe, root: &Path) -> Result<Splits, DataError> {
+    let augment = recipe.data.augment;
+    let (train, test): (Arc<dyn Source>, Arc<dyn Source>) = match recipe.data.dataset {
+        DatasetKind::Mnist | DatasetKind::FashionMnist => {
+            let name = if recipe.data.dataset == DatasetKind::Mnist {
+                "MNIST"
+            } else {
+                "Fashion-MNIST"
+            };
+            let open = |split, label: &str| -> Result<Arc<dyn Source>, DataError> {
+                Ok(Arc::new(IdxSource {
+                    split: mnist::load_split(root, split)?,
+                    name: format!("{name} {label} ({})", root.display()),
+                    augment,
+                }))
+            };
+            (open(Split::Train, "train")?, open(Split::Test, "test")?)
+        }
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
+            let variant = if recipe.data.dataset == DatasetKind::Cifar10 {
+                Variant::Cifar10
+            } else {
+                Variant::Cifar100
+            };
+            let open = |train: bool| -> Result<Arc<dyn Source>, DataError> {
+                Ok(Arc::new(CifarSource {
+                    split: cifar::load_split(root, variant, train)?,
+                    classes: variant.classes(),
+                    name: format!(
+                        "CIFAR-{} {} ({})",
+                        variant.classes(),
+                        if train { "train" } else { "test" },
+                        root.display()
+                    ),
+                    augment,
+                }))
+            };
+            (open(true)?, open(false)?)
+        }
+        DatasetKind::Stl10 | DatasetKind::Folder => {
+            return Err(DataError::bad(
+                root,
+                "streaming datasets are wired in below".into(),
+            ));
+        }
+    };
+    Ok(Splits {
+        train,
+        test,
+        root: root.to_path_buf(),
+    })
+}
+
+/// The first `limit` items (all when None).
+pub fn limited(len: usize, limit: Option<usize>) -> Vec<usize> {
+    (0..limit.map_or(len, |l| l.min(len))).collect()
+}
+
+/// A stratified subset keeping `fraction` of each class (at least one item per class present),
+/// chosen by `seed`; the order of `items` is kept.
+pub fn label_subset(source: &dyn Source, items: &[usize], fraction: f64, seed: u64) -> Vec<usize> {
+    if fraction >= 1.0 {
+        return items.to_vec();
+    }
+    let mut by_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for &i in items {
+        by_class.entry(source.label(i)).or_default().push(i);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1ABE_1F4A);
+    let mut keep = Vec::new();
+    for (_, mut members) in by_class {
+        let k = ((members.len() as f64 * fraction).round() as usize).clamp(1, members.len());
+        members.shuffle(&mut rng);
+        keep.extend_from_slice(&members[..k]);
+    }
+    let keep: std::collections::HashSet<usize> = keep.into_iter().collect();
+    items.iter().copied().filter(|i| keep.contains(i)).collect()
+}
+
+/// Per-channel mean and standard deviation of `items` (decoded without augmentation), in f64.
+pub fn channel_stats(
+    source: &dyn Source,
+    items: &[usize],
+) -> Result<(Vec<f32>, Vec<f32>), DataError> {
+    let shape = source.shape();
+    let plane = shape.height * shape.width;
+    let mut sum = vec![0f64; shape.channels];
+    let mut sumsq = vec![0f64; shape.channels];
+    let mut buf = vec![0f32; shape.len()];
+    let mut count = 0usize;
+    for &i in items {
+        if source.load(i, None, &mut buf).is_err() {
+            continue;
+        }
+        count += 1;
+        for c in 0..shape.channels {
+            for &v in &buf[c * plane..(c + 1) * plane] {
+                sum[c] += v as f64;
+                sumsq[c] += (v as f64) * (v as f64);
+            }
+        }
+    }
+    let n = (count * plane).max(1) as f64;
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let std: Vec<f32> = sum
+        .iter()
+        .zip(&sumsq)
+        .map(|(s, q)| ((q / n - (s / n) * (s / n)).max(0.0).sqrt()) as f32)
+        .collect();
+    Ok((mean, std))
+}

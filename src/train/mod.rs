@@ -1,0 +1,1039 @@
+//! Layer-wise training of a recipe's network: the Hebbian stages (greedy: one stage per layer;
+//! simultaneous: one stage for all), then the classifier on the frozen features. Progress
+//! bars, a log line per epoch, a checkpoint at every epoch end and on interruption, exact
+//! resume, NaN/Inf detection, `metrics.json` and a PNG of the first layer's filters.
+//!
+//! Determinism: the data order of every epoch, each item's augmentation, the dropout masks
+//! and the label subset are functions of the recipe's seed, so a resumed run repeats exactly
+//! what the uninterrupted run would have done on the same adapter.
+
+pub mod checkpoint;
+pub mod data;
+pub mod filters;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use half::f16;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::source::{Loader, LoaderOptions, Source, epoch_order};
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::classifier::labels_tensor;
+use crate::kernels::elementwise::dropout_hash;
+use crate::kernels::reduce::{self, ReduceOp};
+use crate::nn::layer::{Mode, copy_prefix};
+use crate::nn::network::Network;
+use crate::nn::recipe::{HebbLrSchedule, Normalize, Recipe, Schedule};
+
+/// What the command line may override; stored in the checkpoint so a resume repeats it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Overrides {
+    pub data: Option<PathBuf>,
+    /// Classifier epochs.
+    pub epochs: Option<usize>,
+    pub hebbian_epochs: Option<usize>,
+    pub label_fraction: Option<f64>,
+    /// Use only the first N training and N test items.
+    pub limit: Option<usize>,
+}
+
+pub struct TrainOptions {
+    pub overrides: Overrides,
+    pub out: PathBuf,
+    /// Set (by Ctrl-C) to stop at the next batch boundary with a checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// Stop after this many batches of this run (tests of interruption and resume).
+    pub stop_after_batches: Option<usize>,
+    pub progress_bars: bool,
+}
+
+/// Where training stands: the next batch to run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Position {
+    pub stage: usize,
+    pub epoch: usize,
+    pub batch: usize,
+    /// Running sums of the classifier epoch in progress: (Σ loss, correct, items, seconds).
+    pub running: (f64, usize, usize, f64),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochRecord {
+    pub stage: String,
+    pub epoch: usize,
+    pub images: usize,
+    pub seconds: f64,
+    pub images_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Metrics {
+    pub recipe: String,
+    pub recipe_sha256: String,
+    pub adapter: String,
+    pub seed: u64,
+    /// Fraction of the test split classified correctly after the last classifier epoch.
+    pub test_accuracy: f64,
+    pub test_items: usize,
+    pub train_items: usize,
+    pub labeled_items: usize,
+    pub label_fraction: f64,
+    pub epochs: Vec<EpochRecord>,
+    /// Images per second over all Hebbian stages and over all classifier epochs.
+    pub hebbian_images_per_s: f64,
+    pub classifier_images_per_s: f64,
+    pub skipped_items: usize,
+    pub first_skipped: Option<String>,
+    pub resumed: bool,
+    pub checkpoint: PathBuf,
+    pub filters_png: PathBuf,
+}
+
+/// How a run ended.
+pub enum Outcome {
+    Finished(Box<Metrics>),
+    /// Stopped at a batch boundary; the checkpoint holds the position.
+    Interrupted(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Greedy: this layer learns; earlier ones are frozen.
+    Layer(usize),
+    /// Simultaneous: every layer learns from the same forward pass.
+    AllLayers,
+    Classifier,
+}
+
+impl Stage {
+    fn label(self) -> String {
+        match self {
+            Stage::Layer(i) => format!("hebbian layer {i}"),
+            Stage::AllLayers => "hebbian (all layers)".into(),
+            Stage::Classifier => "classifier".into(),
+        }
+    }
+}
+
+fn stages(recipe: &Recipe) -> Vec<Stage> {
+    let mut s: Vec<Stage> = match recipe.hebbian.schedule {
+        Schedule::Greedy => (0..recipe.layers.len()).map(Stage::Layer).collect(),
+        Schedule::Simultaneous => vec![Stage::AllLayers],
+    };
+    s.push(Stage::Classifier);
+    s
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn data_err(e: crate::data::DataError) -> HebbError {
+    HebbError::Io {
+        path: e.path,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.message),
+    }
+}
+
+/// The recipe with the overrides applied.
+pub fn effective_recipe(recipe: &Recipe, o: &Overrides) -> Recipe {
+    let mut r = recipe.clone();
+    if let Some(e) = o.epochs {
+        r.classifier.epochs = e;
+    }
+    if let Some(e) = o.hebbian_epochs {
+        r.hebbian.epochs = e;
+    }
+    if let Some(f) = o.label_fraction {
+        r.classifier.label_fraction = f;
+    }
+    r
+}
+
+/// The input standardisation the recipe asks for.
+fn standardization(
+    recipe: &Recipe,
+    train: &dyn Source,
+    items: &[usize],
+) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+    Ok(match &recipe.preprocess.normalize {
+        Normalize::None => None,
+        Normalize::Named(n) if n == "none" => None,
+        Normalize::Named(_) => {
+            // Statistics of (up to) the first 10,000 training items.
+            let sample = &items[..items.len().min(10_000)];
+            Some(data::channel_stats(train, sample).map_err(data_err)?)
+        }
+        Normalize::Explicit { mean, std } => Some((mean.clone(), std.clone())),
+    })
+}
+
+fn workers(recipe: &Recipe) -> usize {
+    recipe.data.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(8)
+    })
+}
+
+fn bar(total: usize, prefix: String, visible: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(
+        Some(total as u64),
+        if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>28} [{bar:30}] {pos}/{len} images  {per_sec}  ETA {eta}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(prefix);
+    pb
+}
+
+/// Frozen features of `items` kept on the host when they fit the budget.
+enum FeatureCache {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl FeatureCache {
+    fn row(&self, i: usize, f: usize, out: &mut Vec<f32>) {
+        match self {
+            FeatureCache::F32(v) => out.extend_from_slice(&v[i * f..(i + 1) * f]),
+            FeatureCache::F16(v) => out.extend(v[i * f..(i + 1) * f].iter().map(|h| h.to_f32())),
+        }
+    }
+}
+
+struct Trainer<'a> {
+    ctx: &'a GpuContext,
+    recipe: Recipe,
+    recipe_text: String,
+    overrides: Overrides,
+    opts: &'a TrainOptions,
+    net: Network,
+    train: Arc<dyn Source>,
+    test: Arc<dyn Source>,
+    train_items: Vec<usize>,
+    test_items: Vec<usize>,
+    labeled: Vec<usize>,
+    history: Vec<EpochRecord>,
+    skipped: usize,
+    first_skipped: Option<String>,
+    batches_run: usize,
+    features: Tensor,
+    check: Tensor,
+    sums: Vec<Tensor>,
+    resumed: bool,
+}
+
+/// Trains `recipe` (its TOML text is stored in the checkpoint) from scratch.
+pub fn train(
+    ctx: &GpuContext,
+    recipe: &Recipe,
+    recipe_text: &str,
+    opts: &TrainOptions,
+) -> Result<Outcome> {
+    let mut t = Trainer::new(ctx, recipe, recipe_text, opts.overrides.clone(), opts)?;
+    t.run(Position::default())
+}
+
+/// Continues the run whose checkpoint is in `dir` (recipe and overrides come from it).
+pub fn resume(ctx: &GpuContext, dir: &Path, opts: &TrainOptions) -> Result<Outcome> {
+    let ck = checkpoint::load(dir)?;
+    let text = ck.meta("recipe")?.to_string();
+    let recipe = Recipe::parse(&text, &ck.path).map_err(|e| HebbError::Io {
+        path: e.path,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.message),
+    })?;
+    let parse_json = |key: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(ck.meta(key)?).map_err(|e| HebbError::Io {
+            path: ck.path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("metadata {key}: {e}"),
+            ),
+        })
+    };
+    let overrides: Overrides = serde_json::from_value(parse_json("overrides")?).unwrap_or_default();
+    let position: Position = serde_json::from_value(parse_json("position")?).unwrap_or_default();
+    let history: Vec<EpochRecord> =
+        serde_json::from_value(parse_json("history")?).unwrap_or_default();
+    let rule_steps: Vec<u32> =
+        serde_json::from_value(parse_json("rule_steps")?).unwrap_or_default();
+    let classifier_steps: u32 =
+        serde_json::from_value(parse_json("classifier_steps")?).unwrap_or(0);
+    let mut t = Trainer::new(ctx, &recipe, &text, overrides, opts)?;
+    ck.restore(ctx, &t.net)?;
+    for (l, s) in t.net.layers.iter_mut().zip(rule_steps) {
+        l.rule.set_steps_done(s);
+    }
+    t.net.classifier.steps = classifier_steps;
+    t.history = history;
+    t.resumed = true;
+    eprintln!(
+        "resuming {} at {} epoch {} batch {}",
+        recipe.name,
+        stages(&t.recipe)[position.stage.min(stages(&t.recipe).len() - 1)].label(),
+        position.epoch,
+        position.batch
+    );
+    t.run(position)
+}
+
+impl<'a> Trainer<'a> {
+    fn new(
+        ctx: &'a GpuContext,
+        recipe: &Recipe,
+        recipe_text: &str,
+        overrides: Overrides,
+        opts: &'a TrainOptions,
+    ) -> Result<Self> {
+        let recipe = effective_recipe(recipe, &overrides);
+        let root = data::data_root(&recipe, overrides.data.as_deref()).map_err(data_err)?;
+        let splits = data::open(&recipe, &root).map_err(data_err)?;
+        let train_items = data::limited(splits.train.len(), overrides.limit);
+        let test_items = data::limited(splits.test.len(), overrides.limit);
+        if train_items.is_empty() || test_items.is_empty() {
+            return Err(data_err(crate::data::DataError::bad(
+                &root,
+                "the train or test split has no items".into(),
+            )));
+        }
+        let labeled = data::label_subset(
+            &*splits.train,
+            &train_items,
+            recipe.classifier.label_fraction,
+            recipe.seed,
+        );
+        let std = standardization(&recipe, &*splits.train, &train_items)?;
+        let classes = splits.train.classes();
+        let net = Network::new(ctx, &recipe, splits.train.shape(), classes, std)?;
+        let features = Tensor::empty(
+            ctx,
+            "classifier features",
+            &[net.capacity * net.feature_len()],
+            DType::F32,
+        )?;
+        let check = Tensor::empty(ctx, "finite check", &[recipe.layers.len() + 1], DType::F32)?;
+        let sums = (0..=recipe.layers.len())
+            .map(|i| Tensor::empty(ctx, &format!("Σw² {i}"), &[1], DType::F32))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            sums,
+            ctx,
+            recipe_text: recipe_text.to_string(),
+            overrides,
+            opts,
+            net,
+            train: splits.train,
+            test: splits.test,
+            train_items,
+            test_items,
+            labeled,
+            history: Vec::new(),
+            skipped: 0,
+            first_skipped: None,
+            batches_run: 0,
+            features,
+            check,
+            resumed: false,
+            recipe,
+        })
+    }
+
+    fn loader(
+        &self,
+        items: &[usize],
+        first: usize,
+        batch: usize,
+        epoch: u64,
+        augment: bool,
+        salt: u64,
+    ) -> Loader {
+        let order: Vec<usize> = epoch_order(items.len(), self.recipe.seed ^ salt, epoch)
+            .into_iter()
+            .map(|i| items[i])
+            .collect();
+        Loader::new(
+            self.train.clone(),
+            Arc::new(order),
+            first,
+            LoaderOptions {
+                batch,
+                workers: workers(&self.recipe),
+                prefetch: 2,
+                seed: self.recipe.seed,
+                epoch,
+                augment,
+            },
+        )
+    }
+
+    fn note_skipped(&mut self, skipped: &[(usize, String)]) {
+        self.skipped += skipped.len();
+        if self.first_skipped.is_none()
+            && let Some((_, e)) = skipped.first()
+        {
+            self.first_skipped = Some(e.clone());
+        }
+    }
+
+    fn save(&self, position: &Position) -> Result<PathBuf> {
+        let mut meta = HashMap::new();
+        let json = |v: serde_json::Value| v.to_string();
+        meta.insert("recipe".into(), self.recipe_text.clone());
+        meta.insert("recipe_name".into(), self.recipe.name.clone());
+        meta.insert(
+            "overrides".into(),
+            json(serde_json::to_value(&self.overrides).unwrap_or_default()),
+        );
+        meta.insert(
+            "position".into(),
+            json(serde_json::to_value(position).unwrap_or_default()),
+        );
+        meta.insert(
+            "history".into(),
+            json(serde_json::to_value(&self.history).unwrap_or_default()),
+        );
+        let steps: Vec<u32> = self
+            .net
+            .layers
+            .iter()
+            .map(|l| l.rule.optimizer_state().2)
+            .collect();
+        meta.insert(
+            "rule_steps".into(),
+            json(serde_json::to_value(steps).unwrap_or_default()),
+        );
+        meta.insert(
+            "classifier_steps".into(),
+            self.net.classifier.steps.to_string(),
+        );
+        meta.insert("adapter".into(), self.ctx.adapter_name());
+        meta.insert("classes".into(), self.net.classes.to_string());
+        checkpoint::save(self.ctx, &self.net, &self.opts.out, meta)
+    }
+
+    /// Records Σw² of `w` into slot `slot` of the check vector (NaN and Inf propagate through
+    /// a sum, unlike through a max, which some GPUs compute ignoring NaN).
+    fn finite_check(&self, rec: &mut Recorder<'_>, slot: usize, w: &Tensor) -> Result<()> {
+        reduce::global_reduce(rec, ReduceOp::SumSquares, w, &self.sums[slot])?;
+        rec.encoder().copy_buffer_to_buffer(
+            &self.sums[slot].buffer,
+            0,
+            &self.check.buffer,
+            4 * slot as u64,
+            4,
+        );
+        Ok(())
+    }
+
+    fn should_stop(&self) -> bool {
+        self.opts.stop.load(Ordering::SeqCst)
+            || self
+                .opts
+                .stop_after_batches
+                .is_some_and(|n| self.batches_run >= n)
+    }
+
+    fn run(&mut self, start: Position) -> Result<Outcome> {
+        let stages = stages(&self.recipe);
+        let mut pos = start;
+        while pos.stage < stages.len() {
+            let stage = stages[pos.stage];
+            let done = match stage {
+                Stage::Classifier => self.classifier_stage(&mut pos)?,
+                _ => self.hebbian_stage(stage, &mut pos)?,
+            };
+            if !done {
+                let path = self.save(&pos)?;
+                eprintln!(
+                    "stopped at {} epoch {} batch {}; checkpoint {} (continue with --resume {})",
+                    stage.label(),
+                    pos.epoch,
+                    pos.batch,
+                    path.display(),
+                    self.opts.out.display()
+                );
+                return Ok(Outcome::Interrupted(path));
+            }
+            pos = Position {
+                stage: pos.stage + 1,
+                ..Default::default()
+            };
+        }
+        self.finish(&pos)
+    }
+
+    /// Runs the epochs of a Hebbian stage from `pos`; false when interrupted.
+    fn hebbian_stage(&mut self, stage: Stage, pos: &mut Position) -> Result<bool> {
+        let epochs = self.recipe.hebbian.epochs;
+        let batch = self.recipe.hebbian.batch;
+        let last = self.net.layers.len() - 1;
+        let (upto, learning): (usize, Vec<usize>) = match stage {
+            Stage::Layer(i) => (i, vec![i]),
+            _ => (last, (0..=last).collect()),
+        };
+        let items = self.train_items.clone();
+        while pos.epoch < epochs {
+            let epoch = pos.epoch;
+            let scale = match self.recipe.hebbian.lr_schedule {
+                HebbLrSchedule::Constant => 1.0,
+                HebbLrSchedule::Linear => 1.0 - epoch as f64 / epochs as f64,
+            };
+            for &i in &learning {
+                self.net.layers[i].rule.lr_scale = scale;
+            }
+            let salt = 0x4EBB_0000 + pos.stage as u64;
+            let loader = self.loader(&items, pos.batch, batch, epoch as u64, false, salt);
+            let total = items.len();
+            let pb = bar(
+                total,
+                format!("{} epoch {}", stage.label(), epoch + 1),
+                self.opts.progress_bars,
+            );
+            pb.set_position((pos.batch * batch).min(total) as u64);
+            let started = Instant::now();
+            let mut images = 0usize;
+            for b in loader {
+                self.note_skipped(&b.skipped);
+                if b.len > 0 {
+                    let mut rec = Recorder::new(self.ctx);
+                    let mode_of = |i: usize| {
+                        if !learning.contains(&i) {
+                            Mode::Frozen
+                        } else if i == upto {
+                            Mode::LearnOnly
+                        } else {
+                            Mode::Learn
+                        }
+                    };
+                    self.net
+                        .forward(self.ctx, &mut rec, &b.images, b.len, upto, mode_of)?;
+                    for &i in &learning {
+                        self.finite_check(&mut rec, i, &self.net.layers[i].rule.w)?;
+                    }
+                    rec.submit();
+                    let sums = self.check.to_f32_vec(self.ctx)?;
+                    for &i in &learning {
+                        if !sums[i].is_finite() {
+                            pb.abandon();
+                            return Err(HebbError::Launch {
+                                kernel: format!("layer {i} ({})", self.recipe.layers[i].rule.name),
+                                message: format!(
+                                    "weights became NaN/Inf at {} epoch {epoch}, batch {} (rule step {}); training stopped, the last good checkpoint in {} is kept",
+                                    stage.label(),
+                                    b.number,
+                                    self.net.layers[i].rule.optimizer_state().2,
+                                    self.opts.out.display()
+                                ),
+                            });
+                        }
+                    }
+                    images += b.len;
+                }
+                pb.inc(b.len as u64 + b.skipped.len() as u64);
+                pos.batch = b.number + 1;
+                self.batches_run += 1;
+                if self.should_stop() {
+                    pb.abandon();
+                    return Ok(false);
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            pb.finish_and_clear();
+            let rec = EpochRecord {
+                stage: stage.label(),
+                epoch,
+                images,
+                seconds,
+                images_per_s: images as f64 / seconds.max(1e-9),
+                lr: Some(scale),
+                loss: None,
+                train_accuracy: None,
+                test_accuracy: None,
+            };
+            eprintln!(
+                "{} epoch {}/{}: {} images in {:.1} s ({:.0} images/s)",
+                stage.label(),
+                epoch + 1,
+                epochs,
+                images,
+                seconds,
+                rec.images_per_s
+            );
+            self.history.push(rec);
+            pos.epoch += 1;
+            pos.batch = 0;
+            self.save(pos)?;
+        }
+        Ok(true)
+    }
+
+    /// Frozen features of `items` in order, when the cache budget allows.
+    fn cache_features(
+        &mut self,
+        source: &Arc<dyn Source>,
+        items: &[usize],
+        what: &str,
+    ) -> Result<Option<FeatureCache>> {
+        let f = self.net.feature_len();
+        let budget = self.recipe.classifier.feature_cache_mib << 20;
+        let bytes32 = items.len() * f * 4;
+        let half = if bytes32 <= budget {
+            false
+        } else if bytes32 / 2 <= budget {
+            true
+        } else {
+            return Ok(None);
+        };
+        let cap = self.net.capacity;
+        let last = self.net.layers.len() - 1;
+        let pb = bar(
+            items.len(),
+            format!("features ({what})"),
+            self.opts.progress_bars,
+        );
+        let loader = Loader::new(
+            source.clone(),
+            Arc::new(items.to_vec()),
+            0,
+            LoaderOptions {
+                batch: cap,
+                workers: workers(&self.recipe),
+                prefetch: 2,
+                seed: self.recipe.seed,
+                epoch: 0,
+                augment: false,
+            },
+        );
+        let mut f32s = Vec::new();
+        let mut f16s = Vec::new();
+        let mut labels = Vec::new();
+        for b in loader {
+            self.note_skipped(&b.skipped);
+            if !b.skipped.is_empty() {
+                // Cached rows must line up with the items; fall back to recomputing.
+                pb.abandon();
+                return Ok(None);
+            }
+            let mut rec = Recorder::new(self.ctx);
+            let out = self
+                .net
+                .forward(self.ctx, &mut rec, &b.images, b.len, last, |_| Mode::Frozen)?;
+            copy_prefix(&mut rec, out, &self.features, b.len * f);
+            rec.submit();
+            let v = self.features.to_f32_vec(self.ctx)?;
+            if half {
+                f16s.extend(v[..b.len * f].iter().map(|&x| f16::from_f32(x)));
+            } else {
+                f32s.extend_from_slice(&v[..b.len * f]);
+            }
+            labels.extend(b.labels);
+            pb.inc(b.len as u64);
+        }
+        pb.finish_and_clear();
+        Ok(Some(if half {
+            FeatureCache::F16(f16s)
+        } else {
+            FeatureCache::F32(f32s)
+        }))
+    }
+
+    /// Test accuracy of the current classifier over the test items.
+    fn evaluate(&mut self, cache: Option<&FeatureCache>) -> Result<f64> {
+        let f = self.net.feature_len();
+        let cap = self.net.capacity;
+        let last = self.net.layers.len() - 1;
+        let items = self.test_items.clone();
+        let mut correct = 0usize;
+        let mut seen = 0usize;
+        let mut host = Vec::with_capacity(cap * f);
+        for (start, chunk) in items.chunks(cap).enumerate().map(|(j, c)| (j * cap, c)) {
+            let mut rec = Recorder::new(self.ctx);
+            let labels: Vec<u32> = match cache {
+                Some(c) => {
+                    host.clear();
+                    for j in 0..chunk.len() {
+                        c.row(start + j, f, &mut host);
+                    }
+                    self.features.write_f32(self.ctx, &host)?;
+                    chunk.iter().map(|&i| self.test.label(i)).collect()
+                }
+                None => {
+                    let item = self.net.input.len();
+                    let mut images = vec![0f32; chunk.len() * item];
+                    let mut labels = Vec::new();
+                    for &i in chunk {
+                        let n = labels.len();
+                        match self
+                            .test
+                            .load(i, None, &mut images[n * item..(n + 1) * item])
+                        {
+                            Ok(()) => labels.push(self.test.label(i)),
+                            Err(e) => self.note_skipped(&[(i, e.to_string())]),
+                        }
+                    }
+                    if labels.is_empty() {
+                        continue;
+                    }
+                    let n = labels.len();
+                    let out = self.net.forward(
+                        self.ctx,
+                        &mut rec,
+                        &images[..n * item],
+                        n,
+                        last,
+                        |_| Mode::Frozen,
+                    )?;
+                    copy_prefix(&mut rec, out, &self.features, n * f);
+                    labels
+                }
+            };
+            let n = labels.len();
+            let labels_t = labels_tensor(self.ctx, &labels, self.net.classes)?;
+            self.net
+                .classifier
+                .evaluate(&mut rec, &self.features, &labels_t, n)?;
+            rec.submit();
+            let (_, hits) = self.net.classifier.read_loss_correct(self.ctx, n)?;
+            correct += hits;
+            seen += n;
+        }
+        Ok(correct as f64 / seen.max(1) as f64)
+    }
+
+    /// Runs the classifier epochs from `pos`; false when interrupted.
+    fn classifier_stage(&mut self, pos: &mut Position) -> Result<bool> {
+        let spec = self.recipe.classifier.clone();
+        let f = self.net.feature_len();
+        let last = self.net.layers.len() - 1;
+        let augment = !self.recipe.data.augment.is_identity();
+        let labeled = self.labeled.clone();
+        let train = self.train.clone();
+        let test = self.test.clone();
+        let test_items = self.test_items.clone();
+        let train_cache = if augment {
+            None
+        } else {
+            self.cache_features(&train, &labeled, "train")?
+        };
+        let test_cache = self.cache_features(&test, &test_items, "test")?;
+        // Cached rows are indexed by position in `labeled`.
+        let index_of: HashMap<usize, usize> =
+            labeled.iter().enumerate().map(|(j, &i)| (i, j)).collect();
+        while pos.epoch < spec.epochs {
+            let epoch = pos.epoch;
+            let lr = spec.optimizer.lr() * spec.lr_schedule.factor(epoch, spec.epochs);
+            let order: Vec<usize> =
+                epoch_order(labeled.len(), self.recipe.seed ^ 0xC1A5, epoch as u64)
+                    .into_iter()
+                    .map(|j| labeled[j])
+                    .collect();
+            let pb = bar(
+                order.len(),
+                format!("classifier epoch {}", epoch + 1),
+                self.opts.progress_bars,
+            );
+            pb.set_position((pos.batch * spec.batch).min(order.len()) as u64);
+            let (mut loss_sum, mut hits, mut seen, seconds_before) = pos.running;
+            let started = Instant::now();
+            let batches = order.len().div_ceil(spec.batch);
+            let mut loader = match &train_cache {
+                Some(_) => None,
+                None => Some(Loader::new(
+                    train.clone(),
+                    Arc::new(order.clone()),
+                    pos.batch,
+                    LoaderOptions {
+                        batch: spec.batch,
+                        workers: workers(&self.recipe),
+                        prefetch: 2,
+                        seed: self.recipe.seed,
+                        epoch: epoch as u64,
+                        augment,
+                    },
+                )),
+            };
+            let mut host = Vec::with_capacity(spec.batch * f);
+            for number in pos.batch..batches {
+                let mut rec = Recorder::new(self.ctx);
+                let (n, labels) = match (&train_cache, loader.as_mut()) {
+                    (Some(cache), _) => {
+                        let chunk = &order
+                            [number * spec.batch..((number + 1) * spec.batch).min(order.len())];
+                        host.clear();
+                        for i in chunk {
+                            cache.row(index_of[i], f, &mut host);
+                        }
+                        self.features.write_f32(self.ctx, &host)?;
+                        (
+                            chunk.len(),
+                            chunk.iter().map(|&i| train.label(i)).collect::<Vec<u32>>(),
+                        )
+                    }
+                    (None, Some(loader)) => {
+                        let b = loader.next().ok_or_else(|| HebbError::Launch {
+                            kernel: "classifier".into(),
+                            message: format!("the loader ended before batch {number}"),
+                        })?;
+                        self.note_skipped(&b.skipped);
+                        if b.len == 0 {
+                            continue;
+                        }
+                        let out =
+                            self.net
+                                .forward(self.ctx, &mut rec, &b.images, b.len, last, |_| {
+                                    Mode::Frozen
+                                })?;
+                        copy_prefix(&mut rec, out, &self.features, b.len * f);
+                        (b.len, b.labels)
+                    }
+                    (None, None) => unreachable!("a loader exists whenever there is no cache"),
+                };
+                let labels_t = labels_tensor(self.ctx, &labels, self.net.classes)?;
+                let step = self.net.classifier.steps;
+                let seed = dropout_hash(self.recipe.seed as u32 ^ dropout_hash(step));
+                crate::nn::classifier::Linear::dropout(
+                    &mut rec,
+                    &self.features,
+                    n * f,
+                    spec.dropout,
+                    seed,
+                )?;
+                self.net.classifier.train_step(
+                    &mut rec,
+                    &self.features,
+                    &labels_t,
+                    n,
+                    spec.optimizer,
+                    lr,
+                )?;
+                self.finite_check(&mut rec, self.net.layers.len(), &self.net.classifier.w)?;
+                rec.submit();
+                let (loss, correct) = self.net.classifier.read_loss_correct(self.ctx, n)?;
+                let wsum = self.check.to_f32_vec(self.ctx)?[self.net.layers.len()];
+                if !loss.is_finite() || !wsum.is_finite() {
+                    pb.abandon();
+                    return Err(HebbError::Launch {
+                        kernel: "classifier".into(),
+                        message: format!(
+                            "loss or weights became NaN/Inf at epoch {epoch}, batch {number} (step {}); training stopped, the last good checkpoint in {} is kept",
+                            step + 1,
+                            self.opts.out.display()
+                        ),
+                    });
+                }
+                loss_sum += loss;
+                hits += correct;
+                seen += n;
+                pb.inc(n as u64);
+                pos.batch = number + 1;
+                self.batches_run += 1;
+                if self.should_stop() && pos.batch < batches {
+                    pos.running = (
+                        loss_sum,
+                        hits,
+                        seen,
+                        seconds_before + started.elapsed().as_secs_f64(),
+                    );
+                    pb.abandon();
+                    return Ok(false);
+                }
+            }
+            drop(loader);
+            pb.finish_and_clear();
+            let seconds = seconds_before + started.elapsed().as_secs_f64();
+            let test_accuracy = self.evaluate(test_cache.as_ref())?;
+            let rec = EpochRecord {
+                stage: Stage::Classifier.label(),
+                epoch,
+                images: seen,
+                seconds,
+                images_per_s: seen as f64 / seconds.max(1e-9),
+                lr: Some(lr),
+                loss: Some(loss_sum / seen.max(1) as f64),
+                train_accuracy: Some(hits as f64 / seen.max(1) as f64),
+                test_accuracy: Some(test_accuracy),
+            };
+            eprintln!(
+                "classifier epoch {}/{}: loss {:.4}  train {:.2}%  test {:.2}%  lr {:.2e}  ({:.0} images/s)",
+                epoch + 1,
+                spec.epochs,
+                rec.loss.unwrap_or(0.0),
+                100.0 * rec.train_accuracy.unwrap_or(0.0),
+                100.0 * test_accuracy,
+                lr,
+                rec.images_per_s
+            );
+            self.history.push(rec);
+            pos.epoch += 1;
+            pos.batch = 0;
+            pos.running = (0.0, 0, 0, 0.0);
+            self.save(pos)?;
+            if self.should_stop() && pos.epoch < spec.epochs {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn finish(&mut self, pos: &Position) -> Result<Outcome> {
+        let checkpoint = self.save(pos)?;
+        let test_accuracy = match self.history.iter().rev().find_map(|r| r.test_accuracy) {
+            Some(a) => a,
+            None => self.evaluate(None)?,
+        };
+        let w0 = self.net.layers[0].rule.w.to_f32_vec(self.ctx)?;
+        let s = self.net.layers[0].shape;
+        let shape = [
+            self.recipe.layers[0].channels,
+            s.conv.in_channels,
+            s.conv.kernel[0],
+            s.conv.kernel[1],
+        ];
+        let filters_png = self.opts.out.join("filters.png");
+        filters::write_png(&filters_png, &shape, &w0[..shape.iter().product()])?;
+        let rate = |pred: &dyn Fn(&EpochRecord) -> bool| {
+            let (i, s) = self
+                .history
+                .iter()
+                .filter(|r| pred(r))
+                .fold((0usize, 0f64), |(i, s), r| (i + r.images, s + r.seconds));
+            i as f64 / s.max(1e-9)
+        };
+        let metrics = Metrics {
+            recipe: self.recipe.name.clone(),
+            recipe_sha256: sha256_hex(self.recipe_text.as_bytes()),
+            adapter: self.ctx.adapter_name(),
+            seed: self.recipe.seed,
+            test_accuracy,
+            test_items: self.test_items.len(),
+            train_items: self.train_items.len(),
+            labeled_items: self.labeled.len(),
+            label_fraction: self.recipe.classifier.label_fraction,
+            epochs: self.history.clone(),
+            hebbian_images_per_s: rate(&|r| r.stage != "classifier"),
+            classifier_images_per_s: rate(&|r| r.stage == "classifier"),
+            skipped_items: self.skipped,
+            first_skipped: self.first_skipped.clone(),
+            resumed: self.resumed,
+            checkpoint,
+            filters_png,
+        };
+        let json = serde_json::to_vec_pretty(&metrics).map_err(|e| HebbError::Io {
+            path: self.opts.out.join("metrics.json"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        checkpoint::write_atomic(&self.opts.out.join("metrics.json"), &json)?;
+        if self.skipped > 0 {
+            eprintln!(
+                "skipped {} unreadable items; the first: {}",
+                self.skipped,
+                self.first_skipped.as_deref().unwrap_or("?")
+            );
+        }
+        Ok(Outcome::Finished(Box::new(metrics)))
+    }
+}
+
+/// Test accuracy of a checkpoint on the test split of `data` (or the recipe's folder).
+pub fn evaluate_checkpoint(
+    ctx: &GpuContext,
+    path: &Path,
+    data: Option<&Path>,
+    limit: Option<usize>,
+) -> Result<(String, f64, usize)> {
+    let ck = checkpoint::load(path)?;
+    let text = ck.meta("recipe")?.to_string();
+    let recipe = Recipe::parse(&text, &ck.path).map_err(|e| HebbError::Io {
+        path: e.path,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.message),
+    })?;
+    let overrides: Overrides = ck
+        .meta("overrides")
+        .ok()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let overrides = Overrides {
+        data: data.map(Path::to_path_buf).or(overrides.data),
+        limit,
+        ..overrides
+    };
+    let opts = TrainOptions {
+        overrides: overrides.clone(),
+        out: std::env::temp_dir(),
+        stop: Arc::new(AtomicBool::new(false)),
+        stop_after_batches: None,
+        progress_bars: false,
+    };
+    let recipe = effective_recipe(&recipe, &overrides);
+    let root = data::data_root(&recipe, overrides.data.as_deref()).map_err(data_err)?;
+    let splits = data::open(&recipe, &root).map_err(data_err)?;
+    let net = Network::new(
+        ctx,
+        &recipe,
+        splits.train.shape(),
+        splits.train.classes(),
+        ck.standardize(),
+    )?;
+    ck.restore(ctx, &net)?;
+    let features = Tensor::empty(
+        ctx,
+        "classifier features",
+        &[net.capacity * net.feature_len()],
+        DType::F32,
+    )?;
+    let check = Tensor::empty(ctx, "finite check", &[recipe.layers.len() + 1], DType::F32)?;
+    let sums = Vec::new();
+    let test_items = data::limited(splits.test.len(), limit);
+    let mut t = Trainer {
+        ctx,
+        recipe_text: text,
+        overrides,
+        opts: &opts,
+        net,
+        train: splits.train,
+        test: splits.test,
+        train_items: Vec::new(),
+        test_items,
+        labeled: Vec::new(),
+        history: Vec::new(),
+        skipped: 0,
+        first_skipped: None,
+        batches_run: 0,
+        features,
+        check,
+        sums,
+        resumed: false,
+        recipe: recipe.clone(),
+    };
+    let acc = t.evaluate(None)?;
+    Ok((recipe.name, acc, t.test_items.len()))
+}
