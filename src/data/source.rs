@@ -55,7 +55,10 @@ impl Augment {
     /// Applies the augmentation in place to one C x H x W item.
     pub fn apply(&self, shape: ItemShape, rng: &mut impl Rng, item: &mut [f32]) {
         let (h, w) = (shape.height, shape.width);
-        let p = self.crop_padding.min(h.saturating_sub(1)).min(w.saturating_sub(1));
+        let p = self
+            .crop_padding
+            .min(h.saturating_sub(1))
+            .min(w.saturating_sub(1));
         let (dy, dx) = if p > 0 {
             (
                 rng.random_range(0..=2 * p) as isize - p as isize,
@@ -355,7 +358,8 @@ impl Drop for Loader {
 pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     use rand::seq::SliceRandom;
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(epoch.wrapping_mul(0xA24B_AED4_963E_E407)));
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed.wrapping_add(epoch.wrapping_mul(0xA24B_AED4_963E_E407)));
     order.shuffle(&mut rng);
     order
 }
