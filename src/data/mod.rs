@@ -2,6 +2,7 @@
 //! naming the file in every error.
 
 pub mod cifar;
+pub mod folder;
 pub mod idx;
 pub mod mnist;
 pub mod source;
