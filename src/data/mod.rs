@@ -6,6 +6,7 @@ pub mod folder;
 pub mod idx;
 pub mod mnist;
 pub mod source;
+pub mod stl10;
 
 use std::path::{Path, PathBuf};
 
