@@ -10,6 +10,9 @@ use hebb::bench::{self, BenchBudget};
 use hebb::conformance::{self, kernels as checks};
 use hebb::gpu::{AdapterChoice, GpuContext, GpuTimer, feature_names, list_adapters};
 use hebb::kernels::gemm::GemmTiles;
+use hebb::train::{self, recipes};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +74,56 @@ enum Command {
     /// Dataset tools.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train a recipe's network: Hebbian layers, then the linear classifier on their frozen
+    /// features. With no RECIPE: the default recipe on the bundled MNIST.
+    Train {
+        /// A recipe file (recipes/*.toml) or the name of a bundled recipe.
+        recipe: Option<String>,
+        /// Dataset folder (overrides the recipe's [data] path).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Classifier epochs (overrides the recipe).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Hebbian epochs per stage (overrides the recipe).
+        #[arg(long)]
+        hebbian_epochs: Option<usize>,
+        /// Fraction of the training labels the classifier sees, in (0, 1].
+        #[arg(long)]
+        label_fraction: Option<f64>,
+        /// Use only the first N training and N test items.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Output folder: checkpoint, metrics.json, filters.png (default runs/<recipe>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run whose checkpoint is in DIR (recipe and options come from it).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["recipe", "data", "epochs", "hebbian_epochs", "label_fraction", "limit"])]
+        resume: Option<PathBuf>,
+        /// Stop with a checkpoint after N batches (to test interruption; Ctrl-C does the same).
+        #[arg(long, hide = true)]
+        stop_after: Option<usize>,
+        /// No progress bars (log lines only).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Test accuracy of a checkpoint.
+    Eval {
+        /// A checkpoint file or the folder holding checkpoint.safetensors.
+        checkpoint: PathBuf,
+        /// Dataset folder (default: the one the run used).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Use only the first N test items.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Write a PNG of a checkpoint's first-layer filters.
+    Filters {
+        checkpoint: PathBuf,
+        #[arg(long, default_value = "filters.png")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +242,101 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 case_conformance(&cli.adapter.choice(), &cases, json.as_deref())
             }
+        }
+        Command::Train {
+            recipe,
+            data,
+            epochs,
+            hebbian_epochs,
+            label_fraction,
+            limit,
+            out,
+            resume,
+            stop_after,
+            quiet,
+        } => {
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let stop = Arc::new(AtomicBool::new(false));
+            {
+                let stop = stop.clone();
+                // A second Ctrl-C while the checkpoint is written kills the process as usual.
+                let _ = ctrlc::set_handler(move || {
+                    if stop.swap(true, Ordering::SeqCst) {
+                        std::process::exit(130);
+                    }
+                    eprintln!("\ninterrupted: finishing this batch and writing a checkpoint");
+                });
+            }
+            let overrides = train::Overrides {
+                data,
+                epochs,
+                hebbian_epochs,
+                label_fraction,
+                limit,
+            };
+            let outcome = match resume {
+                Some(dir) => {
+                    let opts = train::TrainOptions {
+                        overrides,
+                        out: out.unwrap_or_else(|| dir.clone()),
+                        stop,
+                        stop_after_batches: stop_after,
+                        progress_bars: !quiet,
+                    };
+                    train::resume(&ctx, &dir, &opts)?
+                }
+                None => {
+                    let (recipe, text, path) = recipes::resolve(recipe.as_deref())?;
+                    let opts = train::TrainOptions {
+                        overrides,
+                        out: out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
+                        stop,
+                        stop_after_batches: stop_after,
+                        progress_bars: !quiet,
+                    };
+                    eprintln!(
+                        "training {} ({}) on {}",
+                        recipe.name,
+                        path,
+                        ctx.adapter_name()
+                    );
+                    train::train(&ctx, &recipe, &text, &opts)?
+                }
+            };
+            match outcome {
+                train::Outcome::Finished(m) => {
+                    println!(
+                        "{}: test accuracy {:.2}% on {} test images ({} labelled training images); {}",
+                        m.recipe,
+                        100.0 * m.test_accuracy,
+                        m.test_items,
+                        m.labeled_items,
+                        m.checkpoint.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                train::Outcome::Interrupted(_) => Ok(ExitCode::from(130)),
+            }
+        }
+        Command::Eval {
+            checkpoint,
+            data,
+            limit,
+        } => {
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let (name, acc, n) =
+                train::evaluate_checkpoint(&ctx, &checkpoint, data.as_deref(), limit)?;
+            println!("{name}: test accuracy {:.2}% on {n} test images", 100.0 * acc);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Filters { checkpoint, out } => {
+            let ck = train::checkpoint::load(&checkpoint)?;
+            let (shape, w) = ck.tensors.get("layers.0.weight").with_context(|| {
+                format!("{}: no tensor layers.0.weight", ck.path.display())
+            })?;
+            train::filters::write_png(&out, shape, w)?;
+            println!("{}", out.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Data(DataCommand::Check { dir }) => {
             let report = hebb::data::check_dir(&dir)?;

@@ -65,6 +65,17 @@ pub struct DataSpec {
     /// Random crop/flip while training the classifier (disables the feature cache).
     #[serde(default)]
     pub augment: crate::data::source::Augment,
+    /// Image folders: RandomResizedCrop (scale 0.08–1) + flip while training the classifier
+    /// (SoftHebb's ImageNet protocol), instead of `augment`.
+    #[serde(default)]
+    pub random_resized_crop: bool,
+}
+
+impl DataSpec {
+    /// Whether classifier batches are augmented (which rules out the feature cache).
+    pub fn augments(&self) -> bool {
+        !self.augment.is_identity() || self.random_resized_crop
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -12,7 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::DataError;
 use crate::data::cifar::{self, Variant};
 use crate::data::mnist::{self, Split};
-use crate::data::source::{CifarSource, IdxSource, Source};
+use crate::data::folder::{FolderAugment, FolderSource};
+use crate::data::source::{Augment, CifarSource, IdxSource, Source};
+use crate::data::stl10::{Stl10Source, Stl10Split};
 use crate::nn::recipe::{DatasetKind, Recipe};
 
 pub struct Splits {
@@ -89,11 +91,26 @@ pub fn open(recipe: &Recipe, root: &Path) -> Result<Splits, DataError> {
             };
             (open(true)?, open(false)?)
         }
-        DatasetKind::Stl10 | DatasetKind::Folder => {
-            return Err(DataError::bad(
-                root,
-                "streaming datasets are wired in below".into(),
-            ));
+        DatasetKind::Stl10 => (
+            // The labelled train split; the 100k unlabeled images are Stl10Split::Unlabeled.
+            Arc::new(Stl10Source::open(root, Stl10Split::Train, augment)?),
+            Arc::new(Stl10Source::open(root, Stl10Split::Test, Augment::default())?),
+        ),
+        DatasetKind::Folder => {
+            let size = recipe.data.image_size.unwrap_or(224);
+            let resize = recipe.data.resize.unwrap_or(size * 8 / 7);
+            // With a train/val layout these are the two splits; a folder of class folders
+            // (the ImageNet sample) holds out every 10th file as "val".
+            let train_augment = if recipe.data.random_resized_crop {
+                FolderAugment::IMAGENET
+            } else {
+                FolderAugment::Fixed(augment)
+            };
+            let eval = FolderAugment::Fixed(Augment::default());
+            (
+                Arc::new(FolderSource::open(root, "train", size, resize, train_augment)?),
+                Arc::new(FolderSource::open(root, "val", size, resize, eval)?),
+            )
         }
     };
     Ok(Splits {

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod filters;
+pub mod recipes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -734,7 +735,7 @@ impl<'a> Trainer<'a> {
         let spec = self.recipe.classifier.clone();
         let f = self.net.feature_len();
         let last = self.net.layers.len() - 1;
-        let augment = !self.recipe.data.augment.is_identity();
+        let augment = self.recipe.data.augments();
         let labeled = self.labeled.clone();
         let train = self.train.clone();
         let test = self.test.clone();

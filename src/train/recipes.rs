@@ -1,0 +1,55 @@
+//! The recipes bundled from `recipes/`, so `hebb train NAME` works from any folder.
+
+use std::path::Path;
+
+use crate::error::{HebbError, Result};
+use crate::nn::recipe::Recipe;
+
+/// (name, TOML text) of every bundled recipe; the first is the default.
+pub const BUNDLED: &[(&str, &str)] = &[
+    ("default", include_str!("../../recipes/default.toml")),
+    ("softhebb-mnist", include_str!("../../recipes/softhebb-mnist.toml")),
+    ("softhebb-cifar10", include_str!("../../recipes/softhebb-cifar10.toml")),
+    ("softhebb-imagenet", include_str!("../../recipes/softhebb-imagenet.toml")),
+    ("krotov-mnist", include_str!("../../recipes/krotov-mnist.toml")),
+    ("bcm-mnist", include_str!("../../recipes/bcm-mnist.toml")),
+    ("lagani-hpca-cifar10", include_str!("../../recipes/lagani-hpca-cifar10.toml")),
+    ("lagani-swta-cifar10", include_str!("../../recipes/lagani-swta-cifar10.toml")),
+];
+
+/// The recipe a `hebb train` argument names: a file path, or a bundled recipe's name (with or
+/// without `.toml`), or the default when None. Returns the recipe, its text and where it came
+/// from.
+pub fn resolve(arg: Option<&str>) -> Result<(Recipe, String, String)> {
+    let invalid = |path: &Path, message: String| HebbError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+    };
+    let (text, origin) = match arg {
+        None => (BUNDLED[0].1.to_string(), "bundled recipe default".to_string()),
+        Some(a) if Path::new(a).is_file() => {
+            let text = std::fs::read_to_string(a).map_err(|e| HebbError::Io {
+                path: a.into(),
+                source: e,
+            })?;
+            (text, a.to_string())
+        }
+        Some(a) => {
+            let name = a.trim_end_matches(".toml");
+            let name = name.rsplit('/').next().unwrap_or(name);
+            match BUNDLED.iter().find(|(n, _)| *n == name) {
+                Some((n, t)) => (t.to_string(), format!("bundled recipe {n}")),
+                None => {
+                    let names: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
+                    return Err(invalid(
+                        Path::new(a),
+                        format!("no such file, and no bundled recipe of that name; bundled: {}", names.join(", ")),
+                    ));
+                }
+            }
+        }
+    };
+    let recipe = Recipe::parse(&text, Path::new(&origin))
+        .map_err(|e| invalid(&e.path, e.message))?;
+    Ok((recipe, text, origin))
+}
