@@ -14,3 +14,4 @@ mod conformance;
 mod data;
 mod portability;
 mod runtime;
+mod train;

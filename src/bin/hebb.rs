@@ -326,14 +326,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ctx = GpuContext::new(&cli.adapter.choice())?;
             let (name, acc, n) =
                 train::evaluate_checkpoint(&ctx, &checkpoint, data.as_deref(), limit)?;
-            println!("{name}: test accuracy {:.2}% on {n} test images", 100.0 * acc);
+            println!(
+                "{name}: test accuracy {:.2}% on {n} test images",
+                100.0 * acc
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Filters { checkpoint, out } => {
             let ck = train::checkpoint::load(&checkpoint)?;
-            let (shape, w) = ck.tensors.get("layers.0.weight").with_context(|| {
-                format!("{}: no tensor layers.0.weight", ck.path.display())
-            })?;
+            let (shape, w) = ck
+                .tensors
+                .get("layers.0.weight")
+                .with_context(|| format!("{}: no tensor layers.0.weight", ck.path.display()))?;
             train::filters::write_png(&out, shape, w)?;
             println!("{}", out.display());
             Ok(ExitCode::SUCCESS)

@@ -221,6 +221,21 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             GemmKernel::Tiled,
         ));
     }
+    // The shape-chosen tile candidates (GemmTiles::for_shape) on the layer shapes that pick
+    // them: forward U = P·Wᵀ (skinny N) and update ΔW = Yᵀ·P (tiny output, long K).
+    for tiles in GemmTiles::candidates(ctx).iter().skip(1) {
+        cases.push((
+            Gemm::new(65, 10, 257).trans(false, true).tiles(*tiles),
+            GemmKernel::Tiled,
+        ));
+        cases.push((
+            Gemm::new(37, 25, 1000)
+                .trans(true, false)
+                .scale(1.0, 0.5)
+                .tiles(*tiles),
+            GemmKernel::Tiled,
+        ));
+    }
     // Hebbian update shape dW = Yᵀ·X: (C x N)·(N x D), with Y stored N x C.
     cases.push((
         Gemm::new(33, 100, 5000)

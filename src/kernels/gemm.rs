@@ -84,6 +84,55 @@ impl GemmTiles {
         tn: 4,
     };
 
+    /// The candidates `for_shape` picks from on this device type: the default first, then
+    /// narrower blocks for the skinny products of small layers and classifiers.
+    pub fn candidates(ctx: &GpuContext) -> &'static [GemmTiles] {
+        const fn t(bm: u32, bn: u32, tm: u32, tn: u32) -> GemmTiles {
+            GemmTiles {
+                bm,
+                bn,
+                bk: 16,
+                tm,
+                tn,
+            }
+        }
+        const CPU_SET: [GemmTiles; 4] = [
+            GemmTiles::CPU,
+            t(64, 64, 8, 8),
+            t(64, 16, 8, 4),
+            t(16, 64, 4, 8),
+        ];
+        const GPU_SET: [GemmTiles; 4] = [
+            GemmTiles::GPU,
+            t(64, 64, 4, 4),
+            t(128, 16, 8, 4),
+            t(16, 128, 4, 8),
+        ];
+        if ctx.info.device_type == wgpu::DeviceType::Cpu {
+            &CPU_SET
+        } else {
+            &GPU_SET
+        }
+    }
+
+    /// The candidate with the least estimated work for an M x N output: the padded output
+    /// Mp·Np (what the workgroups compute, ragged edges included) times a tile-load overhead
+    /// 1 + 8·(1/BM + 1/BN) (each BK step loads BM + BN values for BM·BN FMAs).
+    pub fn for_shape(ctx: &GpuContext, m: usize, n: usize) -> GemmTiles {
+        let cost = |t: &GemmTiles| {
+            let (bm, bn) = (t.bm as usize, t.bn as usize);
+            let padded = (m.div_ceil(bm) * bm * n.div_ceil(bn) * bn) as f64;
+            padded * (1.0 + 8.0 * (1.0 / bm as f64 + 1.0 / bn as f64))
+        };
+        let mut best = Self::candidates(ctx)[0];
+        for t in Self::candidates(ctx) {
+            if cost(t) < cost(&best) {
+                best = *t;
+            }
+        }
+        best
+    }
+
     /// Default tiles for this adapter's device type.
     pub fn for_adapter(ctx: &GpuContext) -> GemmTiles {
         if ctx.info.device_type == wgpu::DeviceType::Cpu {
@@ -230,6 +279,13 @@ impl Gemm {
 
     pub fn tiles(mut self, tiles: GemmTiles) -> Self {
         self.tiles = Some(tiles);
+        self
+    }
+
+    /// Picks the tiles for this output shape (`GemmTiles::for_shape`) instead of the
+    /// adapter's single default.
+    pub fn shaped(mut self, ctx: &GpuContext) -> Self {
+        self.tiles = Some(GemmTiles::for_shape(ctx, self.m, self.n));
         self
     }
 

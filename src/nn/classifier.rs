@@ -88,7 +88,7 @@ impl Linear {
         let (f, k) = (self.features, self.classes);
         gemm::gemm(
             rec,
-            &Gemm::new(n, k, f).trans(false, true),
+            &Gemm::new(n, k, f).shaped(rec.ctx).trans(false, true),
             x,
             &self.w,
             &self.grad,
@@ -122,7 +122,7 @@ impl Linear {
         )?;
         gemm::gemm(
             rec,
-            &Gemm::new(k, f, n).trans(true, false),
+            &Gemm::new(k, f, n).shaped(rec.ctx).trans(true, false),
             &self.grad,
             x,
             &self.dw,

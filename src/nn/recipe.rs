@@ -126,6 +126,9 @@ pub struct HebbianSpec {
     pub batch: usize,
     #[serde(default)]
     pub lr_schedule: HebbLrSchedule,
+    /// Images each Hebbian epoch visits (the first of the epoch's shuffled order; default all).
+    #[serde(default)]
+    pub images_per_epoch: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -8,6 +8,7 @@ pub mod classifier;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
+pub mod network;
 pub mod norm;
 pub mod pool;
 pub mod reduce;

@@ -310,7 +310,7 @@ impl GpuRule {
         let naive = self.path == UpdatePath::Naive;
         // U = X·Wᵀ (N x C).
         let project = |rec: &mut Recorder<'_>, weights: &Tensor, out: &Tensor| {
-            let g = Gemm::new(n, c, d).trans(false, true);
+            let g = Gemm::new(n, c, d).shaped(rec.ctx).trans(false, true);
             if naive {
                 gemm::gemm_naive(rec, &g, x, weights, out)
             } else {
@@ -423,7 +423,10 @@ impl GpuRule {
                         rec, kind, x, w, &b.y, &b.u, n, c, d, inv_n, chunk, terms, &b.tmp_cd,
                     )?;
                 } else {
-                    let mixing = Gemm::new(c, c, n).trans(true, false).scale(inv_n, 0.0);
+                    let mixing = Gemm::new(c, c, n)
+                        .shaped(rec.ctx)
+                        .trans(true, false)
+                        .scale(inv_n, 0.0);
                     gemm::gemm(rec, &mixing, &b.y, &b.u, &b.cc)?;
                     let m = if hica {
                         hebbian::tril_scale(rec, &b.cc, c, 1.0, &b.cc2)?;
@@ -431,7 +434,7 @@ impl GpuRule {
                     } else {
                         &b.cc
                     };
-                    gemm::gemm(rec, &Gemm::new(c, d, c), m, w, &b.tmp_cd)?;
+                    gemm::gemm(rec, &Gemm::new(c, d, c).shaped(rec.ctx), m, w, &b.tmp_cd)?;
                 }
                 if matches!(self.config.preset, Preset::LaganiIcaNrm { .. }) {
                     hebbian::ica_nrm_update(rec, &b.tmp_cd, w, c, d, &b.dw)?;
@@ -538,7 +541,7 @@ impl GpuRule {
             } => {
                 let m = self.lateral.as_ref().expect("built with the layer");
                 project(rec, w, &b.tmp_nc)?;
-                let lateral = Gemm::new(n, c, c).trans(false, true);
+                let lateral = Gemm::new(n, c, c).shaped(rec.ctx).trans(false, true);
                 if naive {
                     gemm::gemm_naive(rec, &lateral, &b.tmp_nc, m, &b.u)?;
                 } else {
@@ -579,7 +582,10 @@ impl GpuRule {
                         &b.dw,
                     )?;
                 } else {
-                    let hebb = Gemm::new(c, d, n).trans(true, false).scale(inv_b, 0.0);
+                    let hebb = Gemm::new(c, d, n)
+                        .shaped(rec.ctx)
+                        .trans(true, false)
+                        .scale(inv_b, 0.0);
                     gemm::gemm(rec, &hebb, &b.q, x, &b.dw)?;
                 }
             }
@@ -655,12 +661,15 @@ impl GpuRule {
                 &b.dw,
             );
         }
-        let gram = Gemm::new(c, c, n).trans(true, false);
+        let gram = Gemm::new(c, c, n).shaped(rec.ctx).trans(true, false);
         gemm::gemm(rec, &gram, &b.g, &b.g, &b.cc)?;
         hebbian::tril_scale(rec, &b.cc, c, -s, &b.cc2)?;
-        let hebb = Gemm::new(c, d, n).trans(true, false).scale(s, 0.0);
+        let hebb = Gemm::new(c, d, n)
+            .shaped(rec.ctx)
+            .trans(true, false)
+            .scale(s, 0.0);
         gemm::gemm(rec, &hebb, &b.g, x, &b.dw)?;
-        let decay = Gemm::new(c, d, c).scale(1.0, 1.0);
+        let decay = Gemm::new(c, d, c).shaped(rec.ctx).scale(1.0, 1.0);
         gemm::gemm(rec, &decay, &b.cc2, &self.w, &b.dw)
     }
 
@@ -690,7 +699,10 @@ impl GpuRule {
             reduce::col_reduce(rec, ReduceOp::Sum, &b.q, n, c, &b.col_b)?;
             let (factor, decay) = (RowFactor::Value, &b.col_b);
             hebbian::scale_rows(rec, factor, &self.w, decay, c, d, -1.0, &b.tmp_cd)?;
-            let hebb = Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0);
+            let hebb = Gemm::new(c, d, n)
+                .shaped(rec.ctx)
+                .trans(true, false)
+                .scale(1.0, 1.0);
             gemm::gemm(rec, &hebb, &b.q, x, &b.tmp_cd)?;
         }
         let factor = RowFactor::InverseGuarded;
@@ -727,7 +739,10 @@ impl GpuRule {
             reduce::col_dot(rec, &b.g, &b.u, n, c, &b.col_a)?;
             let factor = RowFactor::Value;
             hebbian::scale_rows(rec, factor, &self.w, &b.col_a, c, d, -1.0, &b.tmp_cd)?;
-            let hebb = Gemm::new(c, d, n).trans(true, false).scale(1.0, 1.0);
+            let hebb = Gemm::new(c, d, n)
+                .shaped(rec.ctx)
+                .trans(true, false)
+                .scale(1.0, 1.0);
             gemm::gemm(rec, &hebb, &b.g, x, &b.tmp_cd)?;
         }
         reduce::global_reduce(rec, ReduceOp::AbsMax, &b.tmp_cd, &b.max1)?;

@@ -11,8 +11,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::DataError;
 use crate::data::cifar::{self, Variant};
-use crate::data::mnist::{self, Split};
 use crate::data::folder::{FolderAugment, FolderSource};
+use crate::data::mnist::{self, Split};
 use crate::data::source::{Augment, CifarSource, IdxSource, Source};
 use crate::data::stl10::{Stl10Source, Stl10Split};
 use crate::nn::recipe::{DatasetKind, Recipe};
@@ -94,7 +94,11 @@ pub fn open(recipe: &Recipe, root: &Path) -> Result<Splits, DataError> {
         DatasetKind::Stl10 => (
             // The labelled train split; the 100k unlabeled images are Stl10Split::Unlabeled.
             Arc::new(Stl10Source::open(root, Stl10Split::Train, augment)?),
-            Arc::new(Stl10Source::open(root, Stl10Split::Test, Augment::default())?),
+            Arc::new(Stl10Source::open(
+                root,
+                Stl10Split::Test,
+                Augment::default(),
+            )?),
         ),
         DatasetKind::Folder => {
             let size = recipe.data.image_size.unwrap_or(224);
@@ -108,7 +112,13 @@ pub fn open(recipe: &Recipe, root: &Path) -> Result<Splits, DataError> {
             };
             let eval = FolderAugment::Fixed(Augment::default());
             (
-                Arc::new(FolderSource::open(root, "train", size, resize, train_augment)?),
+                Arc::new(FolderSource::open(
+                    root,
+                    "train",
+                    size,
+                    resize,
+                    train_augment,
+                )?),
                 Arc::new(FolderSource::open(root, "val", size, resize, eval)?),
             )
         }

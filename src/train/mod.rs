@@ -368,17 +368,20 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    /// The Hebbian batches of an epoch: the first `visit` items of its shuffled order, from
+    /// batch `first` on (no augmentation: the rules learn from the plain images).
     fn loader(
         &self,
         items: &[usize],
+        visit: usize,
         first: usize,
         batch: usize,
         epoch: u64,
-        augment: bool,
         salt: u64,
     ) -> Loader {
         let order: Vec<usize> = epoch_order(items.len(), self.recipe.seed ^ salt, epoch)
             .into_iter()
+            .take(visit)
             .map(|i| items[i])
             .collect();
         Loader::new(
@@ -391,7 +394,7 @@ impl<'a> Trainer<'a> {
                 prefetch: 2,
                 seed: self.recipe.seed,
                 epoch,
-                augment,
+                augment: false,
             },
         )
     }
@@ -512,8 +515,14 @@ impl<'a> Trainer<'a> {
                 self.net.layers[i].rule.lr_scale = scale;
             }
             let salt = 0x4EBB_0000 + pos.stage as u64;
-            let loader = self.loader(&items, pos.batch, batch, epoch as u64, false, salt);
-            let total = items.len();
+            let visit = self
+                .recipe
+                .hebbian
+                .images_per_epoch
+                .unwrap_or(items.len())
+                .min(items.len());
+            let loader = self.loader(&items, visit, pos.batch, batch, epoch as u64, salt);
+            let total = visit;
             let pb = bar(
                 total,
                 format!("{} epoch {}", stage.label(), epoch + 1),
@@ -526,10 +535,18 @@ impl<'a> Trainer<'a> {
                 self.note_skipped(&b.skipped);
                 if b.len > 0 {
                     let mut rec = Recorder::new(self.ctx);
+                    // The last learning block skips its forward output unless an output
+                    // batch norm must update its running statistics from it.
+                    let skip_output: Vec<bool> = self
+                        .net
+                        .layers
+                        .iter()
+                        .map(|l| l.output_bn.is_none())
+                        .collect();
                     let mode_of = |i: usize| {
                         if !learning.contains(&i) {
                             Mode::Frozen
-                        } else if i == upto {
+                        } else if i == upto && skip_output[i] {
                             Mode::LearnOnly
                         } else {
                             Mode::Learn

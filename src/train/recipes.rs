@@ -8,13 +8,31 @@ use crate::nn::recipe::Recipe;
 /// (name, TOML text) of every bundled recipe; the first is the default.
 pub const BUNDLED: &[(&str, &str)] = &[
     ("default", include_str!("../../recipes/default.toml")),
-    ("softhebb-mnist", include_str!("../../recipes/softhebb-mnist.toml")),
-    ("softhebb-cifar10", include_str!("../../recipes/softhebb-cifar10.toml")),
-    ("softhebb-imagenet", include_str!("../../recipes/softhebb-imagenet.toml")),
-    ("krotov-mnist", include_str!("../../recipes/krotov-mnist.toml")),
+    (
+        "softhebb-mnist",
+        include_str!("../../recipes/softhebb-mnist.toml"),
+    ),
+    (
+        "softhebb-cifar10",
+        include_str!("../../recipes/softhebb-cifar10.toml"),
+    ),
+    (
+        "softhebb-imagenet",
+        include_str!("../../recipes/softhebb-imagenet.toml"),
+    ),
+    (
+        "krotov-mnist",
+        include_str!("../../recipes/krotov-mnist.toml"),
+    ),
     ("bcm-mnist", include_str!("../../recipes/bcm-mnist.toml")),
-    ("lagani-hpca-cifar10", include_str!("../../recipes/lagani-hpca-cifar10.toml")),
-    ("lagani-swta-cifar10", include_str!("../../recipes/lagani-swta-cifar10.toml")),
+    (
+        "lagani-hpca-cifar10",
+        include_str!("../../recipes/lagani-hpca-cifar10.toml"),
+    ),
+    (
+        "lagani-swta-cifar10",
+        include_str!("../../recipes/lagani-swta-cifar10.toml"),
+    ),
 ];
 
 /// The recipe a `hebb train` argument names: a file path, or a bundled recipe's name (with or
@@ -26,7 +44,10 @@ pub fn resolve(arg: Option<&str>) -> Result<(Recipe, String, String)> {
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
     };
     let (text, origin) = match arg {
-        None => (BUNDLED[0].1.to_string(), "bundled recipe default".to_string()),
+        None => (
+            BUNDLED[0].1.to_string(),
+            "bundled recipe default".to_string(),
+        ),
         Some(a) if Path::new(a).is_file() => {
             let text = std::fs::read_to_string(a).map_err(|e| HebbError::Io {
                 path: a.into(),
@@ -43,13 +64,16 @@ pub fn resolve(arg: Option<&str>) -> Result<(Recipe, String, String)> {
                     let names: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
                     return Err(invalid(
                         Path::new(a),
-                        format!("no such file, and no bundled recipe of that name; bundled: {}", names.join(", ")),
+                        format!(
+                            "no such file, and no bundled recipe of that name; bundled: {}",
+                            names.join(", ")
+                        ),
                     ));
                 }
             }
         }
     };
-    let recipe = Recipe::parse(&text, Path::new(&origin))
-        .map_err(|e| invalid(&e.path, e.message))?;
+    let recipe =
+        Recipe::parse(&text, Path::new(&origin)).map_err(|e| invalid(&e.path, e.message))?;
     Ok((recipe, text, origin))
 }

@@ -1,0 +1,395 @@
+//! `hebb train` end to end on small subsets of the bundled MNIST (Vulkan): a run finishes with
+//! its outputs, an interrupted run resumes to the bit-identical result, NaN stops training with
+//! the layer named, and bad recipes and checkpoints are errors naming what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use hebb::gpu::GpuContext;
+use hebb::nn::recipe::Recipe;
+use hebb::train::{self, Outcome, Overrides, TrainOptions, checkpoint, recipes};
+
+use crate::common;
+
+/// A small network: 8 SoftHebb filters 5x5, max pool, linear classifier.
+const TINY: &str = r#"
+name = "tiny"
+seed = 3
+[data]
+dataset = "mnist"
+[hebbian]
+schedule = "greedy"
+epochs = 1
+batch = 16
+[[layer]]
+channels = 8
+kernel = 5
+padding = 2
+padding_mode = "reflect"
+input_norm = "batch"
+rule = { preset = "softhebb/softkrotov", params = { t_invert = 1.0, optimizer = { kind = "softhebb-adaptive", lr = 0.08, power = 0.5 } } }
+init = { kind = "radius", radius = 25.0 }
+activation = { kind = "triangle", power = 0.7 }
+pool = { kind = "max", kernel = 4, stride = 4 }
+[classifier]
+epochs = 2
+batch = 32
+optimizer = { kind = "adam", lr = 2e-3 }
+dropout = 0.25
+"#;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hebb-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn options(out: &Path, stop_after: Option<usize>) -> TrainOptions {
+    TrainOptions {
+        overrides: Overrides {
+            limit: Some(480),
+            ..Default::default()
+        },
+        out: out.to_path_buf(),
+        stop: Arc::new(AtomicBool::new(false)),
+        stop_after_batches: stop_after,
+        progress_bars: false,
+    }
+}
+
+fn vulkan() -> Option<GpuContext> {
+    common::context("vulkan")
+}
+
+fn tiny() -> Recipe {
+    Recipe::parse(TINY, Path::new("tiny.toml")).expect("the tiny recipe parses")
+}
+
+#[test]
+fn a_run_writes_checkpoint_metrics_and_filters_and_learns() {
+    let Some(ctx) = vulkan() else { return };
+    let out = scratch("run");
+    let m = match train::train(&ctx, &tiny(), TINY, &options(&out, None)).unwrap() {
+        Outcome::Finished(m) => m,
+        Outcome::Interrupted(_) => panic!("the run was not asked to stop"),
+    };
+    // 10 classes: chance is 10%; 8 Hebbian filters and 2 epochs on 480 images do far better.
+    assert!(m.test_accuracy > 0.5, "test accuracy {}", m.test_accuracy);
+    assert_eq!(m.test_items, 480);
+    assert_eq!(
+        m.epochs.len(),
+        3,
+        "one Hebbian and two classifier epochs: {:?}",
+        m.epochs
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(json["recipe"], "tiny");
+    assert_eq!(json["test_accuracy"].as_f64(), Some(m.test_accuracy));
+    assert_eq!(json["recipe_sha256"].as_str().map(str::len), Some(64));
+    let png = image::open(out.join("filters.png")).unwrap();
+    assert!(png.width() > 16 && png.height() > 16);
+    // The checkpoint holds PyTorch-layout weights; eval reproduces the accuracy.
+    let ck = checkpoint::load(&out).unwrap();
+    assert_eq!(ck.tensors["layers.0.weight"].0, vec![8, 1, 5, 5]);
+    assert_eq!(ck.tensors["classifier.weight"].0, vec![10, 8 * 7 * 7]);
+    let (_, acc, n) = train::evaluate_checkpoint(&ctx, &out, None, Some(480)).unwrap();
+    assert_eq!(n, 480);
+    assert_eq!(acc, m.test_accuracy);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_weights() {
+    let Some(ctx) = vulkan() else { return };
+    let straight = scratch("straight");
+    let Outcome::Finished(a) =
+        train::train(&ctx, &tiny(), TINY, &options(&straight, None)).unwrap()
+    else {
+        panic!("the straight run stopped")
+    };
+    // Stop inside the Hebbian epoch (30 batches of 16), resume, stop inside the first
+    // classifier epoch (15 batches of 32), resume to the end.
+    let split = scratch("split");
+    let first = train::train(&ctx, &tiny(), TINY, &options(&split, Some(11))).unwrap();
+    assert!(matches!(first, Outcome::Interrupted(_)));
+    let second = train::resume(&ctx, &split, &options(&split, Some(25))).unwrap();
+    assert!(matches!(second, Outcome::Interrupted(_)));
+    let Outcome::Finished(b) = train::resume(&ctx, &split, &options(&split, None)).unwrap() else {
+        panic!("the resumed run stopped again")
+    };
+    assert!(b.resumed);
+    let ca = checkpoint::load(&straight).unwrap();
+    let cb = checkpoint::load(&split).unwrap();
+    for name in [
+        "layers.0.weight",
+        "layers.0.input_bn.running_mean",
+        "classifier.weight",
+        "classifier.state1",
+    ] {
+        assert!(
+            ca.tensors[name].1 == cb.tensors[name].1,
+            "{name} differs between the straight and the resumed run"
+        );
+    }
+    assert_eq!(a.test_accuracy, b.test_accuracy);
+    let _ = std::fs::remove_dir_all(&straight);
+    let _ = std::fs::remove_dir_all(&split);
+}
+
+#[test]
+fn nan_weights_stop_training_naming_the_layer() {
+    let Some(ctx) = vulkan() else { return };
+    // Weights of 1e30 overflow U = X·Wᵀ on the first step.
+    let text = TINY.replace(
+        r#"init = { kind = "radius", radius = 25.0 }"#,
+        r#"init = { kind = "normal", std = 1e30 }"#,
+    );
+    let recipe = Recipe::parse(&text, Path::new("nan.toml")).unwrap();
+    let out = scratch("nan");
+    let err = match train::train(&ctx, &recipe, &text, &options(&out, None)) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("training on overflowing weights did not stop"),
+    };
+    assert!(err.contains("layer 0") && err.contains("NaN/Inf"), "{err}");
+    assert!(
+        !out.join(checkpoint::FILE).exists(),
+        "a checkpoint of NaN weights was written"
+    );
+}
+
+#[test]
+fn bad_recipes_are_errors_naming_the_line_or_layer() {
+    let unknown_key = TINY.replace("dropout = 0.25", "dropout = 0.25\ndropuot = 0.5");
+    let e = Recipe::parse(&unknown_key, Path::new("r.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("r.toml") && e.contains("line") && e.contains("dropuot"),
+        "{e}"
+    );
+
+    let unknown_preset = TINY.replace("softhebb/softkrotov", "softhebb/nonsense");
+    let e = Recipe::parse(&unknown_preset, Path::new("r.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("softhebb/nonsense") && e.contains("line"), "{e}");
+
+    let unknown_layer = TINY.replace("channels = 8", "kind = \"deconv\"\nchannels = 8");
+    let e = Recipe::parse(&unknown_layer, Path::new("r.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("deconv"), "{e}");
+
+    let Some(ctx) = vulkan() else { return };
+    // A 40x40 kernel on a 28x28 image.
+    let too_big = TINY.replace("kernel = 5", "kernel = 40");
+    let r = Recipe::parse(&too_big, Path::new("r.toml")).unwrap();
+    let e = match train::train(&ctx, &r, &too_big, &options(&scratch("big"), None)) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a kernel larger than its input was accepted"),
+    };
+    assert!(e.contains("layer 0") && e.contains("larger than"), "{e}");
+    // A second layer whose kernel does not fit the first one's pooled 7x7 output.
+    let chained = format!(
+        "{}\n{}",
+        TINY.split("[classifier]").next().unwrap(),
+        r#"[[layer]]
+channels = 4
+kernel = 9
+rule = { preset = "softhebb/softkrotov", params = { t_invert = 1.0, optimizer = { kind = "softhebb-adaptive", lr = 0.08, power = 0.5 } } }
+init = { kind = "radius", radius = 25.0 }
+activation = { kind = "relu" }
+[classifier]
+epochs = 1
+batch = 32
+optimizer = { kind = "adam", lr = 1e-3 }
+"#
+    );
+    let r = Recipe::parse(&chained, Path::new("r.toml")).unwrap();
+    let e = match train::train(&ctx, &r, &chained, &options(&scratch("chain"), None)) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("layers whose shapes do not chain were accepted"),
+    };
+    assert!(e.contains("layer 1") && e.contains("9x9"), "{e}");
+}
+
+#[test]
+fn every_bundled_recipe_parses_and_its_network_chains() {
+    for (name, _) in recipes::BUNDLED {
+        let (r, _, _) = recipes::resolve(Some(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.name, *name);
+    }
+    let e = recipes::resolve(Some("no-such-recipe"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bundled: default"), "{e}");
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_an_error_naming_the_file() {
+    let dir = scratch("corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(checkpoint::FILE);
+    std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+    let e = checkpoint::load(&dir)
+        .err()
+        .expect("a corrupt checkpoint loaded")
+        .to_string();
+    assert!(e.contains("checkpoint.safetensors"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One-block networks of each forward flavour, frozen, against `reference::network`.
+#[test]
+fn network_forward_matches_the_float64_reference() {
+    use hebb::data::source::ItemShape;
+    use hebb::gpu::Recorder;
+    use hebb::nn::layer::Mode;
+    use hebb::nn::network::Network;
+    use hebb::reference::dense::Mat;
+    use hebb::reference::network::{BlockStats, block_forward};
+    use rand::{Rng, SeedableRng};
+
+    let Some(ctx) = vulkan() else { return };
+    let seed = common::seed();
+    let sgd = r#"optimizer = { kind = "sgd", lr = 0.01, momentum = 0.0, nesterov = false, weight_decay = 0.0 }"#;
+    // (name, input shape, layer table)
+    let blocks: Vec<(&str, ItemShape, String)> = vec![
+        (
+            "softhebb conv: input BN, reflect, triangle, max pool",
+            ItemShape { channels: 3, height: 13, width: 11 },
+            r#"channels = 7
+kernel = [5, 3]
+padding = [2, 1]
+padding_mode = "reflect"
+input_norm = "batch"
+rule = { preset = "softhebb/softkrotov", params = { t_invert = 1.0, optimizer = { kind = "softhebb-adaptive", lr = 0.08, power = 0.5 } } }
+init = { kind = "radius", radius = 2.0 }
+activation = { kind = "triangle", power = 0.7 }
+pool = { kind = "max", kernel = 4, stride = 2, padding = 1 }"#
+                .to_string(),
+        ),
+        (
+            "lagani conv: WTA projection, relu, stride 2, avg pool, modified BN",
+            ItemShape { channels: 2, height: 12, width: 12 },
+            format!(
+                r#"channels = 33
+kernel = 3
+stride = 2
+rule = {{ preset = "lagani/soft-wta-exp", params = {{ temperature = 0.02, {sgd} }} }}
+init = {{ kind = "uniform_fan_in" }}
+activation = {{ kind = "relu" }}
+pool = {{ kind = "avg", kernel = 2, stride = 1, padding = 1 }}
+output_norm = "modified""#
+            ),
+        ),
+        (
+            "krotov linear: unit-norm inputs, W̃ = sign|W|^2, relu^4.5",
+            ItemShape { channels: 1, height: 7, width: 5 },
+            format!(
+                r#"kind = "linear"
+channels = 65
+unit_norm_input = true
+rule = {{ preset = "krotov/hopfield", params = {{ p = 3.0, k = 2, delta = 0.4, prec = 1e-30, {sgd} }} }}
+init = {{ kind = "normal", std = 0.3 }}
+activation = {{ kind = "relu_pow", power = 4.5 }}"#
+            ),
+        ),
+        (
+            "bcm linear: lateral M, logistic, output BN",
+            ItemShape { channels: 1, height: 6, width: 6 },
+            format!(
+                r#"kind = "linear"
+channels = 9
+rule = {{ preset = "bcm/curti", params = {{ activation = "logistic", lateral_strength = -0.1, gamma = 0.5, theta_eps = 1e-30, {sgd} }} }}
+init = {{ kind = "glorot_normal" }}
+activation = {{ kind = "logistic" }}
+output_norm = "batch""#
+            ),
+        ),
+    ];
+    for (i, (name, input, layer)) in blocks.iter().enumerate() {
+        let text = format!(
+            "name = \"block\"\nseed = {}\n[data]\ndataset = \"mnist\"\n[hebbian]\nschedule = \"greedy\"\nepochs = 1\nbatch = 3\n[[layer]]\n{layer}\n[classifier]\nepochs = 1\nbatch = 3\noptimizer = {{ kind = \"adam\", lr = 1e-3 }}\n",
+            seed % 1000
+        );
+        let recipe = Recipe::parse(&text, Path::new("block.toml")).unwrap();
+        let mut net = Network::new(&ctx, &recipe, *input, 10, None).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ i as u64);
+        let batch = 3;
+        let x: Vec<f32> = (0..batch * input.len())
+            .map(|_| rng.random_range(-1.0..1.5))
+            .collect();
+        // Non-trivial running statistics.
+        let mut stats = |t: Option<&hebb::nn::layer::BnState>| -> Option<(Vec<f64>, Vec<f64>)> {
+            let bn = t?;
+            let m: Vec<f32> = (0..bn.channels)
+                .map(|_| rng.random_range(-0.5..0.5))
+                .collect();
+            let v: Vec<f32> = (0..bn.channels)
+                .map(|_| rng.random_range(0.2..2.0))
+                .collect();
+            bn.mean.write_f32(&ctx, &m).unwrap();
+            bn.var.write_f32(&ctx, &v).unwrap();
+            Some((
+                m.iter().map(|&a| a as f64).collect(),
+                v.iter().map(|&a| a as f64).collect(),
+            ))
+        };
+        let layer = &net.layers[0];
+        let st = BlockStats {
+            input: stats(layer.input_bn.as_ref()),
+            output: stats(layer.output_bn.as_ref()),
+        };
+        let (c, d) = (layer.rule.c, layer.rule.d);
+        let w = Mat::from_vec(
+            c,
+            d,
+            layer
+                .rule
+                .w
+                .to_f32_vec(&ctx)
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect(),
+        );
+        let lateral = layer.rule.lateral().map(|m| {
+            Mat::from_vec(
+                c,
+                c,
+                m.to_f32_vec(&ctx)
+                    .unwrap()
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect(),
+            )
+        });
+        let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let want = block_forward(
+            &layer.spec,
+            &layer.shape,
+            &w,
+            lateral.as_ref(),
+            &st,
+            &xs,
+            batch,
+        );
+        let len = batch * layer.shape.output.len();
+        let mut rec = Recorder::new(&ctx);
+        let out = net
+            .forward(&ctx, &mut rec, &x, batch, 0, |_| Mode::Frozen)
+            .unwrap();
+        out.poison_nan(&ctx);
+        let out = net
+            .forward(&ctx, &mut rec, &x, batch, 0, |_| Mode::Frozen)
+            .unwrap();
+        rec.submit();
+        let got = out.to_f32_vec(&ctx).unwrap();
+        let got: Vec<f64> = got[..len].iter().map(|&v| v as f64).collect();
+        let err = hebb::conformance::rel_err(&got, &want);
+        assert!(err < 2e-5, "{name}: relative error {err:.2e} (seed {seed})");
+    }
+}
