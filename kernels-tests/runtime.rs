@@ -12,11 +12,12 @@ use hebb::kernels::gemm::{self, Gemm, GemmParams};
 use hebb::kernels::hebbian::{HebbParams, NaiveParams, OptimParams};
 use hebb::kernels::im2col::Im2colParams;
 use hebb::kernels::norm::NormParams;
+use hebb::kernels::layout::LayoutParams;
 use hebb::kernels::pool::PoolParams;
 use hebb::kernels::reduce::ReduceParams;
 use hebb::kernels::{
     CAST_WGSL, CLASSIFIER_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL,
-    IM2COL_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, REDUCE_WGSL,
+    IM2COL_WGSL, LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, REDUCE_WGSL,
 };
 
 use crate::common;
@@ -47,6 +48,7 @@ fn params_structs_match_wgsl() {
         (IM2COL_WGSL, size_of::<Im2colParams>(), 16),
         (CLASSIFIER_WGSL, size_of::<ClassifierParams>(), 8),
         (POOL_WGSL, size_of::<PoolParams>(), 12),
+        (LAYOUT_WGSL, size_of::<LayoutParams>(), 4),
         (NORM_WGSL, size_of::<NormParams>(), 8),
         (HEBBIAN_WGSL, size_of::<HebbParams>(), 12),
         (OPTIM_WGSL, size_of::<OptimParams>(), 12),
