@@ -7,17 +7,18 @@ use hebb::HebbError;
 use hebb::gpu::kernel_cache::validate_wgsl;
 use hebb::gpu::{AdapterChoice, DType, GpuContext, Recorder, Tensor};
 use hebb::kernels::classifier::ClassifierParams;
+use hebb::kernels::conv::ConvParams;
 use hebb::kernels::elementwise::{CastParams, ElementwiseParams};
 use hebb::kernels::gemm::{self, Gemm, GemmParams};
 use hebb::kernels::hebbian::{HebbParams, NaiveParams, OptimParams};
 use hebb::kernels::im2col::Im2colParams;
-use hebb::kernels::norm::NormParams;
 use hebb::kernels::layout::LayoutParams;
+use hebb::kernels::norm::NormParams;
 use hebb::kernels::pool::PoolParams;
 use hebb::kernels::reduce::ReduceParams;
 use hebb::kernels::{
-    CAST_WGSL, CLASSIFIER_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL,
-    IM2COL_WGSL, LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, REDUCE_WGSL,
+    CAST_WGSL, CLASSIFIER_WGSL, CONV_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, HEBBIAN_NAIVE_WGSL,
+    HEBBIAN_WGSL, IM2COL_WGSL, LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, REDUCE_WGSL,
 };
 
 use crate::common;
@@ -46,6 +47,7 @@ fn params_structs_match_wgsl() {
         (ELEMENTWISE_WGSL, size_of::<ElementwiseParams>(), 8),
         (CAST_WGSL, size_of::<CastParams>(), 4),
         (IM2COL_WGSL, size_of::<Im2colParams>(), 16),
+        (CONV_WGSL, size_of::<ConvParams>(), 24),
         (CLASSIFIER_WGSL, size_of::<ClassifierParams>(), 8),
         (POOL_WGSL, size_of::<PoolParams>(), 12),
         (LAYOUT_WGSL, size_of::<LayoutParams>(), 4),
