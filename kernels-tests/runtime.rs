@@ -137,6 +137,57 @@ fn gemm_rejects_short_operands_with_named_error() {
 }
 
 #[test]
+fn conv_launchers_reject_short_tensors_and_aliasing_with_named_errors() {
+    use hebb::kernels::conv;
+    use hebb::kernels::im2col::ConvGeometry;
+    let ctx = any_context();
+    // (2, 3, 9, 9), 3x3 stride 1 pad 1: N = 2·81 = 162, D = 27.
+    let g = ConvGeometry {
+        batch: 2,
+        in_channels: 3,
+        h: 9,
+        w: 9,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        reflect: true,
+    };
+    let x = Tensor::from_f32(&ctx, "images", &[2 * 3 * 81], &[0.5; 486]).unwrap();
+    let w = Tensor::from_f32(&ctx, "filters", &[4, 26], &[0.5; 104]).unwrap();
+    let u = Tensor::empty(&ctx, "rows", &[162 * 4], DType::F32).unwrap();
+    let mut rec = Recorder::new(&ctx);
+    let err = conv::conv_forward_rows(&mut rec, &g, &x, 0, &w, 4, &u).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, HebbError::Shape { .. }), "{text}");
+    assert!(text.contains("filters") && text.contains("108"), "{text}");
+    // The input, from an offset past its end.
+    let err = conv::conv_forward_rows(&mut rec, &g, &x, 1, &u, 4, &w)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("images") && err.contains("487"), "{err}");
+    // The update: G too short, then ΔW aliasing G.
+    let dw = Tensor::empty(&ctx, "delta", &[4 * 27], DType::F32).unwrap();
+    let short = Tensor::empty(&ctx, "post", &[161 * 4], DType::F32).unwrap();
+    let err = conv::conv_update(&mut rec, &g, &short, &x, 0, 4, 1.0, 0.0, &dw)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("post") && err.contains("648"), "{err}");
+    let err = conv::conv_update(&mut rec, &g, &u, &x, 0, 1, 1.0, 0.0, &u)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same tensor"), "{err}");
+    // Reflect padding as wide as the input.
+    let wide = ConvGeometry {
+        padding: [9, 1],
+        ..g
+    };
+    let err = conv::conv_forward_rows(&mut rec, &wide, &x, 0, &w, 1, &u)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("reflect padding"), "{err}");
+}
+
+#[test]
 fn oversized_binding_is_an_error_not_a_wgpu_panic() {
     let ctx = any_context();
     let limit = ctx.limits.max_storage_buffer_binding_size;
