@@ -31,6 +31,7 @@ fn run_backend(backend: &str) {
     let seed = common::seed();
     assert_all_ok(&ctx, "gemm", seed, checks::gemm_checks(&ctx, seed));
     assert_all_ok(&ctx, "im2col", seed, checks::im2col_checks(&ctx, seed));
+    assert_all_ok(&ctx, "conv", seed, checks::conv_checks(&ctx, seed));
     assert_all_ok(
         &ctx,
         "classifier",

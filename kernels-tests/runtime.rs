@@ -7,17 +7,18 @@ use hebb::HebbError;
 use hebb::gpu::kernel_cache::validate_wgsl;
 use hebb::gpu::{AdapterChoice, DType, GpuContext, Recorder, Tensor};
 use hebb::kernels::classifier::ClassifierParams;
+use hebb::kernels::conv::ConvParams;
 use hebb::kernels::elementwise::{CastParams, ElementwiseParams};
 use hebb::kernels::gemm::{self, Gemm, GemmParams};
 use hebb::kernels::hebbian::{HebbParams, NaiveParams, OptimParams};
 use hebb::kernels::im2col::Im2colParams;
-use hebb::kernels::norm::NormParams;
 use hebb::kernels::layout::LayoutParams;
+use hebb::kernels::norm::NormParams;
 use hebb::kernels::pool::PoolParams;
 use hebb::kernels::reduce::ReduceParams;
 use hebb::kernels::{
-    CAST_WGSL, CLASSIFIER_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL,
-    IM2COL_WGSL, LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, REDUCE_WGSL,
+    CAST_WGSL, CLASSIFIER_WGSL, CONV_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, HEBBIAN_NAIVE_WGSL,
+    HEBBIAN_WGSL, IM2COL_WGSL, LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, REDUCE_WGSL,
 };
 
 use crate::common;
@@ -46,6 +47,7 @@ fn params_structs_match_wgsl() {
         (ELEMENTWISE_WGSL, size_of::<ElementwiseParams>(), 8),
         (CAST_WGSL, size_of::<CastParams>(), 4),
         (IM2COL_WGSL, size_of::<Im2colParams>(), 16),
+        (CONV_WGSL, size_of::<ConvParams>(), 24),
         (CLASSIFIER_WGSL, size_of::<ClassifierParams>(), 8),
         (POOL_WGSL, size_of::<PoolParams>(), 12),
         (LAYOUT_WGSL, size_of::<LayoutParams>(), 4),
@@ -132,6 +134,57 @@ fn gemm_rejects_short_operands_with_named_error() {
         .to_string();
     assert!(err.contains("lda = 3"), "{err}");
     ctx.check("bad launches").unwrap();
+}
+
+#[test]
+fn conv_launchers_reject_short_tensors_and_aliasing_with_named_errors() {
+    use hebb::kernels::conv;
+    use hebb::kernels::im2col::ConvGeometry;
+    let ctx = any_context();
+    // (2, 3, 9, 9), 3x3 stride 1 pad 1: N = 2·81 = 162, D = 27.
+    let g = ConvGeometry {
+        batch: 2,
+        in_channels: 3,
+        h: 9,
+        w: 9,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        reflect: true,
+    };
+    let x = Tensor::from_f32(&ctx, "images", &[2 * 3 * 81], &[0.5; 486]).unwrap();
+    let w = Tensor::from_f32(&ctx, "filters", &[4, 26], &[0.5; 104]).unwrap();
+    let u = Tensor::empty(&ctx, "rows", &[162 * 4], DType::F32).unwrap();
+    let mut rec = Recorder::new(&ctx);
+    let err = conv::conv_forward_rows(&mut rec, &g, &x, 0, &w, 4, &u).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, HebbError::Shape { .. }), "{text}");
+    assert!(text.contains("filters") && text.contains("108"), "{text}");
+    // The input, from an offset past its end.
+    let err = conv::conv_forward_rows(&mut rec, &g, &x, 1, &u, 4, &w)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("images") && err.contains("487"), "{err}");
+    // The update: G too short, then ΔW aliasing G.
+    let dw = Tensor::empty(&ctx, "delta", &[4 * 27], DType::F32).unwrap();
+    let short = Tensor::empty(&ctx, "post", &[161 * 4], DType::F32).unwrap();
+    let err = conv::conv_update(&mut rec, &g, &short, &x, 0, 4, 1.0, 0.0, &dw)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("post") && err.contains("648"), "{err}");
+    let err = conv::conv_update(&mut rec, &g, &u, &x, 0, 1, 1.0, 0.0, &u)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same tensor"), "{err}");
+    // Reflect padding as wide as the input.
+    let wide = ConvGeometry {
+        padding: [9, 1],
+        ..g
+    };
+    let err = conv::conv_forward_rows(&mut rec, &wide, &x, 0, &w, 1, &u)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("reflect padding"), "{err}");
 }
 
 #[test]

@@ -310,6 +310,12 @@ output_norm = "batch""#
             ),
         ),
     ];
+    // The conv blocks again with their frozen forward as an implicit GEMM (conv.wgsl).
+    let implicit: Vec<(&str, ItemShape, String)> = blocks[..2]
+        .iter()
+        .map(|(name, input, layer)| (*name, *input, format!("{layer}\nimplicit_gemm = true")))
+        .collect();
+    let blocks: Vec<(&str, ItemShape, String)> = blocks.into_iter().chain(implicit).collect();
     for (i, (name, input, layer)) in blocks.iter().enumerate() {
         let text = format!(
             "name = \"block\"\nseed = {}\n[data]\ndataset = \"mnist\"\n[hebbian]\nschedule = \"greedy\"\nepochs = 1\nbatch = 3\n[[layer]]\n{layer}\n[classifier]\nepochs = 1\nbatch = 3\noptimizer = {{ kind = \"adam\", lr = 1e-3 }}\n",
@@ -339,6 +345,9 @@ output_norm = "batch""#
             ))
         };
         let layer = &net.layers[0];
+        let implicit = text.contains("implicit_gemm = true");
+        assert_eq!(layer.implicit_forward(), implicit, "{name}");
+        let name = format!("{name}{}", if implicit { " (implicit GEMM)" } else { "" });
         let st = BlockStats {
             input: stats(layer.input_bn.as_ref()),
             output: stats(layer.output_bn.as_ref()),

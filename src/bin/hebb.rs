@@ -59,8 +59,8 @@ enum Command {
         /// Also write the table as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only this kernel family: gemm, im2col, pool, norm, reduce, elementwise, classifier or
-        /// rules.
+        /// Only this kernel family: gemm, im2col, conv, pool, norm, layout, reduce, elementwise,
+        /// classifier or rules.
         #[arg(long)]
         only: Option<String>,
         /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs on the
@@ -599,6 +599,7 @@ fn conformance(
         Some("reduce") => checks::reduce_checks(&ctx, seed),
         Some("elementwise") => checks::elementwise_checks(&ctx, seed),
         Some("im2col") => checks::im2col_checks(&ctx, seed),
+        Some("conv") => checks::conv_checks(&ctx, seed),
         Some("rules") => conformance::rules::rule_checks(&ctx, seed),
         Some("classifier") => checks::classifier_checks(&ctx, seed),
         Some("pool") => checks::pool_checks(&ctx, seed),
@@ -606,7 +607,7 @@ fn conformance(
         Some("layout") => checks::layout_checks(&ctx, seed),
         Some(other) => {
             bail!(
-                "--only {other:?}: expected gemm, im2col, pool, norm, layout, reduce, elementwise, classifier or rules"
+                "--only {other:?}: expected gemm, im2col, conv, pool, norm, layout, reduce, elementwise, classifier or rules"
             )
         }
     };

@@ -604,6 +604,205 @@ pub fn im2col_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
+/// The condition number of alpha·product + beta·c0 (1 when beta == 0), as in `run_gemm`.
+fn scaled_cond(scaled_product: &[f64], beta: f32, c0: &[f32], want: &[f64]) -> f64 {
+    if beta == 0.0 {
+        return 1.0;
+    }
+    let spread: Vec<f64> = scaled_product
+        .iter()
+        .zip(c0)
+        .map(|(ab, c)| ab.abs() + (beta as f64 * *c as f64).abs())
+        .collect();
+    cancellation(&spread, want)
+}
+
+/// The implicit-GEMM convolution (conv.wgsl) against the float64 reference on ragged
+/// geometries: batch 1..3, C_in 1/3/7, 1x1 to 7x7 and rectangular kernels (one as large as
+/// the padded input), strides 1 and 2, zero and reflect padding, C_out 1..65, step offsets,
+/// beta = 0 (output poisoned with NaN) and beta != 0, explicit and automatic split-K. The
+/// forward output is also compared with im2col + the tiled GEMM. Two tile configurations
+/// (the adapter's default and the small one) keep the pipeline count low.
+pub fn conv_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    use crate::kernels::conv::{self, ConvKernel, ConvOptions};
+    use crate::reference::dense::Mat;
+
+    // (batch, c_in, h, w, kh, kw, sh, sw, ph, pw, reflect, c_out, offset)
+    let cases = [
+        (1, 1, 7, 7, 1, 1, 1, 1, 0, 0, false, 1, 0),
+        (2, 3, 9, 9, 3, 3, 1, 1, 1, 1, false, 7, 0),
+        (3, 3, 13, 13, 3, 3, 2, 2, 1, 1, true, 33, 5),
+        (2, 7, 9, 13, 5, 3, 1, 2, 2, 1, true, 65, 0),
+        (1, 3, 7, 7, 7, 7, 1, 1, 0, 0, false, 33, 0),
+        (3, 7, 5, 5, 7, 7, 1, 1, 1, 1, true, 7, 0),
+        (1, 3, 33, 33, 5, 5, 2, 2, 2, 2, false, 65, 0),
+        (3, 3, 33, 33, 3, 3, 1, 1, 1, 1, true, 33, 0),
+        (2, 7, 13, 9, 3, 5, 2, 1, 0, 2, false, 1, 3),
+        (2, 3, 9, 9, 4, 4, 2, 2, 1, 1, true, 32, 4),
+    ];
+    let default_tiles = GemmTiles::for_adapter(ctx);
+    let mut rows = Vec::new();
+    for (index, &(batch, c_in, h, w, kh, kw, sh, sw, ph, pw, reflect, c_out, offset)) in
+        cases.iter().enumerate()
+    {
+        let seed = derive_seed(base_seed, 3500 + index as u64);
+        let g = ConvGeometry {
+            batch,
+            in_channels: c_in,
+            h,
+            w,
+            kernel: [kh, kw],
+            stride: [sh, sw],
+            padding: [ph, pw],
+            reflect,
+        };
+        let (n, d) = match g.patch_shape() {
+            Ok(nd) => nd,
+            Err(e) => {
+                rows.push(Row::new("conv_forward_rows", "geometry", &[], seed).fail(e));
+                continue;
+            }
+        };
+        let tiles = if index == 2 || index == 7 {
+            GemmTiles::SMALL
+        } else {
+            default_tiles
+        };
+        let odd = index % 2 == 1;
+        let fwd = ConvOptions {
+            alpha: if odd { 1.25 } else { 1.0 },
+            beta: if odd { -0.75 } else { 0.0 },
+            tiles: Some(tiles),
+            split_k: SplitK::Fixed(if index == 4 { 2 } else { 1 }),
+        };
+        let upd = ConvOptions {
+            alpha: 0.5,
+            beta: if odd { 0.0 } else { 0.5 },
+            tiles: Some(tiles),
+            split_k: match index {
+                1 => SplitK::Fixed(1),
+                3 => SplitK::Fixed(2),
+                9 => SplitK::Fixed(3),
+                _ => SplitK::Auto,
+            },
+        };
+        let label = |kernel: ConvKernel, opts: &ConvOptions| {
+            let splits = conv::plan(ctx, kernel, &g, c_out, opts).map_or(0, |p| p.1);
+            format!(
+                "{kh}x{kw} s{sh}{sw} p{ph}{pw} {} {} k/{splits}{}",
+                if reflect { "refl" } else { "zero" },
+                tiles.label(),
+                if opts.beta != 0.0 { " beta" } else { "" }
+            )
+        };
+        let shape = [
+            ("b", batch),
+            ("cin", c_in),
+            ("h", h),
+            ("w", w),
+            ("cout", c_out),
+        ];
+        let x = random_f32(seed, offset + g.input_len());
+        let wts = random_f32(seed ^ 1, c_out * d);
+        let gm = random_f32(seed ^ 2, n * c_out);
+        let poisoned_or_random = |beta: f32, salt: u64, len: usize| -> Vec<f32> {
+            if beta == 0.0 {
+                vec![f32::NAN; len]
+            } else {
+                random_f32(seed ^ salt, len)
+            }
+        };
+        let u0 = poisoned_or_random(fwd.beta, 3, n * c_out);
+        let dw0 = poisoned_or_random(upd.beta, 4, c_out * d);
+        let xs = widen(&x[offset..]);
+
+        // References, and the condition numbers of their alpha/beta sums.
+        let w_mat = Mat::from_vec(c_out, d, widen(&wts));
+        let u0_mat = Mat::from_vec(n, c_out, widen(&u0));
+        let want_u = reference::conv::conv_forward_rows(
+            &g,
+            &xs,
+            &w_mat,
+            fwd.alpha as f64,
+            fwd.beta as f64,
+            &u0_mat,
+        )
+        .data;
+        let product_u =
+            reference::conv::conv_forward_rows(&g, &xs, &w_mat, fwd.alpha as f64, 0.0, &u0_mat)
+                .data;
+        let cond_u = scaled_cond(&product_u, fwd.beta, &u0, &want_u);
+        let g_mat = Mat::from_vec(n, c_out, widen(&gm));
+        let dw0_mat = Mat::from_vec(c_out, d, widen(&dw0));
+        let want_dw = reference::conv::conv_update(
+            &g,
+            &g_mat,
+            &xs,
+            upd.alpha as f64,
+            upd.beta as f64,
+            &dw0_mat,
+        )
+        .data;
+        let product_dw =
+            reference::conv::conv_update(&g, &g_mat, &xs, upd.alpha as f64, 0.0, &dw0_mat).data;
+        let cond_dw = scaled_cond(&product_dw, upd.beta, &dw0, &want_dw);
+
+        let run = || -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+            let tx = Tensor::from_f32(ctx, "x", &[x.len()], &x)?;
+            let tw = Tensor::from_f32(ctx, "W", &[c_out, d], &wts)?;
+            let tg = Tensor::from_f32(ctx, "G", &[n, c_out], &gm)?;
+            let tu = Tensor::from_f32(ctx, "U", &[n, c_out], &u0)?;
+            let tdw = Tensor::from_f32(ctx, "dW", &[c_out, d], &dw0)?;
+            let tp = Tensor::empty(ctx, "patches", &[n, d], DType::F32)?;
+            let tu_gemm = Tensor::from_f32(ctx, "U (im2col + gemm)", &[n, c_out], &u0)?;
+            let mut rec = Recorder::new(ctx);
+            conv::conv_forward_rows_with(&mut rec, &g, &tx, offset, &tw, c_out, &fwd, &tu)?;
+            conv::conv_update_with(&mut rec, &g, &tg, &tx, offset, c_out, &upd, &tdw)?;
+            im2col::im2col(&mut rec, &g, &tx, offset, &tp)?;
+            let product = Gemm::new(n, c_out, d)
+                .trans(false, true)
+                .scale(fwd.alpha, fwd.beta)
+                .tiles(default_tiles)
+                .split_k(SplitK::Fixed(1));
+            gemm::gemm(&mut rec, &product, &tp, &tw, &tu_gemm)?;
+            rec.submit();
+            Ok((
+                widen(&tu.to_f32_vec(ctx)?),
+                widen(&tdw.to_f32_vec(ctx)?),
+                widen(&tu_gemm.to_f32_vec(ctx)?),
+            ))
+        };
+        let fwd_row = Row::new(
+            "conv_forward_rows",
+            label(ConvKernel::ForwardRows, &fwd),
+            &shape,
+            seed,
+        );
+        let upd_row = Row::new("conv_update", label(ConvKernel::Update, &upd), &shape, seed);
+        let same_row = Row::new(
+            "conv_forward_rows",
+            format!("= im2col+gemm {kh}x{kw} s{sh}{sw} p{ph}{pw}"),
+            &shape,
+            seed,
+        );
+        match run() {
+            Ok((u, dw, u_gemm)) => {
+                rows.push(fwd_row.compare(&u, &want_u, gemm_tol(d) * cond_u));
+                rows.push(upd_row.compare(&dw, &want_dw, gemm_tol(n) * cond_dw));
+                // Both are within gemm_tol of the exact result, so within twice it of each other.
+                rows.push(same_row.compare(&u, &u_gemm, 2.0 * gemm_tol(d) * cond_u));
+            }
+            Err(e) => {
+                let e = e.to_string();
+                rows.push(fwd_row.fail(&e));
+                rows.push(upd_row.fail(&e));
+                rows.push(same_row.fail(&e));
+            }
+        }
+    }
+    rows
+}
+
 /// Softmax cross-entropy (loss and gradient) and per-row correctness on ragged N x K.
 pub fn classifier_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = Vec::new();
@@ -880,6 +1079,7 @@ pub fn layout_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
 pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = gemm_checks(ctx, base_seed);
     rows.extend(im2col_checks(ctx, base_seed));
+    rows.extend(conv_checks(ctx, base_seed));
     rows.extend(classifier_checks(ctx, base_seed));
     rows.extend(pool_checks(ctx, base_seed));
     rows.extend(norm_checks(ctx, base_seed));

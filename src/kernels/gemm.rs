@@ -564,7 +564,19 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
         ],
     );
     rec.dispatch(&pipeline, &bg, groups);
+    splitk_reduce(rec, &params, &workspace, c)
+}
 
+/// Records `gemm_splitk_reduce`: C = alpha * sum of the `params.splits` partial products in
+/// `partials` ([batch * splits, M, N], dense) + beta * C, with C's view as in `params`. Also
+/// the second pass of conv.wgsl's split-K update.
+pub(crate) fn splitk_reduce(
+    rec: &mut Recorder<'_>,
+    params: &GemmParams,
+    partials: &Tensor,
+    c: &Tensor,
+) -> Result<()> {
+    let ctx = rec.ctx;
     let reduce = ctx.kernels.get(
         &ctx.device,
         ctx.features,
@@ -572,20 +584,16 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
         "gemm_splitk_reduce",
         &[],
     )?;
-    let reduce_groups = [
-        to_u32("gemm_splitk_reduce", "N blocks", g.n.div_ceil(64))?,
-        params.m,
-        params.batch,
-    ];
+    let reduce_groups = [params.n.div_ceil(64), params.m, params.batch];
     check_grid(ctx, "gemm_splitk_reduce", reduce_groups)?;
-    let uniform = rec.uniform(&params);
+    let uniform = rec.uniform(params);
     let bg = bind_group(
         ctx,
         &reduce,
         &[
             (0, uniform.as_entire_binding()),
             (3, c.binding(ctx)?),
-            (6, workspace.binding(ctx)?),
+            (6, partials.binding(ctx)?),
         ],
     );
     rec.dispatch(&reduce, &bg, reduce_groups);

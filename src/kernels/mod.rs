@@ -3,6 +3,7 @@
 //! shader's uniform, and records the dispatch into a `Recorder`.
 
 pub mod classifier;
+pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod hebbian;
@@ -75,6 +76,12 @@ pub const IM2COL_WGSL: Shader = Shader {
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
+pub const CONV_WGSL: Shader = Shader {
+    name: "conv",
+    source: include_str!("../../shaders/conv.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
 pub const LAYOUT_WGSL: Shader = Shader {
     name: "layout",
     source: include_str!("../../shaders/layout.wgsl"),
@@ -102,6 +109,7 @@ pub const ALL_SHADERS: &[Shader] = &[
     HEBBIAN_NAIVE_WGSL,
     OPTIM_WGSL,
     IM2COL_WGSL,
+    CONV_WGSL,
     LAYOUT_WGSL,
     NORM_WGSL,
     POOL_WGSL,

@@ -11,6 +11,13 @@
 //! (their forward is the vector projection). When the block learns, the rule's step runs on
 //! the same P after the forward output was computed with the step's starting weights, as in
 //! the authors' code.
+//!
+//! Implicit GEMM: a conv block whose patch matrix for its largest batch would exceed
+//! `PATCH_BUDGET` elements, or whose recipe sets `implicit_gemm`, runs its frozen forward as
+//! `conv::conv_forward_rows` (U = P·W̃ᵀ with P gathered from x inside the GEMM) and stores P
+//! only for the learning batch. Learning passes still materialise P with im2col, because the
+//! rule's step (`GpuRule::step`) reads it several times (U, the update product, norms); their
+//! forward product reuses that P.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -19,6 +26,7 @@ use rand_distr::{Distribution, Normal};
 use crate::data::source::ItemShape;
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::conv;
 use crate::kernels::gemm::{self, Gemm};
 use crate::kernels::hebbian::{self, Competition, RowFactor};
 use crate::kernels::im2col::{self, ConvGeometry};
@@ -206,9 +214,25 @@ pub enum Mode {
     LearnOnly,
 }
 
-/// Work buffers sized for `images` images.
+/// Patch matrices of more elements than this (for a block's largest batch) are not stored:
+/// the frozen forward gathers patches inside the GEMM instead (64 Mi elements, 256 MiB).
+pub const PATCH_BUDGET: usize = 64 << 20;
+
+/// Where the forward product reads its patches from.
+#[derive(Clone, Copy)]
+enum Patches<'t> {
+    /// The stored patch matrix P (N x D), or the input itself when it is P.
+    Stored(&'t Tensor),
+    /// The block input x (B, C_in, H, W): P is gathered inside the GEMM (conv.wgsl).
+    Gathered(&'t Tensor, ConvGeometry),
+}
+
+/// Work buffers sized for `images` images (`patches` for `learn_images` when the frozen
+/// forward is implicit).
 struct Work {
     images: usize,
+    learn_images: usize,
+    implicit: bool,
     bn_in: Tensor,
     patches: Tensor,
     w_fwd: Tensor,
@@ -283,6 +307,17 @@ impl HebbLayer {
             message: e.to_string(),
         })?;
         let images = images.max(learn_images);
+        let implicit = !shape.identity_patches
+            && (spec.implicit_gemm || images * p * d > PATCH_BUDGET)
+            && !spec.unit_norm_input;
+        if spec.implicit_gemm && spec.unit_norm_input && !shape.identity_patches {
+            return Err(HebbError::Shape {
+                tensor: format!("layer {index}"),
+                message: "implicit_gemm cannot be combined with unit_norm_input (the patch norms \
+                          need the stored patch matrix)"
+                    .into(),
+            });
+        }
         let t = |label: &str, len: usize| {
             Tensor::empty(
                 ctx,
@@ -294,9 +329,13 @@ impl HebbLayer {
         let n = images * p;
         let work = Work {
             images,
+            learn_images,
+            implicit,
             bn_in: t("normalised input", images * input.len())?,
             patches: if shape.identity_patches {
                 t("patches (unused)", 1)?
+            } else if implicit {
+                t("patches (learning batch)", learn_images * p * d)?
             } else {
                 t("patches", n * d)?
             },
@@ -339,6 +378,12 @@ impl HebbLayer {
     /// Most images one forward pass takes.
     pub fn capacity(&self) -> usize {
         self.work.images
+    }
+
+    /// Whether frozen forward passes gather patches inside the GEMM (implicit GEMM) instead
+    /// of storing the patch matrix.
+    pub fn implicit_forward(&self) -> bool {
+        self.work.implicit
     }
 
     /// Records the block on `x` (B planes of the input shape). Returns the tensor holding the
@@ -387,13 +432,24 @@ impl HebbLayer {
             }
             None => x,
         };
-        // Patch matrix P (N x D).
+        // Patch matrix P (N x D): stored, or gathered by the frozen forward's GEMM.
+        let g = ConvGeometry { batch, ..s.conv };
         let patches = if s.identity_patches {
-            x
+            Patches::Stored(x)
+        } else if work.implicit && !learning {
+            Patches::Gathered(x, g)
         } else {
-            let g = ConvGeometry { batch, ..s.conv };
+            if batch > work.learn_images && work.implicit {
+                return Err(HebbError::Shape {
+                    tensor: format!("layer {index} input"),
+                    message: format!(
+                        "{batch} images in a learning pass; the layer stores patches for 1..={}",
+                        work.learn_images
+                    ),
+                });
+            }
             im2col::im2col(rec, &g, x, 0, &work.patches)?;
-            &work.patches
+            Patches::Stored(&work.patches)
         };
         let mut out = &work.out;
         if mode != Mode::LearnOnly {
@@ -426,6 +482,9 @@ impl HebbLayer {
             };
         }
         if learning {
+            let Patches::Stored(patches) = patches else {
+                unreachable!("learning passes store their patches");
+            };
             // Recorded after the forward GEMM, so the output used the step's starting weights.
             rule.step(rec, patches, batch * p, None)
                 .map_err(|e| HebbError::Launch {
@@ -446,7 +505,7 @@ fn forward_rows<'w>(
     s: BlockShape,
     rule: &GpuRule,
     w: &'w Work,
-    patches: &Tensor,
+    patches: Patches<'_>,
     batch: usize,
     mode: Mode,
 ) -> Result<&'w Tensor> {
@@ -478,6 +537,15 @@ fn forward_rows<'w>(
     };
     // Unit-norm patches (frozen forward only: learning sees raw inputs).
     let normed_input = spec.unit_norm_input && mode == Mode::Frozen;
+    let patches = match patches {
+        Patches::Stored(p) => p,
+        Patches::Gathered(x, g) => {
+            // `HebbLayer::new` never gathers for unit-norm inputs.
+            debug_assert!(!normed_input);
+            conv::conv_forward_rows(rec, &g, x, 0, weights, c, &w.rows)?;
+            return activate(rec, spec, rule, w, n);
+        }
+    };
     if normed_input {
         reduce::row_reduce(rec, ReduceOp::SumSquares, patches, n, d, &w.row_norms)?;
         hebbian::scale_rows(
@@ -503,6 +571,18 @@ fn forward_rows<'w>(
         weights,
         &w.rows,
     )?;
+    activate(rec, spec, rule, w, n)
+}
+
+/// A = activation(U [·Mᵀ]) for U in `w.rows` (N x C); returns the work tensor holding it.
+fn activate<'w>(
+    rec: &mut Recorder<'_>,
+    spec: &LayerSpec,
+    rule: &GpuRule,
+    w: &'w Work,
+    n: usize,
+) -> Result<&'w Tensor> {
+    let c = spec.channels;
     let u = match rule.lateral() {
         Some(m) => {
             // BCM: y = σ(M·W·x) per sample, i.e. the rows U·Mᵀ.

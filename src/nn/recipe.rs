@@ -271,6 +271,12 @@ pub struct LayerSpec {
     /// Batch norm after activation and pooling (Lagani).
     #[serde(default)]
     pub output_norm: NormKind,
+    /// Run the frozen forward of a conv layer as an implicit GEMM (conv.wgsl: patches gathered
+    /// inside the GEMM's tile loads), so the patch matrix is stored only for the smaller
+    /// learning batch. Also chosen automatically when the patch matrix of the largest batch
+    /// would exceed `nn::layer::PATCH_BUDGET` elements. Not with `unit_norm_input`.
+    #[serde(default)]
+    pub implicit_gemm: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize, serde::Serialize)]

@@ -1,0 +1,394 @@
+//! Launchers for `shaders/conv.wgsl`: a conv layer's products as an implicit GEMM, gathering
+//! the patch matrix P (N x D, the im2col matrix of `ConvGeometry`) inside the tile loads, so
+//! an ImageNet-sized layer never stores it.
+//!
+//!   conv_forward_rows: U (N x C)  = alpha · P·Wᵀ + beta · U
+//!   conv_update:       ΔW (C x D) = alpha · Gᵀ·P + beta · ΔW   (long K = N: split-K)
+//!
+//! Bindings (the "function signature" of the kernels):
+//!   0 uniform ConvParams
+//!   1 x: array<f32>      (B, C_in, H, W) NCHW from element offset_x
+//!   2 mat: array<f32>    W (C x D) for the forward, G (N x C) for the update, row-major
+//!   3 out: array<f32>    U (N x C) or ΔW (C x D), or the split-K workspace [splits, M, N_out]
+//!   4 mat4               the same buffer as 2, viewed as vec4
+//!
+//! Tiles are `GemmTiles` (chosen by `GemmTiles::for_shape` unless given), as for `gemm`; the
+//! split-K reduction is gemm.wgsl's `gemm_splitk_reduce`.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, Recorder, Tensor};
+use crate::kernels::gemm::{self, Gemm, GemmParams, GemmTiles, SplitK};
+use crate::kernels::im2col::ConvGeometry;
+use crate::kernels::{CONV_WGSL, bind_group, check_grid, to_u32};
+
+/// Mirrors `ConvParams` in conv.wgsl field for field (96 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ConvParams {
+    pub batch: u32,
+    pub c_in: u32,
+    pub h: u32,
+    pub w: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub sh: u32,
+    pub sw: u32,
+    pub ph: u32,
+    pub pw: u32,
+    pub ho: u32,
+    pub wo: u32,
+    pub reflect: u32,
+    pub offset_x: u32,
+    /// The GEMM view: output M x N_out (dense), inner dimension K.
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub splits: u32,
+    pub k_per_split: u32,
+    pub stride_c: u32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Scaling, tiles and K splitting of one launch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvOptions {
+    pub alpha: f32,
+    /// With beta == 0 the output is not read (NaN in it does not propagate).
+    pub beta: f32,
+    /// None: `GemmTiles::for_shape` on the output shape.
+    pub tiles: Option<GemmTiles>,
+    pub split_k: SplitK,
+}
+
+impl Default for ConvOptions {
+    /// alpha = 1, beta = 0, shape-chosen tiles, automatic split-K.
+    fn default() -> Self {
+        Self {
+            alpha: 1.0,
+            beta: 0.0,
+            tiles: None,
+            split_k: SplitK::Auto,
+        }
+    }
+}
+
+/// The two entry points of conv.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// U (N x C) = alpha · P·Wᵀ + beta · U.
+    ForwardRows,
+    /// ΔW (C x D) = alpha · Gᵀ·P + beta · ΔW.
+    Update,
+}
+
+impl ConvKernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKernel::ForwardRows => "conv_forward_rows",
+            ConvKernel::Update => "conv_update",
+        }
+    }
+
+    /// (M, N_out, K) of the GEMM view for a patch matrix N x D and C output channels.
+    pub fn gemm_dims(self, n: usize, d: usize, c_out: usize) -> (usize, usize, usize) {
+        match self {
+            ConvKernel::ForwardRows => (n, c_out, d),
+            ConvKernel::Update => (c_out, d, n),
+        }
+    }
+}
+
+/// The tiles and (splits, K per split) a launch of `kernel` would use: what the conformance
+/// table reports.
+pub fn plan(
+    ctx: &crate::gpu::GpuContext,
+    kernel: ConvKernel,
+    g: &ConvGeometry,
+    c_out: usize,
+    opts: &ConvOptions,
+) -> Result<(GemmTiles, u32, u32)> {
+    let (n, d) = g.patch_shape()?;
+    let (m, n_out, k) = kernel.gemm_dims(n, d, c_out);
+    let tiles = opts
+        .tiles
+        .unwrap_or_else(|| GemmTiles::for_shape(ctx, m, n_out));
+    let (splits, k_per_split) = Gemm::new(m, n_out, k)
+        .split_k(opts.split_k)
+        .plan_split(ctx, &tiles);
+    Ok((tiles, splits, k_per_split))
+}
+
+/// Records U (N x C, row-major) = P·Wᵀ for the patches P of x[offset_x..] under geometry `g`
+/// and W (C x D, row-major), with `c_out` = C. U must not alias x or W.
+pub fn conv_forward_rows(
+    rec: &mut Recorder<'_>,
+    g: &ConvGeometry,
+    x: &Tensor,
+    offset_x: usize,
+    w: &Tensor,
+    c_out: usize,
+    u: &Tensor,
+) -> Result<()> {
+    conv_forward_rows_with(rec, g, x, offset_x, w, c_out, &ConvOptions::default(), u)
+}
+
+/// `conv_forward_rows` with alpha, beta, tiles and split-K from `opts`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_forward_rows_with(
+    rec: &mut Recorder<'_>,
+    g: &ConvGeometry,
+    x: &Tensor,
+    offset_x: usize,
+    w: &Tensor,
+    c_out: usize,
+    opts: &ConvOptions,
+    u: &Tensor,
+) -> Result<()> {
+    let kernel = ConvKernel::ForwardRows;
+    let (n, d) = check_common(kernel, g, x, offset_x, c_out)?;
+    w.expect_dtype(DType::F32, "W")?;
+    u.expect_dtype(DType::F32, "U")?;
+    w.expect_len(c_out * d, &format!("W ({c_out} x {d})"))?;
+    u.expect_len(n * c_out, &format!("U ({n} x {c_out})"))?;
+    distinct(kernel, u, "U", &[(x, "x"), (w, "W")])?;
+    launch(rec, kernel, g, x, offset_x, w, c_out, opts, u)
+}
+
+/// Records ΔW (C x D) = alpha · Gᵀ·P + beta · ΔW for G (N x C, row-major: the rule's
+/// post-synaptic factor, one row per patch), `c_out` = C, and the patches P of x[offset_x..]
+/// under `g`. K = N is long, so it is split across workgroups when ΔW has few tiles. ΔW must
+/// not alias x or G.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_update(
+    rec: &mut Recorder<'_>,
+    g: &ConvGeometry,
+    gm: &Tensor,
+    x: &Tensor,
+    offset_x: usize,
+    c_out: usize,
+    alpha: f32,
+    beta: f32,
+    dw: &Tensor,
+) -> Result<()> {
+    let opts = ConvOptions {
+        alpha,
+        beta,
+        ..ConvOptions::default()
+    };
+    conv_update_with(rec, g, gm, x, offset_x, c_out, &opts, dw)
+}
+
+/// `conv_update` with alpha, beta, tiles and split-K from `opts`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_update_with(
+    rec: &mut Recorder<'_>,
+    g: &ConvGeometry,
+    gm: &Tensor,
+    x: &Tensor,
+    offset_x: usize,
+    c_out: usize,
+    opts: &ConvOptions,
+    dw: &Tensor,
+) -> Result<()> {
+    let kernel = ConvKernel::Update;
+    let (n, d) = check_common(kernel, g, x, offset_x, c_out)?;
+    gm.expect_dtype(DType::F32, "G")?;
+    dw.expect_dtype(DType::F32, "ΔW")?;
+    gm.expect_len(n * c_out, &format!("G ({n} x {c_out})"))?;
+    dw.expect_len(c_out * d, &format!("ΔW ({c_out} x {d})"))?;
+    distinct(kernel, dw, "ΔW", &[(x, "x"), (gm, "G")])?;
+    launch(rec, kernel, g, x, offset_x, gm, c_out, opts, dw)
+}
+
+/// Checks the geometry, x and C; returns (N, D).
+fn check_common(
+    kernel: ConvKernel,
+    g: &ConvGeometry,
+    x: &Tensor,
+    offset_x: usize,
+    c_out: usize,
+) -> Result<(usize, usize)> {
+    let (n, d) = g.patch_shape()?;
+    if n == 0 || d == 0 || c_out == 0 {
+        return Err(HebbError::Launch {
+            kernel: kernel.name().into(),
+            message: format!(
+                "batch, channels and output channels must be at least 1 (got N={n}, D={d}, C={c_out})"
+            ),
+        });
+    }
+    x.expect_dtype(DType::F32, "conv input")?;
+    x.expect_len(
+        offset_x + g.input_len(),
+        &format!(
+            "conv input ({}, {}, {}, {}) from element {offset_x}",
+            g.batch, g.in_channels, g.h, g.w
+        ),
+    )?;
+    Ok((n, d))
+}
+
+fn distinct(
+    kernel: ConvKernel,
+    out: &Tensor,
+    role: &str,
+    inputs: &[(&Tensor, &str)],
+) -> Result<()> {
+    for (input, name) in inputs {
+        if input.buffer == out.buffer {
+            return Err(HebbError::Launch {
+                kernel: kernel.name().into(),
+                message: format!(
+                    "{role} ({}) must not be the same tensor as {name}",
+                    out.label
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Plans tiles and splits, records the kernel and, when K is split, the reduction.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    rec: &mut Recorder<'_>,
+    kernel: ConvKernel,
+    g: &ConvGeometry,
+    x: &Tensor,
+    offset_x: usize,
+    mat: &Tensor,
+    c_out: usize,
+    opts: &ConvOptions,
+    out: &Tensor,
+) -> Result<()> {
+    let ctx = rec.ctx;
+    let name = kernel.name();
+    let (ho, wo) = g.output_hw()?;
+    let (n, d) = g.patch_shape()?;
+    let (m, n_out, k) = kernel.gemm_dims(n, d, c_out);
+    let (tiles, splits, k_per_split) = plan(ctx, kernel, g, c_out, opts)?;
+    tiles.validate(ctx).map_err(|e| match e {
+        HebbError::Launch { message, .. } => HebbError::Launch {
+            kernel: name.into(),
+            message,
+        },
+        other => other,
+    })?;
+    let threads = tiles.threads();
+    if !threads.is_multiple_of(tiles.bm / 4) || !threads.is_multiple_of(tiles.bn / 4) {
+        return Err(HebbError::Launch {
+            kernel: name.into(),
+            message: format!(
+                "tiles {}: the {threads} invocations must be a multiple of BM / 4 and BN / 4",
+                tiles.label()
+            ),
+        });
+    }
+    // Row length of `mat`: D for W, C for G.
+    let mat_cols = match kernel {
+        ConvKernel::ForwardRows => d,
+        ConvKernel::Update => c_out,
+    };
+    let vec4 = mat_cols.is_multiple_of(4);
+    let pipeline = ctx.kernels.get(
+        &ctx.device,
+        ctx.features,
+        &CONV_WGSL,
+        name,
+        &[
+            ("BM", tiles.bm as f64),
+            ("BN", tiles.bn as f64),
+            ("BK", tiles.bk as f64),
+            ("TM", tiles.tm as f64),
+            ("TN", tiles.tn as f64),
+            ("VEC4", vec4 as u32 as f64),
+        ],
+    )?;
+    let groups = [
+        to_u32(name, "N_out blocks", n_out.div_ceil(tiles.bn as usize))?,
+        to_u32(name, "M blocks", m.div_ceil(tiles.bm as usize))?,
+        splits,
+    ];
+    check_grid(ctx, name, groups)?;
+
+    let u = |what: &str, v: usize| to_u32(name, what, v);
+    let plane = m * n_out;
+    let split = splits > 1;
+    let params = ConvParams {
+        batch: u("batch", g.batch)?,
+        c_in: u("in_channels", g.in_channels)?,
+        h: u("H", g.h)?,
+        w: u("W", g.w)?,
+        kh: u("kh", g.kernel[0])?,
+        kw: u("kw", g.kernel[1])?,
+        sh: u("sh", g.stride[0])?,
+        sw: u("sw", g.stride[1])?,
+        ph: u("ph", g.padding[0])?,
+        pw: u("pw", g.padding[1])?,
+        ho: u("Ho", ho)?,
+        wo: u("Wo", wo)?,
+        reflect: g.reflect as u32,
+        offset_x: u("offset_x", offset_x)?,
+        m: u("M", m)?,
+        n: u("N_out", n_out)?,
+        k: u("K", k)?,
+        splits,
+        k_per_split,
+        stride_c: u("M * N_out", plane)?,
+        // Split: partial products into the workspace, scaled by the reduction.
+        alpha: if split { 1.0 } else { opts.alpha },
+        beta: if split { 0.0 } else { opts.beta },
+        _pad0: 0,
+        _pad1: 0,
+    };
+    let workspace = if split {
+        Some(ctx.workspace(splits as usize * plane)?)
+    } else {
+        None
+    };
+    let target = workspace.as_deref().unwrap_or(out);
+    let uniform = rec.uniform(&params);
+    let bg = bind_group(
+        ctx,
+        &pipeline,
+        &[
+            (0, uniform.as_entire_binding()),
+            (1, x.binding(ctx)?),
+            (2, mat.binding(ctx)?),
+            (3, target.binding(ctx)?),
+            (4, mat.binding(ctx)?),
+        ],
+    );
+    rec.dispatch(&pipeline, &bg, groups);
+    let Some(workspace) = workspace else {
+        return Ok(());
+    };
+    let reduce = GemmParams {
+        m: params.m,
+        n: params.n,
+        k: params.k,
+        batch: 1,
+        lda: 0,
+        ldb: 0,
+        ldc: params.n,
+        splits,
+        stride_a: 0,
+        stride_b: 0,
+        stride_c: params.stride_c,
+        k_per_split,
+        offset_a: 0,
+        offset_b: 0,
+        offset_c: 0,
+        trans: 0,
+        alpha: opts.alpha,
+        beta: opts.beta,
+        _pad0: 0,
+        _pad1: 0,
+    };
+    gemm::splitk_reduce(rec, &reduce, &workspace, out)
+}
