@@ -402,3 +402,75 @@ output_norm = "batch""#
         assert!(err < 2e-5, "{name}: relative error {err:.2e} (seed {seed})");
     }
 }
+
+/// An image-folder dataset streams through training: JPEGs decoded on worker threads, a
+/// corrupt file skipped, counted and named in the metrics, the epoch completed.
+#[test]
+fn image_folder_training_skips_a_corrupt_jpeg_and_finishes() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/imagenet-sample");
+    if !sample.is_dir() {
+        eprintln!(
+            "note: {} is missing; image-folder training not tested",
+            sample.display()
+        );
+        return;
+    }
+    let Some(ctx) = vulkan() else { return };
+    // train/<class>/ and val/<class>/ with 3 classes, the sample's JPEGs copied in (several
+    // per class), and one truncated JPEG among the training images.
+    let root = scratch("folder");
+    let mut jpegs: Vec<PathBuf> = std::fs::read_dir(&sample)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .flat_map(|d| {
+            std::fs::read_dir(d)
+                .unwrap()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+        })
+        .collect();
+    jpegs.sort();
+    for (i, src) in jpegs.iter().take(24).enumerate() {
+        let split = if i % 4 == 0 { "val" } else { "train" };
+        let dir = root.join(split).join(format!("class{}", i % 3));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(src, dir.join(format!("img{i}.JPEG"))).unwrap();
+    }
+    let good = std::fs::read(&jpegs[0]).unwrap();
+    let bad = root.join("train/class1/corrupt.JPEG");
+    std::fs::write(&bad, &good[..good.len() / 3]).unwrap();
+    let text = TINY
+        .replace(
+            "dataset = \"mnist\"",
+            "dataset = \"folder\"\nimage_size = 32\nresize = 36",
+        )
+        .replace("channels = 8\n", "channels = 6\n")
+        .replace("batch = 16", "batch = 4")
+        .replace("batch = 32", "batch = 5");
+    let recipe = Recipe::parse(&text, Path::new("folder.toml")).unwrap();
+    let out = scratch("folder-run");
+    let mut opts = options(&out, None);
+    opts.overrides.data = Some(root.clone());
+    opts.overrides.limit = None;
+    let Outcome::Finished(m) = train::train(&ctx, &recipe, &text, &opts).unwrap() else {
+        panic!("the run stopped")
+    };
+    assert_eq!(
+        m.train_items, 19,
+        "18 good training images and the corrupt one"
+    );
+    assert_eq!(m.test_items, 6);
+    // The corrupt file is skipped once per pass over the training split: the Hebbian epoch,
+    // the feature pass and nothing else (the classifier reads cached features).
+    assert!(m.skipped_items >= 1, "skipped {}", m.skipped_items);
+    assert!(
+        m.first_skipped
+            .as_deref()
+            .is_some_and(|e| e.contains("corrupt.JPEG")),
+        "{:?}",
+        m.first_skipped
+    );
+    assert!((0.0..=1.0).contains(&m.test_accuracy));
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&out);
+}
