@@ -7,6 +7,7 @@
 //! - `portability`: every WGSL file validates with naga and translates to SPIR-V, MSL and HLSL.
 //! - `runtime`: the kernel cache, parameter-struct layouts and error paths.
 //! - `cases_reference`: the golden cases (reference and GPU rules); `data`: dataset readers.
+//! - `train`: `hebb train` end to end; `zca`: input whitening (GPU vs reference, covariance ≈ I).
 
 mod cases_reference;
 mod common;
@@ -15,3 +16,4 @@ mod data;
 mod portability;
 mod runtime;
 mod train;
+mod zca;

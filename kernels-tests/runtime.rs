@@ -50,7 +50,7 @@ fn params_structs_match_wgsl() {
         (CONV_WGSL, size_of::<ConvParams>(), 24),
         (CLASSIFIER_WGSL, size_of::<ClassifierParams>(), 8),
         (POOL_WGSL, size_of::<PoolParams>(), 12),
-        (LAYOUT_WGSL, size_of::<LayoutParams>(), 4),
+        (LAYOUT_WGSL, size_of::<LayoutParams>(), 8),
         (NORM_WGSL, size_of::<NormParams>(), 8),
         (HEBBIAN_WGSL, size_of::<HebbParams>(), 12),
         (OPTIM_WGSL, size_of::<OptimParams>(), 12),

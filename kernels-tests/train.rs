@@ -322,7 +322,7 @@ output_norm = "batch""#
             seed % 1000
         );
         let recipe = Recipe::parse(&text, Path::new("block.toml")).unwrap();
-        let mut net = Network::new(&ctx, &recipe, *input, 10, None).unwrap();
+        let mut net = Network::new(&ctx, &recipe, *input, 10, None, None).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ i as u64);
         let batch = 3;
         let x: Vec<f32> = (0..batch * input.len())

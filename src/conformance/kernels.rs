@@ -24,7 +24,7 @@ use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmTiles, SplitK};
 use crate::kernels::im2col::{self, ConvGeometry};
-use crate::kernels::layout::{self, Layout};
+use crate::kernels::layout::{self, Blocks, Layout};
 use crate::kernels::norm::{self, BatchNorm};
 use crate::kernels::pool::{self, Pool2d, PoolKind};
 use crate::kernels::reduce::{self, ReduceOp};
@@ -1063,6 +1063,56 @@ pub fn layout_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 dst.poison_nan(ctx);
                 let mut rec = Recorder::new(ctx);
                 layout::convert(&mut rec, way, b, c, p, &src, &dst)?;
+                rec.submit();
+                Ok(widen(&dst.to_f32_vec(ctx)?))
+            };
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, 0.0),
+                Err(e) => row.fail(e),
+            });
+        }
+    }
+    // Planes ↔ blocks on ragged images and blocks: (B, C, H, W, bh, bw).
+    let block_shapes = [
+        (1, 1, 1, 1, 1, 1),
+        (2, 3, 8, 12, 4, 4),
+        (3, 1, 64, 64, 32, 32),
+        (1, 5, 7, 33, 7, 11),
+        (2, 2, 65, 6, 13, 3),
+    ];
+    for (i, &(b, c, h, w, bh, bw)) in block_shapes.iter().enumerate() {
+        for (j, way) in [Blocks::PlanesToBlocks, Blocks::BlocksToPlanes]
+            .into_iter()
+            .enumerate()
+        {
+            let seed = derive_seed(base_seed, 2700 + 2 * i as u64 + j as u64);
+            let name = match way {
+                Blocks::PlanesToBlocks => "planes_to_blocks",
+                Blocks::BlocksToPlanes => "blocks_to_planes",
+            };
+            let row = Row::new(
+                name,
+                format!("{bh}x{bw} blocks"),
+                &[("B", b), ("C", c), ("H", h), ("W", w)],
+                seed,
+            );
+            let len = b * c * h * w;
+            let x = random_f32(seed, len);
+            let (dims, block) = ([b, c, h, w], [bh, bw]);
+            let want = match way {
+                Blocks::PlanesToBlocks => {
+                    reference::elementwise::planes_to_blocks(&widen(&x), dims, block)
+                }
+                Blocks::BlocksToPlanes => {
+                    reference::elementwise::blocks_to_planes(&widen(&x), dims, block)
+                }
+            };
+            let run = || -> Result<Vec<f64>> {
+                let src = Tensor::from_f32(ctx, "source", &[len], &x)?;
+                let dst = Tensor::empty(ctx, "destination", &[len], DType::F32)?;
+                dst.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                layout::blocks(&mut rec, way, b, c, [h, w], block, &src, &dst)?;
                 rec.submit();
                 Ok(widen(&dst.to_f32_vec(ctx)?))
             };

@@ -1,5 +1,6 @@
-//! Launcher for `shaders/layout.wgsl`: between the rows layout ((B·P) x C, what X·Wᵀ over an
-//! im2col matrix gives) and the planes layout ((B, C, P), NCHW).
+//! Launchers for `shaders/layout.wgsl`: between the rows layout ((B·P) x C, what X·Wᵀ over an
+//! im2col matrix gives) and the planes layout ((B, C, P), NCHW); and between planes and the
+//! blocks layout ((B·blocks) x C·bh·bw, one row per non-overlapping bh x bw block).
 //! Bindings: 0 uniform LayoutParams, 1 source (read), 2 destination.
 
 use bytemuck::{Pod, Zeroable};
@@ -8,7 +9,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, Recorder, Tensor, grid_1d};
 use crate::kernels::{LAYOUT_WGSL, record_dispatch, to_u32};
 
-/// Mirrors `LayoutParams` in layout.wgsl (16 bytes).
+/// Mirrors `LayoutParams` in layout.wgsl (32 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct LayoutParams {
@@ -16,6 +17,10 @@ pub struct LayoutParams {
     pub channels: u32,
     pub positions: u32,
     pub total: u32,
+    pub height: u32,
+    pub width: u32,
+    pub block_h: u32,
+    pub block_w: u32,
 }
 
 /// Which way to convert.
@@ -23,6 +28,13 @@ pub struct LayoutParams {
 pub enum Layout {
     RowsToPlanes,
     PlanesToRows,
+}
+
+/// Which way to convert between planes and blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocks {
+    PlanesToBlocks,
+    BlocksToPlanes,
 }
 
 /// Records dst = the other layout of src, for `batch` images of `channels` x `positions`.
@@ -58,11 +70,73 @@ pub fn convert(
         channels: to_u32(entry, "channels", channels)?,
         positions: to_u32(entry, "positions", positions)?,
         total: to_u32(entry, "B·C·P", total)?,
+        ..Default::default()
     };
     let groups = grid_1d(
         rec.ctx,
         to_u32(entry, "elements / 256", total.div_ceil(256))?,
     );
+    record_dispatch(
+        rec,
+        &LAYOUT_WGSL,
+        entry,
+        &params,
+        &[(1, src), (2, dst)],
+        groups,
+    )
+}
+
+/// Records dst = the other of the planes layout (B, C, H, W) and the blocks layout
+/// ((B·H/bh·W/bw) x C·bh·bw) of src; `block` = [bh, bw] must divide [H, W].
+#[allow(clippy::too_many_arguments)]
+pub fn blocks(
+    rec: &mut Recorder<'_>,
+    way: Blocks,
+    batch: usize,
+    channels: usize,
+    hw: [usize; 2],
+    block: [usize; 2],
+    src: &Tensor,
+    dst: &Tensor,
+) -> Result<()> {
+    let entry = match way {
+        Blocks::PlanesToBlocks => "planes_to_blocks",
+        Blocks::BlocksToPlanes => "blocks_to_planes",
+    };
+    let [h, w] = hw;
+    let [bh, bw] = block;
+    if bh == 0 || bw == 0 || !h.is_multiple_of(bh) || !w.is_multiple_of(bw) {
+        return Err(HebbError::Launch {
+            kernel: entry.into(),
+            message: format!("{bh}x{bw} blocks do not tile a {h}x{w} image"),
+        });
+    }
+    let total = batch * channels * h * w;
+    for (t, role) in [(src, "source"), (dst, "destination")] {
+        t.expect_dtype(DType::F32, role)?;
+        t.expect_len(
+            total,
+            &format!("{entry} {role} ({batch} x {channels} x {h} x {w})"),
+        )?;
+    }
+    if src.buffer == dst.buffer {
+        return Err(HebbError::Launch {
+            kernel: entry.into(),
+            message: "source and destination must be different tensors".into(),
+        });
+    }
+    let u = |what: &str, v: usize| to_u32(entry, what, v);
+    let params = LayoutParams {
+        batch: u("batch", batch)?,
+        channels: u("channels", channels)?,
+        positions: u("H·W", h * w)?,
+        total: u("B·C·H·W", total)?,
+        height: u("H", h)?,
+        width: u("W", w)?,
+        block_h: u("block height", bh)?,
+        block_w: u("block width", bw)?,
+    };
+    let groups = grid_1d(rec.ctx, u("elements / 256", total.div_ceil(256))?);
     record_dispatch(
         rec,
         &LAYOUT_WGSL,

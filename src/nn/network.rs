@@ -1,4 +1,5 @@
-//! The chain of a recipe: input standardisation → Hebbian blocks → flatten → linear head.
+//! The chain of a recipe: input standardisation → ZCA whitening → Hebbian blocks → flatten →
+//! linear head.
 //! Planes flatten in NCHW order, as PyTorch's `flatten`, so the classifier's weights line up
 //! with a PyTorch model of the same recipe.
 
@@ -9,6 +10,7 @@ use crate::kernels::norm::{self, BatchNorm};
 use crate::nn::classifier::Linear;
 use crate::nn::layer::{HebbLayer, Mode};
 use crate::nn::recipe::Recipe;
+use crate::nn::zca::{Zca, ZcaGeometry};
 
 /// Per-channel (x − mean)/std as a batch norm in eval mode with fixed statistics.
 pub struct Standardize {
@@ -25,6 +27,8 @@ pub struct Network {
     pub layers: Vec<HebbLayer>,
     pub classifier: Linear,
     pub standardize: Option<Standardize>,
+    /// Whitening after the standardisation.
+    pub zca: Option<Zca>,
     /// Images one forward pass takes.
     pub capacity: usize,
     images: Tensor,
@@ -36,13 +40,15 @@ const BN_EPS: f32 = 1e-5;
 
 impl Network {
     /// Builds the recipe's network for `input` items and `classes` classes; shapes are checked
-    /// to chain, and errors name the layer.
+    /// to chain, and errors name the layer. `standardize` is (mean, std) per channel, `zca`
+    /// (μ, Z) of `nn::zca` for the geometry `ZcaGeometry::new(input)`.
     pub fn new(
         ctx: &GpuContext,
         recipe: &Recipe,
         input: ItemShape,
         classes: usize,
         standardize: Option<(Vec<f32>, Vec<f32>)>,
+        zca: Option<(Vec<f32>, Vec<f32>)>,
     ) -> Result<Self> {
         let capacity = recipe.hebbian.batch.max(recipe.classifier.batch);
         let mut shape = input;
@@ -93,12 +99,23 @@ impl Network {
                 })
             }
         };
+        let zca = match zca {
+            None => None,
+            Some((mean, matrix)) => Some(Zca::new(
+                ctx,
+                ZcaGeometry::new(input)?,
+                mean,
+                matrix,
+                capacity,
+            )?),
+        };
         Ok(Self {
             input,
             classes,
             layers,
             classifier,
             standardize,
+            zca,
             capacity,
             images: Tensor::empty(ctx, "input images", &[capacity * input.len()], DType::F32)?,
             standardized: Tensor::empty(
@@ -161,6 +178,9 @@ impl Network {
                 &self.standardized,
             )?;
             x = &self.standardized;
+        }
+        if let Some(z) = &self.zca {
+            x = z.apply(rec, x, batch)?;
         }
         for (i, layer) in self.layers.iter_mut().enumerate().take(upto + 1) {
             x = layer.forward(rec, x, batch, mode_of(i))?;

@@ -6,6 +6,7 @@
 //! seed = 0
 //! [data]          dataset, path, image_size/resize (image folders), workers
 //! [preprocess]    normalize = "none" | "dataset" | { mean = [...], std = [...] }
+//!                 zca = { epsilon = 1e-2, samples = 10000 }   (optional, after normalize)
 //! [hebbian]       schedule = "greedy" | "simultaneous", epochs, batch, lr_schedule
 //! [[layer]]       one Hebbian block: input_norm → conv/linear (rule) → activation → pool → output_norm
 //! [classifier]    epochs, batch, optimizer, dropout, lr_schedule, label_fraction
@@ -83,6 +84,32 @@ impl DataSpec {
 pub struct Preprocess {
     #[serde(default)]
     pub normalize: Normalize,
+    /// ZCA whitening after the standardisation (Lagani's WTA preprocessing).
+    #[serde(default)]
+    pub zca: Option<ZcaSpec>,
+}
+
+/// ZCA whitening x ↦ (x − μ)·Z with Z = U·diag(1/√(λ + ε))·Uᵀ from the covariance
+/// U·diag(λ)·Uᵀ of the training split, computed once at the start of a run (`nn::zca`).
+/// Images up to 32 x 32 with C·H·W ≤ 4096 are whitened whole; larger ones in non-overlapping
+/// 32 x 32 blocks sharing one transform (H and W must then be multiples of 32).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZcaSpec {
+    /// ε added to each eigenvalue (Lagani: 1e-2).
+    #[serde(default = "zca_epsilon")]
+    pub epsilon: f64,
+    /// Vectors the statistics use: the first training images (all 32 x 32 blocks of the
+    /// first images in block mode), after standardisation.
+    #[serde(default = "zca_samples")]
+    pub samples: usize,
+}
+
+fn zca_epsilon() -> f64 {
+    1e-2
+}
+fn zca_samples() -> usize {
+    10_000
 }
 
 /// Per-channel input standardisation (x − mean_c)/std_c, applied on the GPU.
@@ -456,6 +483,20 @@ impl Recipe {
                 return Err("preprocess.normalize: mean and std differ in length".into());
             }
             _ => {}
+        }
+        if let Some(z) = &self.preprocess.zca {
+            if !(z.epsilon.is_finite() && z.epsilon > 0.0) {
+                return Err(format!(
+                    "preprocess.zca.epsilon = {} must be positive",
+                    z.epsilon
+                ));
+            }
+            if z.samples < 2 {
+                return Err(format!(
+                    "preprocess.zca.samples = {} must be at least 2",
+                    z.samples
+                ));
+            }
         }
         for (i, l) in self.layers.iter().enumerate() {
             if l.channels == 0 {

@@ -55,3 +55,48 @@ pub fn planes_to_rows(planes: &[f64], batch: usize, channels: usize, positions: 
     }
     out
 }
+
+/// Index of element (b, c, y, x) of (B, C, H, W) planes in the blocks layout
+/// ((B·H/bh·W/bw) x C·bh·bw, rows in (b, by, bx) order, columns in (c, ky, kx) order).
+fn block_index(
+    [_, c_n, h, w]: [usize; 4],
+    [bh, bw]: [usize; 2],
+    [b, c, y, x]: [usize; 4],
+) -> usize {
+    let row = (b * (h / bh) + y / bh) * (w / bw) + x / bw;
+    row * c_n * bh * bw + (c * bh + y % bh) * bw + x % bw
+}
+
+/// (B, C, H, W) planes to the rows of their non-overlapping bh x bw blocks.
+pub fn planes_to_blocks(planes: &[f64], dims: [usize; 4], block: [usize; 2]) -> Vec<f64> {
+    let [batch, channels, h, w] = dims;
+    let mut out = vec![0.0; planes.len()];
+    for b in 0..batch {
+        for c in 0..channels {
+            for y in 0..h {
+                for x in 0..w {
+                    out[block_index(dims, block, [b, c, y, x])] =
+                        planes[((b * channels + c) * h + y) * w + x];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of `planes_to_blocks`.
+pub fn blocks_to_planes(blocks: &[f64], dims: [usize; 4], block: [usize; 2]) -> Vec<f64> {
+    let [batch, channels, h, w] = dims;
+    let mut out = vec![0.0; blocks.len()];
+    for b in 0..batch {
+        for c in 0..channels {
+            for y in 0..h {
+                for x in 0..w {
+                    out[((b * channels + c) * h + y) * w + x] =
+                        blocks[block_index(dims, block, [b, c, y, x])];
+                }
+            }
+        }
+    }
+    out
+}

@@ -14,3 +14,4 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod rules;
+pub mod zca;

@@ -9,6 +9,7 @@
 //! - `layers.{i}.rule.{bias,theta,bn_mean,bn_var,eta,state0,state1}`: rule state
 //! - `classifier.weight` (K, F), `classifier.bias` (K), `classifier.state{0..3}`
 //! - `input.mean`, `input.std` when the recipe standardises its input
+//! - `input.zca_mean` (D) and `input.zca` (D x D) when it whitens it (`nn::zca`)
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -130,6 +131,19 @@ pub fn save(
             bytemuck::cast_slice(&s.std).to_vec(),
         ));
     }
+    if let Some(z) = &net.zca {
+        let d = z.mean.len();
+        host.push((
+            "input.zca_mean".into(),
+            vec![d],
+            bytemuck::cast_slice(&z.mean).to_vec(),
+        ));
+        host.push((
+            "input.zca".into(),
+            vec![d, d],
+            bytemuck::cast_slice(&z.matrix).to_vec(),
+        ));
+    }
     let views: Vec<(String, TensorView<'_>)> = host
         .iter()
         .map(|(n, s, b)| {
@@ -242,5 +256,12 @@ impl Loaded {
         let m = self.tensors.get("input.mean")?;
         let s = self.tensors.get("input.std")?;
         Some((m.1.clone(), s.1.clone()))
+    }
+
+    /// The stored ZCA whitening (μ, Z), if any.
+    pub fn zca(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        let m = self.tensors.get("input.zca_mean")?;
+        let z = self.tensors.get("input.zca")?;
+        Some((m.1.clone(), z.1.clone()))
     }
 }

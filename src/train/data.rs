@@ -1,5 +1,6 @@
 //! The splits a recipe trains and tests on, opened from `[data]` (or `--data`), with the
-//! `--limit` and label-fraction subsets and the dataset statistics for standardisation.
+//! `--limit` and label-fraction subsets and the dataset statistics for standardisation and
+//! whitening.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::data::mnist::{self, Split};
 use crate::data::source::{Augment, CifarSource, IdxSource, Source};
 use crate::data::stl10::{Stl10Source, Stl10Split};
 use crate::nn::recipe::{DatasetKind, Recipe};
+use crate::nn::zca::ZcaGeometry;
 
 pub struct Splits {
     pub train: Arc<dyn Source>,
@@ -187,4 +189,40 @@ pub fn channel_stats(
         .map(|(s, q)| ((q / n - (s / n) * (s / n)).max(0.0).sqrt()) as f32)
         .collect();
     Ok((mean, std))
+}
+
+/// The first `samples` whitening vectors of `items` (decoded without augmentation, skipping
+/// unreadable ones), standardised per channel by `standardize` = (mean, std) when given, in
+/// the order of `ZcaGeometry::push_vectors`: samples x D, row-major.
+pub fn zca_vectors(
+    source: &dyn Source,
+    items: &[usize],
+    samples: usize,
+    standardize: Option<&(Vec<f32>, Vec<f32>)>,
+    geometry: &ZcaGeometry,
+) -> Result<Vec<f32>, DataError> {
+    let shape = source.shape();
+    let plane = shape.height * shape.width;
+    let want = samples * geometry.dim();
+    let mut rows = Vec::with_capacity(want);
+    let mut buf = vec![0f32; shape.len()];
+    for &i in items {
+        if rows.len() >= want {
+            break;
+        }
+        if source.load(i, None, &mut buf).is_err() {
+            continue;
+        }
+        if let Some((mean, std)) = standardize {
+            for c in 0..shape.channels {
+                let (m, s) = (mean[c] as f64, std[c] as f64);
+                for v in &mut buf[c * plane..(c + 1) * plane] {
+                    *v = ((*v as f64 - m) / s) as f32;
+                }
+            }
+        }
+        geometry.push_vectors(&buf, &mut rows);
+    }
+    rows.truncate(want);
+    Ok(rows)
 }

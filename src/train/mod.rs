@@ -32,6 +32,7 @@ use crate::kernels::reduce::{self, ReduceOp};
 use crate::nn::layer::{Mode, copy_prefix};
 use crate::nn::network::Network;
 use crate::nn::recipe::{HebbLrSchedule, Normalize, Recipe, Schedule};
+use crate::nn::zca::{self, ZcaGeometry};
 
 /// What the command line may override; stored in the checkpoint so a resume repeats it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -187,6 +188,36 @@ fn standardization(
     })
 }
 
+/// The ZCA whitening the recipe asks for: (μ, Z) fitted to the first `samples` whitening
+/// vectors of the training items after the standardisation `std`.
+fn whitening(
+    recipe: &Recipe,
+    train: &dyn Source,
+    items: &[usize],
+    std: Option<&(Vec<f32>, Vec<f32>)>,
+) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+    let Some(spec) = recipe.preprocess.zca else {
+        return Ok(None);
+    };
+    let geometry = ZcaGeometry::new(train.shape())?;
+    let started = Instant::now();
+    let rows = data::zca_vectors(train, items, spec.samples, std, &geometry).map_err(data_err)?;
+    let d = geometry.dim();
+    let fit = zca::fit(&rows, d, spec.epsilon)?;
+    let [bh, bw] = geometry.block;
+    eprintln!(
+        "ZCA whitening: {} vectors of {d} values ({bh}x{bw} {}), ε = {:e}, fitted in {:.1} s \
+         (eigendecomposition {:.1} s)",
+        rows.len() / d,
+        if geometry.whole() { "images" } else { "blocks" },
+        spec.epsilon,
+        started.elapsed().as_secs_f64(),
+        fit.eigen_seconds
+    );
+    let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    Ok(Some((narrow(&fit.mean), narrow(&fit.matrix))))
+}
+
 fn workers(recipe: &Recipe) -> usize {
     recipe.data.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -260,7 +291,7 @@ pub fn train(
     recipe_text: &str,
     opts: &TrainOptions,
 ) -> Result<Outcome> {
-    let mut t = Trainer::new(ctx, recipe, recipe_text, opts.overrides.clone(), opts)?;
+    let mut t = Trainer::new(ctx, recipe, recipe_text, opts.overrides.clone(), opts, None)?;
     t.run(Position::default())
 }
 
@@ -289,7 +320,8 @@ pub fn resume(ctx: &GpuContext, dir: &Path, opts: &TrainOptions) -> Result<Outco
         serde_json::from_value(parse_json("rule_steps")?).unwrap_or_default();
     let classifier_steps: u32 =
         serde_json::from_value(parse_json("classifier_steps")?).unwrap_or(0);
-    let mut t = Trainer::new(ctx, &recipe, &text, overrides, opts)?;
+    // The whitening is restored rather than refitted: the same transform, without the wait.
+    let mut t = Trainer::new(ctx, &recipe, &text, overrides, opts, ck.zca())?;
     ck.restore(ctx, &t.net)?;
     for (l, s) in t.net.layers.iter_mut().zip(rule_steps) {
         l.rule.set_steps_done(s);
@@ -314,6 +346,7 @@ impl<'a> Trainer<'a> {
         recipe_text: &str,
         overrides: Overrides,
         opts: &'a TrainOptions,
+        stored_zca: Option<(Vec<f32>, Vec<f32>)>,
     ) -> Result<Self> {
         let recipe = effective_recipe(recipe, &overrides);
         let root = data::data_root(&recipe, overrides.data.as_deref()).map_err(data_err)?;
@@ -333,8 +366,12 @@ impl<'a> Trainer<'a> {
             recipe.seed,
         );
         let std = standardization(&recipe, &*splits.train, &train_items)?;
+        let zca = match stored_zca {
+            Some(z) if recipe.preprocess.zca.is_some() => Some(z),
+            _ => whitening(&recipe, &*splits.train, &train_items, std.as_ref())?,
+        };
         let classes = splits.train.classes();
-        let net = Network::new(ctx, &recipe, splits.train.shape(), classes, std)?;
+        let net = Network::new(ctx, &recipe, splits.train.shape(), classes, std, zca)?;
         let features = Tensor::empty(
             ctx,
             "classifier features",
@@ -1014,12 +1051,24 @@ pub fn evaluate_checkpoint(
     let recipe = effective_recipe(&recipe, &overrides);
     let root = data::data_root(&recipe, overrides.data.as_deref()).map_err(data_err)?;
     let splits = data::open(&recipe, &root).map_err(data_err)?;
+    let zca = ck.zca();
+    if recipe.preprocess.zca.is_some() && zca.is_none() {
+        return Err(HebbError::Io {
+            path: ck.path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the recipe whitens its input (preprocess.zca) but the checkpoint has no \
+                 input.zca / input.zca_mean tensors",
+            ),
+        });
+    }
     let net = Network::new(
         ctx,
         &recipe,
         splits.train.shape(),
         splits.train.classes(),
         ck.standardize(),
+        zca.filter(|_| recipe.preprocess.zca.is_some()),
     )?;
     ck.restore(ctx, &net)?;
     let features = Tensor::empty(
