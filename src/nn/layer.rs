@@ -453,7 +453,7 @@ impl HebbLayer {
         };
         let mut out = &work.out;
         if mode != Mode::LearnOnly {
-            let a = forward_rows(rec, index, spec, s, rule, work, patches, batch, mode)?;
+            let a = forward_rows(rec, index, spec, s, rule, work, patches, batch)?;
             // Rows → planes (the same layout when Ho·Wo = 1), pool, output BN.
             let planes = if p == 1 {
                 a
@@ -507,7 +507,6 @@ fn forward_rows<'w>(
     w: &'w Work,
     patches: Patches<'_>,
     batch: usize,
-    mode: Mode,
 ) -> Result<&'w Tensor> {
     let (c, d, p) = (spec.channels, s.fan_in(), s.positions());
     let n = batch * p;
@@ -535,8 +534,9 @@ fn forward_rows<'w>(
         }
         _ => &rule.w,
     };
-    // Unit-norm patches (frozen forward only: learning sees raw inputs).
-    let normed_input = spec.unit_norm_input && mode == Mode::Frozen;
+    // Unit-norm patches in every forward output, so an output batch norm's running statistics
+    // describe what the classifier will see; the rule's step still reads the raw patches.
+    let normed_input = spec.unit_norm_input;
     let patches = match patches {
         Patches::Stored(p) => p,
         Patches::Gathered(x, g) => {

@@ -287,7 +287,8 @@ pub struct LayerSpec {
     #[serde(default)]
     pub input_norm: NormKind,
     /// Scale each patch (each image for a linear layer) to unit L2 norm in the forward pass
-    /// that feeds the classifier (Krotov's advice); learning always sees raw inputs.
+    /// (what the next block, the output batch norm and the classifier see: Krotov's advice); the
+    /// rule's learning step always sees raw inputs.
     #[serde(default)]
     pub unit_norm_input: bool,
     pub rule: RuleConfig,
