@@ -474,3 +474,44 @@ fn image_folder_training_skips_a_corrupt_jpeg_and_finishes() {
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The same small run on lavapipe's GL adapter and on Vulkan: every kernel of a training run
+/// compiles and runs through the GL backend too, and both learn the same weights up to f32
+/// rounding (one short run: GL compiles each pipeline in seconds).
+#[test]
+fn a_run_on_gl_learns_what_vulkan_learns() {
+    let Some(gl) = common::context("gl") else {
+        return;
+    };
+    let Some(vk) = vulkan() else { return };
+    let mut weights = Vec::new();
+    for (name, ctx) in [("gl", &gl), ("vulkan", &vk)] {
+        let out = scratch(&format!("backend-{name}"));
+        let mut opts = options(&out, None);
+        opts.overrides.limit = Some(96);
+        opts.overrides.epochs = Some(1);
+        let Outcome::Finished(m) = train::train(ctx, &tiny(), TINY, &opts).unwrap() else {
+            panic!("the {name} run stopped")
+        };
+        assert_eq!(m.test_items, 96);
+        let ck = checkpoint::load(&out).unwrap();
+        weights.push((
+            ck.tensors["layers.0.weight"].1.clone(),
+            ck.tensors["classifier.weight"].1.clone(),
+        ));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    // 6 Hebbian steps and 3 classifier steps: f32 differences between the backends' compilers
+    // stay near rounding level (argmax ties could break them; none occur on real images).
+    let hebb = hebb::conformance::rel_err(&widen(&weights[0].0), &widen(&weights[1].0));
+    let head = hebb::conformance::rel_err(&widen(&weights[0].1), &widen(&weights[1].1));
+    assert!(
+        hebb < 1e-4,
+        "Hebbian weights: GL vs Vulkan relative error {hebb:.2e}"
+    );
+    assert!(
+        head < 1e-3,
+        "classifier weights: GL vs Vulkan relative error {head:.2e}"
+    );
+}
