@@ -49,3 +49,43 @@ pub fn seed() -> u64 {
                 .map_or(0x5eed, |d| d.as_nanos() as u64)
         })
 }
+
+/// A fresh, empty scratch folder path for test `group`/`name` of this process.
+pub fn scratch(group: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hebb-{group}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Training options for tests: the first `limit` training and test items, no progress bars,
+/// output to `out`, and an optional stop after `stop_after` batches.
+pub fn train_options(
+    out: &std::path::Path,
+    limit: usize,
+    stop_after: Option<usize>,
+) -> hebb::train::TrainOptions {
+    hebb::train::TrainOptions {
+        overrides: hebb::train::Overrides {
+            limit: Some(limit),
+            ..Default::default()
+        },
+        out: out.to_path_buf(),
+        stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        stop_after_batches: stop_after,
+        progress_bars: false,
+    }
+}
+
+/// Asserts that the checkpoints in folders `a` and `b` hold bit-identical tensors `names`.
+pub fn assert_same_tensors(a: &std::path::Path, b: &std::path::Path, names: &[&str]) {
+    let ca = hebb::train::checkpoint::load(a).unwrap();
+    let cb = hebb::train::checkpoint::load(b).unwrap();
+    for name in names {
+        assert!(
+            ca.tensors[*name].1 == cb.tensors[*name].1,
+            "{name} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}

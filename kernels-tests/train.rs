@@ -3,12 +3,10 @@
 //! the layer named, and bad recipes and checkpoints are errors naming what is wrong.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use hebb::gpu::GpuContext;
 use hebb::nn::recipe::Recipe;
-use hebb::train::{self, Outcome, Overrides, TrainOptions, checkpoint, recipes};
+use hebb::train::{self, Outcome, TrainOptions, checkpoint, recipes};
 
 use crate::common;
 
@@ -40,22 +38,11 @@ dropout = 0.25
 "#;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hebb-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::scratch("train", name)
 }
 
 fn options(out: &Path, stop_after: Option<usize>) -> TrainOptions {
-    TrainOptions {
-        overrides: Overrides {
-            limit: Some(480),
-            ..Default::default()
-        },
-        out: out.to_path_buf(),
-        stop: Arc::new(AtomicBool::new(false)),
-        stop_after_batches: stop_after,
-        progress_bars: false,
-    }
+    common::train_options(out, 480, stop_after)
 }
 
 fn vulkan() -> Option<GpuContext> {
@@ -120,19 +107,16 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
         panic!("the resumed run stopped again")
     };
     assert!(b.resumed);
-    let ca = checkpoint::load(&straight).unwrap();
-    let cb = checkpoint::load(&split).unwrap();
-    for name in [
-        "layers.0.weight",
-        "layers.0.input_bn.running_mean",
-        "classifier.weight",
-        "classifier.state1",
-    ] {
-        assert!(
-            ca.tensors[name].1 == cb.tensors[name].1,
-            "{name} differs between the straight and the resumed run"
-        );
-    }
+    common::assert_same_tensors(
+        &straight,
+        &split,
+        &[
+            "layers.0.weight",
+            "layers.0.input_bn.running_mean",
+            "classifier.weight",
+            "classifier.state1",
+        ],
+    );
     assert_eq!(a.test_accuracy, b.test_accuracy);
     let _ = std::fs::remove_dir_all(&straight);
     let _ = std::fs::remove_dir_all(&split);
@@ -376,7 +360,7 @@ output_norm = "batch""#
                     .collect(),
             )
         });
-        let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let xs = hebb::conformance::widen(&x);
         let want = block_forward(
             &layer.spec,
             &layer.shape,
@@ -397,7 +381,7 @@ output_norm = "batch""#
             .unwrap();
         rec.submit();
         let got = out.to_f32_vec(&ctx).unwrap();
-        let got: Vec<f64> = got[..len].iter().map(|&v| v as f64).collect();
+        let got = hebb::conformance::widen(&got[..len]);
         let err = hebb::conformance::rel_err(&got, &want);
         assert!(err < 2e-5, "{name}: relative error {err:.2e} (seed {seed})");
     }
@@ -501,7 +485,7 @@ fn a_run_on_gl_learns_what_vulkan_learns() {
         ));
         let _ = std::fs::remove_dir_all(&out);
     }
-    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    use hebb::conformance::widen;
     // 6 Hebbian steps and 3 classifier steps: f32 differences between the backends' compilers
     // stay near rounding level (argmax ties could break them; none occur on real images).
     let hebb = hebb::conformance::rel_err(&widen(&weights[0].0), &widen(&weights[1].0));

@@ -4,24 +4,18 @@
 //! resumes and evaluates with its transform.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use hebb::conformance::{random_f32, rel_err};
+use hebb::conformance::{random_f32, rel_err, widen};
 use hebb::data::source::ItemShape;
 use hebb::gpu::{GpuContext, Recorder, Tensor};
 use hebb::nn::recipe::Recipe;
 use hebb::nn::zca::{self, Zca, ZcaGeometry};
 use hebb::reference;
-use hebb::train::{self, Outcome, Overrides, TrainOptions, checkpoint};
+use hebb::train::{self, Outcome, TrainOptions, checkpoint};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::common;
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
 
 fn shape(channels: usize, height: usize, width: usize) -> ItemShape {
     ItemShape {
@@ -314,22 +308,11 @@ fn the_zca_table_parses_and_bad_tables_and_shapes_are_errors() {
 }
 
 fn options(out: &Path, stop_after: Option<usize>) -> TrainOptions {
-    TrainOptions {
-        overrides: Overrides {
-            limit: Some(320),
-            ..Default::default()
-        },
-        out: out.to_path_buf(),
-        stop: Arc::new(AtomicBool::new(false)),
-        stop_after_batches: stop_after,
-        progress_bars: false,
-    }
+    common::train_options(out, 320, stop_after)
 }
 
 fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hebb-zca-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::scratch("zca", name)
 }
 
 #[test]
@@ -362,18 +345,16 @@ fn a_whitened_run_checkpoints_resumes_and_evaluates_with_its_transform() {
     let Outcome::Finished(b) = train::resume(&ctx, &split, &options(&split, None)).unwrap() else {
         panic!("the resumed run stopped again")
     };
-    let cb = checkpoint::load(&split).unwrap();
-    for name in [
-        "input.zca",
-        "input.zca_mean",
-        "layers.0.weight",
-        "classifier.weight",
-    ] {
-        assert!(
-            ca.tensors[name].1 == cb.tensors[name].1,
-            "{name} differs between the straight and the resumed run"
-        );
-    }
+    common::assert_same_tensors(
+        &straight,
+        &split,
+        &[
+            "input.zca",
+            "input.zca_mean",
+            "layers.0.weight",
+            "classifier.weight",
+        ],
+    );
     assert_eq!(a.test_accuracy, b.test_accuracy);
     let _ = std::fs::remove_dir_all(&straight);
     let _ = std::fs::remove_dir_all(&split);

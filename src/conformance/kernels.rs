@@ -19,7 +19,7 @@
 
 use half::f16;
 
-use crate::conformance::{Row, U32, derive_seed, random_f32};
+use crate::conformance::{Row, U32, derive_seed, random_f32, widen};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmTiles, SplitK};
@@ -33,10 +33,6 @@ use crate::reference;
 
 /// Ragged sizes: 1, primes around tile edges, and one past a power of two.
 pub const RAGGED: [usize; 5] = [1, 7, 33, 65, 257];
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
 
 pub fn gemm_tol(k: usize) -> f64 {
     4.0 * U32 * (k as f64).sqrt() + 8.0 * U32

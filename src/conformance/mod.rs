@@ -83,6 +83,11 @@ impl Row {
 
 /// ‖got − want‖₂ / ‖want‖₂, or ‖got − want‖₂ = ‖got‖₂ when ‖want‖₂ is 0: exactly the case
 /// metric of FORMAT.md §6.
+/// f32 values as f64, for comparing with a float64 reference.
+pub fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
 pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
     let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum();
     let norm: f64 = want.iter().map(|w| w * w).sum();

@@ -1,6 +1,7 @@
 //! Items to batches. A `Source` decodes one item on demand; a `Loader` runs a pool of worker
 //! threads that decode the batches of one epoch in a fixed order, a bounded number ahead of the
-//! consumer, so host memory holds at most `workers · prefetch` batches whatever the dataset size.
+//! consumer, so host memory holds at most `workers · (prefetch + 1)` batches whatever the
+//! dataset size (each worker's queue plus the batch it is decoding).
 //!
 //! Determinism: batch j of an epoch always holds the same items (the epoch's order is given),
 //! and item i's random augmentation is drawn from a generator seeded by (seed, epoch, i), so
@@ -50,6 +51,23 @@ pub struct Augment {
 impl Augment {
     pub fn is_identity(&self) -> bool {
         self.crop_padding == 0 && !self.flip
+    }
+
+    /// Writes one planar C x H x W item of 8-bit pixels to `out` as values in [0, 1], then
+    /// applies the augmentation when an `rng` is given (training).
+    pub fn decode_u8(
+        &self,
+        shape: ItemShape,
+        pixels: &[u8],
+        rng: Option<&mut ChaCha8Rng>,
+        out: &mut [f32],
+    ) {
+        for (o, &b) in out.iter_mut().zip(pixels) {
+            *o = b as f32 / 255.0;
+        }
+        if let Some(rng) = rng {
+            self.apply(shape, rng, out);
+        }
     }
 
     /// Applies the augmentation in place to one C x H x W item.
@@ -155,12 +173,9 @@ impl Source for IdxSource {
         rng: Option<&mut ChaCha8Rng>,
         out: &mut [f32],
     ) -> Result<(), DataError> {
-        for (o, v) in out.iter_mut().zip(self.split.image_f32(index)) {
-            *o = v;
-        }
-        if let Some(rng) = rng {
-            self.augment.apply(self.shape(), rng, out);
-        }
+        let size = self.split.rows * self.split.cols;
+        let pixels = &self.split.images[index * size..(index + 1) * size];
+        self.augment.decode_u8(self.shape(), pixels, rng, out);
         Ok(())
     }
 }
@@ -199,13 +214,8 @@ impl Source for CifarSource {
         rng: Option<&mut ChaCha8Rng>,
         out: &mut [f32],
     ) -> Result<(), DataError> {
-        let bytes = &self.split.images[index * IMAGE_BYTES..(index + 1) * IMAGE_BYTES];
-        for (o, &b) in out.iter_mut().zip(bytes) {
-            *o = b as f32 / 255.0;
-        }
-        if let Some(rng) = rng {
-            self.augment.apply(self.shape(), rng, out);
-        }
+        let pixels = &self.split.images[index * IMAGE_BYTES..(index + 1) * IMAGE_BYTES];
+        self.augment.decode_u8(self.shape(), pixels, rng, out);
         Ok(())
     }
 }

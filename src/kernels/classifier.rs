@@ -23,8 +23,8 @@ pub struct ClassifierParams {
     pub _pad4: f32,
 }
 
-/// Labels as the f32 tensor the kernels read, refusing labels outside 0..classes.
-pub fn labels_tensor(ctx: &GpuContext, labels: &[u32], classes: usize) -> Result<Tensor> {
+/// Labels as the f32 values the kernels read, refusing labels outside 0..classes.
+fn label_values(labels: &[u32], classes: usize) -> Result<Vec<f32>> {
     if classes > 1 << 24 {
         return Err(HebbError::Shape {
             tensor: "labels".into(),
@@ -41,8 +41,18 @@ pub fn labels_tensor(ctx: &GpuContext, labels: &[u32], classes: usize) -> Result
             message: format!("label {l} at position {i} is outside 0..{classes}"),
         });
     }
-    let data: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    Ok(labels.iter().map(|&l| l as f32).collect())
+}
+
+/// Labels as the f32 tensor the kernels read, refusing labels outside 0..classes.
+pub fn labels_tensor(ctx: &GpuContext, labels: &[u32], classes: usize) -> Result<Tensor> {
+    let data = label_values(labels, classes)?;
     Tensor::from_f32(ctx, "labels", &[labels.len()], &data)
+}
+
+/// Writes labels into the start of an existing labels tensor (a buffer reused per batch).
+pub fn write_labels(ctx: &GpuContext, t: &Tensor, labels: &[u32], classes: usize) -> Result<()> {
+    t.write_f32(ctx, &label_values(labels, classes)?)
 }
 
 fn launch(

@@ -20,27 +20,14 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmParams, GemmTiles, SplitK};
-use crate::kernels::im2col::ConvGeometry;
+use crate::kernels::im2col::{ConvGeometry, ConvWords};
 use crate::kernels::{CONV_WGSL, bind_group, check_grid, to_u32};
 
 /// Mirrors `ConvParams` in conv.wgsl field for field (96 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct ConvParams {
-    pub batch: u32,
-    pub c_in: u32,
-    pub h: u32,
-    pub w: u32,
-    pub kh: u32,
-    pub kw: u32,
-    pub sh: u32,
-    pub sw: u32,
-    pub ph: u32,
-    pub pw: u32,
-    pub ho: u32,
-    pub wo: u32,
-    pub reflect: u32,
-    pub offset_x: u32,
+    pub geometry: ConvWords,
     /// The GEMM view: output M x N_out (dense), inner dimension K.
     pub m: u32,
     pub n: u32,
@@ -268,7 +255,6 @@ fn launch(
 ) -> Result<()> {
     let ctx = rec.ctx;
     let name = kernel.name();
-    let (ho, wo) = g.output_hw()?;
     let (n, d) = g.patch_shape()?;
     let (m, n_out, k) = kernel.gemm_dims(n, d, c_out);
     let (tiles, splits, k_per_split) = plan(ctx, kernel, g, c_out, opts)?;
@@ -320,20 +306,7 @@ fn launch(
     let plane = m * n_out;
     let split = splits > 1;
     let params = ConvParams {
-        batch: u("batch", g.batch)?,
-        c_in: u("in_channels", g.in_channels)?,
-        h: u("H", g.h)?,
-        w: u("W", g.w)?,
-        kh: u("kh", g.kernel[0])?,
-        kw: u("kw", g.kernel[1])?,
-        sh: u("sh", g.stride[0])?,
-        sw: u("sw", g.stride[1])?,
-        ph: u("ph", g.padding[0])?,
-        pw: u("pw", g.padding[1])?,
-        ho: u("Ho", ho)?,
-        wo: u("Wo", wo)?,
-        reflect: g.reflect as u32,
-        offset_x: u("offset_x", offset_x)?,
+        geometry: g.words(name, offset_x)?,
         m: u("M", m)?,
         n: u("N_out", n_out)?,
         k: u("K", k)?,

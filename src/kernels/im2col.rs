@@ -7,10 +7,11 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
 use crate::kernels::{IM2COL_WGSL, record_dispatch, to_u32};
 
-/// Mirrors `Im2colParams` in im2col.wgsl (64 bytes).
+/// A convolution's geometry as the leading 14 words of the im2col.wgsl and conv.wgsl uniforms
+/// (batch, c_in, h, w, kh, kw, sh, sw, ph, pw, ho, wo, reflect, offset_x), in that order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Im2colParams {
+pub struct ConvWords {
     pub batch: u32,
     pub c_in: u32,
     pub h: u32,
@@ -25,6 +26,13 @@ pub struct Im2colParams {
     pub wo: u32,
     pub reflect: u32,
     pub offset_x: u32,
+}
+
+/// Mirrors `Im2colParams` in im2col.wgsl (64 bytes): the geometry words, then the extent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Im2colParams {
+    pub geometry: ConvWords,
     pub total: u32,
     pub _pad0: u32,
 }
@@ -87,6 +95,29 @@ impl ConvGeometry {
     pub fn input_len(&self) -> usize {
         self.batch * self.in_channels * self.h * self.w
     }
+
+    /// The uniform words of this geometry reading x from element `offset_x`; `kernel` names
+    /// the launcher in errors.
+    pub fn words(&self, kernel: &str, offset_x: usize) -> Result<ConvWords> {
+        let (ho, wo) = self.output_hw()?;
+        let u = |what: &str, v: usize| to_u32(kernel, what, v);
+        Ok(ConvWords {
+            batch: u("batch", self.batch)?,
+            c_in: u("in_channels", self.in_channels)?,
+            h: u("H", self.h)?,
+            w: u("W", self.w)?,
+            kh: u("kh", self.kernel[0])?,
+            kw: u("kw", self.kernel[1])?,
+            sh: u("sh", self.stride[0])?,
+            sw: u("sw", self.stride[1])?,
+            ph: u("ph", self.padding[0])?,
+            pw: u("pw", self.padding[1])?,
+            ho: u("Ho", ho)?,
+            wo: u("Wo", wo)?,
+            reflect: self.reflect as u32,
+            offset_x: u("offset_x", offset_x)?,
+        })
+    }
 }
 
 /// Records out = im2col(x[offset_x..]) for geometry `g`; `out` must hold N·D elements.
@@ -98,7 +129,6 @@ pub fn im2col(
     out: &Tensor,
 ) -> Result<()> {
     let ctx: &GpuContext = rec.ctx;
-    let (ho, wo) = g.output_hw()?;
     let (n, d) = g.patch_shape()?;
     x.expect_dtype(DType::F32, "im2col input")?;
     out.expect_dtype(DType::F32, "im2col output")?;
@@ -110,26 +140,12 @@ pub fn im2col(
             message: "input and output must be different tensors".into(),
         });
     }
-    let u = |what: &str, v: usize| to_u32("im2col", what, v);
     let params = Im2colParams {
-        batch: u("batch", g.batch)?,
-        c_in: u("in_channels", g.in_channels)?,
-        h: u("H", g.h)?,
-        w: u("W", g.w)?,
-        kh: u("kh", g.kernel[0])?,
-        kw: u("kw", g.kernel[1])?,
-        sh: u("sh", g.stride[0])?,
-        sw: u("sw", g.stride[1])?,
-        ph: u("ph", g.padding[0])?,
-        pw: u("pw", g.padding[1])?,
-        ho: u("Ho", ho)?,
-        wo: u("Wo", wo)?,
-        reflect: g.reflect as u32,
-        offset_x: u("offset_x", offset_x)?,
-        total: u("N * D", n * d)?,
+        geometry: g.words("im2col", offset_x)?,
+        total: to_u32("im2col", "N * D", n * d)?,
         _pad0: 0,
     };
-    let groups = grid_1d(ctx, u("N * D / 256", (n * d).div_ceil(256))?);
+    let groups = grid_1d(ctx, to_u32("im2col", "N * D / 256", (n * d).div_ceil(256))?);
     record_dispatch(
         rec,
         &IM2COL_WGSL,

@@ -52,19 +52,6 @@ pub fn convert(
         Layout::PlanesToRows => "planes_to_rows",
     };
     let total = batch * channels * positions;
-    for (t, role) in [(src, "source"), (dst, "destination")] {
-        t.expect_dtype(DType::F32, role)?;
-        t.expect_len(
-            total,
-            &format!("{entry} {role} ({batch} x {channels} x {positions})"),
-        )?;
-    }
-    if src.buffer == dst.buffer {
-        return Err(HebbError::Launch {
-            kernel: entry.into(),
-            message: "source and destination must be different tensors".into(),
-        });
-    }
     let params = LayoutParams {
         batch: to_u32(entry, "batch", batch)?,
         channels: to_u32(entry, "channels", channels)?,
@@ -72,6 +59,31 @@ pub fn convert(
         total: to_u32(entry, "B·C·P", total)?,
         ..Default::default()
     };
+    let shape = format!("{batch} x {channels} x {positions}");
+    launch(rec, entry, &params, total, &shape, src, dst)
+}
+
+/// Checks that src and dst are distinct f32 tensors of `total` elements and records one
+/// layout.wgsl entry over them (one invocation per element).
+fn launch(
+    rec: &mut Recorder<'_>,
+    entry: &'static str,
+    params: &LayoutParams,
+    total: usize,
+    shape: &str,
+    src: &Tensor,
+    dst: &Tensor,
+) -> Result<()> {
+    for (t, role) in [(src, "source"), (dst, "destination")] {
+        t.expect_dtype(DType::F32, role)?;
+        t.expect_len(total, &format!("{entry} {role} ({shape})"))?;
+    }
+    if src.buffer == dst.buffer {
+        return Err(HebbError::Launch {
+            kernel: entry.into(),
+            message: "source and destination must be different tensors".into(),
+        });
+    }
     let groups = grid_1d(
         rec.ctx,
         to_u32(entry, "elements / 256", total.div_ceil(256))?,
@@ -80,7 +92,7 @@ pub fn convert(
         rec,
         &LAYOUT_WGSL,
         entry,
-        &params,
+        params,
         &[(1, src), (2, dst)],
         groups,
     )
@@ -112,19 +124,6 @@ pub fn blocks(
         });
     }
     let total = batch * channels * h * w;
-    for (t, role) in [(src, "source"), (dst, "destination")] {
-        t.expect_dtype(DType::F32, role)?;
-        t.expect_len(
-            total,
-            &format!("{entry} {role} ({batch} x {channels} x {h} x {w})"),
-        )?;
-    }
-    if src.buffer == dst.buffer {
-        return Err(HebbError::Launch {
-            kernel: entry.into(),
-            message: "source and destination must be different tensors".into(),
-        });
-    }
     let u = |what: &str, v: usize| to_u32(entry, what, v);
     let params = LayoutParams {
         batch: u("batch", batch)?,
@@ -136,13 +135,6 @@ pub fn blocks(
         block_h: u("block height", bh)?,
         block_w: u("block width", bw)?,
     };
-    let groups = grid_1d(rec.ctx, u("elements / 256", total.div_ceil(256))?);
-    record_dispatch(
-        rec,
-        &LAYOUT_WGSL,
-        entry,
-        &params,
-        &[(1, src), (2, dst)],
-        groups,
-    )
+    let shape = format!("{batch} x {channels} x {h} x {w}");
+    launch(rec, entry, &params, total, &shape, src, dst)
 }

@@ -35,6 +35,21 @@ pub struct Linear {
     db: Tensor,
     unused: Tensor,
     unused2: Tensor,
+    /// The batch's labels (class indices as f32), rewritten by `set_labels`.
+    labels: Tensor,
+    /// Σ w² of W after the last step (NaN and Inf propagate through a sum).
+    wsum: Tensor,
+    /// What one readback returns: loss (batch), correct (batch), then Σ w² (1).
+    report: Tensor,
+}
+
+/// The host's view of a step or evaluation, read back at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Report {
+    pub loss_sum: f64,
+    pub correct: usize,
+    /// Σ w² of W is finite (checked after train steps; true after evaluations).
+    pub weights_finite: bool,
 }
 
 impl Linear {
@@ -80,6 +95,14 @@ impl Linear {
             db: t("classifier Δb", classes)?,
             unused: t("unused", 1)?,
             unused2: t("unused", 1)?,
+            labels: t("labels", batch)?,
+            wsum: t("classifier Σw²", 1)?,
+            report: Tensor::from_f32(
+                ctx,
+                "classifier report",
+                &[2 * batch + 1],
+                &vec![0.0; 2 * batch + 1],
+            )?,
         })
     }
 
@@ -96,18 +119,40 @@ impl Linear {
         hebbian::add_bias(rec, &self.grad, &self.b, n, k, &self.logits)
     }
 
-    /// Records one optimizer step on `n` rows (labels as class indices in f32). `lr` is the
-    /// scheduled rate. Returns nothing; `read_loss_correct` gives the batch's loss and hits.
+    /// Writes the labels of the next step or evaluation (n ≤ the batch it was built for).
+    pub fn set_labels(&self, ctx: &GpuContext, labels: &[u32]) -> Result<()> {
+        head::write_labels(ctx, &self.labels, labels, self.classes)
+    }
+
+    /// Copies the first n losses and hits (and, when `with_wsum`, Σ w²) into the report.
+    fn record_report(&self, rec: &mut Recorder<'_>, n: usize, with_wsum: bool) {
+        let b = self.batch as u64;
+        let enc = rec.encoder();
+        enc.copy_buffer_to_buffer(&self.loss.buffer, 0, &self.report.buffer, 0, 4 * n as u64);
+        enc.copy_buffer_to_buffer(
+            &self.correct.buffer,
+            0,
+            &self.report.buffer,
+            4 * b,
+            4 * n as u64,
+        );
+        if with_wsum {
+            enc.copy_buffer_to_buffer(&self.wsum.buffer, 0, &self.report.buffer, 8 * b, 4);
+        }
+    }
+
+    /// Records one optimizer step on `n` rows with the labels of `set_labels`. `lr` is the
+    /// scheduled rate; `read_report` then gives the batch's loss, hits and a finite check.
     pub fn train_step(
         &mut self,
         rec: &mut Recorder<'_>,
         x: &Tensor,
-        labels: &Tensor,
         n: usize,
         optimizer: ClassifierOptimizer,
         lr: f64,
     ) -> Result<()> {
         let (f, k) = (self.features, self.classes);
+        let labels = &self.labels;
         self.logits(rec, x, n)?;
         head::correct(rec, &self.logits, labels, n, k, &self.correct)?;
         head::softmax_xent(
@@ -185,31 +230,37 @@ impl Linear {
             &self.unused,
             &self.unused2,
         )?;
+        reduce::global_reduce(rec, ReduceOp::SumSquares, &self.w, &self.wsum)?;
+        self.record_report(rec, n, true);
         self.steps += 1;
         Ok(())
     }
 
-    /// Records the logits of `n` rows and their correctness against `labels`.
-    pub fn evaluate(
-        &self,
-        rec: &mut Recorder<'_>,
-        x: &Tensor,
-        labels: &Tensor,
-        n: usize,
-    ) -> Result<()> {
+    /// Records the logits of `n` rows and their correctness against the `set_labels` labels.
+    pub fn evaluate(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize) -> Result<()> {
         self.logits(rec, x, n)?;
-        head::correct(rec, &self.logits, labels, n, self.classes, &self.correct)
+        head::correct(
+            rec,
+            &self.logits,
+            &self.labels,
+            n,
+            self.classes,
+            &self.correct,
+        )?;
+        self.record_report(rec, n, false);
+        Ok(())
     }
 
-    /// (Σ loss, correct count) of the last `n`-row train step or evaluation (waits for the GPU).
-    /// The loss is only meaningful after `train_step`.
-    pub fn read_loss_correct(&self, ctx: &GpuContext, n: usize) -> Result<(f64, usize)> {
-        let loss = self.loss.to_f32_vec(ctx)?;
-        let correct = self.correct.to_f32_vec(ctx)?;
-        Ok((
-            loss[..n].iter().map(|&v| v as f64).sum(),
-            correct[..n].iter().filter(|&&v| v > 0.5).count(),
-        ))
+    /// The last `n`-row train step's or evaluation's report, in one readback (waits for the
+    /// GPU). The loss and the finite check are only meaningful after `train_step`.
+    pub fn read_report(&self, ctx: &GpuContext, n: usize) -> Result<Report> {
+        let r = self.report.to_f32_vec(ctx)?;
+        let b = self.batch;
+        Ok(Report {
+            loss_sum: r[..n].iter().map(|&v| v as f64).sum(),
+            correct: r[b..b + n].iter().filter(|&&v| v > 0.5).count(),
+            weights_finite: r[2 * b].is_finite(),
+        })
     }
 
     /// Most rows one call takes.

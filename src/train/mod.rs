@@ -26,7 +26,6 @@ use sha2::{Digest, Sha256};
 use crate::data::source::{Loader, LoaderOptions, Source, epoch_order};
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
-use crate::kernels::classifier::labels_tensor;
 use crate::kernels::elementwise::dropout_hash;
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::nn::layer::{Mode, copy_prefix};
@@ -378,8 +377,9 @@ impl<'a> Trainer<'a> {
             &[net.capacity * net.feature_len()],
             DType::F32,
         )?;
-        let check = Tensor::empty(ctx, "finite check", &[recipe.layers.len() + 1], DType::F32)?;
-        let sums = (0..=recipe.layers.len())
+        // One slot per Hebbian layer; the classifier checks its own weights in its report.
+        let check = Tensor::empty(ctx, "finite check", &[recipe.layers.len()], DType::F32)?;
+        let sums = (0..recipe.layers.len())
             .map(|i| Tensor::empty(ctx, &format!("Σw² {i}"), &[1], DType::F32))
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -568,27 +568,28 @@ impl<'a> Trainer<'a> {
             pb.set_position((pos.batch * batch).min(total) as u64);
             let started = Instant::now();
             let mut images = 0usize;
+            // The last learning block skips its forward output unless an output batch norm
+            // must update its running statistics from it.
+            let modes: Vec<Mode> = self
+                .net
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    if !learning.contains(&i) {
+                        Mode::Frozen
+                    } else if i == upto && l.output_bn.is_none() {
+                        Mode::LearnOnly
+                    } else {
+                        Mode::Learn
+                    }
+                })
+                .collect();
             for b in loader {
                 self.note_skipped(&b.skipped);
                 if b.len > 0 {
                     let mut rec = Recorder::new(self.ctx);
-                    // The last learning block skips its forward output unless an output
-                    // batch norm must update its running statistics from it.
-                    let skip_output: Vec<bool> = self
-                        .net
-                        .layers
-                        .iter()
-                        .map(|l| l.output_bn.is_none())
-                        .collect();
-                    let mode_of = |i: usize| {
-                        if !learning.contains(&i) {
-                            Mode::Frozen
-                        } else if i == upto && skip_output[i] {
-                            Mode::LearnOnly
-                        } else {
-                            Mode::Learn
-                        }
-                    };
+                    let mode_of = |i: usize| modes[i];
                     self.net
                         .forward(self.ctx, &mut rec, &b.images, b.len, upto, mode_of)?;
                     for &i in &learning {
@@ -772,13 +773,10 @@ impl<'a> Trainer<'a> {
                 }
             };
             let n = labels.len();
-            let labels_t = labels_tensor(self.ctx, &labels, self.net.classes)?;
-            self.net
-                .classifier
-                .evaluate(&mut rec, &self.features, &labels_t, n)?;
+            self.net.classifier.set_labels(self.ctx, &labels)?;
+            self.net.classifier.evaluate(&mut rec, &self.features, n)?;
             rec.submit();
-            let (_, hits) = self.net.classifier.read_loss_correct(self.ctx, n)?;
-            correct += hits;
+            correct += self.net.classifier.read_report(self.ctx, n)?.correct;
             seen += n;
         }
         Ok(correct as f64 / seen.max(1) as f64)
@@ -872,7 +870,7 @@ impl<'a> Trainer<'a> {
                     }
                     (None, None) => unreachable!("a loader exists whenever there is no cache"),
                 };
-                let labels_t = labels_tensor(self.ctx, &labels, self.net.classes)?;
+                self.net.classifier.set_labels(self.ctx, &labels)?;
                 let step = self.net.classifier.steps;
                 let seed = dropout_hash(self.recipe.seed as u32 ^ dropout_hash(step));
                 crate::nn::classifier::Linear::dropout(
@@ -882,19 +880,13 @@ impl<'a> Trainer<'a> {
                     spec.dropout,
                     seed,
                 )?;
-                self.net.classifier.train_step(
-                    &mut rec,
-                    &self.features,
-                    &labels_t,
-                    n,
-                    spec.optimizer,
-                    lr,
-                )?;
-                self.finite_check(&mut rec, self.net.layers.len(), &self.net.classifier.w)?;
+                self.net
+                    .classifier
+                    .train_step(&mut rec, &self.features, n, spec.optimizer, lr)?;
                 rec.submit();
-                let (loss, correct) = self.net.classifier.read_loss_correct(self.ctx, n)?;
-                let wsum = self.check.to_f32_vec(self.ctx)?[self.net.layers.len()];
-                if !loss.is_finite() || !wsum.is_finite() {
+                let report = self.net.classifier.read_report(self.ctx, n)?;
+                let (loss, correct) = (report.loss_sum, report.correct);
+                if !loss.is_finite() || !report.weights_finite {
                     pb.abandon();
                     return Err(HebbError::Launch {
                         kernel: "classifier".into(),
@@ -1077,7 +1069,7 @@ pub fn evaluate_checkpoint(
         &[net.capacity * net.feature_len()],
         DType::F32,
     )?;
-    let check = Tensor::empty(ctx, "finite check", &[recipe.layers.len() + 1], DType::F32)?;
+    let check = Tensor::empty(ctx, "finite check", &[recipe.layers.len()], DType::F32)?;
     let sums = Vec::new();
     let test_items = data::limited(splits.test.len(), limit);
     let mut t = Trainer {
