@@ -257,6 +257,7 @@ fn gemm_refuses_overflow_zero_tiles_aliasing_and_overlapping_batches() {
     );
 
     let zero = hebb::kernels::gemm::GemmTiles {
+        kind: hebb::kernels::gemm::GemmKind::Tiled,
         bm: 0,
         bn: 64,
         bk: 16,
@@ -267,6 +268,11 @@ fn gemm_refuses_overflow_zero_tiles_aliasing_and_overlapping_batches() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("at least 4"), "{err}");
+    let too_tall = hebb::kernels::gemm::GemmTiles::broadcast(17, 8, 1);
+    let err = gemm::gemm(&mut rec, &Gemm::new(2, 2, 2).tiles(too_tall), &a, &b, &c)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("broadcast: BM = TM must be 1 to 16"), "{err}");
 
     let err = gemm::gemm(&mut rec, &Gemm::new(2, 2, 2), &a, &b, &a)
         .unwrap_err()

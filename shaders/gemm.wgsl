@@ -231,6 +231,71 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
     }
 }
 
+// Broadcast variant for CPU adapters: no workgroup memory and no barriers. A workgroup is one
+// row of LANES invocations computing an RM x (LANES * CN) block of C. Invocation l owns
+// columns n0 + l + j * LANES (j < CN) of rows m0 .. m0 + RM - 1, so at each k:
+//   - op(A)[m0 + r, k] is the same for every invocation of the workgroup (a uniform load that
+//     a SIMD CPU driver issues once and broadcasts across its lanes);
+//   - op(B)[k, n0 + l + j * LANES] differs per lane, consecutive across lanes when B is
+//     stored K x N;
+// and RM broadcasts plus CN lane loads feed RM * CN FMAs held in registers (on a CPU driver
+// each invocation is a SIMD lane, so the accumulators are RM * CN vector registers).
+// Rows and columns past the edge are clamped for loading and skipped for storing.
+// Grid: (ceil(N / (LANES * CN)), ceil(M / RM), batch * splits).
+override RM: u32 = 8u;
+override CN: u32 = 1u;
+override LANES: u32 = 8u;
+const MAX_RM: u32 = 16u;
+const MAX_CN: u32 = 4u;
+
+@compute @workgroup_size(LANES, 1, 1)
+fn gemm_broadcast(@builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(local_invocation_index) lane: u32) {
+    let m0 = wg.y * RM;
+    let n0 = wg.x * LANES * CN;
+    let batch = wg.z / p.splits;
+    let split = wg.z % p.splits;
+    let k_begin = split * p.k_per_split;
+    let k_end = min(k_begin + p.k_per_split, p.k);
+    // op(A)[m, k] = a[base_a + m * am + k * ak]; op(B)[k, n] = b[base_b + k * bk + n * bn].
+    let am = select(p.lda, 1u, trans_a());
+    let ak = select(1u, p.lda, trans_a());
+    let bk = select(p.ldb, 1u, trans_b());
+    let bn = select(1u, p.ldb, trans_b());
+    let base_a = p.offset_a + batch * p.stride_a;
+    let base_b = p.offset_b + batch * p.stride_b;
+
+    var acc: array<f32, MAX_RM * MAX_CN>;
+    var b_col: array<u32, MAX_CN>;
+    for (var j = 0u; j < CN; j++) {
+        b_col[j] = base_b + min(n0 + lane + j * LANES, p.n - 1u) * bn;
+    }
+    for (var k = k_begin; k < k_end; k++) {
+        var bv: array<f32, MAX_CN>;
+        for (var j = 0u; j < CN; j++) { bv[j] = b[b_col[j] + k * bk]; }
+        for (var r = 0u; r < RM; r++) {
+            let av = a[base_a + min(m0 + r, p.m - 1u) * am + k * ak];
+            for (var j = 0u; j < CN; j++) {
+                acc[r * MAX_CN + j] = fma(av, bv[j], acc[r * MAX_CN + j]);
+            }
+        }
+    }
+
+    let base_c = p.offset_c + wg.z * p.stride_c;
+    for (var r = 0u; r < RM; r++) {
+        let row = m0 + r;
+        if (row >= p.m) { break; }
+        for (var j = 0u; j < CN; j++) {
+            let col = n0 + lane + j * LANES;
+            if (col >= p.n) { break; }
+            let idx = base_c + row * p.ldc + col;
+            var v = p.alpha * acc[r * MAX_CN + j];
+            if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
+            c[idx] = v;
+        }
+    }
+}
+
 // Baseline: one invocation per element of C, reading A and B straight from global memory.
 // Grid: (ceil(N / 16), ceil(M / 16), batch).
 @compute @workgroup_size(16, 16, 1)

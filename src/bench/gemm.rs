@@ -56,8 +56,7 @@ pub fn bench_gemm(
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        let used_tiles = g.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx));
-        used_tiles.validate(ctx)?;
+        let used_tiles = g.resolved_tiles(ctx)?;
         let (splits, _) = g.plan_split(ctx, &used_tiles);
         let row = |variant: String, median_s: f64, reps: usize| BenchRow {
             kernel: "gemm".into(),
@@ -76,7 +75,7 @@ pub fn bench_gemm(
             gemm::gemm(rec, &g, &a, &b, &c)
         })?;
         let mut tiled = row(
-            format!("tiled {} split={splits} {}", used_tiles.label(), case.label),
+            format!("{} split={splits} {}", used_tiles.label(), case.label),
             tiled_s,
             tiled_reps,
         );

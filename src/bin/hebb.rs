@@ -475,28 +475,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn parse_tiles(text: &str) -> Result<GemmTiles> {
-    let parse = || -> Option<GemmTiles> {
-        let (block, thread) = text.split_once('/')?;
-        let b: Vec<u32> = block
-            .split('x')
-            .map(|s| s.parse().ok())
-            .collect::<Option<_>>()?;
-        let t: Vec<u32> = thread
-            .split('x')
-            .map(|s| s.parse().ok())
-            .collect::<Option<_>>()?;
-        match (b.as_slice(), t.as_slice()) {
-            ([bm, bn, bk], [tm, tn]) => Some(GemmTiles {
-                bm: *bm,
-                bn: *bn,
-                bk: *bk,
-                tm: *tm,
-                tn: *tn,
-            }),
-            _ => None,
-        }
-    };
-    parse().with_context(|| format!("--tiles {text:?}: expected BMxBNxBK/TMxTN, e.g. 64x64x16/8x8"))
+    GemmTiles::parse(text).with_context(|| {
+        format!("--tiles {text:?}: expected BMxBNxBK/TMxTN (e.g. 64x64x16/8x8) , broadcast:BMxBN/TN (e.g. broadcast:8x16/2) or subgroup:8 / subgroup:16")
+    })
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, rows: &T) -> Result<()> {

@@ -63,13 +63,15 @@ pub fn check_gemm(ctx: &GpuContext, g: &Gemm, kernel: GemmKernel, seed: u64) -> 
         if g.trans_a { 'T' } else { 'N' },
         if g.trans_b { 'T' } else { 'N' }
     );
-    let tiles = g.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx));
+    let tiles = g
+        .resolved_tiles(ctx)
+        .unwrap_or_else(|_| g.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx)));
     let (name, variant) = match kernel {
         GemmKernel::Naive => ("gemm_naive", format!("{trans} beta={}", g.beta != 0.0)),
         GemmKernel::Tiled => {
             let (splits, _) = g.plan_split(ctx, &tiles);
             (
-                "gemm_tiled",
+                tiles.kind.entry(),
                 format!(
                     "{trans} {} split={splits} beta={}",
                     tiles.label(),
@@ -188,7 +190,7 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         }
         // The other tile configurations (the small one, and the CPU or GPU default this adapter
         // does not use) and the naive baseline, on a ragged and an aligned shape.
-        let other = if GemmTiles::for_adapter(ctx) == GemmTiles::CPU {
+        let other = if GemmTiles::tiled_for_adapter(ctx) == GemmTiles::CPU {
             GemmTiles::GPU
         } else {
             GemmTiles::CPU
@@ -263,6 +265,50 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     aligned_batch.offset_a = 4;
     aligned_batch.offset_b = 8;
     cases.push((aligned_batch, GemmKernel::Tiled));
+    // The register-broadcast kernel and, where SUBGROUP allows, the subgroup kernel in each
+    // of its row counts. Leading dimensions padded to multiples of 4 let the subgroup kernel
+    // take ragged M, N and K (its K tail, clamped edge rows and columns); the unpadded ragged
+    // shape runs its tiled fallback.
+    let mut variants = vec![
+        GemmTiles::broadcast(8, 8, 2),
+        GemmTiles::broadcast(5, 16, 1),
+    ];
+    if GemmTiles::subgroup_available(ctx) {
+        variants.extend([8, 16, 24].map(GemmTiles::subgroup));
+    }
+    let pad4 = |g: Gemm| {
+        let (lda, ldb) = (g.lda().next_multiple_of(4), g.ldb().next_multiple_of(4));
+        let mut g = g;
+        g.lda = Some(lda);
+        g.ldb = Some(ldb);
+        g
+    };
+    for (v, tiles) in variants.iter().enumerate() {
+        for (i, &(ta, tb)) in combos.iter().enumerate() {
+            let beta = if (i + v) % 2 == 0 { 0.0 } else { 0.5 };
+            for (m, n, k, padded) in [
+                (36, 68, 257, true),
+                (4, 4, 3, true),
+                (64, 128, 96, false),
+                (7, 33, 65, false),
+            ] {
+                let g = Gemm::new(m, n, k).trans(ta, tb);
+                let g = if padded { pad4(g) } else { g };
+                cases.push((
+                    g.scale(1.25, beta).split_k(SplitK::Fixed(1)).tiles(*tiles),
+                    GemmKernel::Tiled,
+                ));
+            }
+        }
+        // Batched, split-K (K per split not a multiple of 4 steps' tail), aligned offset.
+        let mut batched = pad4(Gemm::new(40, 36, 1031).batch(2).trans(v % 2 == 1, false))
+            .scale(1.0, 0.5)
+            .split_k(SplitK::Fixed(3))
+            .tiles(*tiles);
+        batched.offset_a = 4;
+        batched.offset_b = 8;
+        cases.push((batched, GemmKernel::Tiled));
+    }
     // Strided views: offsets, padded leading dimensions and batch strides with gaps.
     let mut strided = Gemm::new(33, 17, 29)
         .batch(2)
@@ -636,7 +682,7 @@ pub fn conv_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         (2, 7, 13, 9, 3, 5, 2, 1, 0, 2, false, 1, 3),
         (2, 3, 9, 9, 4, 4, 2, 2, 1, 1, true, 32, 4),
     ];
-    let default_tiles = GemmTiles::for_adapter(ctx);
+    let default_tiles = GemmTiles::tiled_for_adapter(ctx);
     let mut rows = Vec::new();
     for (index, &(batch, c_in, h, w, kh, kw, sh, sw, ph, pw, reflect, c_out, offset)) in
         cases.iter().enumerate()

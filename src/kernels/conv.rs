@@ -19,7 +19,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, Recorder, Tensor};
-use crate::kernels::gemm::{self, Gemm, GemmParams, GemmTiles, SplitK};
+use crate::kernels::gemm::{self, Gemm, GemmKind, GemmParams, GemmTiles, SplitK};
 use crate::kernels::im2col::{ConvGeometry, ConvWords};
 use crate::kernels::{CONV_WGSL, bind_group, check_grid, to_u32};
 
@@ -104,6 +104,15 @@ pub fn plan(
     let tiles = opts
         .tiles
         .unwrap_or_else(|| GemmTiles::for_shape(ctx, m, n_out));
+    if tiles.kind != GemmKind::Tiled {
+        return Err(HebbError::Launch {
+            kernel: "conv".into(),
+            message: format!(
+                "tiles {}: the conv kernels take tiled configurations (BMxBNxBK/TMxTN)",
+                tiles.label()
+            ),
+        });
+    }
     let (splits, k_per_split) = Gemm::new(m, n_out, k)
         .split_k(opts.split_k)
         .plan_split(ctx, &tiles);

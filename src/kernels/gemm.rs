@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
-use crate::kernels::{GEMM_WGSL, bind_group, check_grid, to_u32};
+use crate::kernels::{GEMM_SUBGROUP_WGSL, GEMM_WGSL, bind_group, check_grid, to_u32};
 
 /// Mirrors `GemmParams` in gemm.wgsl field for field (80 bytes).
 #[repr(C)]
@@ -42,10 +42,30 @@ pub struct GemmParams {
     pub _pad1: u32,
 }
 
-/// Tile shape of the tiled kernel (its `override` constants): a workgroup computes a BM x BN
-/// block of C in steps of BK, each invocation a TM x TN register block.
+/// Which GEMM kernel a `GemmTiles` configures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GemmKind {
+    /// `gemm_tiled`: workgroup tiles staged in workgroup memory, TM x TN register blocks.
+    #[default]
+    Tiled,
+    /// `gemm_broadcast`: no workgroup memory; each invocation keeps BM (= TM) rows by TN
+    /// columns in registers, reading A with workgroup-uniform loads.
+    Broadcast,
+    /// `gemm_subgroup` (shaders/gemm_subgroup.wgsl, needs SUBGROUP): 8 or 16 x 32 blocks of
+    /// 8 invocations sharing A through subgroup broadcasts. Built for SIMD CPU adapters. Shapes
+    /// it cannot take (see `Gemm::subgroup_ok`) run `gemm_tiled` with the adapter's tiles.
+    Subgroup,
+}
+
+/// Tile shape of a GEMM kernel (its `override` constants). Tiled: a workgroup computes a
+/// BM x BN block of C in steps of BK, each invocation a TM x TN register block. Broadcast: a
+/// workgroup of BN / TN invocations computes BM x BN, each invocation BM rows x TN columns,
+/// one k at a time (BK = 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GemmTiles {
+    #[serde(default)]
+    pub kind: GemmKind,
     pub bm: u32,
     pub bn: u32,
     pub bk: u32,
@@ -53,10 +73,22 @@ pub struct GemmTiles {
     pub tn: u32,
 }
 
+impl GemmKind {
+    /// The WGSL entry point.
+    pub fn entry(self) -> &'static str {
+        match self {
+            GemmKind::Tiled => "gemm_tiled",
+            GemmKind::Broadcast => "gemm_broadcast",
+            GemmKind::Subgroup => "gemm_subgroup",
+        }
+    }
+}
+
 impl GemmTiles {
     /// GPUs: 128 x 128 blocks, 8 x 8 per invocation (256 invocations, 16 KiB of workgroup
     /// memory), the classic register-blocked SGEMM shape.
     pub const GPU: GemmTiles = GemmTiles {
+        kind: GemmKind::Tiled,
         bm: 128,
         bn: 128,
         bk: 16,
@@ -68,6 +100,7 @@ impl GemmTiles {
     /// fastest of the configurations timed on lavapipe (BENCHMARKS.md): every workgroup-memory
     /// load there is a loop over the SIMD lanes, so few, fat invocations and a deep BK win.
     pub const CPU: GemmTiles = GemmTiles {
+        kind: GemmKind::Tiled,
         bm: 64,
         bn: 128,
         bk: 16,
@@ -77,6 +110,7 @@ impl GemmTiles {
 
     /// A smaller configuration (16 x 16 threads of 4 x 4), also exercised by the tests.
     pub const SMALL: GemmTiles = GemmTiles {
+        kind: GemmKind::Tiled,
         bm: 64,
         bn: 64,
         bk: 8,
@@ -89,6 +123,7 @@ impl GemmTiles {
     pub fn candidates(ctx: &GpuContext) -> &'static [GemmTiles] {
         const fn t(bm: u32, bn: u32, tm: u32, tn: u32) -> GemmTiles {
             GemmTiles {
+                kind: GemmKind::Tiled,
                 bm,
                 bn,
                 bk: 16,
@@ -133,8 +168,19 @@ impl GemmTiles {
         best
     }
 
-    /// Default tiles for this adapter's device type.
+    /// Default kernel for this adapter, without tuning: on CPU adapters with subgroups the
+    /// subgroup kernel (16 rows; 1.8–3.3x the tiled kernel on lavapipe, BENCHMARKS.md), else
+    /// the tiled kernel with the device type's tiles.
     pub fn for_adapter(ctx: &GpuContext) -> GemmTiles {
+        if ctx.info.device_type == wgpu::DeviceType::Cpu && Self::subgroup_available(ctx) {
+            GemmTiles::subgroup(16)
+        } else {
+            Self::tiled_for_adapter(ctx)
+        }
+    }
+
+    /// Default tiled-kernel tiles for this adapter's device type.
+    pub fn tiled_for_adapter(ctx: &GpuContext) -> GemmTiles {
         if ctx.info.device_type == wgpu::DeviceType::Cpu {
             GemmTiles::CPU
         } else {
@@ -142,15 +188,88 @@ impl GemmTiles {
         }
     }
 
-    pub fn label(&self) -> String {
-        format!(
-            "{}x{}x{}/{}x{}",
-            self.bm, self.bn, self.bk, self.tm, self.tn
-        )
+    /// A broadcast configuration: `rows` x `lanes * cols` per workgroup of `lanes`.
+    pub const fn broadcast(rows: u32, lanes: u32, cols: u32) -> GemmTiles {
+        GemmTiles {
+            kind: GemmKind::Broadcast,
+            bm: rows,
+            bn: lanes * cols,
+            bk: 1,
+            tm: rows,
+            tn: cols,
+        }
     }
 
+    /// The subgroup kernel: `rows` (8 or 16) x 32 per workgroup of 8, 4 k per step.
+    pub const fn subgroup(rows: u32) -> GemmTiles {
+        GemmTiles {
+            kind: GemmKind::Subgroup,
+            bm: rows,
+            bn: 32,
+            bk: 4,
+            tm: rows,
+            tn: 4,
+        }
+    }
+
+    /// `BMxBNxBK/TMxTN` for tiled kernels, `broadcast:BMxBN/TN` for broadcast ones and
+    /// `subgroup:BM` (the syntax `--tiles` parses).
+    pub fn label(&self) -> String {
+        match self.kind {
+            GemmKind::Subgroup => format!("subgroup:{}", self.bm),
+            GemmKind::Tiled => format!(
+                "{}x{}x{}/{}x{}",
+                self.bm, self.bn, self.bk, self.tm, self.tn
+            ),
+            GemmKind::Broadcast => format!("broadcast:{}x{}/{}", self.bm, self.bn, self.tn),
+        }
+    }
+
+    /// Parses `label`'s syntax.
+    pub fn parse(text: &str) -> Option<GemmTiles> {
+        let numbers =
+            |s: &str| -> Option<Vec<u32>> { s.split('x').map(|v| v.parse().ok()).collect() };
+        if let Some(rows) = text.strip_prefix("subgroup:") {
+            return Some(GemmTiles::subgroup(rows.parse().ok()?));
+        }
+        if let Some(rest) = text.strip_prefix("broadcast:") {
+            let (block, cols) = rest.split_once('/')?;
+            let cols: u32 = cols.parse().ok()?;
+            return match numbers(block)?.as_slice() {
+                [bm, bn] if cols > 0 && bn.is_multiple_of(cols) => {
+                    Some(GemmTiles::broadcast(*bm, bn / cols, cols))
+                }
+                _ => None,
+            };
+        }
+        let (block, thread) = text.split_once('/')?;
+        match (numbers(block)?.as_slice(), numbers(thread)?.as_slice()) {
+            ([bm, bn, bk], [tm, tn]) => Some(GemmTiles {
+                kind: GemmKind::Tiled,
+                bm: *bm,
+                bn: *bn,
+                bk: *bk,
+                tm: *tm,
+                tn: *tn,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether `gemm_subgroup` can run here: SUBGROUP, and every subgroup holds a whole
+    /// workgroup of 8.
+    pub fn subgroup_available(ctx: &GpuContext) -> bool {
+        ctx.has(wgpu::Features::SUBGROUP) && ctx.info.subgroup_min_size >= 8
+    }
+
+    /// Invocations per workgroup.
     pub fn threads(&self) -> u32 {
-        (self.bm / self.tm) * (self.bn / self.tn)
+        (self.bm / self.tm.max(1)) * (self.bn / self.tn.max(1))
+    }
+
+    /// Workgroup size (x, y).
+    fn workgroup(&self) -> (u32, u32) {
+        (self.bn / self.tn.max(1), self.bm / self.tm.max(1))
     }
 
     pub fn validate(&self, ctx: &GpuContext) -> Result<()> {
@@ -160,6 +279,42 @@ impl GemmTiles {
                 message: format!("tiles {}: {message}", self.label()),
             })
         };
+        if self.kind == GemmKind::Subgroup {
+            if !matches!(self.bm, 8 | 16 | 24) || *self != GemmTiles::subgroup(self.bm) {
+                return bad("subgroup: rows must be 8, 16 or 24 (32 columns, 4 k per step)".into());
+            }
+            if !Self::subgroup_available(ctx) {
+                return bad(format!(
+                    "needs SUBGROUP with subgroups of at least 8 invocations (this adapter: {}, {}..{})",
+                    if ctx.has(wgpu::Features::SUBGROUP) {
+                        "SUBGROUP"
+                    } else {
+                        "no SUBGROUP"
+                    },
+                    ctx.info.subgroup_min_size,
+                    ctx.info.subgroup_max_size
+                ));
+            }
+            return Ok(());
+        }
+        if self.kind == GemmKind::Broadcast {
+            if !(1..=16).contains(&self.bm) || self.tm != self.bm || self.bk != 1 {
+                return bad("broadcast: BM = TM must be 1 to 16, BK 1".into());
+            }
+            if !(1..=4).contains(&self.tn) || !self.bn.is_multiple_of(self.tn) {
+                return bad("broadcast: TN must be 1 to 4 and divide BN".into());
+            }
+            let lanes = self.bn / self.tn;
+            let l = &ctx.limits;
+            if lanes > l.max_compute_invocations_per_workgroup
+                || lanes > l.max_compute_workgroup_size_x
+            {
+                return bad(format!(
+                    "a workgroup of {lanes} invocations exceeds this adapter's limits"
+                ));
+            }
+            return Ok(());
+        }
         if self.bm == 0 || self.bn == 0 || self.bk == 0 {
             return bad("BM, BN and BK must be at least 4".into());
         }
@@ -175,14 +330,13 @@ impl GemmTiles {
             return bad("BM, BN and BK must be multiples of 4 (vec4 tile loads)".into());
         }
         let l = &ctx.limits;
+        let (wx, wy) = self.workgroup();
         if self.threads() > l.max_compute_invocations_per_workgroup
-            || self.bn / self.tn > l.max_compute_workgroup_size_x
-            || self.bm / self.tm > l.max_compute_workgroup_size_y
+            || wx > l.max_compute_workgroup_size_x
+            || wy > l.max_compute_workgroup_size_y
         {
             return bad(format!(
-                "a workgroup of {} x {} invocations exceeds this adapter's limits",
-                self.bn / self.tn,
-                self.bm / self.tm
+                "a workgroup of {wx} x {wy} invocations exceeds this adapter's limits"
             ));
         }
         let shared = 4 * self.bk as u64 * (self.bm as u64 + self.bn as u64);
@@ -482,6 +636,28 @@ impl Gemm {
         (splits as u32, k_per_split as u32)
     }
 
+    /// The kernel configuration `gemm` runs for this call: the given or adapter default
+    /// tiles, validated, with the subgroup variant replaced by the adapter's tiled default on
+    /// shapes it cannot take.
+    pub fn resolved_tiles(&self, ctx: &GpuContext) -> Result<GemmTiles> {
+        let tiles = self.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx));
+        tiles.validate(ctx)?;
+        if tiles.kind == GemmKind::Subgroup && !self.subgroup_ok() {
+            return Ok(GemmTiles::tiled_for_adapter(ctx));
+        }
+        Ok(tiles)
+    }
+
+    /// Whether `gemm_subgroup` takes this shape: both operands readable as vec4, and the
+    /// dimension a vec4 spans across lanes (M for A stored K x M, N for B stored K x N) a
+    /// multiple of 4.
+    pub fn subgroup_ok(&self) -> bool {
+        Self::vec4_ok(self.lda(), self.stride_a(), self.offset_a, self.batch)
+            && Self::vec4_ok(self.ldb(), self.stride_b(), self.offset_b, self.batch)
+            && (!self.trans_a || self.m.is_multiple_of(4))
+            && (self.trans_b || self.n.is_multiple_of(4))
+    }
+
     /// Whether an operand can be read as vec4 along its contiguous dimension.
     fn vec4_ok(ld: usize, stride: usize, offset: usize, batch: usize) -> bool {
         ld.is_multiple_of(4) && offset.is_multiple_of(4) && (batch == 1 || stride.is_multiple_of(4))
@@ -492,26 +668,47 @@ impl Gemm {
 pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
     let ctx = rec.ctx;
     g.check("gemm_tiled", a, b, c)?;
-    let tiles = g.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx));
-    tiles.validate(ctx)?;
+    let tiles = g.resolved_tiles(ctx)?;
     let (splits, k_per_split) = g.plan_split(ctx, &tiles);
-    let vec4_a = Gemm::vec4_ok(g.lda(), g.stride_a(), g.offset_a, g.batch);
-    let vec4_b = Gemm::vec4_ok(g.ldb(), g.stride_b(), g.offset_b, g.batch);
-    let pipeline = ctx.kernels.get(
-        &ctx.device,
-        ctx.features,
-        &GEMM_WGSL,
-        "gemm_tiled",
-        &[
-            ("BM", tiles.bm as f64),
-            ("BN", tiles.bn as f64),
-            ("BK", tiles.bk as f64),
-            ("TM", tiles.tm as f64),
-            ("TN", tiles.tn as f64),
-            ("VEC4_A", vec4_a as u32 as f64),
-            ("VEC4_B", vec4_b as u32 as f64),
-        ],
-    )?;
+    let pipeline = match tiles.kind {
+        GemmKind::Tiled => {
+            let vec4_a = Gemm::vec4_ok(g.lda(), g.stride_a(), g.offset_a, g.batch);
+            let vec4_b = Gemm::vec4_ok(g.ldb(), g.stride_b(), g.offset_b, g.batch);
+            ctx.kernels.get(
+                &ctx.device,
+                ctx.features,
+                &GEMM_WGSL,
+                "gemm_tiled",
+                &[
+                    ("BM", tiles.bm as f64),
+                    ("BN", tiles.bn as f64),
+                    ("BK", tiles.bk as f64),
+                    ("TM", tiles.tm as f64),
+                    ("TN", tiles.tn as f64),
+                    ("VEC4_A", vec4_a as u32 as f64),
+                    ("VEC4_B", vec4_b as u32 as f64),
+                ],
+            )?
+        }
+        GemmKind::Subgroup => ctx.kernels.get(
+            &ctx.device,
+            ctx.features,
+            &GEMM_SUBGROUP_WGSL,
+            "gemm_subgroup",
+            &[("ROWS", tiles.bm as f64)],
+        )?,
+        GemmKind::Broadcast => ctx.kernels.get(
+            &ctx.device,
+            ctx.features,
+            &GEMM_WGSL,
+            "gemm_broadcast",
+            &[
+                ("RM", tiles.bm as f64),
+                ("CN", tiles.tn as f64),
+                ("LANES", (tiles.bn / tiles.tn) as f64),
+            ],
+        )?,
+    };
     let groups = [
         to_u32("gemm_tiled", "N blocks", g.n.div_ceil(tiles.bn as usize))?,
         to_u32("gemm_tiled", "M blocks", g.m.div_ceil(tiles.bm as usize))?,
@@ -522,22 +719,25 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
     let mut params = g.params("gemm_tiled")?;
     params.splits = splits;
     params.k_per_split = k_per_split;
-    if splits == 1 {
-        let uniform = rec.uniform(&params);
-        let bg = bind_group(
-            ctx,
-            &pipeline,
-            &[
-                (0, uniform.as_entire_binding()),
-                (1, a.binding(ctx)?),
-                (2, b.binding(ctx)?),
-                (3, c.binding(ctx)?),
-                (4, a.binding(ctx)?),
-                (5, b.binding(ctx)?),
-            ],
-        );
+    // The tiled kernel also reads A and B through their vec4 views (bindings 4 and 5).
+    let record = |rec: &mut Recorder<'_>, params: &GemmParams, out: &Tensor| -> Result<()> {
+        let uniform = rec.uniform(params);
+        let mut entries = vec![
+            (0, uniform.as_entire_binding()),
+            (1, a.binding(ctx)?),
+            (2, b.binding(ctx)?),
+            (3, out.binding(ctx)?),
+        ];
+        if matches!(tiles.kind, GemmKind::Tiled | GemmKind::Subgroup) {
+            entries.push((4, a.binding(ctx)?));
+            entries.push((5, b.binding(ctx)?));
+        }
+        let bg = bind_group(ctx, &pipeline, &entries);
         rec.dispatch(&pipeline, &bg, groups);
-        return Ok(());
+        Ok(())
+    };
+    if splits == 1 {
+        return record(rec, &params, c);
     }
 
     // Split-K: partial products into a workspace, then one pass that sums them into C.
@@ -550,20 +750,7 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
     partial.ldc = params.n;
     partial.stride_c = to_u32("gemm_tiled", "M * N", plane)?;
     partial.offset_c = 0;
-    let uniform = rec.uniform(&partial);
-    let bg = bind_group(
-        ctx,
-        &pipeline,
-        &[
-            (0, uniform.as_entire_binding()),
-            (1, a.binding(ctx)?),
-            (2, b.binding(ctx)?),
-            (3, workspace.binding(ctx)?),
-            (4, a.binding(ctx)?),
-            (5, b.binding(ctx)?),
-        ],
-    );
-    rec.dispatch(&pipeline, &bg, groups);
+    record(rec, &partial, &workspace)?;
     splitk_reduce(rec, &params, &workspace, c)
 }
 

@@ -22,6 +22,12 @@ pub const GEMM_WGSL: Shader = Shader {
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
+pub const GEMM_SUBGROUP_WGSL: Shader = Shader {
+    name: "gemm_subgroup",
+    source: include_str!("../../shaders/gemm_subgroup.wgsl"),
+    requires: wgpu::Features::SUBGROUP,
+    launcher_checks_bounds: true,
+};
 pub const REDUCE_WGSL: Shader = Shader {
     name: "reduce",
     source: include_str!("../../shaders/reduce.wgsl"),
@@ -104,6 +110,7 @@ pub const CAST_F16_WGSL: Shader = Shader {
 /// Every shader the library embeds (the naga test also walks `shaders/` on disk).
 pub const ALL_SHADERS: &[Shader] = &[
     GEMM_WGSL,
+    GEMM_SUBGROUP_WGSL,
     CLASSIFIER_WGSL,
     HEBBIAN_WGSL,
     HEBBIAN_NAIVE_WGSL,
