@@ -63,6 +63,9 @@ pub enum HebbError {
     #[error("GPU error during {during}: {message}")]
     Gpu { during: String, message: String },
 
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -3,6 +3,8 @@
 
 pub mod gemm;
 pub mod rules;
+pub mod train;
+pub mod tune;
 
 use std::collections::BTreeMap;
 

@@ -71,6 +71,28 @@ enum Command {
     /// Time kernels.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Time every GEMM and conv kernel configuration on the shapes of RECIPEs (default: a
+    /// square product and Lagani's conv2) and cache the fastest per shape class for this
+    /// adapter and driver; later runs use them.
+    Tune {
+        /// Recipes (bundled names or TOML files) whose training shapes to tune.
+        recipes: Vec<String>,
+        /// The cache file (default: HEBB_TUNE_CACHE, else ~/.cache/hebb/tune.json).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Samples per configuration (the median is compared).
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Target seconds per sample.
+        #[arg(long, default_value_t = 0.1)]
+        sample_seconds: f64,
+        /// Use wall-clock timing even where timestamps exist.
+        #[arg(long)]
+        wall: bool,
+        /// Also write the report as JSON to FILE.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Dataset tools.
     #[command(subcommand)]
     Data(DataCommand),
@@ -159,6 +181,18 @@ enum BenchCommand {
         /// Target seconds per sample.
         #[arg(long, default_value_t = 0.2)]
         sample_seconds: f64,
+        /// Also write the rows as a JSON array to FILE.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Training throughput of RECIPE's network: images/s of each stage's step (frozen blocks,
+    /// then the learning block) and of the whole network, on random images.
+    Train {
+        /// A bundled recipe name or a TOML file.
+        recipe: String,
+        /// Steps timed per stage (after one warm-up step).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
         /// Also write the rows as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -433,6 +467,85 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bench::rules::print_rule_rows(&rows);
             if let Some(path) = json {
                 write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Train {
+            recipe,
+            steps,
+            json,
+        }) => {
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let (recipe, _, origin) = recipes::resolve(Some(&recipe))?;
+            println!(
+                "adapter: {}  recipe: {} ({origin}), batch {}, tuning entries: {}",
+                ctx.adapter_name(),
+                recipe.name,
+                recipe.hebbian.batch,
+                ctx.tuning.len()
+            );
+            if recipe.preprocess.zca.is_some() {
+                println!(
+                    "note: the recipe's ZCA whitening (one D x D GEMM per batch) is not timed"
+                );
+            }
+            let rows = bench::train::bench_train(&ctx, &recipe, steps)?;
+            bench::train::print_stages(&rows);
+            if let Some(path) = json {
+                write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tune {
+            recipes: names,
+            cache,
+            samples,
+            sample_seconds,
+            wall,
+            json,
+        } => {
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let path = cache
+                .or_else(hebb::gpu::tuning::cache_path)
+                .context("no cache location: pass --cache FILE (HEBB_TUNE_CACHE is off)")?;
+            let timer = GpuTimer::new(&ctx, wall);
+            let mut shapes = Vec::new();
+            if names.is_empty() {
+                shapes = bench::tune::default_shapes();
+            }
+            for name in &names {
+                let (recipe, _, _) = recipes::resolve(Some(name))?;
+                shapes.extend(bench::tune::recipe_shapes(&ctx, &recipe)?);
+            }
+            println!(
+                "adapter: {} ({} {})  timer: {}  {} launch shapes",
+                ctx.adapter_name(),
+                ctx.info.driver,
+                ctx.info.driver_info,
+                timer.kind.name(),
+                shapes.len()
+            );
+            let budget = BenchBudget {
+                sample_s: sample_seconds,
+                samples,
+            };
+            bench::tune::print_header();
+            let (mut tuning, rows) =
+                bench::tune::tune(&ctx, &shapes, &timer, budget, bench::tune::print_row)?;
+            // Keep this adapter's earlier winners for classes not tuned now.
+            for e in ctx.tuning.entries() {
+                if !rows.iter().any(|r| r.class == e.class.label()) {
+                    tuning.insert(e.clone());
+                }
+            }
+            hebb::gpu::tuning::save(&path, &ctx.info, &tuning)?;
+            println!(
+                "{} entries for this adapter in {}",
+                tuning.len(),
+                path.display()
+            );
+            if let Some(json_path) = json {
+                write_json(&json_path, &rows)?;
             }
             Ok(ExitCode::SUCCESS)
         }

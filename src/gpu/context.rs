@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use crate::error::{HebbError, Result};
 use crate::gpu::kernel_cache::KernelCache;
 use crate::gpu::tensor::{DType, Tensor};
+use crate::gpu::tuning::{self, ShapeClass, Tuning};
 
 /// Optional features the kernels can use when present. None of them is required.
 pub const OPTIONAL_FEATURES: &[(wgpu::Features, &str)] = &[
@@ -166,6 +167,26 @@ pub struct GpuContext {
     /// Scratch f32 buffer shared by launches that need one (split-K partial products); it
     /// only grows. Dispatches that reuse it are ordered by wgpu's usage tracking.
     workspace: Mutex<Option<Arc<Tensor>>>,
+    /// `hebb tune`'s winners for this adapter (empty without a cache).
+    pub tuning: Tuning,
+    shape_log: Mutex<Option<Vec<LoggedShape>>>,
+}
+
+/// A GEMM-family launch as `hebb tune` replays it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoggedShape {
+    Gemm {
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_a: bool,
+        trans_b: bool,
+    },
+    Conv {
+        kernel: crate::kernels::conv::ConvKernel,
+        geometry: crate::kernels::im2col::ConvGeometry,
+        c_out: usize,
+    },
 }
 
 impl GpuContext {
@@ -197,6 +218,13 @@ impl GpuContext {
             adapter: describe(&info),
             source,
         })?;
+        let tuning = match tuning::cache_path() {
+            Some(path) => tuning::load(&path, &info).unwrap_or_else(|e| {
+                eprintln!("warning: ignoring the tuning cache: {e}");
+                Tuning::default()
+            }),
+            None => Tuning::default(),
+        };
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -212,7 +240,37 @@ impl GpuContext {
             kernels: KernelCache::default(),
             uncaptured,
             workspace: Mutex::new(None),
+            tuning,
+            shape_log: Mutex::new(None),
         })
+    }
+
+    /// The tuned configuration for a shape class, if `hebb tune` measured one here.
+    pub fn tuned(&self, class: &ShapeClass) -> Option<crate::kernels::gemm::GemmTiles> {
+        self.tuning.get(class)
+    }
+
+    /// Starts recording the shapes every GEMM and conv launch takes (for `hebb tune`).
+    pub fn log_shapes(&self) {
+        *self.shape_log.lock() = Some(Vec::new());
+    }
+
+    /// Stops recording and returns the distinct logged launches, in first-seen order.
+    pub fn take_shape_log(&self) -> Vec<LoggedShape> {
+        let mut out: Vec<LoggedShape> = Vec::new();
+        for s in self.shape_log.lock().take().unwrap_or_default() {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Records a launch's shape while logging is on.
+    pub fn note_shape(&self, shape: impl FnOnce() -> LoggedShape) {
+        if let Some(log) = self.shape_log.lock().as_mut() {
+            log.push(shape());
+        }
     }
 
     pub fn has(&self, feature: wgpu::Features) -> bool {

@@ -1,13 +1,14 @@
 //! The GPU runtime: adapter and device (`context`), the pipeline cache (`kernel_cache`), typed
-//! device tensors (`tensor`), command batching (`recorder`) and timing (`timing`).
+//! device tensors (`tensor`), command batching (`recorder`), timing (`timing`) and the autotuning cache (`tuning`).
 
 pub mod context;
 pub mod kernel_cache;
 pub mod recorder;
 pub mod tensor;
 pub mod timing;
+pub mod tuning;
 
-pub use context::{AdapterChoice, GpuContext, feature_names, list_adapters};
+pub use context::{AdapterChoice, GpuContext, LoggedShape, feature_names, list_adapters};
 pub use kernel_cache::{KernelCache, Shader};
 pub use recorder::{Recorder, grid_1d};
 pub use tensor::{DType, Tensor};

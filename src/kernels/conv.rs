@@ -18,6 +18,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
+use crate::gpu::LoggedShape;
+use crate::gpu::tuning::{ShapeClass, TunedKernel};
 use crate::gpu::{DType, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmKind, GemmParams, GemmTiles, SplitK};
 use crate::kernels::im2col::{ConvGeometry, ConvWords};
@@ -81,6 +83,15 @@ impl ConvKernel {
         }
     }
 
+    /// The tuning cache's class of an (M, N_out, K) launch.
+    pub fn shape_class(self, m: usize, n: usize, k: usize) -> ShapeClass {
+        let (kernel, trans) = match self {
+            ConvKernel::ForwardRows => (TunedKernel::ConvForward, (false, true)),
+            ConvKernel::Update => (TunedKernel::ConvUpdate, (true, false)),
+        };
+        ShapeClass::new(kernel, trans, m, n, k)
+    }
+
     /// (M, N_out, K) of the GEMM view for a patch matrix N x D and C output channels.
     pub fn gemm_dims(self, n: usize, d: usize, c_out: usize) -> (usize, usize, usize) {
         match self {
@@ -101,9 +112,15 @@ pub fn plan(
 ) -> Result<(GemmTiles, u32, u32)> {
     let (n, d) = g.patch_shape()?;
     let (m, n_out, k) = kernel.gemm_dims(n, d, c_out);
-    let tiles = opts
-        .tiles
-        .unwrap_or_else(|| GemmTiles::for_shape(ctx, m, n_out));
+    ctx.note_shape(|| LoggedShape::Conv {
+        kernel,
+        geometry: *g,
+        c_out,
+    });
+    let tiles = opts.tiles.unwrap_or_else(|| {
+        ctx.tuned(&kernel.shape_class(m, n_out, k))
+            .unwrap_or_else(|| GemmTiles::for_shape(ctx, m, n_out))
+    });
     if tiles.kind != GemmKind::Tiled {
         return Err(HebbError::Launch {
             kernel: "conv".into(),

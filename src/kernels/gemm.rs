@@ -13,7 +13,8 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HebbError, Result};
-use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::gpu::tuning::{ShapeClass, TunedKernel};
+use crate::gpu::{DType, GpuContext, LoggedShape, Recorder, Tensor};
 use crate::kernels::{GEMM_SUBGROUP_WGSL, GEMM_WGSL, bind_group, check_grid, to_u32};
 
 /// Mirrors `GemmParams` in gemm.wgsl field for field (80 bytes).
@@ -256,6 +257,36 @@ impl GemmTiles {
         }
     }
 
+    /// What `hebb tune` times for a GEMM on this adapter: the tiled candidates of its device
+    /// type, a few larger tiled blocks, and the subgroup kernel where it runs.
+    pub fn tune_candidates(ctx: &GpuContext) -> Vec<GemmTiles> {
+        let tiled = |bm, bn, bk, tm, tn| GemmTiles {
+            kind: GemmKind::Tiled,
+            bm,
+            bn,
+            bk,
+            tm,
+            tn,
+        };
+        let mut out: Vec<GemmTiles> = Self::candidates(ctx).to_vec();
+        out.extend([
+            tiled(128, 128, 32, 8, 8),
+            tiled(64, 128, 16, 8, 8),
+            tiled(128, 64, 16, 8, 8),
+            tiled(64, 64, 16, 4, 4),
+        ]);
+        if Self::subgroup_available(ctx) {
+            out.extend([8, 16, 24].map(GemmTiles::subgroup));
+        }
+        let mut seen = Vec::new();
+        out.retain(|t| {
+            let fresh = t.validate(ctx).is_ok() && !seen.contains(t);
+            seen.push(*t);
+            fresh
+        });
+        out
+    }
+
     /// Whether `gemm_subgroup` can run here: SUBGROUP, and every subgroup holds a whole
     /// workgroup of 8.
     pub fn subgroup_available(ctx: &GpuContext) -> bool {
@@ -381,6 +412,9 @@ pub struct Gemm {
     pub offset_c: usize,
     pub split_k: SplitK,
     pub tiles: Option<GemmTiles>,
+    /// Without explicit tiles: choose them for this output shape (`GemmTiles::for_shape`)
+    /// rather than use the adapter's single default.
+    pub shape_chosen: bool,
 }
 
 impl Gemm {
@@ -406,6 +440,7 @@ impl Gemm {
             offset_c: 0,
             split_k: SplitK::Auto,
             tiles: None,
+            shape_chosen: false,
         }
     }
 
@@ -437,10 +472,21 @@ impl Gemm {
     }
 
     /// Picks the tiles for this output shape (`GemmTiles::for_shape`) instead of the
-    /// adapter's single default.
-    pub fn shaped(mut self, ctx: &GpuContext) -> Self {
-        self.tiles = Some(GemmTiles::for_shape(ctx, self.m, self.n));
+    /// adapter's single default, unless `hebb tune` measured a winner for its class.
+    pub fn shaped(mut self) -> Self {
+        self.shape_chosen = true;
         self
+    }
+
+    /// The tuning cache's class of this call.
+    pub fn shape_class(&self) -> ShapeClass {
+        ShapeClass::new(
+            TunedKernel::Gemm,
+            (self.trans_a, self.trans_b),
+            self.m,
+            self.n,
+            self.k,
+        )
     }
 
     /// Stored (rows, cols) of A and B.
@@ -636,16 +682,37 @@ impl Gemm {
         (splits as u32, k_per_split as u32)
     }
 
-    /// The kernel configuration `gemm` runs for this call: the given or adapter default
-    /// tiles, validated, with the subgroup variant replaced by the adapter's tiled default on
-    /// shapes it cannot take.
+    /// The kernel configuration `gemm` runs for this call: the given tiles, else the tuned
+    /// winner of its shape class, else `default_tiles`. Validated; the subgroup variant gives
+    /// way to a tiled configuration on shapes it cannot take.
     pub fn resolved_tiles(&self, ctx: &GpuContext) -> Result<GemmTiles> {
-        let tiles = self.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx));
+        let Some(tiles) = self.tiles.or_else(|| ctx.tuned(&self.shape_class())) else {
+            return Ok(self.default_tiles(ctx));
+        };
         tiles.validate(ctx)?;
         if tiles.kind == GemmKind::Subgroup && !self.subgroup_ok() {
-            return Ok(GemmTiles::tiled_for_adapter(ctx));
+            return Ok(self.tiled_default(ctx));
         }
         Ok(tiles)
+    }
+
+    /// The untuned choice: the adapter's default kernel where it takes this shape, else the
+    /// tiled kernel with the adapter's tiles, or the shape's for `shaped` calls.
+    pub fn default_tiles(&self, ctx: &GpuContext) -> GemmTiles {
+        let adapter = GemmTiles::for_adapter(ctx);
+        if adapter.kind == GemmKind::Subgroup && self.subgroup_ok() {
+            adapter
+        } else {
+            self.tiled_default(ctx)
+        }
+    }
+
+    fn tiled_default(&self, ctx: &GpuContext) -> GemmTiles {
+        if self.shape_chosen {
+            GemmTiles::for_shape(ctx, self.m, self.n)
+        } else {
+            GemmTiles::tiled_for_adapter(ctx)
+        }
     }
 
     /// Whether `gemm_subgroup` takes this shape: both operands readable as vec4, and the
@@ -668,6 +735,13 @@ impl Gemm {
 pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
     let ctx = rec.ctx;
     g.check("gemm_tiled", a, b, c)?;
+    ctx.note_shape(|| LoggedShape::Gemm {
+        m: g.m,
+        n: g.n,
+        k: g.k,
+        trans_a: g.trans_a,
+        trans_b: g.trans_b,
+    });
     let tiles = g.resolved_tiles(ctx)?;
     let (splits, k_per_split) = g.plan_split(ctx, &tiles);
     let pipeline = match tiles.kind {

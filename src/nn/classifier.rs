@@ -111,7 +111,7 @@ impl Linear {
         let (f, k) = (self.features, self.classes);
         gemm::gemm(
             rec,
-            &Gemm::new(n, k, f).shaped(rec.ctx).trans(false, true),
+            &Gemm::new(n, k, f).shaped().trans(false, true),
             x,
             &self.w,
             &self.grad,
@@ -167,7 +167,7 @@ impl Linear {
         )?;
         gemm::gemm(
             rec,
-            &Gemm::new(k, f, n).shaped(rec.ctx).trans(true, false),
+            &Gemm::new(k, f, n).shaped().trans(true, false),
             &self.grad,
             x,
             &self.dw,

@@ -566,7 +566,7 @@ fn forward_rows<'w>(
     let x = if normed_input { &w.normed } else { patches };
     gemm::gemm(
         rec,
-        &Gemm::new(n, c, d).shaped(rec.ctx).trans(false, true),
+        &Gemm::new(n, c, d).shaped().trans(false, true),
         x,
         weights,
         &w.rows,
@@ -588,7 +588,7 @@ fn activate<'w>(
             // BCM: y = σ(M·W·x) per sample, i.e. the rows U·Mᵀ.
             gemm::gemm(
                 rec,
-                &Gemm::new(n, c, c).shaped(rec.ctx).trans(false, true),
+                &Gemm::new(n, c, c).shaped().trans(false, true),
                 &w.rows,
                 m,
                 &w.rows2,

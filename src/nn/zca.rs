@@ -272,7 +272,7 @@ impl Zca {
             )));
         }
         let (c, hw) = (g.image.channels, [g.image.height, g.image.width]);
-        let gemm = Gemm::new(rows, d, d).shaped(rec.ctx);
+        let gemm = Gemm::new(rows, d, d).shaped();
         let (a, b) = (&self.rows_a, &self.rows_b);
         if g.whole() {
             hebbian::add_bias(rec, x, &self.neg_mean, rows, d, b)?;

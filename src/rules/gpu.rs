@@ -310,7 +310,7 @@ impl GpuRule {
         let naive = self.path == UpdatePath::Naive;
         // U = X·Wᵀ (N x C).
         let project = |rec: &mut Recorder<'_>, weights: &Tensor, out: &Tensor| {
-            let g = Gemm::new(n, c, d).shaped(rec.ctx).trans(false, true);
+            let g = Gemm::new(n, c, d).shaped().trans(false, true);
             if naive {
                 gemm::gemm_naive(rec, &g, x, weights, out)
             } else {
@@ -424,7 +424,7 @@ impl GpuRule {
                     )?;
                 } else {
                     let mixing = Gemm::new(c, c, n)
-                        .shaped(rec.ctx)
+                        .shaped()
                         .trans(true, false)
                         .scale(inv_n, 0.0);
                     gemm::gemm(rec, &mixing, &b.y, &b.u, &b.cc)?;
@@ -434,7 +434,7 @@ impl GpuRule {
                     } else {
                         &b.cc
                     };
-                    gemm::gemm(rec, &Gemm::new(c, d, c).shaped(rec.ctx), m, w, &b.tmp_cd)?;
+                    gemm::gemm(rec, &Gemm::new(c, d, c).shaped(), m, w, &b.tmp_cd)?;
                 }
                 if matches!(self.config.preset, Preset::LaganiIcaNrm { .. }) {
                     hebbian::ica_nrm_update(rec, &b.tmp_cd, w, c, d, &b.dw)?;
@@ -541,7 +541,7 @@ impl GpuRule {
             } => {
                 let m = self.lateral.as_ref().expect("built with the layer");
                 project(rec, w, &b.tmp_nc)?;
-                let lateral = Gemm::new(n, c, c).shaped(rec.ctx).trans(false, true);
+                let lateral = Gemm::new(n, c, c).shaped().trans(false, true);
                 if naive {
                     gemm::gemm_naive(rec, &lateral, &b.tmp_nc, m, &b.u)?;
                 } else {
@@ -583,7 +583,7 @@ impl GpuRule {
                     )?;
                 } else {
                     let hebb = Gemm::new(c, d, n)
-                        .shaped(rec.ctx)
+                        .shaped()
                         .trans(true, false)
                         .scale(inv_b, 0.0);
                     gemm::gemm(rec, &hebb, &b.q, x, &b.dw)?;
@@ -661,15 +661,12 @@ impl GpuRule {
                 &b.dw,
             );
         }
-        let gram = Gemm::new(c, c, n).shaped(rec.ctx).trans(true, false);
+        let gram = Gemm::new(c, c, n).shaped().trans(true, false);
         gemm::gemm(rec, &gram, &b.g, &b.g, &b.cc)?;
         hebbian::tril_scale(rec, &b.cc, c, -s, &b.cc2)?;
-        let hebb = Gemm::new(c, d, n)
-            .shaped(rec.ctx)
-            .trans(true, false)
-            .scale(s, 0.0);
+        let hebb = Gemm::new(c, d, n).shaped().trans(true, false).scale(s, 0.0);
         gemm::gemm(rec, &hebb, &b.g, x, &b.dw)?;
-        let decay = Gemm::new(c, d, c).shaped(rec.ctx).scale(1.0, 1.0);
+        let decay = Gemm::new(c, d, c).shaped().scale(1.0, 1.0);
         gemm::gemm(rec, &decay, &b.cc2, &self.w, &b.dw)
     }
 
@@ -700,7 +697,7 @@ impl GpuRule {
             let (factor, decay) = (RowFactor::Value, &b.col_b);
             hebbian::scale_rows(rec, factor, &self.w, decay, c, d, -1.0, &b.tmp_cd)?;
             let hebb = Gemm::new(c, d, n)
-                .shaped(rec.ctx)
+                .shaped()
                 .trans(true, false)
                 .scale(1.0, 1.0);
             gemm::gemm(rec, &hebb, &b.q, x, &b.tmp_cd)?;
@@ -740,7 +737,7 @@ impl GpuRule {
             let factor = RowFactor::Value;
             hebbian::scale_rows(rec, factor, &self.w, &b.col_a, c, d, -1.0, &b.tmp_cd)?;
             let hebb = Gemm::new(c, d, n)
-                .shaped(rec.ctx)
+                .shaped()
                 .trans(true, false)
                 .scale(1.0, 1.0);
             gemm::gemm(rec, &hebb, &b.g, x, &b.tmp_cd)?;
