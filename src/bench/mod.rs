@@ -2,6 +2,7 @@
 //! speedup over the naive baseline, all measured in one run on one adapter.
 
 pub mod gemm;
+pub mod roofline;
 pub mod rules;
 pub mod train;
 pub mod tune;

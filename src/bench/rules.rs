@@ -175,6 +175,17 @@ fn contained_gemms(preset: &Preset, n: usize, c: usize, d: usize) -> Vec<Gemm> {
     g
 }
 
+/// FLOPs of one step of `case` (its contained GEMMs).
+pub fn step_flops(case: &RuleCase) -> f64 {
+    match RuleConfig::from_params(case.preset, &case.params) {
+        Ok(config) => contained_gemms(&config.preset, case.n, case.c, case.d)
+            .iter()
+            .map(|g| g.flops())
+            .sum(),
+        Err(_) => f64::INFINITY,
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RuleBenchRow {
     pub kernel: String,

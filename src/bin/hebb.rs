@@ -197,6 +197,29 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// This adapter's ceilings (best GEMM rate, copy bandwidth), measured here, and each
+    /// GEMM and fused rule step as a fraction of them.
+    Roofline {
+        /// Square GEMM sizes to place.
+        #[arg(long, value_delimiter = ',', default_values_t = [256usize, 1024, 2048])]
+        sizes: Vec<usize>,
+        /// Rule cases to place (preset or layer label substring; default: those under 2e10
+        /// FLOPs per step on CPU adapters, all on GPUs).
+        #[arg(long)]
+        only: Option<String>,
+        /// Use wall-clock timing even where timestamps exist.
+        #[arg(long)]
+        wall: bool,
+        /// Samples per kernel (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Target seconds per sample.
+        #[arg(long, default_value_t = 0.2)]
+        sample_seconds: f64,
+        /// Also write the ceilings and rows as JSON to FILE.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The tiled GEMM against the naive GEMM on square and Hebbian shapes.
     Gemm {
         /// Square sizes to time.
@@ -467,6 +490,69 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bench::rules::print_rule_rows(&rows);
             if let Some(path) = json {
                 write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Roofline {
+            sizes,
+            only,
+            wall,
+            samples,
+            sample_seconds,
+            json,
+        }) => {
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let timer = GpuTimer::new(&ctx, wall);
+            let budget = BenchBudget {
+                sample_s: sample_seconds,
+                samples,
+            };
+            let ceilings = bench::roofline::measure_ceilings(&ctx, &timer, budget)?;
+            bench::roofline::print_ceilings(&ceilings);
+            let gemm_rows = bench::gemm::bench_gemm(
+                &ctx,
+                &bench::gemm::default_cases(&sizes),
+                None,
+                &timer,
+                budget,
+                false,
+            )?;
+            let mut rows: Vec<_> = gemm_rows
+                .iter()
+                .map(|r| bench::roofline::place_gemm(&ceilings, r))
+                .collect();
+            let cpu = ctx.info.device_type == wgpu::DeviceType::Cpu;
+            let cases: Vec<_> = bench::rules::default_cases()
+                .into_iter()
+                .filter(|c| match &only {
+                    Some(o) => c.preset.contains(o.as_str()) || c.label.contains(o.as_str()),
+                    None => !cpu || bench::rules::step_flops(c) < 2e10,
+                })
+                .collect();
+            for r in bench::rules::bench_rules(&ctx, &cases, &timer, budget, false)? {
+                if r.variant != "fused" {
+                    continue;
+                }
+                let (n, c, d) = (r.shape["n"], r.shape["c"], r.shape["d"]);
+                // Compulsory traffic of a fused step: X read once, W read and written.
+                let bytes = 4.0 * (n * d + 2 * c * d) as f64;
+                let flops = r.gflops * 1e9 * r.median_s;
+                rows.push(bench::roofline::place(
+                    &ceilings,
+                    "rule_step",
+                    &format!("{} {}", r.preset, r.label),
+                    format!("{n}x{c}x{d}"),
+                    flops,
+                    bytes,
+                    r.median_s,
+                ));
+            }
+            bench::roofline::print_rows(&rows);
+            if let Some(path) = json {
+                write_json(
+                    &path,
+                    &serde_json::json!({"ceilings": ceilings, "rows": rows}),
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
