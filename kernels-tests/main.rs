@@ -7,7 +7,8 @@
 //! - `portability`: every WGSL file validates with naga and translates to SPIR-V, MSL and HLSL.
 //! - `runtime`: the kernel cache, parameter-struct layouts and error paths.
 //! - `cases_reference`: the golden cases (reference and GPU rules); `data`: dataset readers.
-//! - `train`: `hebb train` end to end; `zca`: input whitening (GPU vs reference, covariance ≈ I).
+//! - `train`: `hebb train` end to end; `zca`: input whitening (GPU vs reference, covariance ≈ I);
+//!   `tune`: the autotuning cache.
 
 mod cases_reference;
 mod common;
@@ -16,4 +17,5 @@ mod data;
 mod portability;
 mod runtime;
 mod train;
+mod tune;
 mod zca;

@@ -131,6 +131,9 @@ impl Stage {
     }
 }
 
+/// Hebbian batches between checks that the weights are finite (each check is a readback).
+const FINITE_CHECK_EVERY: usize = 32;
+
 fn stages(recipe: &Recipe) -> Vec<Stage> {
     let mut s: Vec<Stage> = match recipe.hebbian.schedule {
         Schedule::Greedy => (0..recipe.layers.len()).map(Stage::Layer).collect(),
@@ -481,6 +484,37 @@ impl<'a> Trainer<'a> {
         checkpoint::save(self.ctx, &self.net, &self.opts.out, meta)
     }
 
+    /// Errors, naming the layer, if a learning layer's weights hold NaN or Inf (one readback
+    /// for all layers).
+    fn weights_finite(
+        &self,
+        learning: &[usize],
+        stage: Stage,
+        epoch: usize,
+        batch: usize,
+    ) -> Result<()> {
+        let mut rec = Recorder::new(self.ctx);
+        for &i in learning {
+            self.finite_check(&mut rec, i, &self.net.layers[i].rule.w)?;
+        }
+        rec.submit();
+        let sums = self.check.to_f32_vec(self.ctx)?;
+        for &i in learning {
+            if !sums[i].is_finite() {
+                return Err(HebbError::Launch {
+                    kernel: format!("layer {i} ({})", self.recipe.layers[i].rule.name),
+                    message: format!(
+                        "weights became NaN/Inf at {} epoch {epoch}, by batch {batch} (rule step {}); training stopped, the last good checkpoint in {} is kept",
+                        stage.label(),
+                        self.net.layers[i].rule.optimizer_state().2,
+                        self.opts.out.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Records Σw² of `w` into slot `slot` of the check vector (NaN and Inf propagate through
     /// a sum, unlike through a max, which some GPUs compute ignoring NaN).
     fn finite_check(&self, rec: &mut Recorder<'_>, slot: usize, w: &Tensor) -> Result<()> {
@@ -592,35 +626,30 @@ impl<'a> Trainer<'a> {
                     let mode_of = |i: usize| modes[i];
                     self.net
                         .forward(self.ctx, &mut rec, &b.images, b.len, upto, mode_of)?;
-                    for &i in &learning {
-                        self.finite_check(&mut rec, i, &self.net.layers[i].rule.w)?;
-                    }
                     rec.submit();
-                    let sums = self.check.to_f32_vec(self.ctx)?;
-                    for &i in &learning {
-                        if !sums[i].is_finite() {
-                            pb.abandon();
-                            return Err(HebbError::Launch {
-                                kernel: format!("layer {i} ({})", self.recipe.layers[i].rule.name),
-                                message: format!(
-                                    "weights became NaN/Inf at {} epoch {epoch}, batch {} (rule step {}); training stopped, the last good checkpoint in {} is kept",
-                                    stage.label(),
-                                    b.number,
-                                    self.net.layers[i].rule.optimizer_state().2,
-                                    self.opts.out.display()
-                                ),
-                            });
-                        }
-                    }
                     images += b.len;
                 }
                 pb.inc(b.len as u64 + b.skipped.len() as u64);
                 pos.batch = b.number + 1;
                 self.batches_run += 1;
-                if self.should_stop() {
+                let stopping = self.should_stop();
+                // No readback per step: the weights' finiteness is checked every
+                // FINITE_CHECK_EVERY batches and before anything is saved (NaN and Inf
+                // persist in the weights, so a later check still sees them).
+                if stopping || pos.batch.is_multiple_of(FINITE_CHECK_EVERY) {
+                    if let Err(e) = self.weights_finite(&learning, stage, epoch, b.number) {
+                        pb.abandon();
+                        return Err(e);
+                    }
+                }
+                if stopping {
                     pb.abandon();
                     return Ok(false);
                 }
+            }
+            if let Err(e) = self.weights_finite(&learning, stage, epoch, pos.batch) {
+                pb.abandon();
+                return Err(e);
             }
             let seconds = started.elapsed().as_secs_f64();
             pb.finish_and_clear();
