@@ -6,13 +6,16 @@
 // subgroup broadcasts, which are register shuffles.
 //
 // A workgroup is 8 invocations (one team inside one subgroup: the launcher requires a minimum
-// subgroup size of 8) and computes an 8 x 32 block of C: rows m0 .. m0 + 7, and columns
-// n0 + 4 * lane .. + 3 for lane < 8. Per block of 4 steps along k:
-//   - lane l loads one vec4 of op(A): A stored M x K: row m0 + l, k .. k + 3;
-//                                     A stored K x M: row k + l % 4, columns m0 + 4 * (l / 4) ..;
-//   - each lane loads four vec4s of op(B) for its 4 columns at k .. k + 3;
+// subgroup size of 8) and computes a ROWS x 32 block of C: rows m0 .. m0 + ROWS - 1, and
+// columns n0 + 4 * lane .. + 3 for lane < 8. Per block of 4 steps along k, for each group g of
+// 8 rows:
+//   - lane l loads one vec4 of op(A): A stored M x K: row m0 + 8g + l, k .. k + 3;
+//     A stored K x M: row k + l % 4, columns m0 + 8g + 4 * (l / 4) ..;
 //   - the 8 A vec4s are broadcast to every lane, and each lane does 8 x 4 vec4 FMAs into its
-//     8 x 4 accumulator block (32 FMAs per vec4 loaded by the lane, against 16 in gemm_tiled).
+//     accumulators;
+// and each lane loads four vec4s of op(B) for its 4 columns at k .. k + 3, shared by all
+// groups. Per lane: 128 FMAs per 5 vec4 loads at 8 rows, 256 per 6 at 16 (gemm_tiled: 16 per
+// workgroup-memory vec4, plus the staging loads).
 // The last K % 4 steps of a split use scalar loads.
 //
 // Preconditions (checked by the launcher, which otherwise runs gemm_tiled): lda, ldb, the
