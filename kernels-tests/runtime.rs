@@ -17,8 +17,9 @@ use hebb::kernels::norm::NormParams;
 use hebb::kernels::pool::PoolParams;
 use hebb::kernels::reduce::ReduceParams;
 use hebb::kernels::{
-    CAST_WGSL, CLASSIFIER_WGSL, CONV_WGSL, ELEMENTWISE_WGSL, GEMM_WGSL, HEBBIAN_NAIVE_WGSL,
-    HEBBIAN_WGSL, IM2COL_WGSL, LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, REDUCE_WGSL,
+    CAST_WGSL, CLASSIFIER_WGSL, CONV_WGSL, ELEMENTWISE_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL,
+    HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL, IM2COL_WGSL, LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL,
+    REDUCE_WGSL,
 };
 
 use crate::common;
@@ -43,6 +44,8 @@ fn uniform_layout(name: &str, source: &str) -> (u32, usize) {
 fn params_structs_match_wgsl() {
     let cases = [
         (GEMM_WGSL, size_of::<GemmParams>(), 20),
+        // gemm_subgroup.wgsl repeats gemm.wgsl's struct (it is a separate module).
+        (GEMM_SUBGROUP_WGSL, size_of::<GemmParams>(), 20),
         (REDUCE_WGSL, size_of::<ReduceParams>(), 8),
         (ELEMENTWISE_WGSL, size_of::<ElementwiseParams>(), 8),
         (CAST_WGSL, size_of::<CastParams>(), 4),
@@ -268,11 +271,11 @@ fn gemm_refuses_overflow_zero_tiles_aliasing_and_overlapping_batches() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("at least 4"), "{err}");
-    let too_tall = hebb::kernels::gemm::GemmTiles::broadcast(17, 8, 1);
+    let too_tall = hebb::kernels::gemm::GemmTiles::subgroup(32);
     let err = gemm::gemm(&mut rec, &Gemm::new(2, 2, 2).tiles(too_tall), &a, &b, &c)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("broadcast: BM = TM must be 1 to 16"), "{err}");
+    assert!(err.contains("subgroup: rows must be 8, 16 or 24"), "{err}");
 
     let err = gemm::gemm(&mut rec, &Gemm::new(2, 2, 2), &a, &b, &a)
         .unwrap_err()

@@ -74,9 +74,9 @@ fn gemm_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     for (var g = 0u; g < groups; g++) {
         let g0 = m0 + 8u * g;
         if (ta) {
-            a_at[g] = base_a + (lane % 4u) * p.lda + min(g0 + 4u * ((lane / 4u) % 2u), p.m - 4u);
+            a_at[g] = base_a + (lane % 4u) * p.lda + min(g0 + 4u * (lane / 4u), p.m - 4u);
         } else {
-            a_at[g] = base_a + min(g0 + lane % 8u, p.m - 1u) * p.lda;
+            a_at[g] = base_a + min(g0 + lane, p.m - 1u) * p.lda;
         }
     }
     // This lane's four columns: B stored K x N reads one vec4 per k at b_at + k * ldb;
@@ -110,14 +110,14 @@ fn gemm_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
             }
         }
     }
-    // K tail (fewer than 4 steps): lane l holds op(A)[m0 + 8g + l % 8, k].
+    // K tail (fewer than 4 steps): lane l holds op(A)[m0 + 8g + l, k].
     for (; k < k_end; k++) {
         var bv: vec4<f32>;
         for (var j = 0u; j < 4u; j++) {
             bv[j] = b[select(b_at + k * p.ldb + j, b_col[j] + k, tb)];
         }
         for (var g = 0u; g < groups; g++) {
-            let row = min(m0 + 8u * g + lane % 8u, p.m - 1u);
+            let row = min(m0 + 8u * g + lane, p.m - 1u);
             let own = a[base_a + select(row * p.lda + k, k * p.lda + row, ta)];
             let bc = broadcast_a(vec4<f32>(own));
             for (var r = 0u; r < 8u; r++) {

@@ -12,6 +12,7 @@
 
 use serde::Serialize;
 
+use crate::bench::rules::RuleBenchRow;
 use crate::bench::{BenchBudget, BenchRow, time_launch};
 use crate::conformance::random_f32;
 use crate::error::Result;
@@ -128,6 +129,23 @@ pub fn place_gemm(ceilings: &Ceilings, r: &BenchRow) -> RooflineRow {
     let bytes = r.gbps * 1e9 * r.median_s;
     place(
         ceilings, &r.kernel, &r.variant, shape, flops, bytes, r.median_s,
+    )
+}
+
+/// A fused `bench rules` step under the ceilings. Its compulsory traffic is X (N x D) read
+/// once and W (C x D) read and written.
+pub fn place_rule(ceilings: &Ceilings, r: &RuleBenchRow) -> RooflineRow {
+    let (n, c, d) = (r.shape["n"], r.shape["c"], r.shape["d"]);
+    let bytes = 4.0 * (n * d + 2 * c * d) as f64;
+    let flops = r.gflops * 1e9 * r.median_s;
+    place(
+        ceilings,
+        "rule_step",
+        &format!("{} {}", r.preset, r.label),
+        format!("{n}x{c}x{d}"),
+        flops,
+        bytes,
+        r.median_s,
     )
 }
 

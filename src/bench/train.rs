@@ -69,35 +69,24 @@ pub fn synthetic_network(ctx: &GpuContext, recipe: &Recipe) -> Result<(Network, 
 /// layer (greedy) or one for all layers (simultaneous), then the frozen forward pass.
 pub fn stages(recipe: &Recipe, net: &Network) -> Vec<(String, usize, Vec<Mode>)> {
     let last = net.layers.len() - 1;
-    let learn_mode = |i: usize, upto: usize| {
-        if i == upto && net.layers[i].output_bn.is_none() {
-            Mode::LearnOnly
-        } else {
-            Mode::Learn
-        }
-    };
     let mut out = Vec::new();
     if recipe.hebbian.schedule == Schedule::Simultaneous {
-        let modes = (0..=last).map(|i| learn_mode(i, last)).collect();
-        out.push(("all layers (simultaneous)".to_string(), last, modes));
+        let all: Vec<usize> = (0..=last).collect();
+        out.push((
+            "all layers (simultaneous)".to_string(),
+            last,
+            net.stage_modes(last, &all),
+        ));
     } else {
         for upto in 0..=last {
-            let modes = (0..=last)
-                .map(|i| {
-                    if i < upto {
-                        Mode::Frozen
-                    } else {
-                        learn_mode(i, upto)
-                    }
-                })
-                .collect();
+            let modes = net.stage_modes(upto, &[upto]);
             out.push((format!("layer {upto} (greedy)"), upto, modes));
         }
     }
     out.push((
         "frozen forward".to_string(),
         last,
-        vec![Mode::Frozen; last + 1],
+        net.stage_modes(last, &[]),
     ));
     out
 }

@@ -529,24 +529,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     None => !cpu || bench::rules::step_flops(c) < 2e10,
                 })
                 .collect();
-            for r in bench::rules::bench_rules(&ctx, &cases, &timer, budget, false)? {
-                if r.variant != "fused" {
-                    continue;
-                }
-                let (n, c, d) = (r.shape["n"], r.shape["c"], r.shape["d"]);
-                // Compulsory traffic of a fused step: X read once, W read and written.
-                let bytes = 4.0 * (n * d + 2 * c * d) as f64;
-                let flops = r.gflops * 1e9 * r.median_s;
-                rows.push(bench::roofline::place(
-                    &ceilings,
-                    "rule_step",
-                    &format!("{} {}", r.preset, r.label),
-                    format!("{n}x{c}x{d}"),
-                    flops,
-                    bytes,
-                    r.median_s,
-                ));
-            }
+            let rule_rows = bench::rules::bench_rules(&ctx, &cases, &timer, budget, false)?;
+            rows.extend(
+                rule_rows
+                    .iter()
+                    .filter(|r| r.variant == "fused")
+                    .map(|r| bench::roofline::place_rule(&ceilings, r)),
+            );
             bench::roofline::print_rows(&rows);
             if let Some(path) = json {
                 write_json(
@@ -620,7 +609,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bench::tune::tune(&ctx, &shapes, &timer, budget, bench::tune::print_row)?;
             // Keep this adapter's earlier winners for classes not tuned now.
             for e in ctx.tuning.entries() {
-                if !rows.iter().any(|r| r.class == e.class.label()) {
+                if tuning.get(&e.class).is_none() {
                     tuning.insert(e.clone());
                 }
             }
@@ -675,7 +664,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn parse_tiles(text: &str) -> Result<GemmTiles> {
     GemmTiles::parse(text).with_context(|| {
-        format!("--tiles {text:?}: expected BMxBNxBK/TMxTN (e.g. 64x64x16/8x8) , broadcast:BMxBN/TN (e.g. broadcast:8x16/2) or subgroup:8 / subgroup:16")
+        format!("--tiles {text:?}: expected BMxBNxBK/TMxTN (e.g. 64x64x16/8x8) or subgroup:8, subgroup:16, subgroup:24")
     })
 }
 

@@ -265,17 +265,14 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     aligned_batch.offset_a = 4;
     aligned_batch.offset_b = 8;
     cases.push((aligned_batch, GemmKernel::Tiled));
-    // The register-broadcast kernel and, where SUBGROUP allows, the subgroup kernel in each
-    // of its row counts. Leading dimensions padded to multiples of 4 let the subgroup kernel
-    // take ragged M, N and K (its K tail, clamped edge rows and columns); the unpadded ragged
-    // shape runs its tiled fallback.
-    let mut variants = vec![
-        GemmTiles::broadcast(8, 8, 2),
-        GemmTiles::broadcast(5, 16, 1),
-    ];
-    if GemmTiles::subgroup_available(ctx) {
-        variants.extend([8, 16, 24].map(GemmTiles::subgroup));
-    }
+    // Where SUBGROUP allows, the subgroup kernel in each of its row counts. Leading
+    // dimensions padded to multiples of 4 let it take ragged M, N and K (its K tail, clamped
+    // edge rows and columns); the unpadded ragged shape runs its tiled fallback.
+    let variants: Vec<GemmTiles> = if GemmTiles::subgroup_available(ctx) {
+        [8, 16, 24].map(GemmTiles::subgroup).to_vec()
+    } else {
+        Vec::new()
+    };
     let pad4 = |g: Gemm| {
         let (lda, ldb) = (g.lda().next_multiple_of(4), g.ldb().next_multiple_of(4));
         let mut g = g;

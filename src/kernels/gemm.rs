@@ -50,19 +50,15 @@ pub enum GemmKind {
     /// `gemm_tiled`: workgroup tiles staged in workgroup memory, TM x TN register blocks.
     #[default]
     Tiled,
-    /// `gemm_broadcast`: no workgroup memory; each invocation keeps BM (= TM) rows by TN
-    /// columns in registers, reading A with workgroup-uniform loads.
-    Broadcast,
-    /// `gemm_subgroup` (shaders/gemm_subgroup.wgsl, needs SUBGROUP): 8 or 16 x 32 blocks of
+    /// `gemm_subgroup` (shaders/gemm_subgroup.wgsl, needs SUBGROUP): 8, 16 or 24 x 32 blocks of
     /// 8 invocations sharing A through subgroup broadcasts. Built for SIMD CPU adapters. Shapes
     /// it cannot take (see `Gemm::subgroup_ok`) run `gemm_tiled` with the adapter's tiles.
     Subgroup,
 }
 
 /// Tile shape of a GEMM kernel (its `override` constants). Tiled: a workgroup computes a
-/// BM x BN block of C in steps of BK, each invocation a TM x TN register block. Broadcast: a
-/// workgroup of BN / TN invocations computes BM x BN, each invocation BM rows x TN columns,
-/// one k at a time (BK = 1).
+/// BM x BN block of C in steps of BK, each invocation a TM x TN register block. Subgroup: see
+/// `GemmTiles::subgroup`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GemmTiles {
     #[serde(default)]
@@ -79,7 +75,6 @@ impl GemmKind {
     pub fn entry(self) -> &'static str {
         match self {
             GemmKind::Tiled => "gemm_tiled",
-            GemmKind::Broadcast => "gemm_broadcast",
             GemmKind::Subgroup => "gemm_subgroup",
         }
     }
@@ -170,7 +165,7 @@ impl GemmTiles {
     }
 
     /// Default kernel for this adapter, without tuning: on CPU adapters with subgroups the
-    /// subgroup kernel (16 rows; 1.8–3.3x the tiled kernel on lavapipe, BENCHMARKS.md), else
+    /// subgroup kernel (16 rows; 1.7–2.5x the tiled kernel on lavapipe, BENCHMARKS.md), else
     /// the tiled kernel with the device type's tiles.
     pub fn for_adapter(ctx: &GpuContext) -> GemmTiles {
         if ctx.info.device_type == wgpu::DeviceType::Cpu && Self::subgroup_available(ctx) {
@@ -189,19 +184,7 @@ impl GemmTiles {
         }
     }
 
-    /// A broadcast configuration: `rows` x `lanes * cols` per workgroup of `lanes`.
-    pub const fn broadcast(rows: u32, lanes: u32, cols: u32) -> GemmTiles {
-        GemmTiles {
-            kind: GemmKind::Broadcast,
-            bm: rows,
-            bn: lanes * cols,
-            bk: 1,
-            tm: rows,
-            tn: cols,
-        }
-    }
-
-    /// The subgroup kernel: `rows` (8 or 16) x 32 per workgroup of 8, 4 k per step.
+    /// The subgroup kernel: `rows` (8, 16 or 24) x 32 per workgroup of 8, 4 k per step.
     pub const fn subgroup(rows: u32) -> GemmTiles {
         GemmTiles {
             kind: GemmKind::Subgroup,
@@ -213,8 +196,8 @@ impl GemmTiles {
         }
     }
 
-    /// `BMxBNxBK/TMxTN` for tiled kernels, `broadcast:BMxBN/TN` for broadcast ones and
-    /// `subgroup:BM` (the syntax `--tiles` parses).
+    /// `BMxBNxBK/TMxTN` for tiled kernels, `subgroup:BM` for the subgroup kernel (the syntax
+    /// `--tiles` parses).
     pub fn label(&self) -> String {
         match self.kind {
             GemmKind::Subgroup => format!("subgroup:{}", self.bm),
@@ -222,7 +205,6 @@ impl GemmTiles {
                 "{}x{}x{}/{}x{}",
                 self.bm, self.bn, self.bk, self.tm, self.tn
             ),
-            GemmKind::Broadcast => format!("broadcast:{}x{}/{}", self.bm, self.bn, self.tn),
         }
     }
 
@@ -232,16 +214,6 @@ impl GemmTiles {
             |s: &str| -> Option<Vec<u32>> { s.split('x').map(|v| v.parse().ok()).collect() };
         if let Some(rows) = text.strip_prefix("subgroup:") {
             return Some(GemmTiles::subgroup(rows.parse().ok()?));
-        }
-        if let Some(rest) = text.strip_prefix("broadcast:") {
-            let (block, cols) = rest.split_once('/')?;
-            let cols: u32 = cols.parse().ok()?;
-            return match numbers(block)?.as_slice() {
-                [bm, bn] if cols > 0 && bn.is_multiple_of(cols) => {
-                    Some(GemmTiles::broadcast(*bm, bn / cols, cols))
-                }
-                _ => None,
-            };
         }
         let (block, thread) = text.split_once('/')?;
         match (numbers(block)?.as_slice(), numbers(thread)?.as_slice()) {
@@ -324,24 +296,6 @@ impl GemmTiles {
                     },
                     ctx.info.subgroup_min_size,
                     ctx.info.subgroup_max_size
-                ));
-            }
-            return Ok(());
-        }
-        if self.kind == GemmKind::Broadcast {
-            if !(1..=16).contains(&self.bm) || self.tm != self.bm || self.bk != 1 {
-                return bad("broadcast: BM = TM must be 1 to 16, BK 1".into());
-            }
-            if !(1..=4).contains(&self.tn) || !self.bn.is_multiple_of(self.tn) {
-                return bad("broadcast: TN must be 1 to 4 and divide BN".into());
-            }
-            let lanes = self.bn / self.tn;
-            let l = &ctx.limits;
-            if lanes > l.max_compute_invocations_per_workgroup
-                || lanes > l.max_compute_workgroup_size_x
-            {
-                return bad(format!(
-                    "a workgroup of {lanes} invocations exceeds this adapter's limits"
                 ));
             }
             return Ok(());
@@ -771,17 +725,6 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
             "gemm_subgroup",
             &[("ROWS", tiles.bm as f64)],
         )?,
-        GemmKind::Broadcast => ctx.kernels.get(
-            &ctx.device,
-            ctx.features,
-            &GEMM_WGSL,
-            "gemm_broadcast",
-            &[
-                ("RM", tiles.bm as f64),
-                ("CN", tiles.tn as f64),
-                ("LANES", (tiles.bn / tiles.tn) as f64),
-            ],
-        )?,
     };
     let groups = [
         to_u32("gemm_tiled", "N blocks", g.n.div_ceil(tiles.bn as usize))?,
@@ -793,19 +736,17 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
     let mut params = g.params("gemm_tiled")?;
     params.splits = splits;
     params.k_per_split = k_per_split;
-    // The tiled kernel also reads A and B through their vec4 views (bindings 4 and 5).
+    // Both kernels also read A and B through their vec4 views (bindings 4 and 5).
     let record = |rec: &mut Recorder<'_>, params: &GemmParams, out: &Tensor| -> Result<()> {
         let uniform = rec.uniform(params);
-        let mut entries = vec![
+        let entries = [
             (0, uniform.as_entire_binding()),
             (1, a.binding(ctx)?),
             (2, b.binding(ctx)?),
             (3, out.binding(ctx)?),
+            (4, a.binding(ctx)?),
+            (5, b.binding(ctx)?),
         ];
-        if matches!(tiles.kind, GemmKind::Tiled | GemmKind::Subgroup) {
-            entries.push((4, a.binding(ctx)?));
-            entries.push((5, b.binding(ctx)?));
-        }
         let bg = bind_group(ctx, &pipeline, &entries);
         rec.dispatch(&pipeline, &bg, groups);
         Ok(())

@@ -127,6 +127,25 @@ impl Network {
         })
     }
 
+    /// The mode of each block in a Hebbian step that runs the blocks up to `upto` with those in
+    /// `learning` learning: the others frozen, and the last learning block skipping its
+    /// forward output unless an output batch norm must update its running statistics from it.
+    pub fn stage_modes(&self, upto: usize, learning: &[usize]) -> Vec<Mode> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if !learning.contains(&i) {
+                    Mode::Frozen
+                } else if i == upto && l.output_bn.is_none() {
+                    Mode::LearnOnly
+                } else {
+                    Mode::Learn
+                }
+            })
+            .collect()
+    }
+
     /// Features per image fed to the classifier.
     pub fn feature_len(&self) -> usize {
         self.classifier.features

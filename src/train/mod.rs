@@ -604,21 +604,7 @@ impl<'a> Trainer<'a> {
             let mut images = 0usize;
             // The last learning block skips its forward output unless an output batch norm
             // must update its running statistics from it.
-            let modes: Vec<Mode> = self
-                .net
-                .layers
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    if !learning.contains(&i) {
-                        Mode::Frozen
-                    } else if i == upto && l.output_bn.is_none() {
-                        Mode::LearnOnly
-                    } else {
-                        Mode::Learn
-                    }
-                })
-                .collect();
+            let modes = self.net.stage_modes(upto, &learning);
             for b in loader {
                 self.note_skipped(&b.skipped);
                 if b.len > 0 {
