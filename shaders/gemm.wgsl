@@ -12,6 +12,12 @@
 // holds a partial product, and `gemm_splitk_reduce` writes C = alpha * sum_s W[b, s] + beta * C.
 // Every element of C is written exactly once, by exactly one invocation.
 //
+// Storage precision: A and B are f32, or IEEE halves packed two per 32-bit word (little-endian:
+// element i is the low half of word i / 2 when i is even) when A_HALF / B_HALF are set; either
+// way every product is accumulated in f32, and C is f32. The operands are declared as u32 words
+// and bitcast, so the same bindings serve both precisions, and halves need no SHADER_F16:
+// unpack2x16float is core WGSL and compiles to the same conversion a native f16 load does.
+//
 // Bounds: A and B are read only at op(A)[m < M, k < K] and op(B)[k < K, n < N] of batch
 // b < batch, C only at [m < M, n < N]; the launcher checks that each buffer holds
 // offset + (batch - 1) * stride + (rows - 1) * ld + cols elements, so no access is out of
@@ -28,12 +34,13 @@ struct GemmParams {
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<u32>;
+@group(0) @binding(2) var<storage, read> b: array<u32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-// The same buffers as a and b, read four elements at a time (bound only by `gemm_tiled`).
-@group(0) @binding(4) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
+// The same buffers as a and b, read 16 bytes at a time (bound only by `gemm_tiled`; tensors
+// are padded to 16 bytes, so the block holding an in-bounds element is in the buffer).
+@group(0) @binding(4) var<storage, read> a4: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read> b4: array<vec4<u32>>;
 // Split-K partial products, [batch * splits, M, N] (bound only by `gemm_splitk_reduce`).
 @group(0) @binding(6) var<storage, read> partials: array<f32>;
 
@@ -51,6 +58,9 @@ override TN: u32 = 8u;
 // leading dimension, batch stride and offset of that operand are multiples of 4.
 override VEC4_A: bool = false;
 override VEC4_B: bool = false;
+// Operands stored as packed halves (the launcher sets these from the tensors' dtypes).
+override A_HALF: bool = false;
+override B_HALF: bool = false;
 // Sub-blocks per invocation along M and N, at most 2 x 2 (an 8 x 8 register block).
 const MAX_SUB: u32 = 2u;
 
@@ -62,19 +72,41 @@ var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>;
 fn store_a(kk: u32, mm: u32, v: f32) { a_tile[kk * (BM / 4u) + mm / 4u][mm % 4u] = v; }
 fn store_b(kk: u32, nn: u32, v: f32) { b_tile[kk * (BN / 4u) + nn / 4u][nn % 4u] = v; }
 
+// Element i of a (or b), widened to f32.
+fn a_at(i: u32) -> f32 {
+    if (A_HALF) { return unpack2x16float(a[i >> 1u])[i & 1u]; }
+    return bitcast<f32>(a[i]);
+}
+fn b_at(i: u32) -> f32 {
+    if (B_HALF) { return unpack2x16float(b[i >> 1u])[i & 1u]; }
+    return bitcast<f32>(b[i]);
+}
+
+// Elements i..i+3 of a four-word block (i a multiple of 4): one 16-byte load of f32s, or half
+// of one 16-byte load of eight halves.
+fn widen4(block: vec4<u32>, i: u32, half: bool) -> vec4<f32> {
+    if (half) {
+        let pair = select(block.xy, block.zw, (i & 4u) != 0u);
+        return vec4<f32>(unpack2x16float(pair.x), unpack2x16float(pair.y));
+    }
+    return bitcast<vec4<f32>>(block);
+}
+fn a_at4(i: u32) -> vec4<f32> { return widen4(a4[i >> select(2u, 3u, A_HALF)], i, A_HALF); }
+fn b_at4(i: u32) -> vec4<f32> { return widen4(b4[i >> select(2u, 3u, B_HALF)], i, B_HALF); }
+
 fn trans_a() -> bool { return (p.trans & 1u) != 0u; }
 fn trans_b() -> bool { return (p.trans & 2u) != 0u; }
 
 // op(A)[m, k] of the batch at `base`, zero outside [0, M) x [0, k_end).
 fn read_a(base: u32, m: u32, k: u32, k_end: u32) -> f32 {
     if (m >= p.m || k >= k_end) { return 0.0; }
-    return a[base + select(m * p.lda + k, k * p.lda + m, trans_a())];
+    return a_at(base + select(m * p.lda + k, k * p.lda + m, trans_a()));
 }
 
 // op(B)[k, n] of the batch at `base`, zero outside [0, k_end) x [0, N).
 fn read_b(base: u32, k: u32, n: u32, k_end: u32) -> f32 {
     if (k >= k_end || n >= p.n) { return 0.0; }
-    return b[base + select(k * p.ldb + n, n * p.ldb + k, trans_b())];
+    return b_at(base + select(k * p.ldb + n, n * p.ldb + k, trans_b()));
 }
 
 // Four elements of op(A) starting at [m, k], along A's contiguous dimension
@@ -83,7 +115,7 @@ fn read_a4(base: u32, m: u32, k: u32, k_end: u32) -> vec4<f32> {
     let t = trans_a();
     let full = select(m < p.m && k + 3u < k_end, k < k_end && m + 3u < p.m, t);
     if (full) {
-        return a4[(base + select(m * p.lda + k, k * p.lda + m, t)) / 4u];
+        return a_at4(base + select(m * p.lda + k, k * p.lda + m, t));
     }
     let dm = select(0u, 1u, t);
     let dk = 1u - dm;
@@ -98,7 +130,7 @@ fn read_b4(base: u32, k: u32, n: u32, k_end: u32) -> vec4<f32> {
     let t = trans_b();
     let full = select(k < k_end && n + 3u < p.n, n < p.n && k + 3u < k_end, t);
     if (full) {
-        return b4[(base + select(k * p.ldb + n, n * p.ldb + k, t)) / 4u];
+        return b_at4(base + select(k * p.ldb + n, n * p.ldb + k, t));
     }
     let dk = select(0u, 1u, t);
     let dn = 1u - dk;

@@ -4,7 +4,10 @@
 //        d = (c·kh + i)·kw + j, X[n, d] = x_pad[b, c, oh·sh + i, ow·sw + j]
 // Padding is zeros, or reflect (mirror without repeating the edge: -1 -> 1, H -> H - 2;
 // the launcher requires ph < H and pw < W for reflect).
-// Bounds: one invocation per element e < N·D; the source index is inside (B, C_in, H, W)
+// `im2col` writes f32 patches; `im2col_f16` writes them as IEEE halves packed two per word
+// (element e in word e / 2, the low half when e is even; rounded to nearest), which the GEMM
+// reads with A_HALF / B_HALF: half the bytes for the update's largest operand.
+// Bounds: one invocation per element e < N·D (per word w < ceil(N·D / 2) for f16); the source index is inside (B, C_in, H, W)
 // by the padding rules; the launcher checks both tensors hold their extents.
 
 struct Im2colParams {
@@ -17,6 +20,7 @@ struct Im2colParams {
 @group(0) @binding(0) var<uniform> p: Im2colParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out_f16: array<u32>;
 
 // The unpadded coordinate for padded coordinate q (= position - padding), or -1 for a zero.
 fn source(q: i32, len: u32) -> i32 {
@@ -26,12 +30,8 @@ fn source(q: i32, len: u32) -> i32 {
     return select(2 * (n - 1) - q, -q, q < 0);
 }
 
-// Grid: a 2-D grid of 256-wide workgroups covering N·D elements.
-@compute @workgroup_size(256, 1, 1)
-fn im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32) {
-    let e = (wg.y * nwg.x + wg.x) * 256u + lid;
-    if (e >= p.total) { return; }
+// X[n, d] for the flat index e = n·D + d < N·D.
+fn patch_value(e: u32) -> f32 {
     let d_cols = p.c_in * p.kh * p.kw;
     let n = e / d_cols;
     let d = e % d_cols;
@@ -43,9 +43,28 @@ fn im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let b = n / (p.wo * p.ho);
     let y = source(i32(oh * p.sh + i) - i32(p.ph), p.h);
     let z = source(i32(ow * p.sw + j) - i32(p.pw), p.w);
-    var v = 0.0;
-    if (y >= 0 && z >= 0) {
-        v = x[p.offset_x + ((b * p.c_in + c) * p.h + u32(y)) * p.w + u32(z)];
-    }
-    out[e] = v;
+    if (y < 0 || z < 0) { return 0.0; }
+    return x[p.offset_x + ((b * p.c_in + c) * p.h + u32(y)) * p.w + u32(z)];
+}
+
+// Grid: a 2-D grid of 256-wide workgroups covering N·D elements.
+@compute @workgroup_size(256, 1, 1)
+fn im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let e = (wg.y * nwg.x + wg.x) * 256u + lid;
+    if (e >= p.total) { return; }
+    out[e] = patch_value(e);
+}
+
+// Grid: 256-wide workgroups covering ceil(N·D / 2) words; an odd total's last word gets a zero
+// high half.
+@compute @workgroup_size(256, 1, 1)
+fn im2col_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let w = (wg.y * nwg.x + wg.x) * 256u + lid;
+    let e = 2u * w;
+    if (e >= p.total) { return; }
+    var hi = 0.0;
+    if (e + 1u < p.total) { hi = patch_value(e + 1u); }
+    out_f16[w] = pack2x16float(vec2<f32>(patch_value(e), hi));
 }

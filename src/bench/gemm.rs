@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::bench::{BenchBudget, BenchRow, time_launch};
 use crate::conformance::random_f32;
 use crate::error::Result;
-use crate::gpu::{GpuContext, GpuTimer, Recorder, Tensor};
+use crate::gpu::{DType, GpuContext, GpuTimer, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmTiles};
 
 /// A named GEMM shape to time.
@@ -40,6 +40,7 @@ pub fn bench_gemm(
     timer: &GpuTimer,
     budget: BenchBudget,
     with_naive: bool,
+    with_f16: bool,
 ) -> Result<Vec<BenchRow>> {
     let mut rows = Vec::new();
     for case in cases {
@@ -49,8 +50,10 @@ pub fn bench_gemm(
         };
         let (ar, ac) = g.a_dims();
         let (br, bc) = g.b_dims();
-        let a = Tensor::from_f32(ctx, "A", &[ar, ac], &random_f32(1, ar * ac))?;
-        let b = Tensor::from_f32(ctx, "B", &[br, bc], &random_f32(2, br * bc))?;
+        let a_data = random_f32(1, ar * ac);
+        let b_data = random_f32(2, br * bc);
+        let a = Tensor::from_f32(ctx, "A", &[ar, ac], &a_data)?;
+        let b = Tensor::from_f32(ctx, "B", &[br, bc], &b_data)?;
         let c = Tensor::from_f32(ctx, "C", &[g.m, g.n], &random_f32(3, g.m * g.n))?;
         let shape: BTreeMap<String, usize> = [("m", g.m), ("n", g.n), ("k", g.k)]
             .into_iter()
@@ -58,13 +61,13 @@ pub fn bench_gemm(
             .collect();
         let used_tiles = g.resolved_tiles(ctx)?;
         let (splits, _) = g.plan_split(ctx, &used_tiles);
-        let row = |variant: String, median_s: f64, reps: usize| BenchRow {
+        let row = |variant: String, median_s: f64, reps: usize, bytes: f64| BenchRow {
             kernel: "gemm".into(),
             variant,
             shape: shape.clone(),
             median_s,
             gflops: g.flops() / median_s * 1e-9,
-            gbps: g.bytes() / median_s * 1e-9,
+            gbps: bytes / median_s * 1e-9,
             speedup_vs_naive: f64::NAN,
             timer: timer.kind.name().into(),
             adapter: ctx.adapter_name(),
@@ -78,17 +81,47 @@ pub fn bench_gemm(
             format!("{} split={splits} {}", used_tiles.label(), case.label),
             tiled_s,
             tiled_reps,
+            g.bytes(),
         );
         if with_naive {
             let (naive_s, naive_reps) = time_launch(ctx, timer, budget, |rec| {
                 gemm::gemm_naive(rec, &g, &a, &b, &c)
             })?;
-            let mut naive = row("naive".into(), naive_s, naive_reps);
+            let mut naive = row("naive".into(), naive_s, naive_reps, g.bytes());
             naive.speedup_vs_naive = 1.0;
             tiled.speedup_vs_naive = naive_s / tiled_s;
             rows.push(naive);
         }
         rows.push(tiled);
+        if with_f16 {
+            // The same product with A and B stored as halves (f32 accumulation).
+            let half = |v: &[f32]| {
+                v.iter()
+                    .map(|&x| half::f16::from_f32(x))
+                    .collect::<Vec<_>>()
+            };
+            let a16 = Tensor::from_f16(ctx, "A (f16)", &[ar, ac], &half(&a_data))?;
+            let b16 = Tensor::from_f16(ctx, "B (f16)", &[br, bc], &half(&b_data))?;
+            let tiles16 = g.kernel_tiles(ctx, DType::F16, DType::F16)?;
+            let (splits16, _) = g.plan_split(ctx, &tiles16);
+            let (s16, reps16) = time_launch(ctx, timer, budget, |rec: &mut Recorder<'_>| {
+                gemm::gemm(rec, &g, &a16, &b16, &c)
+            })?;
+            let mut r = row(
+                format!(
+                    "{} split={splits16} A,B:f16 {}",
+                    tiles16.label(),
+                    case.label
+                ),
+                s16,
+                reps16,
+                g.bytes_stored(DType::F16, DType::F16),
+            );
+            if with_naive {
+                r.speedup_vs_naive = rows[rows.len() - 2].median_s / s16;
+            }
+            rows.push(r);
+        }
     }
     Ok(rows)
 }

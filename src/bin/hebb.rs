@@ -231,6 +231,9 @@ enum BenchCommand {
         /// Skip the naive baseline.
         #[arg(long)]
         no_naive: bool,
+        /// Also time each shape with A and B stored as f16 (f32 accumulation).
+        #[arg(long)]
+        f16: bool,
         /// Use wall-clock timing even where timestamps exist.
         #[arg(long)]
         wall: bool,
@@ -516,6 +519,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &timer,
                 budget,
                 false,
+                true,
             )?;
             let mut rows: Vec<_> = gemm_rows
                 .iter()
@@ -628,6 +632,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sizes,
             tiles,
             no_naive,
+            f16,
             wall,
             samples,
             sample_seconds,
@@ -652,6 +657,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &timer,
                 budget,
                 !no_naive,
+                f16,
             )?;
             bench::print_rows(&rows);
             if let Some(path) = json {

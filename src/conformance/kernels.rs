@@ -14,6 +14,10 @@
 //! - fill, copy, f16 -> f32: exact, tolerance 0. scale: one rounding, 2·u. axpy: at most two
 //!   roundings (fma or not) of terms as large as |αx| + |y|, so 4·u times the condition number
 //!   ‖|αx| + |y|‖ / ‖αx + y‖ (cancellation in a single element can make that large).
+//! - GEMM with f16 operands (storage only): the kernel widens each half exactly and accumulates
+//!   in f32, so against the reference on the same halves the bound is the f32 one above. (Against
+//!   the f32 data before rounding to halves the error would be about 2^-11·sqrt(2): a property of
+//!   the storage format, which the caller chooses, not of the kernel.)
 //! - f32 -> f16: a half has 11 significant bits, so one rounding costs at most 2^-11 relative;
 //!   WGSL lets the conversion round either way to a neighbour, so we allow 2^-10.
 
@@ -57,14 +61,29 @@ pub enum GemmKernel {
 
 /// Runs one GEMM on the GPU and the reference, comparing the M x N views of C and checking
 /// that no element of C outside them changed.
-pub fn check_gemm(ctx: &GpuContext, g: &Gemm, kernel: GemmKernel, seed: u64) -> Row {
+/// `halves` says which of A and B are stored as f16.
+pub fn check_gemm(
+    ctx: &GpuContext,
+    g: &Gemm,
+    kernel: GemmKernel,
+    halves: (bool, bool),
+    seed: u64,
+) -> Row {
+    let dtype = |half: bool| if half { DType::F16 } else { DType::F32 };
+    let storage = (dtype(halves.0), dtype(halves.1));
     let trans = format!(
-        "{}{}",
+        "{}{}{}",
         if g.trans_a { 'T' } else { 'N' },
-        if g.trans_b { 'T' } else { 'N' }
+        if g.trans_b { 'T' } else { 'N' },
+        match halves {
+            (false, false) => "",
+            (true, false) => " A:f16",
+            (false, true) => " B:f16",
+            (true, true) => " A,B:f16",
+        }
     );
     let tiles = g
-        .resolved_tiles(ctx)
+        .kernel_tiles(ctx, storage.0, storage.1)
         .unwrap_or_else(|_| g.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx)));
     let (name, variant) = match kernel {
         GemmKernel::Naive => ("gemm_naive", format!("{trans} beta={}", g.beta != 0.0)),
@@ -86,7 +105,7 @@ pub fn check_gemm(ctx: &GpuContext, g: &Gemm, kernel: GemmKernel, seed: u64) -> 
         &[("m", g.m), ("n", g.n), ("k", g.k), ("batch", g.batch)],
         seed,
     );
-    match run_gemm(ctx, g, kernel, seed) {
+    match run_gemm(ctx, g, kernel, storage, seed) {
         Ok((got, want, outside_changed, cond)) => {
             let row = row.compare(&got, &want, gemm_tol(g.k) * cond);
             if outside_changed > 0 {
@@ -105,6 +124,7 @@ fn run_gemm(
     ctx: &GpuContext,
     g: &Gemm,
     kernel: GemmKernel,
+    storage: (DType, DType),
     seed: u64,
 ) -> Result<(Vec<f64>, Vec<f64>, usize, f64)> {
     let (ar, ac) = g.a_dims();
@@ -112,16 +132,30 @@ fn run_gemm(
     let a_len = g.offset_a + (g.batch - 1) * g.stride_a() + (ar.max(1) - 1) * g.lda() + ac;
     let b_len = g.offset_b + (g.batch - 1) * g.stride_b() + (br.max(1) - 1) * g.ldb() + bc;
     let c_len = g.offset_c + (g.batch - 1) * g.stride_c() + (g.m - 1) * g.ldc() + g.n;
-    let a = random_f32(seed, a_len);
-    let b = random_f32(seed ^ 1, b_len);
+    // f16 operands: the data rounded to halves, which the reference then reads exactly.
+    let operand = |seed: u64, len: usize, dtype: DType| -> (Vec<f32>, Vec<f16>) {
+        let v = random_f32(seed, len);
+        let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+        match dtype {
+            DType::F16 => (h.iter().map(|x| x.to_f32()).collect(), h),
+            _ => (v, h),
+        }
+    };
+    let upload = |label: &str, (v, h): &(Vec<f32>, Vec<f16>), dtype: DType| match dtype {
+        DType::F16 => Tensor::from_f16(ctx, label, &[h.len()], h),
+        _ => Tensor::from_f32(ctx, label, &[v.len()], v),
+    };
+    let a_data = operand(seed, a_len, storage.0);
+    let b_data = operand(seed ^ 1, b_len, storage.1);
+    let (a, b) = (&a_data.0, &b_data.0);
     // With beta == 0 the kernel must not read C, so C starts as NaN; otherwise random.
     let c0: Vec<f32> = if g.beta == 0.0 {
         vec![f32::NAN; c_len]
     } else {
         random_f32(seed ^ 2, c_len)
     };
-    let ta = Tensor::from_f32(ctx, "A", &[a_len], &a)?;
-    let tb = Tensor::from_f32(ctx, "B", &[b_len], &b)?;
+    let ta = upload("A", &a_data, storage.0)?;
+    let tb = upload("B", &b_data, storage.1)?;
     let tc = Tensor::from_f32(ctx, "C", &[c_len], &c0)?;
     let mut rec = Recorder::new(ctx);
     match kernel {
@@ -132,7 +166,7 @@ fn run_gemm(
     let got_c = tc.to_f32_vec(ctx)?;
 
     let mut want_c = widen(&c0);
-    reference::gemm::gemm(g, &widen(&a), &widen(&b), &mut want_c);
+    reference::gemm::gemm(g, &widen(a), &widen(b), &mut want_c);
     let view = reference::gemm::c_view_indices(g);
     let mut inside = vec![false; c_len];
     for &i in &view {
@@ -150,7 +184,7 @@ fn run_gemm(
     } else {
         let mut ab = vec![0.0; c_len];
         let product_only = g.clone().scale(g.alpha, 0.0);
-        reference::gemm::gemm(&product_only, &widen(&a), &widen(&b), &mut ab);
+        reference::gemm::gemm(&product_only, &widen(a), &widen(b), &mut ab);
         let spread: f64 = view
             .iter()
             .map(|&i| (ab[i].abs() + (g.beta as f64 * c0[i] as f64).abs()).powi(2))
@@ -165,6 +199,7 @@ fn run_gemm(
 /// configurations, batches, strided views, explicit and automatic split-K, and the naive kernel.
 pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut cases: Vec<(Gemm, GemmKernel)> = Vec::new();
+    let mut half_cases: Vec<(Gemm, GemmKernel, (bool, bool))> = Vec::new();
     let ragged = [
         (1, 1, 1),
         (7, 33, 65),
@@ -209,6 +244,21 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 Gemm::new(m, n, k).trans(ta, tb).scale(0.5, 0.0),
                 GemmKernel::Naive,
             ));
+        }
+        // f16 operands (A, B or both): ragged (scalar loads, odd offsets reach the high half of
+        // a word), vec4-aligned (16-byte blocks of eight halves), and the naive kernel.
+        for (h, halves) in [(true, false), (false, true), (true, true)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut ragged = Gemm::new(33, 65, 257).trans(ta, tb).scale(1.0, 0.0);
+            ragged.offset_a = 1 + h;
+            ragged.offset_b = 3;
+            half_cases.push((ragged, GemmKernel::Tiled, halves));
+            let aligned = Gemm::new(64, 36, 100).trans(ta, tb).scale(0.5, 0.25);
+            half_cases.push((aligned, GemmKernel::Tiled, halves));
+            let naive = Gemm::new(7, 33, 65).trans(ta, tb).scale(1.0, 0.0);
+            half_cases.push((naive, GemmKernel::Naive, halves));
         }
         // Split-K on a tall-skinny (Hebbian-shaped) product: explicit and automatic.
         cases.push((
@@ -324,10 +374,32 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     cases.push((strided.clone().split_k(SplitK::Fixed(2)), GemmKernel::Tiled));
     cases.push((strided, GemmKernel::Naive));
 
+    // The Hebbian update on f16 activations and patches: dW = Yᵀ·X, split-K, batched.
+    half_cases.push((
+        Gemm::new(33, 100, 5000)
+            .trans(true, false)
+            .split_k(SplitK::Auto),
+        GemmKernel::Tiled,
+        (true, true),
+    ));
+    half_cases.push((
+        Gemm::new(36, 40, 1031)
+            .batch(2)
+            .trans(true, false)
+            .scale(1.0, 0.5)
+            .split_k(SplitK::Fixed(3)),
+        GemmKernel::Tiled,
+        (true, false),
+    ));
+
     cases
-        .iter()
+        .into_iter()
+        .map(|(g, kernel)| (g, kernel, (false, false)))
+        .chain(half_cases)
         .enumerate()
-        .map(|(i, (g, kernel))| check_gemm(ctx, g, *kernel, derive_seed(base_seed, i as u64)))
+        .map(|(i, (g, kernel, halves))| {
+            check_gemm(ctx, &g, kernel, halves, derive_seed(base_seed, i as u64))
+        })
         .collect()
 }
 
@@ -616,29 +688,36 @@ pub fn im2col_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             pw,
             if reflect { "reflect" } else { "zeros" }
         );
-        let row = Row::new(
-            "im2col",
-            variant,
-            &[("b", batch), ("c", c_in), ("h", h), ("w", w)],
-            seed,
-        );
         let x = random_f32(seed, offset + g.input_len());
         let want = reference::dense::im2col_conv(&g, &widen(&x[offset..])).data;
-        let run = || -> Result<Vec<f64>> {
-            let (n, d) = g.patch_shape()?;
-            let tx = Tensor::from_f32(ctx, "x", &[x.len()], &x)?;
-            let out = Tensor::empty(ctx, "patches", &[n, d], DType::F32)?;
-            out.poison_nan(ctx);
-            let mut rec = Recorder::new(ctx);
-            im2col::im2col(&mut rec, &g, &tx, offset, &out)?;
-            rec.submit();
-            Ok(widen(&out.to_f32_vec(ctx)?))
-        };
-        // A gather: every element is copied exactly, so the tolerance is 0.
-        rows.push(match run() {
-            Ok(got) => row.compare(&got, &want, 0.0),
-            Err(e) => row.fail(e),
-        });
+        for dtype in [DType::F32, DType::F16] {
+            let (name, tol) = match dtype {
+                // A gather: every element is copied exactly, so the tolerance is 0.
+                DType::F32 => ("im2col", 0.0),
+                // One rounding to a half (2^-11 relative, 2^-10 if WGSL rounds the other way).
+                _ => ("im2col_f16", 2f64.powi(-10)),
+            };
+            let row = Row::new(
+                name,
+                variant.clone(),
+                &[("b", batch), ("c", c_in), ("h", h), ("w", w)],
+                seed,
+            );
+            let run = || -> Result<Vec<f64>> {
+                let (n, d) = g.patch_shape()?;
+                let tx = Tensor::from_f32(ctx, "x", &[x.len()], &x)?;
+                let out = Tensor::empty(ctx, "patches", &[n, d], dtype)?;
+                out.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                im2col::im2col(&mut rec, &g, &tx, offset, &out)?;
+                rec.submit();
+                Ok(widen(&out.to_f32_vec(ctx)?))
+            };
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, tol),
+                Err(e) => row.fail(e),
+            });
+        }
     }
     rows
 }

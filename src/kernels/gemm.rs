@@ -1,10 +1,12 @@
 //! Launchers for `shaders/gemm.wgsl`: the tiled GEMM (with split-K), and the naive baseline.
 //!
-//! C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] for b < batch, all row-major f32.
+//! C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] for b < batch, row-major. C is f32; A and
+//! B are f32 or f16 (storage only: the tiled and naive kernels widen halves on load and
+//! accumulate in f32; the subgroup kernel takes f32 only, so f16 operands run tiled).
 //! Bindings (the "function signature" of the kernels):
 //!   0 uniform GemmParams
-//!   1 a: array<f32>      op(A) is M x K: A stored M x K, or K x M when transposed
-//!   2 b: array<f32>      op(B) is K x N: B stored K x N, or N x K when transposed
+//!   1 a: array<u32>      op(A) is M x K: A stored M x K, or K x M when transposed
+//!   2 b: array<u32>      op(B) is K x N: B stored K x N, or N x K when transposed
 //!   3 c: array<f32>      M x N with leading dimension ldc (read only when beta != 0)
 //!   4 a4, 5 b4           the same buffers as 1 and 2, viewed as vec4 (tiled kernel only)
 //!   6 partials           split-K workspace [batch * splits, M, N] (reduce kernel only)
@@ -482,11 +484,19 @@ impl Gemm {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
     }
 
-    /// Minimum bytes moved: read A and B once, write C once (and read it when beta != 0).
+    /// Minimum bytes moved with f32 operands: read A and B once, write C once (and read it
+    /// when beta != 0).
     pub fn bytes(&self) -> f64 {
+        self.bytes_stored(DType::F32, DType::F32)
+    }
+
+    /// As `bytes`, with A and B stored as `a` and `b`.
+    pub fn bytes_stored(&self, a: DType, b: DType) -> f64 {
         let c_passes = if self.beta != 0.0 { 2.0 } else { 1.0 };
-        4.0 * self.batch as f64
-            * ((self.m * self.k + self.k * self.n) as f64 + c_passes * (self.m * self.n) as f64)
+        self.batch as f64
+            * ((self.m * self.k) as f64 * a.size() as f64
+                + (self.k * self.n) as f64 * b.size() as f64
+                + 4.0 * c_passes * (self.m * self.n) as f64)
     }
 
     /// The element count an operand must hold, given its stored rows and cols
@@ -525,8 +535,11 @@ impl Gemm {
                 ),
             });
         }
-        for (t, role) in [(a, "A"), (b, "B"), (c, "C")] {
-            t.expect_dtype(DType::F32, role)?;
+        c.expect_dtype(DType::F32, "C")?;
+        for (t, role) in [(a, "A"), (b, "B")] {
+            if t.dtype != DType::F16 {
+                t.expect_dtype(DType::F32, role)?;
+            }
         }
         let (ar, ac) = self.a_dims();
         let (br, bc) = self.b_dims();
@@ -650,6 +663,15 @@ impl Gemm {
         Ok(tiles)
     }
 
+    /// `resolved_tiles` for operands stored as `a` and `b`: f16 operands run the tiled kernel.
+    pub fn kernel_tiles(&self, ctx: &GpuContext, a: DType, b: DType) -> Result<GemmTiles> {
+        let tiles = self.resolved_tiles(ctx)?;
+        if tiles.kind == GemmKind::Subgroup && (a == DType::F16 || b == DType::F16) {
+            return Ok(self.tiled_default(ctx));
+        }
+        Ok(tiles)
+    }
+
     /// The untuned choice: the adapter's default kernel where it takes this shape, else the
     /// tiled kernel with the adapter's tiles, or the shape's for `shaped` calls.
     pub fn default_tiles(&self, ctx: &GpuContext) -> GemmTiles {
@@ -696,7 +718,8 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
         trans_a: g.trans_a,
         trans_b: g.trans_b,
     });
-    let tiles = g.resolved_tiles(ctx)?;
+    let (a_half, b_half) = (a.dtype == DType::F16, b.dtype == DType::F16);
+    let tiles = g.kernel_tiles(ctx, a.dtype, b.dtype)?;
     let (splits, k_per_split) = g.plan_split(ctx, &tiles);
     let pipeline = match tiles.kind {
         GemmKind::Tiled => {
@@ -715,6 +738,8 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
                     ("TN", tiles.tn as f64),
                     ("VEC4_A", vec4_a as u32 as f64),
                     ("VEC4_B", vec4_b as u32 as f64),
+                    ("A_HALF", a_half as u32 as f64),
+                    ("B_HALF", b_half as u32 as f64),
                 ],
             )?
         }
@@ -812,9 +837,13 @@ pub fn gemm_naive(
 ) -> Result<()> {
     let ctx = rec.ctx;
     g.check("gemm_naive", a, b, c)?;
+    let halves = [
+        ("A_HALF", (a.dtype == DType::F16) as u32 as f64),
+        ("B_HALF", (b.dtype == DType::F16) as u32 as f64),
+    ];
     let pipeline = ctx
         .kernels
-        .get(&ctx.device, ctx.features, &GEMM_WGSL, "gemm_naive", &[])?;
+        .get(&ctx.device, ctx.features, &GEMM_WGSL, "gemm_naive", &halves)?;
     let groups = [
         to_u32("gemm_naive", "N / 16", g.n.div_ceil(16))?,
         to_u32("gemm_naive", "M / 16", g.m.div_ceil(16))?,

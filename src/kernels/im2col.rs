@@ -1,5 +1,6 @@
 //! Launcher for `shaders/im2col.wgsl`: the patch matrix X (N x D) of a 2-D convolution.
-//! Bindings: 0 uniform Im2colParams, 1 x (B, C_in, H, W) f32 (read), 2 out (N x D) f32.
+//! Bindings: 0 uniform Im2colParams, 1 x (B, C_in, H, W) f32 (read), 2 out (N x D) f32, or
+//! 3 out_f16 (N x D) as packed halves (`im2col_f16`, core WGSL: no SHADER_F16 needed).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -120,7 +121,8 @@ impl ConvGeometry {
     }
 }
 
-/// Records out = im2col(x[offset_x..]) for geometry `g`; `out` must hold N·D elements.
+/// Records out = im2col(x[offset_x..]) for geometry `g`; `out` must hold N·D elements, f32
+/// or f16 (rounded to nearest).
 pub fn im2col(
     rec: &mut Recorder<'_>,
     g: &ConvGeometry,
@@ -131,7 +133,9 @@ pub fn im2col(
     let ctx: &GpuContext = rec.ctx;
     let (n, d) = g.patch_shape()?;
     x.expect_dtype(DType::F32, "im2col input")?;
-    out.expect_dtype(DType::F32, "im2col output")?;
+    if out.dtype != DType::F16 {
+        out.expect_dtype(DType::F32, "im2col output")?;
+    }
     x.expect_len(offset_x + g.input_len(), "im2col input (B, C_in, H, W)")?;
     out.expect_len(n * d, &format!("im2col output ({n} x {d})"))?;
     if x.buffer == out.buffer {
@@ -145,13 +149,20 @@ pub fn im2col(
         total: to_u32("im2col", "N * D", n * d)?,
         _pad0: 0,
     };
-    let groups = grid_1d(ctx, to_u32("im2col", "N * D / 256", (n * d).div_ceil(256))?);
+    let (entry, per_invocation, binding) = match out.dtype {
+        DType::F16 => ("im2col_f16", 512, 3),
+        _ => ("im2col", 256, 2),
+    };
+    let groups = grid_1d(
+        ctx,
+        to_u32(entry, "workgroups", (n * d).div_ceil(per_invocation))?,
+    );
     record_dispatch(
         rec,
         &IM2COL_WGSL,
-        "im2col",
+        entry,
         &params,
-        &[(1, x), (2, out)],
+        &[(1, x), (binding, out)],
         groups,
     )
 }
