@@ -39,6 +39,13 @@ fn run_backend(backend: &str) {
         checks::classifier_checks(&ctx, seed),
     );
     assert_all_ok(&ctx, "reduce", seed, checks::reduce_checks(&ctx, seed));
+    // The row-wise competitions, per-row kernel and (where SUBGROUP exists) subgroup kernel.
+    assert_all_ok(
+        &ctx,
+        "competition",
+        seed,
+        hebb::conformance::rules::competition_checks(&ctx, seed),
+    );
     assert_all_ok(
         &ctx,
         "elementwise",

@@ -17,9 +17,9 @@ use hebb::kernels::norm::NormParams;
 use hebb::kernels::pool::PoolParams;
 use hebb::kernels::reduce::ReduceParams;
 use hebb::kernels::{
-    CAST_WGSL, CLASSIFIER_WGSL, CONV_WGSL, ELEMENTWISE_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL,
-    HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL, IM2COL_WGSL, LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL,
-    REDUCE_WGSL,
+    CAST_WGSL, CLASSIFIER_WGSL, COMPETITION_SUBGROUP_WGSL, CONV_WGSL, ELEMENTWISE_WGSL,
+    GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL, HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL, IM2COL_WGSL,
+    LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, REDUCE_WGSL,
 };
 
 use crate::common;
@@ -46,6 +46,7 @@ fn params_structs_match_wgsl() {
         (GEMM_WGSL, size_of::<GemmParams>(), 20),
         // gemm_subgroup.wgsl repeats gemm.wgsl's struct (it is a separate module).
         (GEMM_SUBGROUP_WGSL, size_of::<GemmParams>(), 20),
+        (GEMM_COOP_WGSL, size_of::<GemmParams>(), 20),
         (REDUCE_WGSL, size_of::<ReduceParams>(), 8),
         (ELEMENTWISE_WGSL, size_of::<ElementwiseParams>(), 8),
         (CAST_WGSL, size_of::<CastParams>(), 4),
@@ -56,6 +57,7 @@ fn params_structs_match_wgsl() {
         (LAYOUT_WGSL, size_of::<LayoutParams>(), 8),
         (NORM_WGSL, size_of::<NormParams>(), 8),
         (HEBBIAN_WGSL, size_of::<HebbParams>(), 12),
+        (COMPETITION_SUBGROUP_WGSL, size_of::<HebbParams>(), 12),
         (OPTIM_WGSL, size_of::<OptimParams>(), 12),
         (HEBBIAN_NAIVE_WGSL, size_of::<NaiveParams>(), 12),
     ];
@@ -374,6 +376,38 @@ fn triangle_activation_matches_hand_values() {
                 (*gv as f64 - wv).abs() <= 1e-5 * wv.abs().max(1.0),
                 "q={q}: {got:?} vs {want:?}"
             );
+        }
+    }
+}
+
+/// Kernel choice for f16 operands: the cooperative-matrix kernel only where the adapter has it
+/// and the shape fits; otherwise the tiled kernel (never the f32-only subgroup kernel), and
+/// explicit coop tiles on an adapter without it are refused with a message naming the features.
+#[test]
+fn f16_operands_pick_a_kernel_that_takes_them() {
+    use hebb::kernels::gemm::{GemmKind, GemmTiles};
+    let ctx = any_context();
+    assert_eq!(GemmTiles::parse("coop:2x1"), Some(GemmTiles::coop(2, 1)));
+    assert_eq!(GemmTiles::coop(2, 1).label(), "coop:2x1");
+    let fits = Gemm::new(64, 64, 64);
+    let ragged = Gemm::new(33, 64, 64);
+    let f16 = DType::F16;
+    assert!(fits.coop_ok(&GemmTiles::coop(2, 2)));
+    assert!(!ragged.coop_ok(&GemmTiles::coop(1, 1)));
+    let ragged_kind = ragged.kernel_tiles(&ctx, f16, f16).unwrap().kind;
+    assert_eq!(ragged_kind, GemmKind::Tiled);
+    let chosen = fits.kernel_tiles(&ctx, f16, f16).unwrap();
+    let mixed = fits.kernel_tiles(&ctx, f16, DType::F32).unwrap();
+    assert_eq!(mixed.kind, GemmKind::Tiled, "mixed precision runs tiled");
+    match GemmTiles::coop_width(&ctx) {
+        Some(_) => assert_eq!(chosen, GemmTiles::coop(2, 2)),
+        None => {
+            assert_eq!(chosen.kind, GemmKind::Tiled);
+            let err = GemmTiles::coop(1, 1)
+                .validate(&ctx)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("EXPERIMENTAL_COOPERATIVE_MATRIX"), "{err}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Benchmarks behind `hebb bench`: median GPU time per kernel launch, GFLOP/s, GB/s and the
 //! speedup over the naive baseline, all measured in one run on one adapter.
 
+pub mod competition;
 pub mod gemm;
 pub mod roofline;
 pub mod rules;

@@ -220,6 +220,22 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The row-wise competition kernels (per row, and per subgroup where SUBGROUP exists) on
+    /// the papers' layer shapes.
+    Competition {
+        /// Use wall-clock timing even where timestamps exist.
+        #[arg(long)]
+        wall: bool,
+        /// Samples per kernel (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// Target seconds per sample.
+        #[arg(long, default_value_t = 0.2)]
+        sample_seconds: f64,
+        /// Also write the rows as a JSON array to FILE.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The tiled GEMM against the naive GEMM on square and Hebbian shapes.
     Gemm {
         /// Square sizes to time.
@@ -628,6 +644,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Competition {
+            wall,
+            samples,
+            sample_seconds,
+            json,
+        }) => {
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let timer = GpuTimer::new(&ctx, wall);
+            println!(
+                "adapter: {}  timer: {}",
+                ctx.adapter_name(),
+                timer.kind.name()
+            );
+            let budget = BenchBudget {
+                sample_s: sample_seconds,
+                samples,
+            };
+            let rows = bench::competition::bench_competition(&ctx, &timer, budget)?;
+            bench::print_rows(&rows);
+            if let Some(path) = json {
+                write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Gemm {
             sizes,
             tiles,
@@ -767,6 +807,7 @@ fn conformance(
     let rows = match only {
         None => {
             let mut rows = checks::all_checks(&ctx, seed);
+            rows.extend(conformance::rules::competition_checks(&ctx, seed));
             rows.extend(conformance::rules::rule_checks(&ctx, seed));
             rows
         }
@@ -776,13 +817,14 @@ fn conformance(
         Some("im2col") => checks::im2col_checks(&ctx, seed),
         Some("conv") => checks::conv_checks(&ctx, seed),
         Some("rules") => conformance::rules::rule_checks(&ctx, seed),
+        Some("competition") => conformance::rules::competition_checks(&ctx, seed),
         Some("classifier") => checks::classifier_checks(&ctx, seed),
         Some("pool") => checks::pool_checks(&ctx, seed),
         Some("norm") => checks::norm_checks(&ctx, seed),
         Some("layout") => checks::layout_checks(&ctx, seed),
         Some(other) => {
             bail!(
-                "--only {other:?}: expected gemm, im2col, conv, pool, norm, layout, reduce, elementwise, classifier or rules"
+                "--only {other:?}: expected gemm, im2col, conv, pool, norm, layout, reduce, elementwise, classifier, competition or rules"
             )
         }
     };

@@ -402,3 +402,120 @@ pub fn rule_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     }
     rows
 }
+
+/// The row-wise competition kernels (per-row, and subgroup where SUBGROUP exists) against the
+/// float64 reference: every mode on ragged N x C, rows with exact ties, an optional 0/1
+/// teacher. Tolerances (rel. error of each output): 0 for the modes that only select, compare
+/// and multiply by 0/1 (the rankings are exact: U is compared as given, and u·t with t ∈ {0, 1}
+/// is exact); 2e-5 for those that sum a row (f32 random-walk error 4·u·sqrt(C) ≈ 4e-6 at
+/// C = 257) or call exp, tanh or pow (WGSL allows a few ulp plus 2 ulp per unit of |x|).
+pub fn competition_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    use crate::conformance::{random_f32, widen};
+    use crate::gpu::{DType, Recorder, Tensor};
+    use crate::kernels::hebbian::{Competition as K, CompetitionKernel, competition_with};
+
+    let mut kernels = vec![CompetitionKernel::PerRow];
+    if CompetitionKernel::subgroup_width(ctx).is_some() {
+        kernels.push(CompetitionKernel::Subgroup);
+    }
+    let shapes = [(1, 1), (7, 33), (33, 7), (65, 257), (257, 65)];
+    let mut rows = Vec::new();
+    for (s_index, &(n, c)) in shapes.iter().enumerate() {
+        let k = 3.min(c) as u32;
+        let kinds = [
+            (K::Relu, true),
+            (K::Tanh, false),
+            (K::Kwta { k }, true),
+            (K::Kwta { k: c as u32 }, false),
+            (K::SoftExp { temperature: 0.7 }, true),
+            (K::SoftPow { power: 1.5 }, false),
+            (K::Softmax { t_invert: 2.5 }, false),
+            (K::Softmax { t_invert: -1.5 }, false),
+            (K::SoftKrotov { t_invert: 0.65 }, false),
+            (K::Hard, false),
+            (K::Krotov { k, delta: 0.4 }, false),
+            (K::Krotov { k: 1, delta: 0.4 }, false),
+            (K::Teacher, true),
+            (K::Logistic, true),
+            (K::Identity, false),
+            (K::ReluOnly, false),
+            (K::Triangle { power: 0.7 }, false),
+        ];
+        let seed = derive_seed(base_seed, 9000 + s_index as u64);
+        let mut u = random_f32(seed, n * c);
+        // Exact ties: every third row repeats its first value at its middle and last entries.
+        for r in (0..n).step_by(3) {
+            let first = u[r * c];
+            u[r * c + c / 2] = first;
+            u[r * c + c - 1] = first;
+        }
+        let t: Vec<f32> = random_f32(seed ^ 1, n * c)
+            .iter()
+            .map(|&v| if v > -0.5 { 1.0 } else { 0.0 })
+            .collect();
+        for (kind, with_teacher) in kinds {
+            let exact = matches!(
+                kind,
+                K::Relu | K::Kwta { .. } | K::Hard | K::Krotov { .. } | K::Teacher
+            ) || matches!(kind, K::Identity | K::ReluOnly);
+            let tol = if exact { 0.0 } else { 2e-5 };
+            let teacher = with_teacher.then_some(&t);
+            let (want0, want_g) = reference::rules::competition(
+                kind,
+                &widen(&u),
+                teacher.map(|t| widen(t)).as_deref(),
+                n,
+                c,
+            );
+            for kernel in &kernels {
+                let name = match kernel {
+                    CompetitionKernel::PerRow => "competition",
+                    CompetitionKernel::Subgroup => "competition_subgroup",
+                };
+                // Where the driver would cut the kernel's loops short (llvmpipe), the launcher
+                // must refuse with an error instead of returning a truncated ranking.
+                let refuse = ctx
+                    .loop_iteration_limit()
+                    .is_some_and(|limit| kernel.iterations(ctx, kind, c) > limit);
+                let variant = format!(
+                    "{kind:?}{}{}",
+                    if with_teacher { " +T" } else { "" },
+                    if refuse { " refused (loop limit)" } else { "" }
+                );
+                let row = Row::new(name, variant, &[("n", n), ("c", c)], seed);
+                let run = || -> crate::error::Result<(Vec<f64>, Vec<f64>)> {
+                    let tu = Tensor::from_f32(ctx, "U", &[n, c], &u)?;
+                    let tt = Tensor::from_f32(ctx, "T", &[n, c], &t)?;
+                    let out0 = Tensor::empty(ctx, "out0", &[n, c], DType::F32)?;
+                    let g = Tensor::empty(ctx, "G", &[n, c], DType::F32)?;
+                    out0.poison_nan(ctx);
+                    g.poison_nan(ctx);
+                    let mut rec = Recorder::new(ctx);
+                    let teacher = with_teacher.then_some(&tt);
+                    competition_with(&mut rec, *kernel, kind, &tu, teacher, n, c, &out0, &g)?;
+                    rec.submit();
+                    Ok((widen(&out0.to_f32_vec(ctx)?), widen(&g.to_f32_vec(ctx)?)))
+                };
+                match run() {
+                    Ok(_) if refuse => rows.push(row.fail("ran past the driver's loop limit")),
+                    Err(e) if refuse => {
+                        let text = e.to_string();
+                        rows.push(if text.contains("loop iterations") {
+                            row.compare(&[], &[], 0.0)
+                        } else {
+                            row.fail(text)
+                        });
+                    }
+                    Ok((got0, got_g)) => {
+                        // One row for both outputs: out0 and G side by side.
+                        let got: Vec<f64> = got0.into_iter().chain(got_g).collect();
+                        let want: Vec<f64> = want0.iter().chain(&want_g).copied().collect();
+                        rows.push(row.compare(&got, &want, tol));
+                    }
+                    Err(e) => rows.push(row.fail(e)),
+                }
+            }
+        }
+    }
+    rows
+}

@@ -25,7 +25,15 @@ pub const OPTIONAL_FEATURES: &[(wgpu::Features, &str)] = &[
     ),
     (wgpu::Features::IMMEDIATES, "IMMEDIATES"),
     (wgpu::Features::PIPELINE_CACHE, "PIPELINE_CACHE"),
+    (
+        wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+        "EXPERIMENTAL_COOPERATIVE_MATRIX",
+    ),
 ];
+
+/// Set to any value to leave wgpu's experimental features (the cooperative-matrix GEMM) off
+/// even where the adapter offers them.
+pub const NO_EXPERIMENTAL_ENV: &str = "HEBB_NO_EXPERIMENTAL";
 
 /// Which adapter to open. Empty fields fall back to `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`,
 /// then to the best adapter on every backend.
@@ -201,16 +209,32 @@ impl GpuContext {
                 info.name, info.backend
             );
         }
-        let wanted = OPTIONAL_FEATURES
+        let mut wanted = OPTIONAL_FEATURES
             .iter()
             .fold(wgpu::Features::empty(), |f, (flag, _)| f | *flag);
+        if std::env::var_os(NO_EXPERIMENTAL_ENV).is_some() {
+            wanted.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        }
         let features = adapter.features() & wanted;
+        let experimental_features =
+            if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                // SAFETY: `ExperimentalFeatures::enabled` asks no precondition of the caller's
+                // code; its contract is an acknowledgement that wgpu's experimental features may
+                // still have bugs. The only one requested is cooperative matrices, and hebb uses
+                // it in one shader (gemm_coop.wgsl) whose launcher admits only shapes where every
+                // tile load and store lies inside the bound buffers (Gemm::coop_ok), so no access
+                // relies on bounds checks that the experimental path may lack. Users can opt out
+                // with HEBB_NO_EXPERIMENTAL.
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            };
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("hebb"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::default(),
+            experimental_features,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -275,6 +299,16 @@ impl GpuContext {
 
     pub fn has(&self, feature: wgpu::Features) -> bool {
         self.features.contains(feature)
+    }
+
+    /// The most loop iterations one invocation may run, where the driver cuts loops short:
+    /// llvmpipe (lavapipe and Mesa's GL) ends every loop of an invocation once all its loops
+    /// together have iterated 65,535 times (LP_MAX_TGSI_LOOP_ITERATIONS, "shared between every
+    /// loop in a shader"), silently. Launchers whose loop counts grow with the data split the
+    /// work or refuse with an error below this. None where no such limit is known.
+    pub fn loop_iteration_limit(&self) -> Option<u64> {
+        let names = format!("{} {}", self.info.name, self.info.driver_info).to_lowercase();
+        names.contains("llvmpipe").then_some(65_535)
     }
 
     /// `name (backend)`, as printed in reports.

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{HebbError, Result};
 use crate::gpu::tuning::{ShapeClass, TunedKernel};
 use crate::gpu::{DType, GpuContext, LoggedShape, Recorder, Tensor};
-use crate::kernels::{GEMM_SUBGROUP_WGSL, GEMM_WGSL, bind_group, check_grid, to_u32};
+use crate::kernels::{
+    GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL, bind_group, check_grid, to_u32,
+};
 
 /// Mirrors `GemmParams` in gemm.wgsl field for field (80 bytes).
 #[repr(C)]
@@ -56,6 +58,11 @@ pub enum GemmKind {
     /// 8 invocations sharing A through subgroup broadcasts. Built for SIMD CPU adapters. Shapes
     /// it cannot take (see `Gemm::subgroup_ok`) run `gemm_tiled` with the adapter's tiles.
     Subgroup,
+    /// `gemm_coop` (shaders/gemm_coop.wgsl, needs SHADER_F16 and
+    /// EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 -> f32): tensor-core tiles for f16
+    /// operands, TM x TN tiles of 16 x 16 per workgroup of one subgroup. Shapes it cannot take
+    /// (see `Gemm::coop_ok`) and f32 operands run `gemm_tiled`.
+    Coop,
 }
 
 /// Tile shape of a GEMM kernel (its `override` constants). Tiled: a workgroup computes a
@@ -78,6 +85,7 @@ impl GemmKind {
         match self {
             GemmKind::Tiled => "gemm_tiled",
             GemmKind::Subgroup => "gemm_subgroup",
+            GemmKind::Coop => "gemm_coop",
         }
     }
 }
@@ -198,11 +206,42 @@ impl GemmTiles {
         }
     }
 
-    /// `BMxBNxBK/TMxTN` for tiled kernels, `subgroup:BM` for the subgroup kernel (the syntax
-    /// `--tiles` parses).
+    /// The cooperative-matrix kernel: `tm` x `tn` (1 or 2 each) tiles of 16 x 16 per
+    /// workgroup, 16 k per step.
+    pub const fn coop(tm: u32, tn: u32) -> GemmTiles {
+        GemmTiles {
+            kind: GemmKind::Coop,
+            bm: 16 * tm,
+            bn: 16 * tn,
+            bk: 16,
+            tm,
+            tn,
+        }
+    }
+
+    /// Whether `gemm_coop` can run here: SHADER_F16 and EXPERIMENTAL_COOPERATIVE_MATRIX with a
+    /// subgroup-scoped 16x16x16 f16 x f16 -> f32 configuration, and a fixed subgroup size (the
+    /// kernel's workgroup is exactly one subgroup). Returns that size.
+    pub fn coop_width(ctx: &GpuContext) -> Option<u32> {
+        let needed = wgpu::Features::SHADER_F16 | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        if !ctx.has(needed) || ctx.info.subgroup_min_size != ctx.info.subgroup_max_size {
+            return None;
+        }
+        use wgpu::CooperativeScalarType as S;
+        let f16_tiles = ctx.adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == S::F16
+                && p.cr_type == S::F32
+        });
+        f16_tiles.then_some(ctx.info.subgroup_min_size)
+    }
+
+    /// `BMxBNxBK/TMxTN` for tiled kernels, `subgroup:BM` for the subgroup kernel, `coop:TMxTN`
+    /// for the cooperative-matrix kernel (the syntax `--tiles` parses).
     pub fn label(&self) -> String {
         match self.kind {
             GemmKind::Subgroup => format!("subgroup:{}", self.bm),
+            GemmKind::Coop => format!("coop:{}x{}", self.tm, self.tn),
             GemmKind::Tiled => format!(
                 "{}x{}x{}/{}x{}",
                 self.bm, self.bn, self.bk, self.tm, self.tn
@@ -216,6 +255,12 @@ impl GemmTiles {
             |s: &str| -> Option<Vec<u32>> { s.split('x').map(|v| v.parse().ok()).collect() };
         if let Some(rows) = text.strip_prefix("subgroup:") {
             return Some(GemmTiles::subgroup(rows.parse().ok()?));
+        }
+        if let Some(tiles) = text.strip_prefix("coop:") {
+            return match numbers(tiles)?.as_slice() {
+                [tm, tn] => Some(GemmTiles::coop(*tm, *tn)),
+                _ => None,
+            };
         }
         let (block, thread) = text.split_once('/')?;
         match (numbers(block)?.as_slice(), numbers(thread)?.as_slice()) {
@@ -299,6 +344,22 @@ impl GemmTiles {
                     ctx.info.subgroup_min_size,
                     ctx.info.subgroup_max_size
                 ));
+            }
+            return Ok(());
+        }
+        if self.kind == GemmKind::Coop {
+            if !(1..=2).contains(&self.tm)
+                || !(1..=2).contains(&self.tn)
+                || *self != GemmTiles::coop(self.tm, self.tn)
+            {
+                return bad("coop: 1 or 2 tiles of 16 x 16 along M and N (coop:TMxTN)".into());
+            }
+            if Self::coop_width(ctx).is_none() {
+                return bad(
+                    "needs SHADER_F16 and EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 \
+                     f16 -> f32 tiles and a fixed subgroup size, which this adapter lacks"
+                        .into(),
+                );
             }
             return Ok(());
         }
@@ -622,10 +683,16 @@ impl Gemm {
         })
     }
 
+    /// The most K one split covers on drivers with a loop-iteration limit.
+    pub const LOOP_LIMITED_K: usize = 8192;
+
     /// Number of K splits and K per split for these tiles on this device.
     pub fn plan_split(&self, ctx: &GpuContext, tiles: &GemmTiles) -> (u32, u32) {
         let bk = tiles.bk as usize;
         let k = self.k.max(1);
+        if tiles.kind == GemmKind::Coop {
+            return (1, k as u32);
+        }
         let wanted = match self.split_k {
             SplitK::Fixed(s) => s.max(1) as usize,
             SplitK::Auto => {
@@ -644,7 +711,13 @@ impl Gemm {
                 target.div_ceil(blocks).clamp(1, max_by_k)
             }
         };
-        let k_per_split = k.div_ceil(wanted).div_ceil(bk) * bk;
+        let mut k_per_split = k.div_ceil(wanted).div_ceil(bk) * bk;
+        // Where the driver cuts long loops short (llvmpipe: 65,535 iterations per invocation,
+        // all loops together), keep each split's K loop far below that: 8192 K is 2048 steps
+        // of the subgroup kernel and 512 tile steps of the tiled one (with their inner loops).
+        if ctx.loop_iteration_limit().is_some() {
+            k_per_split = k_per_split.min(Self::LOOP_LIMITED_K.div_ceil(bk) * bk);
+        }
         let splits = k.div_ceil(k_per_split);
         (splits as u32, k_per_split as u32)
     }
@@ -657,19 +730,63 @@ impl Gemm {
             return Ok(self.default_tiles(ctx));
         };
         tiles.validate(ctx)?;
-        if tiles.kind == GemmKind::Subgroup && !self.subgroup_ok() {
+        let unfit = match tiles.kind {
+            GemmKind::Subgroup => !self.subgroup_ok(),
+            // The cooperative-matrix kernel takes f16 operands only (see `kernel_tiles`).
+            GemmKind::Coop => true,
+            GemmKind::Tiled => false,
+        };
+        if unfit {
             return Ok(self.tiled_default(ctx));
         }
         Ok(tiles)
     }
 
-    /// `resolved_tiles` for operands stored as `a` and `b`: f16 operands run the tiled kernel.
+    /// `resolved_tiles` for operands stored as `a` and `b`. f16 operands on both sides run the
+    /// cooperative-matrix kernel where the adapter has it and the shape fits (given or tuned
+    /// coop tiles, else 2 x 2 tiles, else 1 x 1), and the tiled kernel otherwise; the subgroup
+    /// kernel takes f32 only.
     pub fn kernel_tiles(&self, ctx: &GpuContext, a: DType, b: DType) -> Result<GemmTiles> {
+        if a == DType::F16 && b == DType::F16 && GemmTiles::coop_width(ctx).is_some() {
+            let chosen = self.tiles.or_else(|| ctx.tuned(&self.shape_class()));
+            let mut options: Vec<GemmTiles> = chosen
+                .filter(|t| t.kind == GemmKind::Coop)
+                .into_iter()
+                .collect();
+            if chosen.is_none_or(|t| t.kind == GemmKind::Coop) {
+                options.extend([GemmTiles::coop(2, 2), GemmTiles::coop(1, 1)]);
+            }
+            for t in options {
+                t.validate(ctx)?;
+                if self.coop_ok(&t) {
+                    return Ok(t);
+                }
+            }
+        }
         let tiles = self.resolved_tiles(ctx)?;
         if tiles.kind == GemmKind::Subgroup && (a == DType::F16 || b == DType::F16) {
             return Ok(self.tiled_default(ctx));
         }
         Ok(tiles)
+    }
+
+    /// Whether `gemm_coop` with `tiles` takes this shape: its blocks cover C exactly (M a
+    /// multiple of 16·TM, N of 16·TN), K a multiple of 16, and A's and B's offsets, leading
+    /// dimensions and (batch > 1) batch strides multiples of 8 halves (16-byte tile rows; C is
+    /// written element by element).
+    pub fn coop_ok(&self, tiles: &GemmTiles) -> bool {
+        let aligned = |ld: usize, stride: usize, offset: usize| {
+            ld.is_multiple_of(8)
+                && offset.is_multiple_of(8)
+                && (self.batch == 1 || stride.is_multiple_of(8))
+        };
+        tiles.kind == GemmKind::Coop
+            && self.m.is_multiple_of(tiles.bm as usize)
+            && self.n.is_multiple_of(tiles.bn as usize)
+            && self.k.is_multiple_of(16)
+            && self.k > 0
+            && aligned(self.lda(), self.stride_a(), self.offset_a)
+            && aligned(self.ldb(), self.stride_b(), self.offset_b)
     }
 
     /// The untuned choice: the adapter's default kernel where it takes this shape, else the
@@ -750,6 +867,20 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
             "gemm_subgroup",
             &[("ROWS", tiles.bm as f64)],
         )?,
+        GemmKind::Coop => {
+            let width = GemmTiles::coop_width(ctx).unwrap_or(32);
+            ctx.kernels.get(
+                &ctx.device,
+                ctx.features,
+                &GEMM_COOP_WGSL,
+                "gemm_coop",
+                &[
+                    ("WG", width as f64),
+                    ("TILES_M", tiles.tm as f64),
+                    ("TILES_N", tiles.tn as f64),
+                ],
+            )?
+        }
     };
     let groups = [
         to_u32("gemm_tiled", "N blocks", g.n.div_ceil(tiles.bn as usize))?,
@@ -761,17 +892,18 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
     let mut params = g.params("gemm_tiled")?;
     params.splits = splits;
     params.k_per_split = k_per_split;
-    // Both kernels also read A and B through their vec4 views (bindings 4 and 5).
     let record = |rec: &mut Recorder<'_>, params: &GemmParams, out: &Tensor| -> Result<()> {
         let uniform = rec.uniform(params);
-        let entries = [
+        let mut entries = vec![
             (0, uniform.as_entire_binding()),
             (1, a.binding(ctx)?),
             (2, b.binding(ctx)?),
             (3, out.binding(ctx)?),
-            (4, a.binding(ctx)?),
-            (5, b.binding(ctx)?),
         ];
+        // The tiled and subgroup kernels also read A and B as vec4 (bindings 4 and 5).
+        if tiles.kind != GemmKind::Coop {
+            entries.extend([(4, a.binding(ctx)?), (5, b.binding(ctx)?)]);
+        }
         let bg = bind_group(ctx, &pipeline, &entries);
         rec.dispatch(&pipeline, &bg, groups);
         Ok(())
@@ -837,6 +969,19 @@ pub fn gemm_naive(
 ) -> Result<()> {
     let ctx = rec.ctx;
     g.check("gemm_naive", a, b, c)?;
+    if let Some(limit) = ctx.loop_iteration_limit()
+        && g.k as u64 >= limit
+    {
+        return Err(HebbError::Launch {
+            kernel: "gemm_naive".into(),
+            message: format!(
+                "K = {} needs as many loop iterations per invocation; {} stops every loop of an \
+                 invocation after {limit} in all, which would silently truncate the sums",
+                g.k,
+                ctx.adapter_name()
+            ),
+        });
+    }
     let halves = [
         ("A_HALF", (a.dtype == DType::F16) as u32 as f64),
         ("B_HALF", (b.dtype == DType::F16) as u32 as f64),

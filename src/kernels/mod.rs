@@ -28,6 +28,12 @@ pub const GEMM_SUBGROUP_WGSL: Shader = Shader {
     requires: wgpu::Features::SUBGROUP,
     launcher_checks_bounds: true,
 };
+pub const GEMM_COOP_WGSL: Shader = Shader {
+    name: "gemm_coop",
+    source: include_str!("../../shaders/gemm_coop.wgsl"),
+    requires: wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+    launcher_checks_bounds: true,
+};
 pub const REDUCE_WGSL: Shader = Shader {
     name: "reduce",
     source: include_str!("../../shaders/reduce.wgsl"),
@@ -50,6 +56,12 @@ pub const HEBBIAN_WGSL: Shader = Shader {
     name: "hebbian",
     source: include_str!("../../shaders/hebbian.wgsl"),
     requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
+pub const COMPETITION_SUBGROUP_WGSL: Shader = Shader {
+    name: "competition_subgroup",
+    source: include_str!("../../shaders/competition_subgroup.wgsl"),
+    requires: wgpu::Features::SUBGROUP,
     launcher_checks_bounds: true,
 };
 pub const HEBBIAN_NAIVE_WGSL: Shader = Shader {
@@ -111,8 +123,10 @@ pub const CAST_F16_WGSL: Shader = Shader {
 pub const ALL_SHADERS: &[Shader] = &[
     GEMM_WGSL,
     GEMM_SUBGROUP_WGSL,
+    GEMM_COOP_WGSL,
     CLASSIFIER_WGSL,
     HEBBIAN_WGSL,
+    COMPETITION_SUBGROUP_WGSL,
     HEBBIAN_NAIVE_WGSL,
     OPTIM_WGSL,
     IM2COL_WGSL,

@@ -637,3 +637,116 @@ pub fn run_case(case: &Case) -> Result<BTreeMap<String, Array>, String> {
     }
     Ok(got)
 }
+
+/// Float64 reference of the row-wise competition kernels (`competition` in hebbian.wgsl and
+/// `competition_subgroup`): (out0, G) for U and an optional teacher T, both N x C row-major.
+/// Rankings order entries by value descending, then index ascending (first index wins among
+/// equal values; duplicates count toward k), as PRESETS.md §1.4, §3.3 and §5 say.
+pub fn competition(
+    kind: crate::kernels::hebbian::Competition,
+    u: &[f64],
+    teacher: Option<&[f64]>,
+    n: usize,
+    c: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    use crate::kernels::hebbian::Competition as K;
+    let pow_nonneg = |v: f64, a: f64| if v <= 0.0 { 0.0 } else { v.powf(a) };
+    // Indices of the row in rank order.
+    let order = |row: &[f64]| {
+        let mut idx: Vec<usize> = (0..row.len()).collect();
+        idx.sort_by(|&i, &j| row[j].total_cmp(&row[i]).then(i.cmp(&j)));
+        idx
+    };
+    let mut out0 = vec![0.0; n * c];
+    let mut g = vec![0.0; n * c];
+    for r in 0..n {
+        let row = &u[r * c..(r + 1) * c];
+        let t: Vec<f64> = match teacher {
+            Some(t) => t[r * c..(r + 1) * c].to_vec(),
+            None => vec![1.0; c],
+        };
+        let (o, gg) = (&mut out0[r * c..(r + 1) * c], &mut g[r * c..(r + 1) * c]);
+        let normalise = |e: Vec<f64>, o: &mut [f64], gg: &mut [f64]| {
+            let total = guard(e.iter().sum());
+            for i in 0..c {
+                o[i] = e[i] / total;
+                gg[i] = o[i] * t[i];
+            }
+        };
+        match kind {
+            K::Relu | K::Tanh | K::Logistic | K::Identity | K::ReluOnly => {
+                for i in 0..c {
+                    let y = match kind {
+                        K::Relu | K::ReluOnly => row[i].max(0.0),
+                        K::Tanh => row[i].tanh(),
+                        K::Logistic => 1.0 / (1.0 + (-row[i]).exp()),
+                        _ => row[i],
+                    };
+                    o[i] = y;
+                    gg[i] = if kind == K::ReluOnly { y } else { y * t[i] };
+                }
+            }
+            K::Kwta { k } => {
+                let v: Vec<f64> = (0..c).map(|i| row[i] * t[i]).collect();
+                let kth = v[order(&v)[k as usize - 1]];
+                for i in 0..c {
+                    o[i] = if v[i] >= kth { 1.0 } else { 0.0 };
+                    gg[i] = o[i] * t[i];
+                }
+            }
+            K::SoftExp { temperature } => {
+                let a = temperature as f64;
+                normalise((0..c).map(|i| (row[i] / a).exp() * t[i]).collect(), o, gg)
+            }
+            K::SoftPow { power } => {
+                let a = power as f64;
+                normalise(
+                    (0..c).map(|i| pow_nonneg(row[i], a) * t[i]).collect(),
+                    o,
+                    gg,
+                )
+            }
+            K::Softmax { t_invert } | K::SoftKrotov { t_invert } => {
+                let a = t_invert as f64;
+                let shift = row.iter().map(|v| a * v).fold(f64::MIN, f64::max);
+                let e: Vec<f64> = row.iter().map(|v| (a * v - shift).exp()).collect();
+                let total: f64 = e.iter().sum();
+                let winner = order(row)[0];
+                for i in 0..c {
+                    let q = e[i] / total;
+                    let y = match kind {
+                        K::SoftKrotov { .. } if i != winner => -q,
+                        _ => q,
+                    };
+                    o[i] = y;
+                    gg[i] = y;
+                }
+            }
+            K::Hard | K::Krotov { .. } => {
+                let ranked = order(row);
+                for i in 0..c {
+                    let mut v = if i == ranked[0] { 1.0 } else { 0.0 };
+                    if let K::Krotov { k, delta } = kind {
+                        if i == ranked[k as usize - 1] {
+                            v = -(delta as f64);
+                        }
+                    }
+                    o[i] = v;
+                    gg[i] = v;
+                }
+            }
+            K::Teacher => {
+                o.copy_from_slice(row);
+                gg.copy_from_slice(&t);
+            }
+            K::Triangle { power } => {
+                let mean = row.iter().sum::<f64>() / c as f64;
+                for i in 0..c {
+                    o[i] = pow_nonneg(row[i] - mean, power as f64);
+                    gg[i] = o[i];
+                }
+            }
+        }
+    }
+    (out0, g)
+}

@@ -1,0 +1,171 @@
+// Row-wise competition, subgroup variant (needs SUBGROUP): the same modes, parameters and
+// outputs as `competition` in hebbian.wgsl (see the mode table there), with one workgroup per
+// row instead of one invocation per row. The WG invocations of a row's workgroup form one
+// subgroup (the launcher sets WG to at most the adapter's minimum subgroup size), walk the
+// row's C entries with stride WG, and combine their partial results with subgroupAdd,
+// subgroupMax and subgroupMin. Neighbouring invocations read neighbouring entries, so a GPU
+// coalesces the loads that the per-row kernel makes C elements apart; a row's sums finish in
+// log2(WG) shuffles instead of a C-long serial chain.
+//
+// Results equal the per-row kernel's except for the order of the sums (modes 3, 4, 5, 6, 13:
+// each lane sums its strided share, then the subgroup adds the partials): the rankings (first
+// index wins among equal values, duplicates count toward k) are exact.
+//
+// Bounds: row < n (workgroups past the last row return before any access), i < c; the
+// launcher checks every bound tensor holds n·c.
+
+struct HebbParams {
+    n: u32, c: u32, d: u32, mode: u32,
+    k: u32, flags: u32, _pad0: u32, _pad1: u32,
+    a: f32, b: f32, e: f32, s: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: HebbParams;
+@group(0) @binding(1) var<storage, read> in0: array<f32>;
+@group(0) @binding(2) var<storage, read> in1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+
+// Invocations per row: at most the minimum subgroup size, so a workgroup is one subgroup.
+override WG: u32 = 8u;
+const NO_INDEX: u32 = 0xffffffffu;
+const LOWEST: f32 = -3.4028234663852886e38;
+
+fn guard(v: f32) -> f32 { return select(v, 1.0, v == 0.0); }
+fn pow_nonneg(v: f32, a: f32) -> f32 { return select(pow(v, a), 0.0, v <= 0.0); }
+fn teacher(base: u32, i: u32) -> f32 {
+    return select(1.0, in1[base + i], (p.flags & 1u) != 0u);
+}
+fn row_value(base: u32, i: u32, with_teacher: bool) -> f32 {
+    var v = in0[base + i];
+    if (with_teacher) { v *= teacher(base, i); }
+    return v;
+}
+
+struct Ranked { value: f32, index: u32, }
+
+// Value and first index of rank r (as `kth_largest` in hebbian.wgsl): each of the r passes
+// finds every lane's next entry in the order (value descending, index ascending), then the
+// subgroup's largest value and the smallest index holding it. O(r·C / WG) per lane.
+fn kth_largest(base: u32, r: u32, with_teacher: bool, lane: u32) -> Ranked {
+    var prev = Ranked(0.0, 0u);
+    for (var pass_ = 0u; pass_ < r; pass_++) {
+        var found = false;
+        var best = Ranked(0.0, 0u);
+        for (var i = lane; i < p.c; i += WG) {
+            let v = row_value(base, i, with_teacher);
+            let after = pass_ == 0u || v < prev.value || (v == prev.value && i > prev.index);
+            if (after && (!found || v > best.value)) {
+                best = Ranked(v, i);
+                found = true;
+            }
+        }
+        let value = subgroupMax(select(LOWEST, best.value, found));
+        let index = subgroupMin(select(NO_INDEX, best.index, found && best.value == value));
+        prev = Ranked(value, index);
+    }
+    return prev;
+}
+
+// Grid: one workgroup per row, rows = wg.y * nwg.x + wg.x (a 2-D grid past 65535 rows).
+@compute @workgroup_size(WG, 1, 1)
+fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lane: u32) {
+    let row = wg.y * nwg.x + wg.x;
+    // Uniform across the workgroup, so the subgroup operations below stay in uniform control.
+    if (row >= p.n) { return; }
+    let base = row * p.c;
+    switch (p.mode) {
+        case 0u, 1u, 12u: {
+            for (var i = lane; i < p.c; i += WG) {
+                let u = in0[base + i];
+                let y = select(max(u, 0.0), tanh(u), p.mode == 1u);
+                out0[base + i] = y;
+                out1[base + i] = select(y * teacher(base, i), y, p.mode == 12u);
+            }
+        }
+        case 2u: {
+            let kth = kth_largest(base, p.k, true, lane).value;
+            for (var i = lane; i < p.c; i += WG) {
+                let t = teacher(base, i);
+                let z = select(0.0, 1.0, in0[base + i] * t >= kth);
+                out0[base + i] = z;
+                out1[base + i] = z * t;
+            }
+        }
+        case 3u, 4u: {
+            var part = 0.0;
+            for (var i = lane; i < p.c; i += WG) {
+                let u = in0[base + i];
+                let e = select(pow_nonneg(u, p.a), exp(u / p.a), p.mode == 3u) * teacher(base, i);
+                out0[base + i] = e;
+                part += e;
+            }
+            let g = guard(subgroupAdd(part));
+            for (var i = lane; i < p.c; i += WG) {
+                let z = out0[base + i] / g;
+                out0[base + i] = z;
+                out1[base + i] = z * teacher(base, i);
+            }
+        }
+        case 5u, 6u: {
+            let top = kth_largest(base, 1u, false, lane);
+            // softmax(a·u) is stabilised by max(a·u) = a·max(u) for a > 0, a·min(u) otherwise.
+            var shift = p.a * top.value;
+            if (p.a < 0.0) {
+                var m = LOWEST;
+                for (var i = lane; i < p.c; i += WG) { m = max(m, p.a * in0[base + i]); }
+                shift = subgroupMax(m);
+            }
+            var part = 0.0;
+            for (var i = lane; i < p.c; i += WG) {
+                let e = exp(p.a * in0[base + i] - shift);
+                out0[base + i] = e;
+                part += e;
+            }
+            let total = subgroupAdd(part);
+            for (var i = lane; i < p.c; i += WG) {
+                let q = out0[base + i] / total;
+                let y = select(q, select(-q, q, i == top.index), p.mode == 6u);
+                out0[base + i] = y;
+                out1[base + i] = y;
+            }
+        }
+        case 7u, 8u: {
+            let top = kth_largest(base, 1u, false, lane).index;
+            var kth = p.c;
+            if (p.mode == 8u) { kth = kth_largest(base, p.k, false, lane).index; }
+            for (var i = lane; i < p.c; i += WG) {
+                var g = select(0.0, 1.0, i == top);
+                if (i == kth) { g = -p.a; }
+                out0[base + i] = g;
+                out1[base + i] = g;
+            }
+        }
+        case 13u: {
+            var part = 0.0;
+            for (var i = lane; i < p.c; i += WG) { part += in0[base + i]; }
+            let mean = subgroupAdd(part) / f32(p.c);
+            for (var i = lane; i < p.c; i += WG) {
+                let y = pow_nonneg(in0[base + i] - mean, p.a);
+                out0[base + i] = y;
+                out1[base + i] = y;
+            }
+        }
+        case 9u: {
+            for (var i = lane; i < p.c; i += WG) {
+                out0[base + i] = in0[base + i];
+                out1[base + i] = teacher(base, i);
+            }
+        }
+        default: {
+            for (var i = lane; i < p.c; i += WG) {
+                let u = in0[base + i];
+                let y = select(u, 1.0 / (1.0 + exp(-u)), p.mode == 10u);
+                out0[base + i] = y;
+                out1[base + i] = y * teacher(base, i);
+            }
+        }
+    }
+}
