@@ -18,7 +18,8 @@ use crate::error::{HebbError, Result};
 use crate::gpu::tuning::{ShapeClass, TunedKernel};
 use crate::gpu::{DType, GpuContext, LoggedShape, Recorder, Tensor};
 use crate::kernels::{
-    GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL, bind_group, check_grid, to_u32,
+    GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL, bind_group, check_grid, check_loop_budget,
+    to_u32,
 };
 
 /// Mirrors `GemmParams` in gemm.wgsl field for field (80 bytes).
@@ -969,19 +970,8 @@ pub fn gemm_naive(
 ) -> Result<()> {
     let ctx = rec.ctx;
     g.check("gemm_naive", a, b, c)?;
-    if let Some(limit) = ctx.loop_iteration_limit()
-        && g.k as u64 >= limit
-    {
-        return Err(HebbError::Launch {
-            kernel: "gemm_naive".into(),
-            message: format!(
-                "K = {} needs as many loop iterations per invocation; {} stops every loop of an \
-                 invocation after {limit} in all, which would silently truncate the sums",
-                g.k,
-                ctx.adapter_name()
-            ),
-        });
-    }
+    let work = format!("a dot product of K = {}", g.k);
+    check_loop_budget(ctx, "gemm_naive", g.k as u64, &work)?;
     let halves = [
         ("A_HALF", (a.dtype == DType::F16) as u32 as f64),
         ("B_HALF", (b.dtype == DType::F16) as u32 as f64),

@@ -9,7 +9,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
 use crate::kernels::{
     COMPETITION_SUBGROUP_WGSL, HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL, OPTIM_WGSL, bind_group,
-    check_grid, record_dispatch, to_u32,
+    check_grid, check_loop_budget, record_dispatch, to_u32,
 };
 
 /// Mirrors `HebbParams` in hebbian.wgsl (48 bytes).
@@ -308,20 +308,13 @@ pub fn competition_with(
             message: format!("k = {k} must be in 1..={c} (the number of neurons)"),
         });
     }
-    if let Some(limit) = rec.ctx.loop_iteration_limit() {
-        let iterations = kernel.iterations(rec.ctx, kind, c);
-        if iterations > limit {
-            return Err(HebbError::Launch {
-                kernel: "competition".into(),
-                message: format!(
-                    "{kind:?} over rows of {c} needs about {iterations} loop iterations per \
-                     invocation on the {kernel:?} kernel; {} stops every loop of an invocation \
-                     after {limit} in all, which would silently truncate the ranking",
-                    rec.ctx.adapter_name()
-                ),
-            });
-        }
-    }
+    let work = format!("{kind:?} on the {kernel:?} kernel over rows of {c}");
+    check_loop_budget(
+        rec.ctx,
+        "competition",
+        kernel.iterations(rec.ctx, kind, c),
+        &work,
+    )?;
     let mut p = dims("competition", n, c, 0)?;
     p.mode = mode;
     p.k = k;
@@ -500,6 +493,8 @@ pub fn va_stats(
             message: "the unbiased variance needs at least 2 rows".into(),
         });
     }
+    let work = format!("the column statistics of {n} rows");
+    check_loop_budget(rec.ctx, "va_stats", 2 * n as u64, &work)?;
     let mut p = dims("va_stats", n, c, 0)?;
     p.a = beta;
     launch(rec, "va_stats", p, &[(1, s)], &[(4, mean), (5, var)], c, 64)

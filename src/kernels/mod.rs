@@ -186,6 +186,29 @@ pub(crate) fn record_dispatch<P: bytemuck::Pod>(
     Ok(())
 }
 
+/// Refuses a launch whose invocations would loop `iterations` times where the driver cuts
+/// loops short (`GpuContext::loop_iteration_limit`, llvmpipe), instead of letting it return
+/// silently truncated results. `work` says what the loop walks, for the message.
+pub(crate) fn check_loop_budget(
+    ctx: &GpuContext,
+    kernel: &str,
+    iterations: u64,
+    work: &str,
+) -> Result<()> {
+    match ctx.loop_iteration_limit() {
+        Some(limit) if iterations > limit => Err(HebbError::Launch {
+            kernel: kernel.into(),
+            message: format!(
+                "{work} takes about {iterations} loop iterations per invocation; {} stops every \
+                 loop of an invocation after {limit} in all, which would silently truncate the \
+                 result (use a smaller batch, or a GPU)",
+                ctx.adapter_name()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A size as the u32 the shaders index with, or an error naming the kernel and the value.
 pub(crate) fn to_u32(kernel: &str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| HebbError::Launch {

@@ -7,7 +7,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::{NORM_WGSL, bind_group, check_grid, to_u32};
+use crate::kernels::{NORM_WGSL, bind_group, check_grid, check_loop_budget, to_u32};
 
 /// Mirrors `NormParams` in norm.wgsl (32 bytes).
 #[repr(C)]
@@ -75,6 +75,12 @@ pub fn batch_norm(
             kernel: "batch_norm".into(),
             message: "empty input".into(),
         });
+    }
+    if g.training {
+        // bn_stats: one invocation per channel walks the batch's planes twice.
+        let iterations = 2 * (g.batch as u64) * (g.plane as u64 + 1);
+        let work = format!("batch statistics over {} images of {}", g.batch, g.plane);
+        check_loop_budget(ctx, "bn_stats", iterations, &work)?;
     }
     let u = |what: &str, v: usize| to_u32("batch_norm", what, v);
     let params = NormParams {
