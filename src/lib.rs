@@ -13,6 +13,7 @@ pub mod kernels;
 pub mod nn;
 pub mod reference;
 pub mod rules;
+pub mod spiking;
 pub mod train;
 
 pub use error::{HebbError, Result};

@@ -808,6 +808,7 @@ fn conformance(
         None => {
             let mut rows = checks::all_checks(&ctx, seed);
             rows.extend(conformance::rules::competition_checks(&ctx, seed));
+            rows.extend(conformance::spiking::spiking_checks(&ctx, seed));
             rows.extend(conformance::rules::rule_checks(&ctx, seed));
             rows
         }
@@ -818,13 +819,14 @@ fn conformance(
         Some("conv") => checks::conv_checks(&ctx, seed),
         Some("rules") => conformance::rules::rule_checks(&ctx, seed),
         Some("competition") => conformance::rules::competition_checks(&ctx, seed),
+        Some("spiking") => conformance::spiking::spiking_checks(&ctx, seed),
         Some("classifier") => checks::classifier_checks(&ctx, seed),
         Some("pool") => checks::pool_checks(&ctx, seed),
         Some("norm") => checks::norm_checks(&ctx, seed),
         Some("layout") => checks::layout_checks(&ctx, seed),
         Some(other) => {
             bail!(
-                "--only {other:?}: expected gemm, im2col, conv, pool, norm, layout, reduce, elementwise, classifier, competition or rules"
+                "--only {other:?}: expected gemm, im2col, conv, pool, norm, layout, reduce, elementwise, classifier, competition, spiking or rules"
             )
         }
     };

@@ -4,6 +4,7 @@
 pub mod cases;
 pub mod kernels;
 pub mod rules;
+pub mod spiking;
 
 use std::collections::BTreeMap;
 

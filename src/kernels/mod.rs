@@ -12,6 +12,7 @@ pub mod layout;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod spiking;
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{GpuContext, Shader};
@@ -32,6 +33,12 @@ pub const GEMM_COOP_WGSL: Shader = Shader {
     name: "gemm_coop",
     source: include_str!("../../shaders/gemm_coop.wgsl"),
     requires: wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+    launcher_checks_bounds: true,
+};
+pub const SPIKING_WGSL: Shader = Shader {
+    name: "spiking",
+    source: include_str!("../../shaders/spiking.wgsl"),
+    requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
 pub const REDUCE_WGSL: Shader = Shader {
@@ -135,6 +142,7 @@ pub const ALL_SHADERS: &[Shader] = &[
     NORM_WGSL,
     POOL_WGSL,
     REDUCE_WGSL,
+    SPIKING_WGSL,
     ELEMENTWISE_WGSL,
     CAST_WGSL,
     CAST_F16_WGSL,

@@ -14,4 +14,5 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod rules;
+pub mod spiking;
 pub mod zca;

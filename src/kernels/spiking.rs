@@ -1,0 +1,437 @@
+//! Launchers for `shaders/spiking.wgsl`: the buffers of a batch of simulated cultures and one
+//! dispatch per entry point. Bindings (the same numbering in every entry point that uses them):
+//!   0 uniform SpikingParams
+//!   1 state   f32 [5·B·n + 2·B·E]: v, refractory, xY, xZ, counts ([B, n] each), xX, p_e ([B, E])
+//!   2 spikes  u32 [4·B·n + 2·B·E + B]: sY ring [3, B, n], sX ring [2, B, E], lists [B, n],
+//!             list lengths [B]
+//!   3 ell_idx u32: input rows [n, width_in], inhibitory rows [n, width_inh]
+//!   4 ell_w   f32: input [C, n, width_in], inhibitory [C, n, width_inh]
+//!   5..8 W_E  f32 rows c·n + pre of n postsynaptic weights, `rows_per_chunk` rows per binding
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{HebbError, Result};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
+use crate::kernels::{SPIKING_WGSL, bind_group, check_grid, check_loop_budget, to_u32};
+use crate::spiking::culture::{Culture, ELECTRODES};
+
+/// Mirrors `SpikingParams` in spiking.wgsl (96 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SpikingParams {
+    pub n: u32,
+    pub batch: u32,
+    pub cultures: u32,
+    pub electrodes: u32,
+    pub width_in: u32,
+    pub width_inh: u32,
+    pub rows_per_chunk: u32,
+    pub t: u32,
+    pub seed: u32,
+    pub sample_base: u32,
+    pub flags: u32,
+    pub refrac_steps: u32,
+    pub decay_m: f32,
+    pub rest: f32,
+    pub thresh: f32,
+    pub reset: f32,
+    pub decay_trace: f32,
+    pub lbound: f32,
+    pub a_plus: f32,
+    pub a_minus: f32,
+    pub norm_in: f32,
+    pub norm_exc: f32,
+    pub norm_inh: f32,
+    pub _pad0: f32,
+}
+
+/// Bindings of W_E.
+pub const EXC_CHUNKS: usize = 4;
+
+/// The GPU buffers of C cultures (weights) simulated on up to `capacity` batch elements.
+pub struct SpikingBuffers {
+    pub params: SpikingParams,
+    pub capacity: usize,
+    pub state: Tensor,
+    pub spikes: Tensor,
+    pub ell_idx: Tensor,
+    pub ell_w: Tensor,
+    /// W_E chunks; unused ones are 4-element placeholders.
+    pub exc: Vec<Tensor>,
+}
+
+fn u32_tensor(ctx: &GpuContext, label: &str, data: &[u32]) -> Result<Tensor> {
+    let bits: Vec<f32> = data.iter().map(|&u| f32::from_bits(u)).collect();
+    Tensor::from_f32(ctx, label, &[bits.len().max(1)], &pad1(bits))
+}
+
+fn pad1(mut v: Vec<f32>) -> Vec<f32> {
+    if v.is_empty() {
+        v.push(0.0);
+    }
+    v
+}
+
+impl SpikingBuffers {
+    /// Uploads `cultures` copies of `culture`'s weights, with room for `capacity` batch
+    /// elements (a multiple of `cultures`).
+    pub fn new(
+        ctx: &GpuContext,
+        culture: &Culture,
+        cultures: usize,
+        capacity: usize,
+        seed: u32,
+    ) -> Result<Self> {
+        let n = culture.neurons();
+        let cfg = &culture.config;
+        if cultures == 0 || capacity == 0 || !capacity.is_multiple_of(cultures) {
+            return Err(HebbError::Launch {
+                kernel: "spiking".into(),
+                message: format!(
+                    "batch capacity {capacity} must be a positive multiple of the {cultures} cultures"
+                ),
+            });
+        }
+        let u = |what: &str, v: usize| to_u32("spiking", what, v);
+        // W_E rows per binding: as many as the adapter's binding size allows.
+        let row_bytes = 4 * n as u64;
+        let max_rows = (ctx.limits.max_storage_buffer_binding_size / row_bytes).max(1) as usize;
+        let rows = cultures * n;
+        let rows_per_chunk = rows.min(max_rows);
+        let chunks = rows.div_ceil(rows_per_chunk);
+        if chunks > EXC_CHUNKS {
+            return Err(HebbError::TooLargeForBinding {
+                tensor: format!("excitatory weights of {cultures} cultures of {n} neurons"),
+                bytes: rows as u64 * row_bytes,
+                limit: EXC_CHUNKS as u64 * ctx.limits.max_storage_buffer_binding_size,
+            });
+        }
+        let mut exc = Vec::with_capacity(EXC_CHUNKS);
+        for k in 0..EXC_CHUNKS {
+            let first = k * rows_per_chunk;
+            let last = rows.min(first + rows_per_chunk);
+            let mut data = Vec::with_capacity(last.saturating_sub(first) * n);
+            for r in first..last {
+                let pre = r % n;
+                data.extend_from_slice(&culture.exc[pre * n..(pre + 1) * n]);
+            }
+            exc.push(Tensor::from_f32(
+                ctx,
+                &format!("W_E chunk {k}"),
+                &[data.len().max(4)],
+                &{
+                    data.resize(data.len().max(4), -1.0);
+                    data
+                },
+            )?);
+        }
+        let mut idx = culture.input.index.clone();
+        idx.extend_from_slice(&culture.inhibitory.index);
+        let mut w = Vec::new();
+        for _ in 0..cultures {
+            w.extend_from_slice(&culture.input.weight);
+        }
+        for _ in 0..cultures {
+            w.extend_from_slice(&culture.inhibitory.weight);
+        }
+        let e = ELECTRODES;
+        let state_len = 5 * capacity * n + 2 * capacity * e;
+        let spikes_len = 4 * capacity * n + 2 * capacity * e + capacity;
+        let params = SpikingParams {
+            n: u("n", n)?,
+            batch: u("batch", capacity)?,
+            cultures: u("cultures", cultures)?,
+            electrodes: e as u32,
+            width_in: u("input width", culture.input.width)?,
+            width_inh: u("inhibitory width", culture.inhibitory.width)?,
+            rows_per_chunk: u("rows per chunk", rows_per_chunk)?,
+            t: 0,
+            seed,
+            sample_base: 0,
+            flags: cfg.lower_bound.is_some() as u32,
+            refrac_steps: cfg.refrac_steps(),
+            decay_m: cfg.decay_m() as f32,
+            rest: cfg.rest as f32,
+            thresh: cfg.thresh as f32,
+            reset: cfg.reset as f32,
+            decay_trace: cfg.decay_trace() as f32,
+            lbound: cfg.lower_bound.unwrap_or(0.0) as f32,
+            a_plus: cfg.a_plus as f32,
+            a_minus: cfg.a_minus as f32,
+            norm_in: cfg.input_strength as f32,
+            norm_exc: cfg.exc_strength as f32,
+            norm_inh: cfg.inh_strength as f32,
+            _pad0: 0.0,
+        };
+        Ok(Self {
+            params,
+            capacity,
+            state: Tensor::from_f32(ctx, "spiking state", &[state_len], &vec![0.0; state_len])?,
+            spikes: Tensor::from_f32(ctx, "spikes", &[spikes_len], &vec![0.0; spikes_len])?,
+            ell_idx: u32_tensor(ctx, "ELL indices", &idx)?,
+            ell_w: Tensor::from_f32(ctx, "ELL weights", &[w.len().max(1)], &pad1(w))?,
+            exc,
+        })
+    }
+
+    /// Sets the batch size of the next launches (at most the capacity, a multiple of C).
+    pub fn set_batch(&mut self, batch: usize) -> Result<()> {
+        let c = self.params.cultures as usize;
+        if batch == 0 || batch > self.capacity || !batch.is_multiple_of(c) {
+            return Err(HebbError::Launch {
+                kernel: "spiking".into(),
+                message: format!(
+                    "batch {batch} must be a multiple of the {c} cultures, at most the capacity {}",
+                    self.capacity
+                ),
+            });
+        }
+        self.params.batch = batch as u32;
+        Ok(())
+    }
+
+    pub fn batch(&self) -> usize {
+        self.params.batch as usize
+    }
+
+    /// Offsets into `state` (f32 elements) of the [B, n] or [B, E] sections at this batch size.
+    pub fn counts_offset(&self) -> usize {
+        4 * self.batch() * self.params.n as usize
+    }
+    pub fn probs_offset(&self) -> usize {
+        let (b, n, e) = (self.batch(), self.params.n as usize, ELECTRODES);
+        5 * b * n + b * e
+    }
+
+    /// Writes the per-step spike probabilities p_e of each batch element ([B, E]).
+    pub fn write_probs(&self, ctx: &GpuContext, probs: &[f32]) -> Result<()> {
+        let want = self.batch() * ELECTRODES;
+        if probs.len() != want {
+            return Err(HebbError::Shape {
+                tensor: "electrode spike probabilities".into(),
+                message: format!("expected {want} values ([B, 60]), got {}", probs.len()),
+            });
+        }
+        ctx.queue.write_buffer(
+            &self.state.buffer,
+            4 * self.probs_offset() as u64,
+            bytemuck::cast_slice(probs),
+        );
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        rec: &mut Recorder<'_>,
+        entry: &'static str,
+        params: &SpikingParams,
+        bindings: &[u32],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let ctx = rec.ctx;
+        let pipeline = ctx
+            .kernels
+            .get(&ctx.device, ctx.features, &SPIKING_WGSL, entry, &[])?;
+        check_grid(ctx, entry, groups)?;
+        let uniform = rec.uniform(params);
+        let mut entries = vec![(0, uniform.as_entire_binding())];
+        for &slot in bindings {
+            let t = match slot {
+                1 => &self.state,
+                2 => &self.spikes,
+                3 => &self.ell_idx,
+                4 => &self.ell_w,
+                k => &self.exc[k as usize - 5],
+            };
+            entries.push((slot, t.binding(ctx)?));
+        }
+        let bg = bind_group(ctx, &pipeline, &entries);
+        rec.dispatch(&pipeline, &bg, groups);
+        Ok(())
+    }
+
+    fn grid(&self, ctx: &GpuContext, entry: &str, items: usize) -> Result<[u32; 3]> {
+        Ok(grid_1d(
+            ctx,
+            to_u32(entry, "workgroups", items.div_ceil(64))?,
+        ))
+    }
+
+    /// Every batch element's neurons at rest, traces and history cleared.
+    pub fn reset_state(&self, rec: &mut Recorder<'_>) -> Result<()> {
+        let g = self.grid(
+            rec.ctx,
+            "reset_state",
+            self.batch() * self.params.n as usize,
+        )?;
+        self.record(rec, "reset_state", &self.params, &[1, 2], g)
+    }
+
+    /// One step t: electrodes, neurons (`dense`: the naive excitatory input over all
+    /// presynaptic neurons), spike lists, and STDP when `learning` (needs B == C).
+    pub fn step(
+        &self,
+        rec: &mut Recorder<'_>,
+        t: u32,
+        sample_base: u32,
+        learning: bool,
+        dense: bool,
+    ) -> Result<()> {
+        let ctx = rec.ctx;
+        let (b, n) = (self.batch(), self.params.n as usize);
+        if learning && b != self.params.cultures as usize {
+            return Err(HebbError::Launch {
+                kernel: "stdp_update".into(),
+                message: format!(
+                    "learning runs one sample per culture: batch {b}, cultures {}",
+                    self.params.cultures
+                ),
+            });
+        }
+        let p = SpikingParams {
+            t,
+            sample_base,
+            ..self.params
+        };
+        // Loops per invocation: the ELL rows, the spike list or all n (dense, STDP, renorm).
+        let widths = (p.width_in + p.width_inh) as u64;
+        check_loop_budget(
+            ctx,
+            "lif_step",
+            widths + n as u64,
+            "a neuron's synaptic input",
+        )?;
+        let all = [1, 2, 3, 4, 5, 6, 7, 8];
+        self.record(
+            rec,
+            "electrodes_step",
+            &p,
+            &[1, 2],
+            self.grid(ctx, "x", b * ELECTRODES)?,
+        )?;
+        let entry = if dense { "lif_step_dense" } else { "lif_step" };
+        self.record(rec, entry, &p, &all, self.grid(ctx, entry, b * n)?)?;
+        self.record(
+            rec,
+            "compact_spikes",
+            &p,
+            &[2],
+            grid_1d(ctx, to_u32("compact", "B", b)?),
+        )?;
+        if learning {
+            let g = self.grid(ctx, "stdp_update", self.params.cultures as usize * n)?;
+            self.record(rec, "stdp_update", &p, &all, g)?;
+        }
+        Ok(())
+    }
+
+    /// Each neuron's incoming weights of each connection scaled back to its strength.
+    pub fn renormalise(&self, rec: &mut Recorder<'_>) -> Result<()> {
+        let n = self.params.n as usize;
+        check_loop_budget(rec.ctx, "renormalise", 2 * n as u64, "an excitatory column")?;
+        let g = self.grid(rec.ctx, "renormalise", self.params.cultures as usize * n)?;
+        self.record(rec, "renormalise", &self.params, &[4, 5, 6, 7, 8], g)
+    }
+
+    /// Copies every weight back: (input ELL weights, inhibitory ELL weights, W_E dense by pre
+    /// per culture), each [C, ...].
+    pub fn read_weights(&self, ctx: &GpuContext) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let p = &self.params;
+        let (c, n) = (p.cultures as usize, p.n as usize);
+        let ell = self.ell_w.to_f32_vec(ctx)?;
+        let split = c * n * p.width_in as usize;
+        let inh_len = c * n * p.width_inh as usize;
+        let mut exc = Vec::with_capacity(c * n * n);
+        for t in &self.exc {
+            exc.extend(t.to_f32_vec(ctx)?);
+            if exc.len() >= c * n * n {
+                break;
+            }
+        }
+        exc.truncate(c * n * n);
+        Ok((
+            ell[..split].to_vec(),
+            ell[split..split + inh_len].to_vec(),
+            exc,
+        ))
+    }
+
+    /// Overwrites every weight (the layout `read_weights` returns).
+    pub fn write_weights(
+        &self,
+        ctx: &GpuContext,
+        input: &[f32],
+        inhibitory: &[f32],
+        exc: &[f32],
+    ) -> Result<()> {
+        let p = &self.params;
+        let (c, n) = (p.cultures as usize, p.n as usize);
+        let expect = [
+            ("input weights", input.len(), c * n * p.width_in as usize),
+            (
+                "inhibitory weights",
+                inhibitory.len(),
+                c * n * p.width_inh as usize,
+            ),
+            ("excitatory weights", exc.len(), c * n * n),
+        ];
+        for (what, got, want) in expect {
+            if got != want {
+                return Err(HebbError::Shape {
+                    tensor: what.into(),
+                    message: format!("expected {want} values, got {got}"),
+                });
+            }
+        }
+        let mut ell = input.to_vec();
+        ell.extend_from_slice(inhibitory);
+        ctx.queue
+            .write_buffer(&self.ell_w.buffer, 0, bytemuck::cast_slice(&ell));
+        let per = p.rows_per_chunk as usize * n;
+        for (k, chunk) in exc.chunks(per).enumerate() {
+            ctx.queue
+                .write_buffer(&self.exc[k].buffer, 0, bytemuck::cast_slice(chunk));
+        }
+        Ok(())
+    }
+
+    /// The spike counts of the last sample batch, [B, n].
+    pub fn read_counts(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let state = self.state.to_f32_vec(ctx)?;
+        let off = self.counts_offset();
+        Ok(state[off..off + self.batch() * self.params.n as usize].to_vec())
+    }
+
+    /// The current Y spikes (slot of step t) of batch element b.
+    pub fn read_spikes(&self, ctx: &GpuContext, t: u32, b: usize) -> Result<Vec<bool>> {
+        let all = self.spikes.to_f32_vec(ctx)?;
+        let n = self.params.n as usize;
+        let at = ((t as usize % 3) * self.batch() + b) * n;
+        Ok(all[at..at + n].iter().map(|v| v.to_bits() != 0).collect())
+    }
+}
+
+/// Helper for tests and the reference comparison: the raw `state` and `spikes` words.
+pub fn read_raw(ctx: &GpuContext, bufs: &SpikingBuffers) -> Result<(Vec<f32>, Vec<u32>)> {
+    let state = bufs.state.to_f32_vec(ctx)?;
+    let spikes = bufs
+        .spikes
+        .to_f32_vec(ctx)?
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    Ok((state, spikes))
+}
+
+/// Writes raw `state` and `spikes` words (tests: random initial states).
+pub fn write_raw(
+    ctx: &GpuContext,
+    bufs: &SpikingBuffers,
+    state: &[f32],
+    spikes: &[u32],
+) -> Result<()> {
+    bufs.state.expect_dtype(DType::F32, "spiking state")?;
+    bufs.state.write_f32(ctx, state)?;
+    let bits: Vec<f32> = spikes.iter().map(|&u| f32::from_bits(u)).collect();
+    bufs.spikes.write_f32(ctx, &bits)
+}
