@@ -96,6 +96,28 @@ enum Command {
     /// Dataset tools.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Simulate a neuronal culture on a multi-electrode array learning MNIST digits by STDP
+    /// (SpikingGrid): train on the recipe's training pool, keep the best weights by
+    /// validation, report the test accuracy. Writes metrics.json, checkpoint.safetensors,
+    /// raster.png and input_weights.png.
+    Spiking {
+        /// A spiking recipe file or the name of a bundled one (spiking-mnist01-bio,
+        /// spiking-mnist01-tuned, spiking-mnist01-240n-bio, spiking-mnist01-240n-tuned,
+        /// spiking-mnist012-bio, spiking-mnist0123-bio).
+        recipe: String,
+        /// MNIST folder (IDX files; default: the bundled datasets/mnist).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Output folder (default runs/<recipe>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Use at most N training, validation and test digits each.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Train a recipe's network: Hebbian layers, then the linear classifier on their frozen
     /// features. With no RECIPE: the default recipe on the bundled MNIST.
     Train {
@@ -318,6 +340,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 case_conformance(&cli.adapter.choice(), &cases, json.as_deref())
             }
+        }
+        Command::Spiking {
+            recipe,
+            data,
+            out,
+            limit,
+            quiet,
+        } => {
+            let (recipe, origin) = hebb::spiking::recipe::SpikingRecipe::resolve(&recipe)?;
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            eprintln!(
+                "{} ({origin}) on {}",
+                recipe.name,
+                ctx.adapter_name()
+            );
+            let opts = hebb::spiking::task::SpikingOptions {
+                data,
+                out: out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
+                limit,
+                quiet,
+            };
+            let m = hebb::spiking::task::run(&ctx, &recipe, &opts)?;
+            println!(
+                "{}: test accuracy {:.2}% on {} test digits (best validation {:.2}% after {} samples); {:.0} s; {}",
+                m.recipe,
+                100.0 * m.test_accuracy,
+                m.test_samples,
+                100.0 * m.best_validation_accuracy,
+                m.best_at_samples,
+                m.wall_seconds,
+                opts.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Train {
             recipe,

@@ -78,7 +78,7 @@ fn threshold_margin(sim: &RefSim, t: u32, sample_base: u32) -> f64 {
         p: sim.p,
         cfg: CultureConfig {
             thresh: f64::INFINITY,
-            lower_bound: None,
+            lower_bound: f64::NEG_INFINITY,
             ..sim.cfg.clone()
         },
         ell_idx: sim.ell_idx.clone(),
@@ -149,7 +149,7 @@ fn check_case(
         cols,
         exc_strength: 3.0,
         inh_strength: 3.0,
-        lower_bound: if index % 2 == 0 { Some(0.0) } else { None },
+        lower_bound: if index % 2 == 0 { 0.0 } else { f64::NEG_INFINITY },
         rest: if index % 2 == 0 { 0.5 } else { 0.0 },
         ..CultureConfig::default()
     };

@@ -148,14 +148,18 @@ impl SpikingBuffers {
             t: 0,
             seed,
             sample_base: 0,
-            flags: cfg.lower_bound.is_some() as u32,
+            flags: cfg.lower_bound.is_finite() as u32,
             refrac_steps: cfg.refrac_steps(),
             decay_m: cfg.decay_m() as f32,
             rest: cfg.rest as f32,
             thresh: cfg.thresh as f32,
             reset: cfg.reset as f32,
             decay_trace: cfg.decay_trace() as f32,
-            lbound: cfg.lower_bound.unwrap_or(0.0) as f32,
+            lbound: if cfg.lower_bound.is_finite() {
+                cfg.lower_bound as f32
+            } else {
+                0.0
+            },
             a_plus: cfg.a_plus as f32,
             a_minus: cfg.a_minus as f32,
             norm_in: cfg.input_strength as f32,

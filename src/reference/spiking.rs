@@ -155,8 +155,8 @@ impl RefSim {
                     v = self.cfg.reset;
                     refrac = self.cfg.refrac_steps() as f64;
                 }
-                if let Some(lb) = self.cfg.lower_bound {
-                    v = v.max(lb);
+                if self.cfg.lower_bound.is_finite() {
+                    v = v.max(self.cfg.lower_bound);
                 }
                 self.state[va] = v;
                 self.state[ra] = refrac;

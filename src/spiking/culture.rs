@@ -38,8 +38,8 @@ pub struct CultureConfig {
     pub reset: f64,
     /// Refractory period, ms.
     pub refrac: u32,
-    /// Lower bound of the membrane potential (None: unbounded, the task-tuned cultures).
-    pub lower_bound: Option<f64>,
+    /// Lower bound of the membrane potential; `-inf` for none (the task-tuned cultures).
+    pub lower_bound: f64,
     /// STDP trace time constant, ms.
     pub tau_trace: f64,
     /// Gaussian widths of the connectivity, in units (1 unit = 3 mm).
@@ -69,7 +69,7 @@ impl Default for CultureConfig {
             thresh: 1.0,
             reset: 0.5,
             refrac: 5,
-            lower_bound: Some(0.0),
+            lower_bound: 0.0,
             tau_trace: 20.0,
             sigma_in: 0.1,
             sigma_exc: 0.4,
@@ -136,6 +136,9 @@ impl CultureConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(field, &format!("must be ≥ 0 (got {v})"));
             }
+        }
+        if self.lower_bound.is_nan() || self.lower_bound >= self.thresh {
+            return bad("lower_bound", "a number below thresh, or -inf for none");
         }
         if self.thresh <= self.reset {
             return bad("thresh", "must be above reset");

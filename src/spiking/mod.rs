@@ -6,3 +6,5 @@
 //! stimulation, readout, training and evaluation; `recipe` the bundled configurations.
 
 pub mod culture;
+pub mod recipe;
+pub mod task;

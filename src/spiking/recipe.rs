@@ -1,0 +1,164 @@
+//! Spiking recipes (`recipes/spiking-*.toml`): a culture, a task and a seed. Bundled so
+//! `hebb spiking NAME` works from any folder.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HebbError, Result};
+use crate::spiking::culture::CultureConfig;
+
+/// The MNIST protocol of SpikingGrid (runexp.py, data.py).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// MNIST digits to recognise, in class order.
+    pub classes: Vec<u8>,
+    /// Training pool: the first N MNIST training images, restricted to `classes`; one epoch,
+    /// one sample at a time, in a seeded shuffled order.
+    pub train_pool: usize,
+    /// Validation: MNIST training images [start, end) of `classes`.
+    pub validation: [usize; 2],
+    /// Evaluate on the validation set every this many training samples (the best weights
+    /// by validation accuracy are kept and tested).
+    pub eval_every: usize,
+    /// Samples evaluated in parallel.
+    pub eval_batch: usize,
+    /// Presentation time per sample, ms.
+    pub duration_ms: u32,
+    /// Poisson rate of a pixel of intensity 1 and of a driven label electrode, Hz.
+    pub rate_hz: f64,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        Self {
+            classes: vec![0, 1],
+            train_pool: 10_000,
+            validation: [50_000, 60_000],
+            eval_every: 50,
+            eval_batch: 64,
+            duration_ms: 100,
+            rate_hz: 200.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpikingRecipe {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub culture: CultureConfig,
+    #[serde(default)]
+    pub task: TaskConfig,
+}
+
+/// (name, TOML text) of every bundled spiking recipe.
+pub const BUNDLED: &[(&str, &str)] = &[
+    (
+        "spiking-mnist01-bio",
+        include_str!("../../recipes/spiking-mnist01-bio.toml"),
+    ),
+    (
+        "spiking-mnist01-tuned",
+        include_str!("../../recipes/spiking-mnist01-tuned.toml"),
+    ),
+    (
+        "spiking-mnist01-240n-bio",
+        include_str!("../../recipes/spiking-mnist01-240n-bio.toml"),
+    ),
+    (
+        "spiking-mnist01-240n-tuned",
+        include_str!("../../recipes/spiking-mnist01-240n-tuned.toml"),
+    ),
+    (
+        "spiking-mnist012-bio",
+        include_str!("../../recipes/spiking-mnist012-bio.toml"),
+    ),
+    (
+        "spiking-mnist0123-bio",
+        include_str!("../../recipes/spiking-mnist0123-bio.toml"),
+    ),
+];
+
+impl SpikingRecipe {
+    /// Parses and checks a recipe; errors name `source` and the field.
+    pub fn parse(text: &str, source: &str) -> Result<SpikingRecipe> {
+        let recipe: SpikingRecipe = toml::from_str(text).map_err(|e| HebbError::Format {
+            path: source.into(),
+            message: e.to_string(),
+        })?;
+        recipe.culture.validate(source)?;
+        let bad = |message: String| {
+            Err(HebbError::Format {
+                path: source.into(),
+                message,
+            })
+        };
+        let t = &recipe.task;
+        let classes = crate::spiking::task::label_electrodes(t.classes.len());
+        if t.classes.len() < 2 || classes.is_none() {
+            return bad(format!(
+                "task.classes: 2, 3, 4 or 6 distinct digits (got {:?})",
+                t.classes
+            ));
+        }
+        let mut sorted = t.classes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != t.classes.len() || sorted.iter().any(|&c| c > 9) {
+            return bad(format!(
+                "task.classes: distinct digits 0..=9 (got {:?})",
+                t.classes
+            ));
+        }
+        if t.validation[0] >= t.validation[1] {
+            return bad(format!(
+                "task.validation: [start, end) with start < end (got {:?})",
+                t.validation
+            ));
+        }
+        if t.eval_every == 0 || t.eval_batch == 0 || t.duration_ms == 0 {
+            return bad("task.eval_every, eval_batch and duration_ms must be ≥ 1".into());
+        }
+        if !(t.rate_hz.is_finite() && t.rate_hz >= 0.0) {
+            return bad(format!("task.rate_hz: must be ≥ 0 (got {})", t.rate_hz));
+        }
+        Ok(recipe)
+    }
+
+    /// A file path, or a bundled recipe's name (with or without `.toml`). Returns the recipe
+    /// and where it came from.
+    pub fn resolve(arg: &str) -> Result<(SpikingRecipe, String)> {
+        if Path::new(arg).is_file() {
+            let text = std::fs::read_to_string(arg).map_err(|e| HebbError::Io {
+                path: arg.into(),
+                source: e,
+            })?;
+            return Ok((Self::parse(&text, arg)?, arg.to_string()));
+        }
+        let name = arg.trim_end_matches(".toml");
+        let name = name.rsplit('/').next().unwrap_or(name);
+        match BUNDLED.iter().find(|(n, _)| *n == name) {
+            Some((n, text)) => {
+                let origin = format!("bundled recipe {n}");
+                Ok((Self::parse(text, &origin)?, origin))
+            }
+            None => {
+                let names: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
+                Err(HebbError::Format {
+                    path: arg.into(),
+                    message: format!(
+                        "no such file, and no bundled spiking recipe of that name; bundled: {}",
+                        names.join(", ")
+                    ),
+                })
+            }
+        }
+    }
+}

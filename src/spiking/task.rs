@@ -1,0 +1,514 @@
+//! The MNIST task of SpikingGrid (runexp.py, data.py, utils.py): stimulation through the
+//! electrodes, training by STDP one sample at a time, evaluation in parallel batches, the
+//! spike-count readout by electrode cell, and the run's outputs (metrics.json, checkpoint,
+//! raster and weight PNGs).
+//!
+//! Stimulation: a digit is resized to 6 x 6 (bilinear, antialiased), pixel (r, k) drives
+//! electrode (r, k) as a Bernoulli spike train with p = pixel · rate · dt per step (the Poisson
+//! process at `rate_hz` · pixel, discretised at dt). During training the label electrodes of the
+//! sample's class are driven at the full rate too; during evaluation they are silent.
+//! Readout: each neuron belongs to the electrode cell it lies in and so to that electrode's class
+//! (label electrodes only); a class's score is the mean spike count of its neurons over the
+//! presentation; the prediction is the first class with the highest score.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use image::{GrayImage, Rgb, RgbImage, imageops};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::data::mnist::{self, MnistSplit, Split};
+use crate::error::{HebbError, Result};
+use crate::gpu::{GpuContext, Recorder};
+use crate::kernels::spiking::SpikingBuffers;
+use crate::spiking::culture::{
+    Culture, ELECTRODE_COLS, ELECTRODE_ROWS, ELECTRODES, HEIGHT, WIDTH, electrode_cell,
+    electrode_centre,
+};
+use crate::spiking::recipe::SpikingRecipe;
+use crate::train::checkpoint::write_atomic;
+
+/// Label electrodes of each class for `classes` classes (None when unsupported): column 9 in
+/// equal groups of rows for 2, 3 and 6 classes (2: rows 0-2 and 3-5, as configs.py); for 4,
+/// columns 8 and 9, rows 0-2 and 3-5 (class 0 = column 8 top, 1 = column 8 bottom, 2 and 3
+/// likewise in column 9).
+pub fn label_electrodes(classes: usize) -> Option<Vec<Vec<usize>>> {
+    let e = |r: usize, k: usize| r * ELECTRODE_COLS + k;
+    match classes {
+        2 | 3 | 6 => {
+            let rows = ELECTRODE_ROWS / classes;
+            Some(
+                (0..classes)
+                    .map(|c| (c * rows..(c + 1) * rows).map(|r| e(r, 9)).collect())
+                    .collect(),
+            )
+        }
+        4 => Some(
+            [(8, 0), (8, 3), (9, 0), (9, 3)]
+                .iter()
+                .map(|&(k, r0)| (r0..r0 + 3).map(|r| e(r, k)).collect())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The 6 x 6 downscaled digit, intensities in [0, 1], row-major.
+pub fn downscale(split: &MnistSplit, i: usize) -> Vec<f32> {
+    let size = split.rows * split.cols;
+    let pixels = split.images[i * size..(i + 1) * size].to_vec();
+    let img = GrayImage::from_raw(split.cols as u32, split.rows as u32, pixels)
+        .expect("MNIST image buffer matches its size");
+    let small = imageops::resize(&img, 6, 6, imageops::FilterType::Triangle);
+    small.pixels().map(|p| p.0[0] as f32 / 255.0).collect()
+}
+
+/// Per-step spike probabilities of the 60 electrodes for one digit (`label`: the class whose
+/// label electrodes are driven, during training).
+pub fn stimulus(
+    digit6: &[f32],
+    label: Option<usize>,
+    labels: &[Vec<usize>],
+    rate_hz: f64,
+    dt_ms: f64,
+) -> Vec<f32> {
+    let full = (rate_hz * dt_ms / 1000.0) as f32;
+    let mut p = vec![0.0f32; ELECTRODES];
+    for r in 0..6 {
+        for k in 0..6 {
+            p[r * ELECTRODE_COLS + k] = digit6[r * 6 + k] * full;
+        }
+    }
+    if let Some(c) = label {
+        for &e in &labels[c] {
+            p[e] = full;
+        }
+    }
+    p
+}
+
+/// The class each neuron reads out for (None for neurons outside label cells).
+pub fn neuron_classes(culture: &Culture, labels: &[Vec<usize>]) -> Vec<Option<usize>> {
+    culture
+        .positions
+        .iter()
+        .map(|&pos| {
+            let cell = electrode_cell(pos);
+            labels.iter().position(|l| l.contains(&cell))
+        })
+        .collect()
+}
+
+/// Predicted class from one sample's spike counts (n values).
+pub fn predict(counts: &[f32], classes: &[Option<usize>], k: usize) -> usize {
+    let mut sum = vec![0.0f64; k];
+    let mut members = vec![0usize; k];
+    for (c, &class) in counts.iter().zip(classes) {
+        if let Some(j) = class {
+            sum[j] += *c as f64;
+            members[j] += 1;
+        }
+    }
+    let score: Vec<f64> = (0..k)
+        .map(|j| sum[j] / members[j].max(1) as f64)
+        .collect();
+    let mut best = 0;
+    for j in 1..k {
+        if score[j] > score[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+/// Options of `hebb spiking`.
+#[derive(Clone, Debug, Default)]
+pub struct SpikingOptions {
+    pub data: Option<PathBuf>,
+    pub out: PathBuf,
+    /// At most N training, validation and test samples each.
+    pub limit: Option<usize>,
+    pub quiet: bool,
+}
+
+/// One point of the validation curve.
+#[derive(Clone, Debug, Serialize)]
+pub struct CurvePoint {
+    pub samples: usize,
+    pub validation_accuracy: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SpikingMetrics {
+    pub recipe: String,
+    pub adapter: String,
+    pub neurons: usize,
+    pub synapses_input: usize,
+    pub synapses_excitatory: usize,
+    pub synapses_inhibitory: usize,
+    pub classes: Vec<u8>,
+    pub train_samples: usize,
+    pub validation_samples: usize,
+    pub test_samples: usize,
+    pub best_validation_accuracy: f64,
+    pub best_at_samples: usize,
+    pub test_accuracy: f64,
+    pub validation_curve: Vec<CurvePoint>,
+    pub simulated_ms: f64,
+    pub wall_seconds: f64,
+    pub build_seconds: f64,
+}
+
+/// Indices of `split` images in [start, end) whose label is one of `classes`, with their class.
+fn select(split: &MnistSplit, start: usize, end: usize, classes: &[u8]) -> Vec<(usize, usize)> {
+    (start.min(split.count)..end.min(split.count))
+        .filter_map(|i| {
+            classes
+                .iter()
+                .position(|&c| c == split.labels[i])
+                .map(|c| (i, c))
+        })
+        .collect()
+}
+
+struct Runner<'c> {
+    ctx: &'c GpuContext,
+    bufs: SpikingBuffers,
+    steps: u32,
+    labels: Vec<Vec<usize>>,
+    classes: Vec<Option<usize>>,
+    rate_hz: f64,
+    dt_ms: f64,
+    k: usize,
+}
+
+impl Runner<'_> {
+    /// Presents one training sample with STDP, then renormalises.
+    fn train_sample(&mut self, split: &MnistSplit, (i, class): (usize, usize), id: u32) -> Result<()> {
+        self.bufs.set_batch(1)?;
+        let probs = stimulus(&downscale(split, i), Some(class), &self.labels, self.rate_hz, self.dt_ms);
+        self.bufs.write_probs(self.ctx, &probs)?;
+        let mut rec = Recorder::new(self.ctx);
+        self.bufs.reset_state(&mut rec)?;
+        for t in 0..self.steps {
+            self.bufs.step(&mut rec, t, id, true, false)?;
+        }
+        self.bufs.renormalise(&mut rec)?;
+        rec.submit();
+        Ok(())
+    }
+
+    /// Accuracy on `items`, evaluated `eval_batch` at a time without learning.
+    fn evaluate(
+        &mut self,
+        split: &MnistSplit,
+        items: &[(usize, usize)],
+        eval_batch: usize,
+        id_base: u32,
+    ) -> Result<f64> {
+        let mut correct = 0usize;
+        for (chunk_index, chunk) in items.chunks(eval_batch).enumerate() {
+            self.bufs.set_batch(chunk.len())?;
+            let mut probs = Vec::with_capacity(chunk.len() * ELECTRODES);
+            for &(i, _) in chunk {
+                probs.extend(stimulus(&downscale(split, i), None, &self.labels, self.rate_hz, self.dt_ms));
+            }
+            self.bufs.write_probs(self.ctx, &probs)?;
+            let mut rec = Recorder::new(self.ctx);
+            self.bufs.reset_state(&mut rec)?;
+            let base = id_base + (chunk_index * eval_batch) as u32;
+            for t in 0..self.steps {
+                self.bufs.step(&mut rec, t, base, false, false)?;
+            }
+            rec.submit();
+            let counts = self.bufs.read_counts(self.ctx)?;
+            let n = self.bufs.params.n as usize;
+            for (b, &(_, class)) in chunk.iter().enumerate() {
+                if predict(&counts[b * n..(b + 1) * n], &self.classes, self.k) == class {
+                    correct += 1;
+                }
+            }
+        }
+        Ok(correct as f64 / items.len().max(1) as f64)
+    }
+
+    /// The spikes of one evaluation sample, step by step: [steps][n].
+    fn raster(&mut self, split: &MnistSplit, i: usize, id: u32) -> Result<Vec<Vec<bool>>> {
+        self.bufs.set_batch(1)?;
+        let probs = stimulus(&downscale(split, i), None, &self.labels, self.rate_hz, self.dt_ms);
+        self.bufs.write_probs(self.ctx, &probs)?;
+        let mut rec = Recorder::new(self.ctx);
+        self.bufs.reset_state(&mut rec)?;
+        rec.submit();
+        let mut rows = Vec::with_capacity(self.steps as usize);
+        for t in 0..self.steps {
+            let mut rec = Recorder::new(self.ctx);
+            self.bufs.step(&mut rec, t, id, false, false)?;
+            rec.submit();
+            rows.push(self.bufs.read_spikes(self.ctx, t, 0)?);
+        }
+        Ok(rows)
+    }
+}
+
+/// Trains and evaluates `recipe` (see the module comment); writes metrics.json, the checkpoint
+/// (weights and masks, safetensors), raster.png and input_weights.png under `opts.out`.
+pub fn run(ctx: &GpuContext, recipe: &SpikingRecipe, opts: &SpikingOptions) -> Result<SpikingMetrics> {
+    let started = Instant::now();
+    let task = &recipe.task;
+    let dir = opts.data.clone().unwrap_or_else(|| PathBuf::from("datasets/mnist"));
+    let data_err = |e: crate::data::DataError| HebbError::Format {
+        path: dir.clone(),
+        message: e.to_string(),
+    };
+    let train = mnist::load_split(&dir, Split::Train).map_err(data_err)?;
+    let test = mnist::load_split(&dir, Split::Test).map_err(data_err)?;
+    let limit = opts.limit.unwrap_or(usize::MAX);
+    let mut train_items = select(&train, 0, task.train_pool, &task.classes);
+    let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
+    train_items.shuffle(&mut rng);
+    train_items.truncate(limit);
+    let mut val_items = select(&train, task.validation[0], task.validation[1], &task.classes);
+    val_items.truncate(limit);
+    let mut test_items = select(&test, 0, test.count, &task.classes);
+    test_items.truncate(limit);
+    if train_items.is_empty() || test_items.is_empty() {
+        return Err(HebbError::Format {
+            path: dir.clone(),
+            message: format!("no training or test images of classes {:?}", task.classes),
+        });
+    }
+    let log = |msg: String| {
+        if !opts.quiet {
+            eprintln!("{msg}");
+        }
+    };
+
+    let culture = Culture::build(&recipe.culture, recipe.seed);
+    let build_seconds = started.elapsed().as_secs_f64();
+    log(format!(
+        "culture: {} neurons, {} input, {} excitatory and {} inhibitory synapses (built in {build_seconds:.1} s)",
+        culture.neurons(),
+        culture.input.synapses(),
+        culture.exc_synapses(),
+        culture.inhibitory.synapses()
+    ));
+    let labels = label_electrodes(task.classes.len()).expect("recipe validated the class count");
+    let classes = neuron_classes(&culture, &labels);
+    let capacity = task.eval_batch.max(1);
+    let bufs = SpikingBuffers::new(ctx, &culture, 1, capacity, recipe.seed as u32)?;
+    let dt_ms = recipe.culture.dt;
+    let mut runner = Runner {
+        ctx,
+        bufs,
+        steps: (task.duration_ms as f64 / dt_ms).round() as u32,
+        labels,
+        classes,
+        rate_hz: task.rate_hz,
+        dt_ms,
+        k: task.classes.len(),
+    };
+
+    std::fs::create_dir_all(&opts.out).map_err(|e| HebbError::Io {
+        path: opts.out.clone(),
+        source: e,
+    })?;
+    // Validation ids and test ids draw their own noise, apart from the training samples'.
+    let (val_ids, test_ids) = (1u32 << 28, 1u32 << 29);
+    let mut curve = Vec::new();
+    let mut best = (f64::NEG_INFINITY, 0usize, runner.bufs.read_weights(ctx)?);
+    for (k, &item) in train_items.iter().enumerate() {
+        runner.train_sample(&train, item, k as u32)?;
+        let seen = k + 1;
+        if seen % task.eval_every == 0 || seen == train_items.len() {
+            let acc = runner.evaluate(&train, &val_items, task.eval_batch, val_ids)?;
+            log(format!(
+                "{seen}/{} samples: validation accuracy {:.2}% ({:.0} s)",
+                train_items.len(),
+                100.0 * acc,
+                started.elapsed().as_secs_f64()
+            ));
+            curve.push(CurvePoint {
+                samples: seen,
+                validation_accuracy: acc,
+            });
+            if acc > best.0 {
+                best = (acc, seen, runner.bufs.read_weights(ctx)?);
+            }
+        }
+    }
+    let (best_acc, best_at, (w_in, w_inh, w_exc)) = best;
+    runner.bufs.write_weights(ctx, &w_in, &w_inh, &w_exc)?;
+    let test_accuracy = runner.evaluate(&test, &test_items, task.eval_batch, test_ids)?;
+    log(format!(
+        "test accuracy {:.2}% on {} test digits (weights after {best_at} samples, validation {:.2}%)",
+        100.0 * test_accuracy,
+        test_items.len(),
+        100.0 * best_acc
+    ));
+
+    let raster = runner.raster(&test, test_items[0].0, test_ids)?;
+    write_raster_png(&opts.out.join("raster.png"), &culture, &runner.classes, &raster)?;
+    write_weights_png(&opts.out.join("input_weights.png"), &culture, &w_in)?;
+    write_checkpoint(&opts.out.join("checkpoint.safetensors"), &culture, &w_in, &w_inh, &w_exc)?;
+
+    let simulated = (train_items.len() + val_items.len() * curve.len() + test_items.len() + 1)
+        as f64
+        * task.duration_ms as f64;
+    let metrics = SpikingMetrics {
+        recipe: recipe.name.clone(),
+        adapter: ctx.adapter_name(),
+        neurons: culture.neurons(),
+        synapses_input: culture.input.synapses(),
+        synapses_excitatory: culture.exc_synapses(),
+        synapses_inhibitory: culture.inhibitory.synapses(),
+        classes: task.classes.clone(),
+        train_samples: train_items.len(),
+        validation_samples: val_items.len(),
+        test_samples: test_items.len(),
+        best_validation_accuracy: best_acc,
+        best_at_samples: best_at,
+        test_accuracy,
+        validation_curve: curve,
+        simulated_ms: simulated,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        build_seconds,
+    };
+    let json = serde_json::to_vec_pretty(&metrics).expect("metrics serialise");
+    write_atomic(&opts.out.join("metrics.json"), &json)?;
+    Ok(metrics)
+}
+
+/// Spikes of one presentation: time along x (one column per step), neurons along y sorted by
+/// their electrode cell, coloured by the class they read out for (grey: no class).
+fn write_raster_png(
+    path: &Path,
+    culture: &Culture,
+    classes: &[Option<usize>],
+    raster: &[Vec<bool>],
+) -> Result<()> {
+    let n = culture.neurons();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (electrode_cell(culture.positions[i]), i));
+    let (sx, sy) = (4u32, if n <= 1000 { 2u32 } else { 1 });
+    let rows_px = if n <= 1000 { n as u32 * sy } else { n.div_ceil(4) as u32 };
+    let mut img = RgbImage::from_pixel(raster.len() as u32 * sx, rows_px.max(1), Rgb([255, 255, 255]));
+    let palette = [[200, 40, 40], [40, 80, 200], [30, 150, 60], [160, 60, 170], [200, 130, 0], [0, 150, 150]];
+    for (t, spikes) in raster.iter().enumerate() {
+        for (row, &i) in order.iter().enumerate() {
+            if !spikes[i] {
+                continue;
+            }
+            let colour = classes[i].map_or([90, 90, 90], |c| palette[c % palette.len()]);
+            let y0 = if n <= 1000 { row as u32 * sy } else { row as u32 / 4 };
+            for dx in 0..sx {
+                for dy in 0..sy {
+                    let (x, y) = (t as u32 * sx + dx, y0 + dy);
+                    if y < img.height() {
+                        img.put_pixel(x, y, Rgb(colour));
+                    }
+                }
+            }
+        }
+    }
+    img.save(path).map_err(|e| HebbError::Io {
+        path: path.into(),
+        source: std::io::Error::other(e),
+    })
+}
+
+/// Each neuron drawn at its position over the culture, brighter the more input weight it
+/// receives from the digit electrodes (columns 0-5); electrode centres as grey crosses.
+fn write_weights_png(path: &Path, culture: &Culture, w_in: &[f32]) -> Result<()> {
+    let scale = 300.0;
+    let (w_px, h_px) = ((WIDTH * scale) as u32, (HEIGHT * scale) as u32);
+    let mut img = RgbImage::from_pixel(w_px, h_px, Rgb([0, 0, 0]));
+    let width = culture.input.width;
+    let n = culture.neurons();
+    let totals: Vec<f32> = (0..n)
+        .map(|i| {
+            (0..width)
+                .filter(|&j| {
+                    let e = culture.input.index[i * width + j];
+                    e != crate::spiking::culture::NONE && (e as usize % ELECTRODE_COLS) < 6
+                })
+                .map(|j| w_in[i * width + j])
+                .sum()
+        })
+        .collect();
+    let hi = totals.iter().copied().fold(0.0f32, f32::max).max(f32::MIN_POSITIVE);
+    let radius = if n <= 1000 { 3i64 } else { 1 };
+    for (i, &(x, y)) in culture.positions.iter().enumerate() {
+        let v = (255.0 * totals[i] / hi) as u8;
+        let (cx, cy) = ((x * scale) as i64, (y * scale) as i64);
+        for dx in -radius..=radius {
+            for dy in -radius..=radius {
+                let (px, py) = (cx + dx, cy + dy);
+                if px >= 0 && py >= 0 && (px as u32) < w_px && (py as u32) < h_px {
+                    img.put_pixel(px as u32, py as u32, Rgb([v, v / 2 + 40, 255 - v]));
+                }
+            }
+        }
+    }
+    for e in 0..ELECTRODES {
+        let (x, y) = electrode_centre(e);
+        let (cx, cy) = ((x * scale) as i64, (y * scale) as i64);
+        for d in -4i64..=4 {
+            for (px, py) in [(cx + d, cy), (cx, cy + d)] {
+                if px >= 0 && py >= 0 && (px as u32) < w_px && (py as u32) < h_px {
+                    img.put_pixel(px as u32, py as u32, Rgb([160, 160, 160]));
+                }
+            }
+        }
+    }
+    img.save(path).map_err(|e| HebbError::Io {
+        path: path.into(),
+        source: std::io::Error::other(e),
+    })
+}
+
+/// Weights and masks: positions, the ELL indices (the input and inhibitory masks) and weights,
+/// and W_E dense by presynaptic neuron (−1 marks a pruned synapse), as safetensors, atomically.
+fn write_checkpoint(
+    path: &Path,
+    culture: &Culture,
+    w_in: &[f32],
+    w_inh: &[f32],
+    w_exc: &[f32],
+) -> Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let n = culture.neurons();
+    let positions: Vec<f32> = culture
+        .positions
+        .iter()
+        .flat_map(|&(x, y)| [x as f32, y as f32])
+        .collect();
+    let bytes_f32 = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
+    let bytes_u32 = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
+    let entries = [
+        ("positions", Dtype::F32, vec![n, 2], bytes_f32(&positions)),
+        ("input.index", Dtype::U32, vec![n, culture.input.width], bytes_u32(&culture.input.index)),
+        ("input.weight", Dtype::F32, vec![n, culture.input.width], bytes_f32(w_in)),
+        ("inhibitory.index", Dtype::U32, vec![n, culture.inhibitory.width], bytes_u32(&culture.inhibitory.index)),
+        ("inhibitory.weight", Dtype::F32, vec![n, culture.inhibitory.width], bytes_f32(w_inh)),
+        ("excitatory.weight", Dtype::F32, vec![n, n], bytes_f32(w_exc)),
+    ];
+    let views: Vec<(String, TensorView<'_>)> = entries
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            let view = TensorView::new(*dtype, shape.clone(), data).map_err(|e| HebbError::Shape {
+                tensor: name.to_string(),
+                message: e.to_string(),
+            })?;
+            Ok((name.to_string(), view))
+        })
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| HebbError::Format {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
