@@ -8,7 +8,8 @@
 //! - `runtime`: the kernel cache, parameter-struct layouts and error paths.
 //! - `cases_reference`: the golden cases (reference and GPU rules); `data`: dataset readers.
 //! - `train`: `hebb train` end to end; `zca`: input whitening (GPU vs reference, covariance ≈ I);
-//!   `tune`: the autotuning cache.
+//!   `tune`: the autotuning cache; `spiking`: the culture simulator (kernels vs reference per
+//!   backend, culture builder, recipes, `hebb spiking` end to end).
 
 mod cases_reference;
 mod common;
@@ -16,6 +17,7 @@ mod conformance;
 mod data;
 mod portability;
 mod runtime;
+mod spiking;
 mod train;
 mod tune;
 mod zca;

@@ -258,6 +258,31 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// A spiking culture's simulated ms per second and synaptic events per second: the
+    /// event-driven step against the naive dense step, and training.
+    Spiking {
+        /// Spiking recipe (file or bundled name).
+        #[arg(default_value = "spiking-mnist01-240n-bio")]
+        recipe: String,
+        /// MNIST folder for the stimuli (default: the bundled datasets/mnist).
+        #[arg(long, default_value = "datasets/mnist")]
+        data: PathBuf,
+        /// Samples simulated at once.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Use wall-clock timing even where timestamps exist.
+        #[arg(long)]
+        wall: bool,
+        /// Samples per measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Target seconds per sample.
+        #[arg(long, default_value_t = 0.5)]
+        sample_seconds: f64,
+        /// Also write the rows as a JSON array to FILE.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The tiled GEMM against the naive GEMM on square and Hebbian shapes.
     Gemm {
         /// Square sizes to time.
@@ -350,11 +375,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let (recipe, origin) = hebb::spiking::recipe::SpikingRecipe::resolve(&recipe)?;
             let ctx = GpuContext::new(&cli.adapter.choice())?;
-            eprintln!(
-                "{} ({origin}) on {}",
-                recipe.name,
-                ctx.adapter_name()
-            );
+            eprintln!("{} ({origin}) on {}", recipe.name, ctx.adapter_name());
             let opts = hebb::spiking::task::SpikingOptions {
                 data,
                 out: out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
@@ -718,6 +739,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let rows = bench::competition::bench_competition(&ctx, &timer, budget)?;
             bench::print_rows(&rows);
+            if let Some(path) = json {
+                write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Spiking {
+            recipe,
+            data,
+            batch,
+            wall,
+            samples,
+            sample_seconds,
+            json,
+        }) => {
+            let (recipe, _) = hebb::spiking::recipe::SpikingRecipe::resolve(&recipe)?;
+            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let timer = GpuTimer::new(&ctx, wall);
+            println!(
+                "adapter: {}  timer: {}",
+                ctx.adapter_name(),
+                timer.kind.name()
+            );
+            let budget = BenchBudget {
+                sample_s: sample_seconds,
+                samples,
+            };
+            let rows = bench::spiking::bench_spiking(&ctx, &recipe, &data, batch, &timer, budget)?;
+            bench::spiking::print_rows(&rows);
             if let Some(path) = json {
                 write_json(&path, &rows)?;
             }

@@ -149,7 +149,11 @@ fn check_case(
         cols,
         exc_strength: 3.0,
         inh_strength: 3.0,
-        lower_bound: if index % 2 == 0 { 0.0 } else { f64::NEG_INFINITY },
+        lower_bound: if index % 2 == 0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        },
         rest: if index % 2 == 0 { 0.5 } else { 0.0 },
         ..CultureConfig::default()
     };

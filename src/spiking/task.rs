@@ -112,9 +112,7 @@ pub fn predict(counts: &[f32], classes: &[Option<usize>], k: usize) -> usize {
             members[j] += 1;
         }
     }
-    let score: Vec<f64> = (0..k)
-        .map(|j| sum[j] / members[j].max(1) as f64)
-        .collect();
+    let score: Vec<f64> = (0..k).map(|j| sum[j] / members[j].max(1) as f64).collect();
     let mut best = 0;
     for j in 1..k {
         if score[j] > score[best] {
@@ -187,9 +185,20 @@ struct Runner<'c> {
 
 impl Runner<'_> {
     /// Presents one training sample with STDP, then renormalises.
-    fn train_sample(&mut self, split: &MnistSplit, (i, class): (usize, usize), id: u32) -> Result<()> {
+    fn train_sample(
+        &mut self,
+        split: &MnistSplit,
+        (i, class): (usize, usize),
+        id: u32,
+    ) -> Result<()> {
         self.bufs.set_batch(1)?;
-        let probs = stimulus(&downscale(split, i), Some(class), &self.labels, self.rate_hz, self.dt_ms);
+        let probs = stimulus(
+            &downscale(split, i),
+            Some(class),
+            &self.labels,
+            self.rate_hz,
+            self.dt_ms,
+        );
         self.bufs.write_probs(self.ctx, &probs)?;
         let mut rec = Recorder::new(self.ctx);
         self.bufs.reset_state(&mut rec)?;
@@ -214,7 +223,13 @@ impl Runner<'_> {
             self.bufs.set_batch(chunk.len())?;
             let mut probs = Vec::with_capacity(chunk.len() * ELECTRODES);
             for &(i, _) in chunk {
-                probs.extend(stimulus(&downscale(split, i), None, &self.labels, self.rate_hz, self.dt_ms));
+                probs.extend(stimulus(
+                    &downscale(split, i),
+                    None,
+                    &self.labels,
+                    self.rate_hz,
+                    self.dt_ms,
+                ));
             }
             self.bufs.write_probs(self.ctx, &probs)?;
             let mut rec = Recorder::new(self.ctx);
@@ -238,7 +253,13 @@ impl Runner<'_> {
     /// The spikes of one evaluation sample, step by step: [steps][n].
     fn raster(&mut self, split: &MnistSplit, i: usize, id: u32) -> Result<Vec<Vec<bool>>> {
         self.bufs.set_batch(1)?;
-        let probs = stimulus(&downscale(split, i), None, &self.labels, self.rate_hz, self.dt_ms);
+        let probs = stimulus(
+            &downscale(split, i),
+            None,
+            &self.labels,
+            self.rate_hz,
+            self.dt_ms,
+        );
         self.bufs.write_probs(self.ctx, &probs)?;
         let mut rec = Recorder::new(self.ctx);
         self.bufs.reset_state(&mut rec)?;
@@ -256,10 +277,17 @@ impl Runner<'_> {
 
 /// Trains and evaluates `recipe` (see the module comment); writes metrics.json, the checkpoint
 /// (weights and masks, safetensors), raster.png and input_weights.png under `opts.out`.
-pub fn run(ctx: &GpuContext, recipe: &SpikingRecipe, opts: &SpikingOptions) -> Result<SpikingMetrics> {
+pub fn run(
+    ctx: &GpuContext,
+    recipe: &SpikingRecipe,
+    opts: &SpikingOptions,
+) -> Result<SpikingMetrics> {
     let started = Instant::now();
     let task = &recipe.task;
-    let dir = opts.data.clone().unwrap_or_else(|| PathBuf::from("datasets/mnist"));
+    let dir = opts
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("datasets/mnist"));
     let data_err = |e: crate::data::DataError| HebbError::Format {
         path: dir.clone(),
         message: e.to_string(),
@@ -271,7 +299,12 @@ pub fn run(ctx: &GpuContext, recipe: &SpikingRecipe, opts: &SpikingOptions) -> R
     let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
     train_items.shuffle(&mut rng);
     train_items.truncate(limit);
-    let mut val_items = select(&train, task.validation[0], task.validation[1], &task.classes);
+    let mut val_items = select(
+        &train,
+        task.validation[0],
+        task.validation[1],
+        &task.classes,
+    );
     val_items.truncate(limit);
     let mut test_items = select(&test, 0, test.count, &task.classes);
     test_items.truncate(limit);
@@ -351,9 +384,20 @@ pub fn run(ctx: &GpuContext, recipe: &SpikingRecipe, opts: &SpikingOptions) -> R
     ));
 
     let raster = runner.raster(&test, test_items[0].0, test_ids)?;
-    write_raster_png(&opts.out.join("raster.png"), &culture, &runner.classes, &raster)?;
+    write_raster_png(
+        &opts.out.join("raster.png"),
+        &culture,
+        &runner.classes,
+        &raster,
+    )?;
     write_weights_png(&opts.out.join("input_weights.png"), &culture, &w_in)?;
-    write_checkpoint(&opts.out.join("checkpoint.safetensors"), &culture, &w_in, &w_inh, &w_exc)?;
+    write_checkpoint(
+        &opts.out.join("checkpoint.safetensors"),
+        &culture,
+        &w_in,
+        &w_inh,
+        &w_exc,
+    )?;
 
     let simulated = (train_items.len() + val_items.len() * curve.len() + test_items.len() + 1)
         as f64
@@ -394,16 +438,35 @@ fn write_raster_png(
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (electrode_cell(culture.positions[i]), i));
     let (sx, sy) = (4u32, if n <= 1000 { 2u32 } else { 1 });
-    let rows_px = if n <= 1000 { n as u32 * sy } else { n.div_ceil(4) as u32 };
-    let mut img = RgbImage::from_pixel(raster.len() as u32 * sx, rows_px.max(1), Rgb([255, 255, 255]));
-    let palette = [[200, 40, 40], [40, 80, 200], [30, 150, 60], [160, 60, 170], [200, 130, 0], [0, 150, 150]];
+    let rows_px = if n <= 1000 {
+        n as u32 * sy
+    } else {
+        n.div_ceil(4) as u32
+    };
+    let mut img = RgbImage::from_pixel(
+        raster.len() as u32 * sx,
+        rows_px.max(1),
+        Rgb([255, 255, 255]),
+    );
+    let palette = [
+        [200, 40, 40],
+        [40, 80, 200],
+        [30, 150, 60],
+        [160, 60, 170],
+        [200, 130, 0],
+        [0, 150, 150],
+    ];
     for (t, spikes) in raster.iter().enumerate() {
         for (row, &i) in order.iter().enumerate() {
             if !spikes[i] {
                 continue;
             }
             let colour = classes[i].map_or([90, 90, 90], |c| palette[c % palette.len()]);
-            let y0 = if n <= 1000 { row as u32 * sy } else { row as u32 / 4 };
+            let y0 = if n <= 1000 {
+                row as u32 * sy
+            } else {
+                row as u32 / 4
+            };
             for dx in 0..sx {
                 for dy in 0..sy {
                     let (x, y) = (t as u32 * sx + dx, y0 + dy);
@@ -439,7 +502,11 @@ fn write_weights_png(path: &Path, culture: &Culture, w_in: &[f32]) -> Result<()>
                 .sum()
         })
         .collect();
-    let hi = totals.iter().copied().fold(0.0f32, f32::max).max(f32::MIN_POSITIVE);
+    let hi = totals
+        .iter()
+        .copied()
+        .fold(0.0f32, f32::max)
+        .max(f32::MIN_POSITIVE);
     let radius = if n <= 1000 { 3i64 } else { 1 };
     for (i, &(x, y)) in culture.positions.iter().enumerate() {
         let v = (255.0 * totals[i] / hi) as u8;
@@ -490,19 +557,45 @@ fn write_checkpoint(
     let bytes_u32 = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
     let entries = [
         ("positions", Dtype::F32, vec![n, 2], bytes_f32(&positions)),
-        ("input.index", Dtype::U32, vec![n, culture.input.width], bytes_u32(&culture.input.index)),
-        ("input.weight", Dtype::F32, vec![n, culture.input.width], bytes_f32(w_in)),
-        ("inhibitory.index", Dtype::U32, vec![n, culture.inhibitory.width], bytes_u32(&culture.inhibitory.index)),
-        ("inhibitory.weight", Dtype::F32, vec![n, culture.inhibitory.width], bytes_f32(w_inh)),
-        ("excitatory.weight", Dtype::F32, vec![n, n], bytes_f32(w_exc)),
+        (
+            "input.index",
+            Dtype::U32,
+            vec![n, culture.input.width],
+            bytes_u32(&culture.input.index),
+        ),
+        (
+            "input.weight",
+            Dtype::F32,
+            vec![n, culture.input.width],
+            bytes_f32(w_in),
+        ),
+        (
+            "inhibitory.index",
+            Dtype::U32,
+            vec![n, culture.inhibitory.width],
+            bytes_u32(&culture.inhibitory.index),
+        ),
+        (
+            "inhibitory.weight",
+            Dtype::F32,
+            vec![n, culture.inhibitory.width],
+            bytes_f32(w_inh),
+        ),
+        (
+            "excitatory.weight",
+            Dtype::F32,
+            vec![n, n],
+            bytes_f32(w_exc),
+        ),
     ];
     let views: Vec<(String, TensorView<'_>)> = entries
         .iter()
         .map(|(name, dtype, shape, data)| {
-            let view = TensorView::new(*dtype, shape.clone(), data).map_err(|e| HebbError::Shape {
-                tensor: name.to_string(),
-                message: e.to_string(),
-            })?;
+            let view =
+                TensorView::new(*dtype, shape.clone(), data).map_err(|e| HebbError::Shape {
+                    tensor: name.to_string(),
+                    message: e.to_string(),
+                })?;
             Ok((name.to_string(), view))
         })
         .collect::<Result<_>>()?;
