@@ -483,52 +483,64 @@ fn write_raster_png(
     })
 }
 
-/// Each neuron drawn at its position over the culture, brighter the more input weight it
-/// receives from the digit electrodes (columns 0-5); electrode centres as grey crosses.
+/// The learned input weights as a 6 x 10 grid of panels, one per electrode at its place on
+/// the array. Each panel shows the whole culture with every neuron drawn at its position,
+/// brighter the stronger that electrode's synapse onto it (scaled to the panel's strongest);
+/// the panel's electrode is marked with a grey cross.
 fn write_weights_png(path: &Path, culture: &Culture, w_in: &[f32]) -> Result<()> {
-    let scale = 300.0;
-    let (w_px, h_px) = ((WIDTH * scale) as u32, (HEIGHT * scale) as u32);
-    let mut img = RgbImage::from_pixel(w_px, h_px, Rgb([0, 0, 0]));
+    let (pw, ph) = (120u32, 72u32);
+    let gap = 4u32;
+    let mut img = RgbImage::from_pixel(
+        ELECTRODE_COLS as u32 * (pw + gap) + gap,
+        ELECTRODE_ROWS as u32 * (ph + gap) + gap,
+        Rgb([40, 40, 40]),
+    );
     let width = culture.input.width;
     let n = culture.neurons();
-    let totals: Vec<f32> = (0..n)
-        .map(|i| {
-            (0..width)
-                .filter(|&j| {
-                    let e = culture.input.index[i * width + j];
-                    e != crate::spiking::culture::NONE && (e as usize % ELECTRODE_COLS) < 6
-                })
-                .map(|j| w_in[i * width + j])
-                .sum()
-        })
-        .collect();
-    let hi = totals
-        .iter()
-        .copied()
-        .fold(0.0f32, f32::max)
-        .max(f32::MIN_POSITIVE);
-    let radius = if n <= 1000 { 3i64 } else { 1 };
-    for (i, &(x, y)) in culture.positions.iter().enumerate() {
-        let v = (255.0 * totals[i] / hi) as u8;
-        let (cx, cy) = ((x * scale) as i64, (y * scale) as i64);
-        for dx in -radius..=radius {
-            for dy in -radius..=radius {
-                let (px, py) = (cx + dx, cy + dy);
-                if px >= 0 && py >= 0 && (px as u32) < w_px && (py as u32) < h_px {
-                    img.put_pixel(px as u32, py as u32, Rgb([v, v / 2 + 40, 255 - v]));
-                }
+    let mut strongest = vec![0.0f32; ELECTRODES];
+    for i in 0..n {
+        for j in 0..width {
+            let e = culture.input.index[i * width + j];
+            if e != crate::spiking::culture::NONE {
+                strongest[e as usize] = strongest[e as usize].max(w_in[i * width + j]);
             }
         }
     }
+    let radius = if n <= 1000 { 1i64 } else { 0 };
     for e in 0..ELECTRODES {
-        let (x, y) = electrode_centre(e);
-        let (cx, cy) = ((x * scale) as i64, (y * scale) as i64);
-        for d in -4i64..=4 {
-            for (px, py) in [(cx + d, cy), (cx, cy + d)] {
-                if px >= 0 && py >= 0 && (px as u32) < w_px && (py as u32) < h_px {
-                    img.put_pixel(px as u32, py as u32, Rgb([160, 160, 160]));
+        let (r, k) = ((e / ELECTRODE_COLS) as u32, (e % ELECTRODE_COLS) as u32);
+        let (x0, y0) = (gap + k * (pw + gap), gap + r * (ph + gap));
+        for y in 0..ph {
+            for x in 0..pw {
+                img.put_pixel(x0 + x, y0 + y, Rgb([0, 0, 0]));
+            }
+        }
+        let mut put = |x: f64, y: f64, dx: i64, dy: i64, c: Rgb<u8>| {
+            let px = (x / WIDTH * (pw - 1) as f64) as i64 + dx;
+            let py = (y / HEIGHT * (ph - 1) as f64) as i64 + dy;
+            if px >= 0 && py >= 0 && (px as u32) < pw && (py as u32) < ph {
+                img.put_pixel(x0 + px as u32, y0 + py as u32, c);
+            }
+        };
+        for i in 0..n {
+            let w = (0..width)
+                .find(|&j| culture.input.index[i * width + j] == e as u32)
+                .map_or(0.0, |j| w_in[i * width + j]);
+            if w <= 0.0 || strongest[e] <= 0.0 {
+                continue;
+            }
+            let v = (255.0 * (w / strongest[e]).sqrt()) as u8;
+            let (x, y) = culture.positions[i];
+            for dx in -radius..=radius {
+                for dy in -radius..=radius {
+                    put(x, y, dx, dy, Rgb([v, v, v / 3]));
                 }
             }
+        }
+        let (cx, cy) = electrode_centre(e);
+        for d in -3i64..=3 {
+            put(cx, cy, d, 0, Rgb([120, 120, 255]));
+            put(cx, cy, 0, d, Rgb([120, 120, 255]));
         }
     }
     img.save(path).map_err(|e| HebbError::Io {
