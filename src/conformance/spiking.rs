@@ -23,6 +23,9 @@ use crate::reference::spiking::RefSim;
 use crate::spiking::culture::{Culture, CultureConfig, ELECTRODES};
 
 pub const STATE_TOL: f64 = 1e-5;
+
+/// Raw state, raw spikes, ELL weights and W_E after a GPU step.
+type StepOutput = (Vec<f32>, Vec<u32>, Vec<f32>, Vec<f32>);
 pub const WEIGHT_TOL: f64 = 1e-5;
 
 /// A random but valid state for `bufs` at step t: spike history, lists consistent with it.
@@ -149,12 +152,12 @@ fn check_case(
         cols,
         exc_strength: 3.0,
         inh_strength: 3.0,
-        lower_bound: if index % 2 == 0 {
+        lower_bound: if index.is_multiple_of(2) {
             0.0
         } else {
             f64::NEG_INFINITY
         },
-        rest: if index % 2 == 0 { 0.5 } else { 0.0 },
+        rest: if index.is_multiple_of(2) { 0.5 } else { 0.0 },
         ..CultureConfig::default()
     };
     let culture = Culture::build(&cfg, seed);
@@ -176,7 +179,7 @@ fn check_case(
             break (state, spikes, sim);
         }
     };
-    let run = || -> Result<(Vec<f32>, Vec<u32>, Vec<f32>, Vec<f32>)> {
+    let run = || -> Result<StepOutput> {
         write_raw(ctx, &bufs, &state, &spikes)?;
         let mut rec = Recorder::new(ctx);
         bufs.step(&mut rec, t, sample_base, learning, dense)?;

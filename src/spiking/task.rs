@@ -507,7 +507,7 @@ fn write_weights_png(path: &Path, culture: &Culture, w_in: &[f32]) -> Result<()>
         }
     }
     let radius = if n <= 1000 { 1i64 } else { 0 };
-    for e in 0..ELECTRODES {
+    for (e, &top) in strongest.iter().enumerate() {
         let (r, k) = ((e / ELECTRODE_COLS) as u32, (e % ELECTRODE_COLS) as u32);
         let (x0, y0) = (gap + k * (pw + gap), gap + r * (ph + gap));
         for y in 0..ph {
@@ -526,10 +526,10 @@ fn write_weights_png(path: &Path, culture: &Culture, w_in: &[f32]) -> Result<()>
             let w = (0..width)
                 .find(|&j| culture.input.index[i * width + j] == e as u32)
                 .map_or(0.0, |j| w_in[i * width + j]);
-            if w <= 0.0 || strongest[e] <= 0.0 {
+            if w <= 0.0 || top <= 0.0 {
                 continue;
             }
-            let v = (255.0 * (w / strongest[e]).sqrt()) as u8;
+            let v = (255.0 * (w / top).sqrt()) as u8;
             let (x, y) = culture.positions[i];
             for dx in -radius..=radius {
                 for dy in -radius..=radius {
