@@ -30,6 +30,9 @@ struct HebbParams {
 override WG: u32 = 8u;
 const NO_INDEX: u32 = 0xffffffffu;
 const LOWEST: f32 = -3.4028234663852886e38;
+// −inf (not writable as a WGSL literal): what a lane without candidates reports, so a real
+// −inf entry still ranks (the index reduction counts only lanes that found one).
+fn neg_inf() -> f32 { return bitcast<f32>(0xff800000u); }
 
 fn guard(v: f32) -> f32 { return select(v, 1.0, v == 0.0); }
 fn pow_nonneg(v: f32, a: f32) -> f32 { return select(pow(v, a), 0.0, v <= 0.0); }
@@ -60,7 +63,7 @@ fn kth_largest(base: u32, r: u32, with_teacher: bool, lane: u32) -> Ranked {
                 found = true;
             }
         }
-        let value = subgroupMax(select(LOWEST, best.value, found));
+        let value = subgroupMax(select(neg_inf(), best.value, found));
         let index = subgroupMin(select(NO_INDEX, best.index, found && best.value == value));
         prev = Ranked(value, index);
     }

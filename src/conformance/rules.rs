@@ -517,5 +517,43 @@ pub fn competition_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             }
         }
     }
+    // Rankings that reach into −inf entries (the last 5 of every row of 9): the winner, a
+    // k-WTA threshold and a Krotov rank among them must still be found, exactly.
+    let (n, c) = (3usize, 9usize);
+    let seed = derive_seed(base_seed, 9100);
+    let mut u = random_f32(seed, n * c);
+    for r in 0..n {
+        for i in 4..c {
+            u[r * c + i] = f32::NEG_INFINITY;
+        }
+    }
+    let kinds = [K::Hard, K::Kwta { k: 7 }, K::Krotov { k: 6, delta: 0.4 }];
+    for kind in kinds {
+        let (want0, want_g) = reference::rules::competition(kind, &widen(&u), None, n, c);
+        for kernel in &kernels {
+            let name = match kernel {
+                CompetitionKernel::PerRow => "competition",
+                CompetitionKernel::Subgroup => "competition_subgroup",
+            };
+            let row = Row::new(name, format!("{kind:?} -inf"), &[("n", n), ("c", c)], seed);
+            let run = || -> crate::error::Result<Vec<f64>> {
+                let tu = Tensor::from_f32(ctx, "U", &[n, c], &u)?;
+                let out0 = Tensor::empty(ctx, "out0", &[n, c], DType::F32)?;
+                let g = Tensor::empty(ctx, "G", &[n, c], DType::F32)?;
+                out0.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                competition_with(&mut rec, *kernel, kind, &tu, None, n, c, &out0, &g)?;
+                rec.submit();
+                let mut got = widen(&out0.to_f32_vec(ctx)?);
+                got.extend(widen(&g.to_f32_vec(ctx)?));
+                Ok(got)
+            };
+            let want: Vec<f64> = want0.iter().chain(&want_g).copied().collect();
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, 0.0),
+                Err(e) => row.fail(e),
+            });
+        }
+    }
     rows
 }

@@ -138,9 +138,14 @@ fn check_case(
 ) -> Vec<Row> {
     let n = rows * cols;
     let variant = format!(
-        "C={cultures} B={batch}{}{}",
+        "C={cultures} B={batch}{}{}{}",
         if learning { " stdp" } else { "" },
-        if dense { " dense" } else { "" }
+        if dense { " dense" } else { "" },
+        if cultures == 3 && n == 13 {
+            " W_E in 4 bindings"
+        } else {
+            ""
+        }
     );
     let shape = [("n", n), ("b", batch)];
     let seed = derive_seed(base_seed, 12_000 + index);
@@ -161,7 +166,12 @@ fn check_case(
         ..CultureConfig::default()
     };
     let culture = Culture::build(&cfg, seed);
-    let mut bufs = match SpikingBuffers::new(ctx, &culture, cultures, batch, seed as u32) {
+    // Three cultures also run with W_E split over all four bindings (at most 10 rows each),
+    // as large cultures are on adapters with small bindings.
+    let chunk_rows = (cultures == 3 && n == 13).then_some(10);
+    let made =
+        SpikingBuffers::with_chunk_rows(ctx, &culture, cultures, batch, seed as u32, chunk_rows);
+    let mut bufs = match made {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
@@ -260,6 +270,7 @@ pub fn spiking_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         (12, 20, 1, 1, true, false),
         (12, 20, 1, 4, false, false),
         (12, 20, 1, 2, false, true),
+        (1, 13, 3, 3, true, false),
     ];
     let mut rows = Vec::new();
     for (index, &(r, c, cultures, batch, learning, dense)) in cases.iter().enumerate() {

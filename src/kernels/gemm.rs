@@ -744,19 +744,18 @@ impl Gemm {
     }
 
     /// `resolved_tiles` for operands stored as `a` and `b`. f16 operands on both sides run the
-    /// cooperative-matrix kernel where the adapter has it and the shape fits (given or tuned
-    /// coop tiles, else 2 x 2 tiles, else 1 x 1), and the tiled kernel otherwise; the subgroup
-    /// kernel takes f32 only.
+    /// cooperative-matrix kernel where the adapter has it and the shape fits (given coop tiles,
+    /// else 2 x 2 tiles, else 1 x 1; tuned entries, timed on f32, do not apply), and the tiled
+    /// kernel otherwise; the subgroup kernel takes f32 only.
     pub fn kernel_tiles(&self, ctx: &GpuContext, a: DType, b: DType) -> Result<GemmTiles> {
-        if a == DType::F16 && b == DType::F16 && GemmTiles::coop_width(ctx).is_some() {
-            let chosen = self.tiles.or_else(|| ctx.tuned(&self.shape_class()));
-            let mut options: Vec<GemmTiles> = chosen
-                .filter(|t| t.kind == GemmKind::Coop)
-                .into_iter()
-                .collect();
-            if chosen.is_none_or(|t| t.kind == GemmKind::Coop) {
-                options.extend([GemmTiles::coop(2, 2), GemmTiles::coop(1, 1)]);
-            }
+        // Tuning times f32 operands only, so only explicit tiles steer (or stop) the choice.
+        if a == DType::F16
+            && b == DType::F16
+            && GemmTiles::coop_width(ctx).is_some()
+            && self.tiles.is_none_or(|t| t.kind == GemmKind::Coop)
+        {
+            let mut options: Vec<GemmTiles> = self.tiles.into_iter().collect();
+            options.extend([GemmTiles::coop(2, 2), GemmTiles::coop(1, 1)]);
             for t in options {
                 t.validate(ctx)?;
                 if self.coop_ok(&t) {

@@ -48,6 +48,30 @@ pub struct SpikingParams {
 /// Bindings of W_E.
 pub const EXC_CHUNKS: usize = 4;
 
+/// Rows of W_E (n weights each, for `cultures` cultures of n neurons) per binding on this
+/// adapter, or an error when they need more than `EXC_CHUNKS` bindings. Call it before
+/// building a large culture: W_E takes 4·C·n² bytes.
+pub fn exc_rows_per_chunk(ctx: &GpuContext, n: usize, cultures: usize) -> Result<usize> {
+    let row_bytes = 4 * n.max(1) as u64;
+    // Tensors are padded to 16 bytes, and a binding is also a whole buffer.
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size)
+        & !15;
+    let max_rows = ((limit.saturating_sub(16)) / row_bytes).max(1) as usize;
+    let rows = cultures * n;
+    let rows_per_chunk = rows.clamp(1, max_rows);
+    if rows.div_ceil(rows_per_chunk) > EXC_CHUNKS {
+        return Err(HebbError::TooLargeForBinding {
+            tensor: format!("excitatory weights of {cultures} culture(s) of {n} neurons"),
+            bytes: rows as u64 * row_bytes,
+            limit: EXC_CHUNKS as u64 * limit,
+        });
+    }
+    Ok(rows_per_chunk)
+}
+
 /// The GPU buffers of C cultures (weights) simulated on up to `capacity` batch elements.
 pub struct SpikingBuffers {
     pub params: SpikingParams,
@@ -82,6 +106,19 @@ impl SpikingBuffers {
         capacity: usize,
         seed: u32,
     ) -> Result<Self> {
+        Self::with_chunk_rows(ctx, culture, cultures, capacity, seed, None)
+    }
+
+    /// As `new`, with at most `chunk_rows` rows of W_E per binding when given (tests: the
+    /// split across bindings on small cultures); by default as many as the adapter allows.
+    pub fn with_chunk_rows(
+        ctx: &GpuContext,
+        culture: &Culture,
+        cultures: usize,
+        capacity: usize,
+        seed: u32,
+        chunk_rows: Option<usize>,
+    ) -> Result<Self> {
         let n = culture.neurons();
         let cfg = &culture.config;
         if cultures == 0 || capacity == 0 || !capacity.is_multiple_of(cultures) {
@@ -93,17 +130,17 @@ impl SpikingBuffers {
             });
         }
         let u = |what: &str, v: usize| to_u32("spiking", what, v);
-        // W_E rows per binding: as many as the adapter's binding size allows.
-        let row_bytes = 4 * n as u64;
-        let max_rows = (ctx.limits.max_storage_buffer_binding_size / row_bytes).max(1) as usize;
         let rows = cultures * n;
-        let rows_per_chunk = rows.min(max_rows);
-        let chunks = rows.div_ceil(rows_per_chunk);
-        if chunks > EXC_CHUNKS {
-            return Err(HebbError::TooLargeForBinding {
-                tensor: format!("excitatory weights of {cultures} cultures of {n} neurons"),
-                bytes: rows as u64 * row_bytes,
-                limit: EXC_CHUNKS as u64 * ctx.limits.max_storage_buffer_binding_size,
+        let rows_per_chunk = match chunk_rows {
+            Some(r) => r.clamp(1, rows),
+            None => exc_rows_per_chunk(ctx, n, cultures)?,
+        };
+        if rows.div_ceil(rows_per_chunk) > EXC_CHUNKS {
+            return Err(HebbError::Launch {
+                kernel: "spiking".into(),
+                message: format!(
+                    "{rows} excitatory rows in chunks of {rows_per_chunk} need more than {EXC_CHUNKS} bindings"
+                ),
             });
         }
         let mut exc = Vec::with_capacity(EXC_CHUNKS);
@@ -332,7 +369,9 @@ impl SpikingBuffers {
     /// Each neuron's incoming weights of each connection scaled back to its strength.
     pub fn renormalise(&self, rec: &mut Recorder<'_>) -> Result<()> {
         let n = self.params.n as usize;
-        check_loop_budget(rec.ctx, "renormalise", 2 * n as u64, "an excitatory column")?;
+        let widths = (self.params.width_in + self.params.width_inh) as u64;
+        let loops = 2 * (n as u64 + widths);
+        check_loop_budget(rec.ctx, "renormalise", loops, "a neuron's incoming weights")?;
         let g = self.grid(rec.ctx, "renormalise", self.params.cultures as usize * n)?;
         self.record(rec, "renormalise", &self.params, &[4, 5, 6, 7, 8], g)
     }

@@ -20,6 +20,8 @@ pub const HEIGHT: f64 = 1.0;
 pub const ELECTRODE_ROWS: usize = 6;
 pub const ELECTRODE_COLS: usize = 10;
 pub const ELECTRODES: usize = ELECTRODE_ROWS * ELECTRODE_COLS;
+/// The largest culture a recipe may ask for: W_E alone is 4·n² bytes (4.3 GB here).
+pub const MAX_NEURONS: usize = 32_768;
 /// Marks an empty ELL slot.
 pub const NONE: u32 = u32::MAX;
 
@@ -110,8 +112,24 @@ impl CultureConfig {
                 message: format!("culture.{field}: {why}"),
             })
         };
-        if self.neurons() == 0 {
-            return bad("rows/cols", "the culture needs at least one neuron");
+        if self.neurons() == 0 || self.neurons() > MAX_NEURONS {
+            return bad(
+                "rows/cols",
+                &format!(
+                    "the culture needs 1..={MAX_NEURONS} neurons (got {} x {}); its dense \
+                     excitatory matrix takes 4·n² bytes",
+                    self.rows, self.cols
+                ),
+            );
+        }
+        for (field, v) in [
+            ("rest", self.rest),
+            ("thresh", self.thresh),
+            ("reset", self.reset),
+        ] {
+            if !v.is_finite() {
+                return bad(field, &format!("must be a finite number (got {v})"));
+            }
         }
         for (field, v) in [
             ("tau_m", self.tau_m),

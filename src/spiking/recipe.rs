@@ -126,6 +126,12 @@ impl SpikingRecipe {
         if t.eval_every == 0 || t.eval_batch == 0 || t.duration_ms == 0 {
             return bad("task.eval_every, eval_batch and duration_ms must be ≥ 1".into());
         }
+        if (t.duration_ms as f64 / recipe.culture.dt).round() < 1.0 {
+            return bad(format!(
+                "task.duration_ms = {} is less than one step of culture.dt = {} ms",
+                t.duration_ms, recipe.culture.dt
+            ));
+        }
         if !(t.rate_hz.is_finite() && t.rate_hz >= 0.0) {
             return bad(format!("task.rate_hz: must be ≥ 0 (got {})", t.rate_hz));
         }

@@ -1,7 +1,9 @@
 //! The MNIST task of SpikingGrid (runexp.py, data.py, utils.py): stimulation through the
 //! electrodes, training by STDP one sample at a time, evaluation in parallel batches, the
 //! spike-count readout by electrode cell, and the run's outputs (metrics.json, checkpoint,
-//! raster and weight PNGs).
+//! raster and weight PNGs). One difference from the original: it also scored a training
+//! subset every 50 samples, for its plots only; this run scores the validation set, which
+//! is what selects the weights.
 //!
 //! Stimulation: a digit is resized to 6 x 6 (bilinear, antialiased), pixel (r, k) drives
 //! electrode (r, k) as a Bernoulli spike train with p = pixel · rate · dt per step (the Poisson
@@ -320,6 +322,8 @@ pub fn run(
         }
     };
 
+    // Refuse cultures this adapter cannot hold before spending minutes building them.
+    crate::kernels::spiking::exc_rows_per_chunk(ctx, recipe.culture.neurons(), 1)?;
     let culture = Culture::build(&recipe.culture, recipe.seed);
     let build_seconds = started.elapsed().as_secs_f64();
     log(format!(
