@@ -684,8 +684,10 @@ impl Gemm {
         })
     }
 
-    /// The most K one split covers on drivers with a loop-iteration limit.
+    /// The most K one split of the tiled kernel covers on drivers with a loop-iteration limit.
     pub const LOOP_LIMITED_K: usize = 8192;
+    /// The same for the subgroup kernel (32,768 of its k steps).
+    pub const LOOP_LIMITED_K_SUBGROUP: usize = 131_072;
 
     /// Number of K splits and K per split for these tiles on this device.
     pub fn plan_split(&self, ctx: &GpuContext, tiles: &GemmTiles) -> (u32, u32) {
@@ -714,10 +716,15 @@ impl Gemm {
         };
         let mut k_per_split = k.div_ceil(wanted).div_ceil(bk) * bk;
         // Where the driver cuts long loops short (llvmpipe: 65,535 iterations per invocation,
-        // all loops together), keep each split's K loop far below that: 8192 K is 2048 steps
-        // of the subgroup kernel and 512 tile steps of the tiled one (with their inner loops).
+        // all loops together), keep each split's loops below that: the subgroup kernel loops
+        // once per 4 k (its inner loops have constant bounds and unroll), the tiled kernel
+        // about 20 times per BK = 16 tile step (its kk and tile-load loops).
         if ctx.loop_iteration_limit().is_some() {
-            k_per_split = k_per_split.min(Self::LOOP_LIMITED_K.div_ceil(bk) * bk);
+            let cap = match tiles.kind {
+                GemmKind::Subgroup => Self::LOOP_LIMITED_K_SUBGROUP,
+                _ => Self::LOOP_LIMITED_K,
+            };
+            k_per_split = k_per_split.min(cap.div_ceil(bk) * bk);
         }
         let splits = k.div_ceil(k_per_split);
         (splits as u32, k_per_split as u32)
