@@ -16,7 +16,8 @@
 // element i is the low half of word i / 2 when i is even) when A_HALF / B_HALF are set; either
 // way every product is accumulated in f32, and C is f32. The operands are declared as u32 words
 // and bitcast, so the same bindings serve both precisions, and halves need no SHADER_F16:
-// unpack2x16float is core WGSL and compiles to the same conversion a native f16 load does.
+// unpack2x16float is core WGSL: one half-to-float conversion per element, which a native f16
+// load would need too.
 //
 // Bounds: A and B are read only at op(A)[m < M, k < K] and op(B)[k < K, n < N] of batch
 // b < batch, C only at [m < M, n < N]; the launcher checks that each buffer holds

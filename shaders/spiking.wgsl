@@ -7,7 +7,7 @@
 // below). Weights exist once per culture c < C; batch element b uses culture b / (B / C).
 //   - electrodes → Y and Z → Y (sparse after pruning): ELL by postsynaptic neuron. Row i holds
 //     `width` (presynaptic index, weight) pairs in ascending index order, padded with NONE.
-//   - Y → Y (σ_E = 1.2 mm on a 3 x 5 mm culture: about 85 % of pairs survive pruning): dense
+//   - Y → Y (σ_E = 1.2 mm on a 3 x 5 mm culture: 95 % of pairs survive pruning): dense
 //     by presynaptic neuron, W_E[c, pre, post], pruned synapses and self-connections holding −1
 //     (E weights are clamped to ≥ 0, so the sign is the mask). The rows are split over four
 //     bindings of at most `rows_per_chunk` rows each, to stay under per-binding size limits.

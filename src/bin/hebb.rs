@@ -560,13 +560,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sample_seconds,
             json,
         }) => {
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
-            let timer = GpuTimer::new(&ctx, wall);
-            println!(
-                "adapter: {}  timer: {}",
-                ctx.adapter_name(),
-                timer.kind.name()
-            );
+            let (ctx, timer, budget) = bench_setup(&cli.adapter, wall, samples, sample_seconds)?;
             let cases: Vec<_> = bench::rules::default_cases()
                 .into_iter()
                 .filter(|c| {
@@ -577,10 +571,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if cases.is_empty() {
                 bail!("--only {only:?} matches no benchmark case");
             }
-            let budget = BenchBudget {
-                sample_s: sample_seconds,
-                samples,
-            };
             let rows = bench::rules::bench_rules(&ctx, &cases, &timer, budget, !no_naive)?;
             bench::rules::print_rule_rows(&rows);
             if let Some(path) = json {
@@ -726,17 +716,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sample_seconds,
             json,
         }) => {
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
-            let timer = GpuTimer::new(&ctx, wall);
-            println!(
-                "adapter: {}  timer: {}",
-                ctx.adapter_name(),
-                timer.kind.name()
-            );
-            let budget = BenchBudget {
-                sample_s: sample_seconds,
-                samples,
-            };
+            let (ctx, timer, budget) = bench_setup(&cli.adapter, wall, samples, sample_seconds)?;
             let rows = bench::competition::bench_competition(&ctx, &timer, budget)?;
             bench::print_rows(&rows);
             if let Some(path) = json {
@@ -754,17 +734,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         }) => {
             let (recipe, _) = hebb::spiking::recipe::SpikingRecipe::resolve(&recipe)?;
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
-            let timer = GpuTimer::new(&ctx, wall);
-            println!(
-                "adapter: {}  timer: {}",
-                ctx.adapter_name(),
-                timer.kind.name()
-            );
-            let budget = BenchBudget {
-                sample_s: sample_seconds,
-                samples,
-            };
+            let (ctx, timer, budget) = bench_setup(&cli.adapter, wall, samples, sample_seconds)?;
             let rows = bench::spiking::bench_spiking(&ctx, &recipe, &data, batch, &timer, budget)?;
             bench::spiking::print_rows(&rows);
             if let Some(path) = json {
@@ -782,18 +752,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sample_seconds,
             json,
         }) => {
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
             let tiles = tiles.as_deref().map(parse_tiles).transpose()?;
-            let timer = GpuTimer::new(&ctx, wall);
-            println!(
-                "adapter: {}  timer: {}",
-                ctx.adapter_name(),
-                timer.kind.name()
-            );
-            let budget = BenchBudget {
-                sample_s: sample_seconds,
-                samples,
-            };
+            let (ctx, timer, budget) = bench_setup(&cli.adapter, wall, samples, sample_seconds)?;
             let rows = bench::gemm::bench_gemm(
                 &ctx,
                 &bench::gemm::default_cases(&sizes),
@@ -816,6 +776,27 @@ fn parse_tiles(text: &str) -> Result<GemmTiles> {
     GemmTiles::parse(text).with_context(|| {
         format!("--tiles {text:?}: expected BMxBNxBK/TMxTN (e.g. 64x64x16/8x8) or subgroup:8, subgroup:16, subgroup:24")
     })
+}
+
+/// The adapter, timer and sampling budget of a `hebb bench` command, with its header line.
+fn bench_setup(
+    adapter: &AdapterArgs,
+    wall: bool,
+    samples: usize,
+    sample_seconds: f64,
+) -> Result<(GpuContext, GpuTimer, BenchBudget)> {
+    let ctx = GpuContext::new(&adapter.choice())?;
+    let timer = GpuTimer::new(&ctx, wall);
+    println!(
+        "adapter: {}  timer: {}",
+        ctx.adapter_name(),
+        timer.kind.name()
+    );
+    let budget = BenchBudget {
+        sample_s: sample_seconds,
+        samples,
+    };
+    Ok((ctx, timer, budget))
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, rows: &T) -> Result<()> {

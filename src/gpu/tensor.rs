@@ -187,7 +187,28 @@ impl Tensor {
 
     /// Copies the tensor to the host (waits for all submitted work).
     pub fn read_bytes(&self, ctx: &GpuContext) -> Result<Vec<u8>> {
-        let size = self.buffer.size();
+        let mut bytes = self.read_words(ctx, 0, self.buffer.size() / 4)?;
+        bytes.truncate(self.bytes() as usize);
+        Ok(bytes)
+    }
+
+    /// The buffer's 32-bit words [first, first + count), as bytes: a readback of one section
+    /// of a larger tensor without copying the rest.
+    pub fn read_words(&self, ctx: &GpuContext, first: u64, count: u64) -> Result<Vec<u8>> {
+        let (start, size) = (4 * first, 4 * count);
+        if start + size > self.buffer.size() {
+            return Err(HebbError::Shape {
+                tensor: self.label.clone(),
+                message: format!(
+                    "words {first}..{} are past the buffer's {} words",
+                    first + count,
+                    self.buffer.size() / 4
+                ),
+            });
+        }
+        if size == 0 {
+            return Ok(Vec::new());
+        }
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
@@ -197,7 +218,7 @@ impl Tensor {
         let mut encoder = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(&self.buffer, start, &staging, 0, size);
         ctx.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -216,7 +237,7 @@ impl Tensor {
                 during: format!("mapping {}", self.label),
                 message: e.to_string(),
             })?;
-            view[..self.bytes() as usize].to_vec()
+            view.to_vec()
         };
         staging.unmap();
         Ok(bytes)

@@ -9,7 +9,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
 use crate::kernels::{
     COMPETITION_SUBGROUP_WGSL, HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL, OPTIM_WGSL, bind_group,
-    check_grid, check_loop_budget, record_dispatch, to_u32,
+    check_grid, check_loop_budget, record_dispatch, record_dispatch_with, to_u32,
 };
 
 /// Mirrors `HebbParams` in hebbian.wgsl (48 bytes).
@@ -334,23 +334,17 @@ pub fn competition_with(
                 });
             };
             distinct_outputs("competition_subgroup", &[u, inputs[1].1], &[out0, g])?;
-            let pipeline = ctx.kernels.get(
-                &ctx.device,
-                ctx.features,
+            let groups = grid_1d(ctx, to_u32("competition_subgroup", "N", n)?);
+            let tensors: Vec<(u32, &Tensor)> = inputs.iter().chain(&outputs).copied().collect();
+            record_dispatch_with(
+                rec,
                 &COMPETITION_SUBGROUP_WGSL,
                 "competition_subgroup",
                 &[("WG", width as f64)],
-            )?;
-            let groups = grid_1d(ctx, to_u32("competition_subgroup", "N", n)?);
-            check_grid(ctx, "competition_subgroup", groups)?;
-            let uniform = rec.uniform(&p);
-            let mut entries = vec![(0, uniform.as_entire_binding())];
-            for (slot, t) in inputs.iter().chain(outputs.iter()) {
-                entries.push((*slot, t.binding(ctx)?));
-            }
-            let bg = bind_group(ctx, &pipeline, &entries);
-            rec.dispatch(&pipeline, &bg, groups);
-            Ok(())
+                &p,
+                &tensors,
+                groups,
+            )
         }
     }
 }

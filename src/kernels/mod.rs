@@ -179,10 +179,23 @@ pub(crate) fn record_dispatch<P: bytemuck::Pod>(
     tensors: &[(u32, &crate::gpu::Tensor)],
     groups: [u32; 3],
 ) -> Result<()> {
+    record_dispatch_with(rec, shader, entry, &[], params, tensors, groups)
+}
+
+/// `record_dispatch` with override constants.
+pub(crate) fn record_dispatch_with<P: bytemuck::Pod>(
+    rec: &mut crate::gpu::Recorder<'_>,
+    shader: &Shader,
+    entry: &'static str,
+    overrides: &[(&'static str, f64)],
+    params: &P,
+    tensors: &[(u32, &crate::gpu::Tensor)],
+    groups: [u32; 3],
+) -> Result<()> {
     let ctx = rec.ctx;
     let pipeline = ctx
         .kernels
-        .get(&ctx.device, ctx.features, shader, entry, &[])?;
+        .get(&ctx.device, ctx.features, shader, entry, overrides)?;
     check_grid(ctx, entry, groups)?;
     let uniform = rec.uniform(params);
     let mut entries = vec![(0, uniform.as_entire_binding())];

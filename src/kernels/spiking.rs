@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::{SPIKING_WGSL, bind_group, check_grid, check_loop_budget, to_u32};
+use crate::kernels::{SPIKING_WGSL, check_loop_budget, record_dispatch, to_u32};
 use crate::spiking::culture::{Culture, ELECTRODES};
 
 /// Mirrors `SpikingParams` in spiking.wgsl (96 bytes).
@@ -269,26 +269,20 @@ impl SpikingBuffers {
         bindings: &[u32],
         groups: [u32; 3],
     ) -> Result<()> {
-        let ctx = rec.ctx;
-        let pipeline = ctx
-            .kernels
-            .get(&ctx.device, ctx.features, &SPIKING_WGSL, entry, &[])?;
-        check_grid(ctx, entry, groups)?;
-        let uniform = rec.uniform(params);
-        let mut entries = vec![(0, uniform.as_entire_binding())];
-        for &slot in bindings {
-            let t = match slot {
-                1 => &self.state,
-                2 => &self.spikes,
-                3 => &self.ell_idx,
-                4 => &self.ell_w,
-                k => &self.exc[k as usize - 5],
-            };
-            entries.push((slot, t.binding(ctx)?));
-        }
-        let bg = bind_group(ctx, &pipeline, &entries);
-        rec.dispatch(&pipeline, &bg, groups);
-        Ok(())
+        let tensors: Vec<(u32, &Tensor)> = bindings
+            .iter()
+            .map(|&slot| {
+                let t = match slot {
+                    1 => &self.state,
+                    2 => &self.spikes,
+                    3 => &self.ell_idx,
+                    4 => &self.ell_w,
+                    k => &self.exc[k as usize - 5],
+                };
+                (slot, t)
+            })
+            .collect();
+        record_dispatch(rec, &SPIKING_WGSL, entry, params, &tensors, groups)
     }
 
     fn grid(&self, ctx: &GpuContext, entry: &str, items: usize) -> Result<[u32; 3]> {
@@ -438,19 +432,22 @@ impl SpikingBuffers {
         Ok(())
     }
 
-    /// The spike counts of the last sample batch, [B, n].
+    /// The spike counts of the last sample batch, [B, n] (only that section is read back).
     pub fn read_counts(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
-        let state = self.state.to_f32_vec(ctx)?;
-        let off = self.counts_offset();
-        Ok(state[off..off + self.batch() * self.params.n as usize].to_vec())
+        let len = self.batch() * self.params.n as usize;
+        let bytes = self
+            .state
+            .read_words(ctx, self.counts_offset() as u64, len as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    /// The current Y spikes (slot of step t) of batch element b.
+    /// The current Y spikes (slot of step t) of batch element b (only those n words are read).
     pub fn read_spikes(&self, ctx: &GpuContext, t: u32, b: usize) -> Result<Vec<bool>> {
-        let all = self.spikes.to_f32_vec(ctx)?;
         let n = self.params.n as usize;
         let at = ((t as usize % 3) * self.batch() + b) * n;
-        Ok(all[at..at + n].iter().map(|v| v.to_bits() != 0).collect())
+        let bytes = self.spikes.read_words(ctx, at as u64, n as u64)?;
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        Ok(words.iter().map(|&w| w != 0).collect())
     }
 }
 

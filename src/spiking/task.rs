@@ -174,6 +174,9 @@ fn select(split: &MnistSplit, start: usize, end: usize, classes: &[u8]) -> Vec<(
         .collect()
 }
 
+/// Input, inhibitory and excitatory weights, as `SpikingBuffers::read_weights` returns them.
+type Weights = (Vec<f32>, Vec<f32>, Vec<f32>);
+
 struct Runner<'c> {
     ctx: &'c GpuContext,
     bufs: SpikingBuffers,
@@ -356,7 +359,8 @@ pub fn run(
     // Validation ids and test ids draw their own noise, apart from the training samples'.
     let (val_ids, test_ids) = (1u32 << 28, 1u32 << 29);
     let mut curve = Vec::new();
-    let mut best = (f64::NEG_INFINITY, 0usize, runner.bufs.read_weights(ctx)?);
+    // (validation accuracy, samples seen, weights) of the best evaluation so far.
+    let mut best: Option<(f64, usize, Weights)> = None;
     for (k, &item) in train_items.iter().enumerate() {
         runner.train_sample(&train, item, k as u32)?;
         let seen = k + 1;
@@ -372,12 +376,13 @@ pub fn run(
                 samples: seen,
                 validation_accuracy: acc,
             });
-            if acc > best.0 {
-                best = (acc, seen, runner.bufs.read_weights(ctx)?);
+            if best.as_ref().is_none_or(|b| acc > b.0) {
+                best = Some((acc, seen, runner.bufs.read_weights(ctx)?));
             }
         }
     }
-    let (best_acc, best_at, (w_in, w_inh, w_exc)) = best;
+    // The last training sample always triggers an evaluation, so `best` is set.
+    let (best_acc, best_at, (w_in, w_inh, w_exc)) = best.expect("evaluated after training");
     runner.bufs.write_weights(ctx, &w_in, &w_inh, &w_exc)?;
     let test_accuracy = runner.evaluate(&test, &test_items, task.eval_batch, test_ids)?;
     log(format!(
