@@ -48,6 +48,12 @@ fn run_backend(backend: &str) {
     );
     assert_all_ok(
         &ctx,
+        "projection_competition",
+        seed,
+        hebb::conformance::rules::projection_competition_checks(&ctx, seed),
+    );
+    assert_all_ok(
+        &ctx,
         "elementwise",
         seed,
         checks::elementwise_checks(&ctx, seed),

@@ -19,7 +19,7 @@ use hebb::kernels::reduce::ReduceParams;
 use hebb::kernels::{
     CAST_WGSL, CLASSIFIER_WGSL, COMPETITION_SUBGROUP_WGSL, CONV_WGSL, ELEMENTWISE_WGSL,
     GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL, HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL, IM2COL_WGSL,
-    LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, REDUCE_WGSL,
+    LAYOUT_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, PROJECTION_COMPETITION_WGSL, REDUCE_WGSL,
 };
 
 use crate::common;
@@ -58,6 +58,7 @@ fn params_structs_match_wgsl() {
         (NORM_WGSL, size_of::<NormParams>(), 8),
         (HEBBIAN_WGSL, size_of::<HebbParams>(), 12),
         (COMPETITION_SUBGROUP_WGSL, size_of::<HebbParams>(), 12),
+        (PROJECTION_COMPETITION_WGSL, size_of::<HebbParams>(), 12),
         (OPTIM_WGSL, size_of::<OptimParams>(), 12),
         (HEBBIAN_NAIVE_WGSL, size_of::<NaiveParams>(), 12),
     ];
@@ -410,4 +411,128 @@ fn f16_operands_pick_a_kernel_that_takes_them() {
             assert!(err.contains("EXPERIMENTAL_COOPERATIVE_MATRIX"), "{err}");
         }
     }
+}
+
+/// A training step with the fused projection (`projection_competition.wgsl`) writes G but
+/// neither U nor Y, and gives the ΔW and weights of the separate GEMM + competition kernels.
+/// Layers the kernel cannot hold (C over 2048) and the naive path run the separate kernels.
+#[test]
+fn fused_projection_leaves_u_unwritten_and_matches_the_separate_kernels() {
+    use hebb::conformance::{random_f32, rel_err, widen};
+    use hebb::rules::gpu::{GpuRule, RuleInit, UpdatePath};
+    use hebb::rules::preset::RuleConfig;
+    use serde_json::json;
+
+    let ctx = any_context();
+    let adaptive = json!({"kind": "softhebb-adaptive", "lr": 0.08, "power": 0.5});
+    let sgd =
+        json!({"kind": "sgd", "lr": 0.01, "momentum": 0.0, "nesterov": false, "weight_decay": 0.0});
+    let presets = [
+        (
+            "softhebb/softkrotov",
+            json!({"t_invert": 2.0, "optimizer": adaptive.clone()}),
+        ),
+        (
+            "lagani/hpca",
+            json!({"adaptive_step": false, "optimizer": sgd}),
+        ),
+        (
+            "krotov/hopfield",
+            json!({"p": 3.0, "k": 2, "delta": 0.4, "prec": 1e-30, "optimizer": {"kind": "sgd", "lr": 0.02, "momentum": 0.0, "nesterov": false, "weight_decay": 0.0}}),
+        ),
+    ];
+    let (n, c, d) = (65, 33, 27);
+    let seed = common::seed();
+    let x_data = random_f32(seed, n * d);
+    let x = Tensor::from_f32(&ctx, "X", &[n, d], &x_data).unwrap();
+    for (name, params) in presets {
+        let config =
+            RuleConfig::from_params(name, &params).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let init = RuleInit {
+            w: random_f32(seed ^ 7, c * d)
+                .iter()
+                .map(|v| v * 0.3)
+                .collect(),
+            ..Default::default()
+        };
+        let run = |fused: bool| {
+            let mut rule =
+                GpuRule::with_path(&ctx, config.clone(), c, d, n, &init, UpdatePath::Fused)
+                    .unwrap();
+            assert_eq!(rule.set_fused_projection(&ctx, fused), fused, "{name}");
+            let step = |rule: &mut GpuRule| {
+                let mut rec = Recorder::new(&ctx);
+                rule.step(&mut rec, &x, n, None).unwrap();
+                rec.submit();
+            };
+            // A first step writes U and Y, to get at their buffers, which are then poisoned.
+            rule.set_keep_intermediates(true);
+            step(&mut rule);
+            let views: Vec<Tensor> = ["u", "y"]
+                .iter()
+                .map(|k| {
+                    let t = rule.intermediate(k).unwrap();
+                    let view = Tensor {
+                        label: t.label.clone(),
+                        shape: t.shape.clone(),
+                        dtype: t.dtype,
+                        buffer: t.buffer.clone(),
+                    };
+                    view.poison_nan(&ctx);
+                    view
+                })
+                .collect();
+            // A training step.
+            rule.set_keep_intermediates(false);
+            step(&mut rule);
+            let untouched = views
+                .iter()
+                .all(|v| v.to_f32_vec(&ctx).unwrap().iter().all(|x| x.is_nan()));
+            let listed = rule.intermediate("u").is_some();
+            let dw = rule
+                .intermediate("delta_w")
+                .unwrap()
+                .to_f32_vec(&ctx)
+                .unwrap();
+            (dw, rule.w.to_f32_vec(&ctx).unwrap(), untouched, listed)
+        };
+        let (dw_fused, w_fused, untouched, listed) = run(true);
+        assert!(untouched, "{name}: the fused training step wrote U or Y");
+        assert!(
+            !listed,
+            "{name}: U is listed as an intermediate of a step that left it out"
+        );
+        let (dw_sep, w_sep, untouched, listed) = run(false);
+        assert!(
+            !untouched && listed,
+            "{name}: the separate kernels write U and Y"
+        );
+        let e_dw = rel_err(&widen(&dw_fused), &widen(&dw_sep));
+        let e_w = rel_err(&widen(&w_fused), &widen(&w_sep));
+        // Same math in a different summation order: f32 rounding of a D = 27 dot and of
+        // sums over N = 65 rows (the rankings agree: ties are measure-zero in random data).
+        assert!(
+            e_dw < 1e-5 && e_w < 1e-6,
+            "{name}: fused vs separate ΔW {e_dw:.2e}, W {e_w:.2e} (HEBB_SEED={seed})"
+        );
+    }
+    // No plan for a layer wider than the kernel holds; none on the naive path.
+    let wide = RuleConfig::from_params(
+        "softhebb/softkrotov",
+        &json!({"t_invert": 1.0, "optimizer": adaptive}),
+    )
+    .unwrap();
+    let init = RuleInit {
+        w: vec![0.01; 2049],
+        ..Default::default()
+    };
+    let rule =
+        GpuRule::with_path(&ctx, wide.clone(), 2049, 1, 4, &init, UpdatePath::Fused).unwrap();
+    assert!(!rule.fused_projection());
+    let init = RuleInit {
+        w: vec![0.01; 8],
+        ..Default::default()
+    };
+    let rule = GpuRule::with_path(&ctx, wide, 8, 1, 4, &init, UpdatePath::Naive).unwrap();
+    assert!(!rule.fused_projection());
 }

@@ -893,6 +893,9 @@ fn conformance(
         None => {
             let mut rows = checks::all_checks(&ctx, seed);
             rows.extend(conformance::rules::competition_checks(&ctx, seed));
+            rows.extend(conformance::rules::projection_competition_checks(
+                &ctx, seed,
+            ));
             rows.extend(conformance::spiking::spiking_checks(&ctx, seed));
             rows.extend(conformance::rules::rule_checks(&ctx, seed));
             rows
@@ -904,6 +907,9 @@ fn conformance(
         Some("conv") => checks::conv_checks(&ctx, seed),
         Some("rules") => conformance::rules::rule_checks(&ctx, seed),
         Some("competition") => conformance::rules::competition_checks(&ctx, seed),
+        Some("projection_competition") => {
+            conformance::rules::projection_competition_checks(&ctx, seed)
+        }
         Some("spiking") => conformance::spiking::spiking_checks(&ctx, seed),
         Some("classifier") => checks::classifier_checks(&ctx, seed),
         Some("pool") => checks::pool_checks(&ctx, seed),
@@ -911,7 +917,7 @@ fn conformance(
         Some("layout") => checks::layout_checks(&ctx, seed),
         Some(other) => {
             bail!(
-                "--only {other:?}: expected gemm, im2col, conv, pool, norm, layout, reduce, elementwise, classifier, competition, spiking or rules"
+                "--only {other:?}: expected gemm, im2col, conv, pool, norm, layout, reduce, elementwise, classifier, competition, projection_competition, spiking or rules"
             )
         }
     };

@@ -99,12 +99,44 @@ fn f32s(a: &Array) -> Vec<f32> {
     a.data.iter().map(|&v| v as f32).collect()
 }
 
+/// How the GPU rule runs a case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleVariant {
+    /// The fused update path as training runs it: the fused projection + competition kernel
+    /// where the layer has one (asked to write U and Y too, for comparison).
+    Fused,
+    /// The fused update path with the projection and the competition as separate kernels.
+    Separate,
+    /// The per-sample baseline.
+    Naive,
+}
+
+impl RuleVariant {
+    pub const ALL: [RuleVariant; 3] = [
+        RuleVariant::Fused,
+        RuleVariant::Separate,
+        RuleVariant::Naive,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RuleVariant::Fused => "fused",
+            RuleVariant::Separate => "separate",
+            RuleVariant::Naive => "naive",
+        }
+    }
+}
+
 /// Runs a case's steps with the GPU rule (float32) and reads back every expected tensor.
 pub fn run_case_gpu(
     ctx: &GpuContext,
     case: &Case,
-    path: UpdatePath,
+    variant: RuleVariant,
 ) -> Result<BTreeMap<String, Array>> {
+    let path = match variant {
+        RuleVariant::Naive => UpdatePath::Naive,
+        _ => UpdatePath::Fused,
+    };
     let (c, d, n) = (case.layer.neurons(), case.layer.fan_in(), case.rows());
     let input = |k: &str| case.inputs.get(k).map(f32s);
     let init = RuleInit {
@@ -115,6 +147,10 @@ pub fn run_case_gpu(
         theta: input("theta"),
     };
     let mut rule = GpuRule::with_path(ctx, case.rule.clone(), c, d, n, &init, path)?;
+    rule.set_keep_intermediates(true);
+    if variant == RuleVariant::Separate {
+        rule.set_fused_projection(ctx, false);
+    }
     let x_all = &case.inputs["x"];
     let per_step = x_all.data.len() / case.steps;
     let x_gpu = Tensor::from_f32(ctx, "x (all steps)", &[x_all.data.len()], &f32s(x_all))?;
@@ -257,11 +293,13 @@ pub fn case_rows(ctx: Option<&GpuContext>, dir: &Path) -> Vec<CaseRow> {
                     Err(e) => rows.push(error_row(&case.name, &case.preset, "reference-f64", e)),
                 }
                 if let Some(ctx) = ctx {
-                    for (path, variant) in [
-                        (UpdatePath::Fused, "gpu-f32"),
-                        (UpdatePath::Naive, "gpu-naive-f32"),
-                    ] {
-                        match run_case_gpu(ctx, &case, path) {
+                    for v in RuleVariant::ALL {
+                        let variant = match v {
+                            RuleVariant::Fused => "gpu-f32",
+                            RuleVariant::Separate => "gpu-separate-f32",
+                            RuleVariant::Naive => "gpu-naive-f32",
+                        };
+                        match run_case_gpu(ctx, &case, v) {
                             Ok(got) => rows.extend(compare_tensors(
                                 &case.name,
                                 &case.preset,

@@ -12,13 +12,12 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::conformance::Row;
-use crate::conformance::cases::run_case_gpu;
+use crate::conformance::cases::{RuleVariant, run_case_gpu};
 use crate::conformance::derive_seed;
 use crate::conformance::rel_err;
 use crate::gpu::GpuContext;
 use crate::reference;
 use crate::rules::case::{Array, Case, Layer, PaddingMode};
-use crate::rules::gpu::UpdatePath;
 use crate::rules::preset::RuleConfig;
 
 /// float32 bar of FORMAT.md §6 (an all-float32 implementation of the spec stays below 2.2e-6 on
@@ -350,11 +349,10 @@ pub fn rule_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             match prepared {
                 Err((seed, e)) => rows.push(Row::new(name, "reference", &shape, seed).fail(e)),
                 Ok((seed, case, want, separated)) => {
-                    for (path, label) in
-                        [(UpdatePath::Fused, "fused"), (UpdatePath::Naive, "naive")]
-                    {
+                    for rule_variant in RuleVariant::ALL {
                         let variant = format!(
-                            "{label} {}",
+                            "{} {}",
+                            rule_variant.label(),
                             if matches!(case.layer, Layer::Conv2d { .. }) {
                                 "conv"
                             } else {
@@ -366,7 +364,7 @@ pub fn rule_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                             rows.push(row.fail("no input draw kept the ranks apart"));
                             continue;
                         }
-                        match run_case_gpu(ctx, &case, path) {
+                        match run_case_gpu(ctx, &case, rule_variant) {
                             Err(e) => rows.push(row.fail(e)),
                             Ok(got) => {
                                 // The worst tensor decides the row.
@@ -552,6 +550,206 @@ pub fn competition_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             rows.push(match run() {
                 Ok(got) => row.compare(&got, &want, 0.0),
                 Err(e) => row.fail(e),
+            });
+        }
+    }
+    rows
+}
+
+/// The fused projection + competition kernel (`projection_competition.wgsl`) on ragged
+/// N x C x D (C = 7, 33, 96, 257 and 1100 take five different tile plans), every mode it runs, with and without a bias and a teacher. Each launch is checked
+/// in three parts:
+/// - U against X·Wᵀ + b in float64, within the f32 GEMM bound 2·D·2⁻²⁴ (at least 1e-6);
+/// - Y and G against the float64 competition of the U the kernel wrote (so rankings are
+///   compared exactly, as in `competition_checks`, with the same tolerances: 0 where the mode
+///   only selects and multiplies by 0/1, 2e-5 where it sums a row or calls exp, tanh or pow);
+/// - the column partials, summed over workgroups, against colsum(G ⊙ U) of those outputs
+///   (2e-5: f32 sums over at most 128 rows).
+///
+/// A second launch writes only G and the partials (a training step): U and Y must stay as
+/// poisoned (NaN), and G and the partials must equal the first launch's bit for bit.
+pub fn projection_competition_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    use crate::conformance::{random_f32, rel_err, widen};
+    use crate::gpu::{DType, Recorder, Tensor};
+    use crate::kernels::hebbian::Competition as K;
+    use crate::kernels::projection_competition::{
+        ProjectionOutputs, ProjectionPlan, projection_competition,
+    };
+
+    const NAME: &str = "projection_competition";
+    let shapes = [
+        (1, 7, 1),
+        (257, 33, 7),
+        (33, 96, 75),
+        (7, 257, 65),
+        (5, 1100, 9),
+    ];
+    let mut rows = Vec::new();
+    for (s_index, &(n, c, d)) in shapes.iter().enumerate() {
+        let shape = [("n", n), ("c", c), ("d", d)];
+        let seed = derive_seed(base_seed, 9200 + s_index as u64);
+        let Some(plan) = ProjectionPlan::for_layer(ctx, c, d) else {
+            rows.push(
+                Row::new(NAME, "plan", &shape, seed)
+                    .fail(format!("no tile plan for C = {c}, D = {d} on this adapter")),
+            );
+            continue;
+        };
+        let x = random_f32(seed, n * d);
+        let w = random_f32(seed ^ 1, c * d);
+        let b = random_f32(seed ^ 2, c);
+        let t: Vec<f32> = random_f32(seed ^ 3, n * c)
+            .iter()
+            .map(|&v| if v > -0.5 { 1.0 } else { 0.0 })
+            .collect();
+        let k = 3.min(c) as u32;
+        // (kind, bias, teacher)
+        let kinds = [
+            (K::Relu, false, true),
+            (K::Tanh, true, false),
+            (K::Softmax { t_invert: 2.5 }, false, false),
+            (K::Softmax { t_invert: -1.5 }, true, false),
+            (K::SoftKrotov { t_invert: 0.65 }, false, false),
+            (K::Hard, true, false),
+            (K::Krotov { k, delta: 0.4 }, false, false),
+            (K::Krotov { k: 1, delta: 0.4 }, true, false),
+            (K::Logistic, false, true),
+            (K::Identity, true, false),
+            (K::ReluOnly, false, false),
+            (K::Triangle { power: 0.7 }, true, false),
+        ];
+        let gemm_tol = (2.0 * d as f64 * 2f64.powi(-24)).max(1e-6);
+        for (kind, with_bias, with_teacher) in kinds {
+            let exact = matches!(
+                kind,
+                K::Relu | K::Hard | K::Krotov { .. } | K::Identity | K::ReluOnly
+            );
+            let tol = if exact { 0.0 } else { 2e-5 };
+            let variant = format!(
+                "{kind:?}{}{}",
+                if with_bias { " +b" } else { "" },
+                if with_teacher { " +T" } else { "" }
+            );
+            let row = |part: &str| Row::new(NAME, format!("{variant} {part}"), &shape, seed);
+            let blocks = plan.blocks(n);
+            let run = || -> crate::error::Result<Vec<Vec<f32>>> {
+                let tx = Tensor::from_f32(ctx, "X", &[n, d], &x)?;
+                let tw = Tensor::from_f32(ctx, "W", &[c, d], &w)?;
+                let tb = Tensor::from_f32(ctx, "b", &[c], &b)?;
+                let tt = Tensor::from_f32(ctx, "T", &[n, c], &t)?;
+                let out = |label: &str, len: usize| -> crate::error::Result<Tensor> {
+                    let o = Tensor::empty(ctx, label, &[len], DType::F32)?;
+                    o.poison_nan(ctx);
+                    Ok(o)
+                };
+                let (u, y, g, s) = (
+                    out("U", n * c)?,
+                    out("Y", n * c)?,
+                    out("G", n * c)?,
+                    out("S", blocks * c)?,
+                );
+                let (u2, y2, g2, s2) = (
+                    out("U (unused)", n * c)?,
+                    out("Y (unused)", n * c)?,
+                    out("G", n * c)?,
+                    out("S", blocks * c)?,
+                );
+                let mut rec = Recorder::new(ctx);
+                let (bias, teacher) = (with_bias.then_some(&tb), with_teacher.then_some(&tt));
+                let all = ProjectionOutputs {
+                    g: &g,
+                    u: Some(&u),
+                    y: Some(&y),
+                    col_partials: Some(&s),
+                };
+                projection_competition(
+                    &mut rec,
+                    &plan,
+                    kind,
+                    &tx,
+                    &tw,
+                    bias,
+                    teacher,
+                    (n, c, d),
+                    &all,
+                )?;
+                let training = ProjectionOutputs {
+                    g: &g2,
+                    u: None,
+                    y: None,
+                    col_partials: Some(&s2),
+                };
+                projection_competition(
+                    &mut rec,
+                    &plan,
+                    kind,
+                    &tx,
+                    &tw,
+                    bias,
+                    teacher,
+                    (n, c, d),
+                    &training,
+                )?;
+                rec.submit();
+                [&u, &y, &g, &s, &u2, &y2, &g2, &s2]
+                    .iter()
+                    .map(|t| t.to_f32_vec(ctx))
+                    .collect()
+            };
+            let got = match run() {
+                Ok(got) => got,
+                Err(e) => {
+                    rows.push(row("run").fail(e));
+                    continue;
+                }
+            };
+            let (u, y, g, s) = (&got[0], &got[1], &got[2], &got[3]);
+            let mut u_ref = vec![0f64; n * c];
+            for r in 0..n {
+                for i in 0..c {
+                    let dot: f64 = (0..d)
+                        .map(|k| x[r * d + k] as f64 * w[i * d + k] as f64)
+                        .sum();
+                    u_ref[r * c + i] = dot + if with_bias { b[i] as f64 } else { 0.0 };
+                }
+            }
+            rows.push(row("U").compare(&widen(&u[..n * c]), &u_ref, gemm_tol));
+            let teacher = with_teacher.then(|| widen(&t));
+            let (want_y, want_g) =
+                reference::rules::competition(kind, &widen(&u[..n * c]), teacher.as_deref(), n, c);
+            let got_yg: Vec<f64> = widen(&y[..n * c])
+                .into_iter()
+                .chain(widen(&g[..n * c]))
+                .collect();
+            let want_yg: Vec<f64> = want_y.into_iter().chain(want_g.iter().copied()).collect();
+            rows.push(row("Y, G").compare(&got_yg, &want_yg, tol));
+            let mut sums = vec![0f64; c];
+            let mut want_sums = vec![0f64; c];
+            for r in 0..blocks {
+                for i in 0..c {
+                    sums[i] += s[r * c + i] as f64;
+                }
+            }
+            for r in 0..n {
+                for i in 0..c {
+                    want_sums[i] += g[r * c + i] as f64 * u[r * c + i] as f64;
+                }
+            }
+            rows.push(row("colsum(G⊙U)").compare(&sums, &want_sums, 2e-5));
+            // The training launch: U and Y untouched, G and the partials identical.
+            let (u2, y2, g2, s2) = (&got[4], &got[5], &got[6], &got[7]);
+            let untouched = u2.iter().chain(y2.iter()).all(|v| v.is_nan());
+            let same = g2[..n * c] == g[..n * c] && s2[..blocks * c] == s[..blocks * c];
+            let check = row("G only");
+            rows.push(if !untouched {
+                check.fail("U or Y was written although not asked for")
+            } else if !same {
+                let e = rel_err(&widen(&g2[..n * c]), &widen(&g[..n * c]));
+                check.fail(format!(
+                    "G differs from the launch that wrote U (rel. error {e:.2e})"
+                ))
+            } else {
+                check.compare(&[], &[], 0.0)
             });
         }
     }

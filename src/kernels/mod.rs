@@ -11,6 +11,7 @@ pub mod im2col;
 pub mod layout;
 pub mod norm;
 pub mod pool;
+pub mod projection_competition;
 pub mod reduce;
 pub mod spiking;
 
@@ -69,6 +70,12 @@ pub const COMPETITION_SUBGROUP_WGSL: Shader = Shader {
     name: "competition_subgroup",
     source: include_str!("../../shaders/competition_subgroup.wgsl"),
     requires: wgpu::Features::SUBGROUP,
+    launcher_checks_bounds: true,
+};
+pub const PROJECTION_COMPETITION_WGSL: Shader = Shader {
+    name: "projection_competition",
+    source: include_str!("../../shaders/projection_competition.wgsl"),
+    requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
 pub const HEBBIAN_NAIVE_WGSL: Shader = Shader {
@@ -134,6 +141,7 @@ pub const ALL_SHADERS: &[Shader] = &[
     CLASSIFIER_WGSL,
     HEBBIAN_WGSL,
     COMPETITION_SUBGROUP_WGSL,
+    PROJECTION_COMPETITION_WGSL,
     HEBBIAN_NAIVE_WGSL,
     OPTIM_WGSL,
     IM2COL_WGSL,

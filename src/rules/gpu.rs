@@ -15,6 +15,9 @@ use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Gemm};
 use crate::kernels::hebbian::{self, Competition, MaxDivisor, NaiveTerms, OptimStep, RowFactor};
+use crate::kernels::projection_competition::{
+    self as fused, ProjectionOutputs, ProjectionPlan, projection_competition,
+};
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::kernels::to_u32;
 use crate::rules::preset::{BcmActivation, DemoActivation, Optimizer, Preset, RuleConfig};
@@ -64,6 +67,8 @@ struct Buffers {
     wss: Tensor,
     db_raw: Tensor,
     db: Tensor,
+    /// Per-workgroup column sums of G ⊙ U from the fused projection (blocks x C).
+    col_partials: Tensor,
     /// Naive path: rows per chunk and the chunk's materialised terms.
     chunk: usize,
     terms: Tensor,
@@ -90,6 +95,14 @@ pub struct GpuRule {
     /// Multiplies the optimizer's learning rate (an epoch schedule such as Krotov's annealing).
     pub lr_scale: f64,
     steps_done: u32,
+    /// Tile plan of the fused projection + competition kernel, where the layer has one and
+    /// it is switched on (the fused update path only).
+    projection: Option<ProjectionPlan>,
+    /// Whether steps also write U and Y (conformance, inspection); training leaves them out
+    /// where the projection is fused.
+    keep_intermediates: bool,
+    /// Whether the last step wrote U and Y.
+    wrote_u_y: bool,
     bufs: Buffers,
 }
 
@@ -167,6 +180,10 @@ impl GpuRule {
             _ => None,
         };
         let nc = rows * c;
+        let projection = match path {
+            UpdatePath::Fused => ProjectionPlan::for_layer(ctx, c, d),
+            UpdatePath::Naive => None,
+        };
         let t = |label: &str, len: usize| Tensor::empty(ctx, label, &[len.max(1)], DType::F32);
         let bufs = Buffers {
             rows,
@@ -188,6 +205,10 @@ impl GpuRule {
             wss: t("Σw²", c)?,
             db_raw: t("Δb raw", c)?,
             db: t("Δb", c)?,
+            col_partials: t(
+                "colsum(G⊙U) partials",
+                projection.map_or(1, |p| p.blocks(rows) * c),
+            )?,
             chunk: hebbian::naive_chunk_rows(rows, c, d, NAIVE_TERM_BUDGET),
             terms: match path {
                 UpdatePath::Naive => t(
@@ -215,6 +236,9 @@ impl GpuRule {
             eta: zeros(ctx, "eta", c)?,
             lr_scale: 1.0,
             steps_done: 0,
+            projection,
+            keep_intermediates: false,
+            wrote_u_y: false,
             config,
             path,
             c,
@@ -242,9 +266,42 @@ impl GpuRule {
         self.steps_done = steps;
     }
 
+    /// Whether steps run the projection and the competition as one kernel
+    /// (`projection_competition.wgsl`). On by default where the layer fits the kernel (see
+    /// `ProjectionPlan::for_layer`) on the fused path; the rules whose competition it does not
+    /// compute run the separate kernels either way.
+    pub fn fused_projection(&self) -> bool {
+        self.projection.is_some()
+    }
+
+    /// Switches the fused projection off (the separate GEMM and competition kernels), or back
+    /// on where the layer has a plan. Returns whether it is on.
+    pub fn set_fused_projection(&mut self, ctx: &GpuContext, on: bool) -> bool {
+        self.projection = match (on, self.path) {
+            (true, UpdatePath::Fused) => ProjectionPlan::for_layer(ctx, self.c, self.d),
+            _ => None,
+        };
+        if let Some(p) = self.projection
+            && self.bufs.col_partials.len() < p.blocks(self.bufs.rows) * self.c
+        {
+            self.projection = None;
+        }
+        self.projection.is_some()
+    }
+
+    /// Whether steps write U and Y even where a fused kernel does not need them (the
+    /// conformance runner sets this to compare them with the authors' values).
+    pub fn set_keep_intermediates(&mut self, keep: bool) {
+        self.keep_intermediates = keep;
+    }
+
     /// The buffers holding the last step's intermediates, by hebb-case/1 name (rows N x C).
+    /// U and Y are there only if the last step wrote them (see `set_keep_intermediates`).
     pub fn intermediate(&self, key: &str) -> Option<&Tensor> {
         let b = &self.bufs;
+        if matches!(key, "u" | "y" | "out") && !self.wrote_u_y {
+            return None;
+        }
         let wta_family = matches!(
             self.config.preset,
             Preset::LaganiKwta { .. }
@@ -317,9 +374,10 @@ impl GpuRule {
                 gemm::gemm(rec, &g, x, weights, out)
             }
         };
+        // Cleared where a fused projection leaves U and Y out.
+        let mut wrote_u_y = true;
         match self.config.preset.clone() {
             Preset::LaganiHpca { adaptive_step } | Preset::LaganiHpcaTanh { adaptive_step, .. } => {
-                project(rec, w, &b.u)?;
                 match self.config.preset {
                     Preset::LaganiHpcaTanh {
                         var_adaptive: true,
@@ -327,6 +385,7 @@ impl GpuRule {
                         bn_eps,
                         ..
                     } => {
+                        project(rec, w, &b.u)?;
                         self.variance_adapt(rec, n, bn_momentum, bn_eps, &b.tmp_nc)?;
                         hebbian::competition(
                             rec,
@@ -340,27 +399,15 @@ impl GpuRule {
                         )?;
                     }
                     Preset::LaganiHpcaTanh { .. } => {
-                        hebbian::competition(
-                            rec,
-                            Competition::Tanh,
-                            &b.u,
-                            teacher,
-                            n,
-                            c,
-                            &b.y,
-                            &b.g,
-                        )?;
+                        let tanh = Competition::Tanh;
+                        wrote_u_y =
+                            self.project_and_compete(rec, x, n, w, None, tanh, teacher, false)?;
                     }
-                    _ => hebbian::competition(
-                        rec,
-                        Competition::Relu,
-                        &b.u,
-                        teacher,
-                        n,
-                        c,
-                        &b.y,
-                        &b.g,
-                    )?,
+                    _ => {
+                        let relu = Competition::Relu;
+                        wrote_u_y =
+                            self.project_and_compete(rec, x, n, w, None, relu, teacher, false)?;
+                    }
                 }
                 let mut s = 1.0 / n as f32;
                 if adaptive_step {
@@ -463,13 +510,14 @@ impl GpuRule {
                 } else {
                     w
                 };
-                project(rec, weights, &b.u)?;
                 let act = match activation {
                     DemoActivation::Identity => Competition::Identity,
                     DemoActivation::Relu => Competition::ReluOnly,
                 };
-                hebbian::competition(rec, act, &b.u, None, n, c, &b.y, &b.g)?;
                 if let Preset::HebbdemoSoftWta { t_invert, .. } = self.config.preset {
+                    // The softmax reads Y, so the activation runs on its own.
+                    project(rec, weights, &b.u)?;
+                    hebbian::competition(rec, act, &b.u, None, n, c, &b.y, &b.g)?;
                     hebbian::competition(
                         rec,
                         Competition::Softmax {
@@ -484,17 +532,13 @@ impl GpuRule {
                     )?;
                     self.wta_reduction(rec, x, n)?;
                 } else {
+                    wrote_u_y =
+                        self.project_and_compete(rec, x, n, weights, None, act, None, false)?;
                     self.sanger(rec, x, n, 1.0 / n as f32)?;
                 }
             }
             Preset::SofthebbSoftkrotov { t_invert } | Preset::SofthebbSoft { t_invert, .. } => {
                 let bias = matches!(self.config.preset, Preset::SofthebbSoft { bias: true, .. });
-                if bias {
-                    project(rec, w, &b.tmp_nc)?;
-                    hebbian::add_bias(rec, &b.tmp_nc, &self.bias, n, c, &b.u)?;
-                } else {
-                    project(rec, w, &b.u)?;
-                }
                 let kind = if matches!(self.config.preset, Preset::SofthebbSoftkrotov { .. }) {
                     Competition::SoftKrotov {
                         t_invert: t_invert as f32,
@@ -504,10 +548,12 @@ impl GpuRule {
                         t_invert: t_invert as f32,
                     }
                 };
-                hebbian::competition(rec, kind, &b.u, None, n, c, &b.y, &b.g)?;
+                let b_in = bias.then_some(&self.bias);
+                wrote_u_y = self.project_and_compete(rec, x, n, w, b_in, kind, None, !naive)?;
                 self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
                 if bias {
-                    reduce::col_reduce(rec, ReduceOp::Sum, &b.y, n, c, &b.col_a)?;
+                    // Σ_n Y (G = Y for softmax, and only G is written when fused).
+                    reduce::col_reduce(rec, ReduceOp::Sum, &b.g, n, c, &b.col_a)?;
                     hebbian::softhebb_bias_raw(
                         rec,
                         &b.col_a,
@@ -529,8 +575,8 @@ impl GpuRule {
                 }
             }
             Preset::SofthebbHard => {
-                project(rec, w, &b.u)?;
-                hebbian::competition(rec, Competition::Hard, &b.u, None, n, c, &b.y, &b.g)?;
+                let hard = Competition::Hard;
+                wrote_u_y = self.project_and_compete(rec, x, n, w, None, hard, None, !naive)?;
                 self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
             }
             Preset::BcmCurti {
@@ -591,20 +637,13 @@ impl GpuRule {
             }
             Preset::KrotovHopfield { p, k, delta, prec } => {
                 hebbian::signed_pow(rec, w, c * d, (p - 1.0) as f32, &b.tmp_cd)?;
-                project(rec, &b.tmp_cd, &b.u)?;
-                hebbian::competition(
-                    rec,
-                    Competition::Krotov {
-                        k: to_u32("Krotov", "k", k)?,
-                        delta: delta as f32,
-                    },
-                    &b.u,
-                    None,
-                    n,
-                    c,
-                    &b.y,
-                    &b.g,
-                )?;
+                let kind = Competition::Krotov {
+                    k: to_u32("Krotov", "k", k)?,
+                    delta: delta as f32,
+                };
+                let currents = &b.tmp_cd;
+                wrote_u_y =
+                    self.project_and_compete(rec, x, n, currents, None, kind, None, !naive)?;
                 self.decay_normalised(rec, x, n, MaxDivisor::AtLeast(prec as f32))?;
             }
         }
@@ -621,7 +660,57 @@ impl GpuRule {
             elementwise::axpy(rec, (lr * lrb) as f32, &self.bufs.db, &self.bias)?;
         }
         self.steps_done += 1;
+        self.wrote_u_y = wrote_u_y;
         Ok(())
+    }
+
+    /// U = X·Wᵀ (+ bias), then `kind` into Y and G: one fused kernel where this layer has a
+    /// plan and the kernel computes `kind`, else the GEMM (naive on the naive path) and the
+    /// competition kernel. With `col_sums`, also forms colsum(G ⊙ U) in `col_a` (the decay
+    /// factor of `decay_normalised`). Returns whether U and Y were written.
+    #[allow(clippy::too_many_arguments)]
+    fn project_and_compete(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        n: usize,
+        weights: &Tensor,
+        bias: Option<&Tensor>,
+        kind: Competition,
+        teacher: Option<&Tensor>,
+        col_sums: bool,
+    ) -> Result<bool> {
+        let (c, d, b) = (self.c, self.d, &self.bufs);
+        if let Some(plan) = self.projection.filter(|_| fused::supports(kind)) {
+            let keep = self.keep_intermediates;
+            let out = ProjectionOutputs {
+                g: &b.g,
+                u: keep.then_some(&b.u),
+                y: keep.then_some(&b.y),
+                col_partials: col_sums.then_some(&b.col_partials),
+            };
+            projection_competition(rec, &plan, kind, x, weights, bias, teacher, (n, c, d), &out)?;
+            if col_sums {
+                let blocks = plan.blocks(n);
+                reduce::col_reduce(rec, ReduceOp::Sum, &b.col_partials, blocks, c, &b.col_a)?;
+            }
+            return Ok(keep);
+        }
+        let shape = Gemm::new(n, c, d).shaped().trans(false, true);
+        let target = if bias.is_some() { &b.tmp_nc } else { &b.u };
+        if self.path == UpdatePath::Naive {
+            gemm::gemm_naive(rec, &shape, x, weights, target)?;
+        } else {
+            gemm::gemm(rec, &shape, x, weights, target)?;
+        }
+        if let Some(bias) = bias {
+            hebbian::add_bias(rec, &b.tmp_nc, bias, n, c, &b.u)?;
+        }
+        hebbian::competition(rec, kind, &b.u, teacher, n, c, &b.y, &b.g)?;
+        if col_sums {
+            reduce::col_dot(rec, &b.g, &b.u, n, c, &b.col_a)?;
+        }
+        Ok(true)
     }
 
     /// Variance adaptation of S = `u` (§1.1): updates the running statistics, then writes
@@ -706,7 +795,8 @@ impl GpuRule {
         hebbian::scale_rows(rec, factor, &b.tmp_cd, &b.col_a, c, d, 1.0, &b.dw)
     }
 
-    /// R = YᵀX − diag(colsum(Y⊙U))·W with Y in `g`, then ΔW = R / divisor(max|R|).
+    /// R = YᵀX − diag(colsum(Y⊙U))·W with Y in `g`, then ΔW = R / divisor(max|R|). On the
+    /// fused path `col_a` already holds colsum(Y⊙U) (`project_and_compete`).
     fn decay_normalised(
         &self,
         rec: &mut Recorder<'_>,
@@ -733,7 +823,6 @@ impl GpuRule {
                 &b.tmp_cd,
             )?;
         } else {
-            reduce::col_dot(rec, &b.g, &b.u, n, c, &b.col_a)?;
             let factor = RowFactor::Value;
             hebbian::scale_rows(rec, factor, &self.w, &b.col_a, c, d, -1.0, &b.tmp_cd)?;
             let hebb = Gemm::new(c, d, n)
