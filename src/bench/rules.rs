@@ -190,13 +190,17 @@ pub fn step_flops(case: &RuleCase) -> f64 {
 pub struct RuleBenchRow {
     pub kernel: String,
     pub preset: String,
-    /// `fused`, `naive` or `gemms` (the fused step's GEMMs alone).
+    /// `fused` (FastHebb: batched GEMMs, the projection and the competition as separate
+    /// kernels), `fused+pc` (the same step with the fused projection + competition kernel,
+    /// where the layer has a plan), `naive` or `gemms` (the fused step's GEMMs alone).
     pub variant: String,
     pub shape: BTreeMap<String, usize>,
     pub label: String,
     pub median_s: f64,
     pub gflops: f64,
     pub speedup_vs_naive: f64,
+    /// `fused+pc` rows: speed over the `fused` step's (>1: the fused projection wins).
+    pub pc_speedup: f64,
     /// Fused step time over the time of the GEMMs it contains (1.0 = no overhead).
     pub cost_vs_gemms: f64,
     /// GFLOP/s of this row over the contained GEMMs' GFLOP/s on the same shapes.
@@ -248,6 +252,7 @@ pub fn bench_rules(
             median_s,
             gflops: flops / median_s * 1e-9,
             speedup_vs_naive: f64::NAN,
+            pc_speedup: f64::NAN,
             cost_vs_gemms: f64::NAN,
             fraction_of_gemm: f64::NAN,
             timer: timer.kind.name().into(),
@@ -275,10 +280,18 @@ pub fn bench_rules(
             Ok(())
         })?;
 
+        // The FastHebb step with the projection and the competition as separate kernels,
+        // then (where the layer has a plan) with the fused projection + competition kernel.
         let mut fused_rule =
             GpuRule::with_path(ctx, config.clone(), c, d, n, &init, UpdatePath::Fused)?;
+        fused_rule.set_fused_projection(ctx, false);
         let (fused_s, _) =
             time_launch(ctx, timer, budget, |rec| fused_rule.step(rec, &x, n, None))?;
+        let pc_s = if fused_rule.set_fused_projection(ctx, true) {
+            Some(time_launch(ctx, timer, budget, |rec| fused_rule.step(rec, &x, n, None))?.0)
+        } else {
+            None
+        };
 
         let terms = n as f64 * c as f64 * d as f64;
         let too_slow = ctx.info.device_type == wgpu::DeviceType::Cpu && terms > CPU_NAIVE_LIMIT;
@@ -300,12 +313,22 @@ pub fn bench_rules(
         let mut fused = row("fused", fused_s);
         fused.cost_vs_gemms = fused_s / gemm_s;
         fused.fraction_of_gemm = gemm_s / fused_s;
+        let mut pc = pc_s.map(|ps| {
+            let mut r = row("fused+pc", ps);
+            r.cost_vs_gemms = ps / gemm_s;
+            r.fraction_of_gemm = gemm_s / ps;
+            r.pc_speedup = fused_s / ps;
+            r
+        });
         match naive_s {
             Some(ns) => {
                 let mut naive = row("naive", ns);
                 naive.speedup_vs_naive = 1.0;
                 naive.fraction_of_gemm = gemm_s / ns;
                 fused.speedup_vs_naive = ns / fused_s;
+                if let Some(r) = pc.as_mut() {
+                    r.speedup_vs_naive = ns / r.median_s;
+                }
                 rows.push(naive);
             }
             None if with_naive => {
@@ -316,6 +339,7 @@ pub fn bench_rules(
             None => {}
         }
         rows.push(fused);
+        rows.extend(pc);
         rows.push(gemm_row);
     }
     Ok(rows)
@@ -323,12 +347,20 @@ pub fn bench_rules(
 
 pub fn print_rule_rows(rows: &[RuleBenchRow]) {
     println!(
-        "{:<22} {:<28} {:<7} {:<22} {:>11} {:>9} {:>8} {:>8}  timer",
-        "preset", "layer", "variant", "N x C x D", "median", "GFLOP/s", "x naive", "/ gemms"
+        "{:<22} {:<28} {:<8} {:<22} {:>11} {:>9} {:>8} {:>6} {:>8}  timer",
+        "preset",
+        "layer",
+        "variant",
+        "N x C x D",
+        "median",
+        "GFLOP/s",
+        "x naive",
+        "pc/sep",
+        "/ gemms"
     );
     for r in rows {
         println!(
-            "{:<22} {:<28} {:<7} {:<22} {:>9.3}ms {:>9.2} {:>8.1} {:>8.2}  {}{}",
+            "{:<22} {:<28} {:<8} {:<22} {:>9.3}ms {:>9.2} {:>8.1} {:>6.2} {:>8.2}  {}{}",
             r.preset,
             r.label,
             r.variant,
@@ -336,6 +368,7 @@ pub fn print_rule_rows(rows: &[RuleBenchRow]) {
             r.median_s * 1e3,
             r.gflops,
             r.speedup_vs_naive,
+            r.pc_speedup,
             r.cost_vs_gemms,
             r.timer,
             r.note

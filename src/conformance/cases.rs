@@ -102,8 +102,9 @@ fn f32s(a: &Array) -> Vec<f32> {
 /// How the GPU rule runs a case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuleVariant {
-    /// The fused update path as training runs it: the fused projection + competition kernel
-    /// where the layer has one (asked to write U and Y too, for comparison).
+    /// The fused update path with the fused projection + competition kernel wherever the
+    /// layer has a plan, whatever the adapter's default (asked to write U and Y too, for
+    /// comparison).
     Fused,
     /// The fused update path with the projection and the competition as separate kernels.
     Separate,
@@ -148,8 +149,8 @@ pub fn run_case_gpu(
     };
     let mut rule = GpuRule::with_path(ctx, case.rule.clone(), c, d, n, &init, path)?;
     rule.set_keep_intermediates(true);
-    if variant == RuleVariant::Separate {
-        rule.set_fused_projection(ctx, false);
+    if path == UpdatePath::Fused {
+        rule.set_fused_projection(ctx, variant == RuleVariant::Fused);
     }
     let x_all = &case.inputs["x"];
     let per_step = x_all.data.len() / case.steps;

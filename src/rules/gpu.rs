@@ -106,6 +106,16 @@ pub struct GpuRule {
     bufs: Buffers,
 }
 
+/// Whether rules use the fused projection + competition kernel unless told otherwise: on GPU
+/// adapters, where it saves five N x C passes over memory per step (U written and read twice,
+/// Y written; `hebb bench rules` counts them), and not on CPU adapters. There the separate
+/// kernels won in every case `hebb bench rules` timed on lavapipe (the fused step ran at
+/// 0.14–0.91x, BENCHMARKS.md): llvmpipe runs each workgroup barrier as a switch between the
+/// coroutines of its 256 invocations, and the subgroup GEMM it is compared with needs none.
+pub fn fused_projection_by_default(ctx: &GpuContext) -> bool {
+    ctx.info.device_type != wgpu::DeviceType::Cpu
+}
+
 fn zeros(ctx: &GpuContext, label: &str, len: usize) -> Result<Tensor> {
     Tensor::from_f32(ctx, label, &[len], &vec![0.0; len])
 }
@@ -181,6 +191,14 @@ impl GpuRule {
         };
         let nc = rows * c;
         let projection = match path {
+            UpdatePath::Fused => {
+                ProjectionPlan::for_layer(ctx, c, d).filter(|_| fused_projection_by_default(ctx))
+            }
+            UpdatePath::Naive => None,
+        };
+        // The partials buffer is sized for the plan even where the default leaves it off, so
+        // `set_fused_projection` can switch it on.
+        let plan_for_buffers = match path {
             UpdatePath::Fused => ProjectionPlan::for_layer(ctx, c, d),
             UpdatePath::Naive => None,
         };
@@ -207,7 +225,7 @@ impl GpuRule {
             db: t("Δb", c)?,
             col_partials: t(
                 "colsum(G⊙U) partials",
-                projection.map_or(1, |p| p.blocks(rows) * c),
+                plan_for_buffers.map_or(1, |p| p.blocks(rows) * c),
             )?,
             chunk: hebbian::naive_chunk_rows(rows, c, d, NAIVE_TERM_BUDGET),
             terms: match path {
@@ -267,15 +285,16 @@ impl GpuRule {
     }
 
     /// Whether steps run the projection and the competition as one kernel
-    /// (`projection_competition.wgsl`). On by default where the layer fits the kernel (see
-    /// `ProjectionPlan::for_layer`) on the fused path; the rules whose competition it does not
-    /// compute run the separate kernels either way.
+    /// (`projection_competition.wgsl`). On by default on GPU adapters where the layer fits the
+    /// kernel (see `ProjectionPlan::for_layer` and `fused_projection_by_default`) on the fused
+    /// path; the rules whose competition it does not compute run the separate kernels either
+    /// way.
     pub fn fused_projection(&self) -> bool {
         self.projection.is_some()
     }
 
-    /// Switches the fused projection off (the separate GEMM and competition kernels), or back
-    /// on where the layer has a plan. Returns whether it is on.
+    /// Switches the fused projection off (the separate GEMM and competition kernels), or on
+    /// where the layer has a plan, whatever the adapter's default. Returns whether it is on.
     pub fn set_fused_projection(&mut self, ctx: &GpuContext, on: bool) -> bool {
         self.projection = match (on, self.path) {
             (true, UpdatePath::Fused) => ProjectionPlan::for_layer(ctx, self.c, self.d),
