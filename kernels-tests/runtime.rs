@@ -529,6 +529,18 @@ fn fused_projection_leaves_u_unwritten_and_matches_the_separate_kernels() {
     let rule =
         GpuRule::with_path(&ctx, wide.clone(), 2049, 1, 4, &init, UpdatePath::Fused).unwrap();
     assert!(!rule.fused_projection());
+    // Nor for a rule whose competition reads a similarity instead of U.
+    let swta = RuleConfig::from_params(
+        "lagani/soft-wta-exp",
+        &json!({"temperature": 0.02, "optimizer": {"kind": "sgd", "lr": 0.01, "momentum": 0.0, "nesterov": false, "weight_decay": 0.0}}),
+    )
+    .unwrap();
+    let init = RuleInit {
+        w: vec![0.01; 8],
+        ..Default::default()
+    };
+    let mut rule = GpuRule::with_path(&ctx, swta, 8, 1, 4, &init, UpdatePath::Fused).unwrap();
+    assert!(!rule.set_fused_projection(&ctx, true));
     let init = RuleInit {
         w: vec![0.01; 8],
         ..Default::default()

@@ -14,7 +14,7 @@
 // writes G and the partials (ceil(N / BM) x C) instead of U, Y and G.
 //
 // Layout: a workgroup owns BM = TY·RM whole rows, so every row reduction (max, argmax, Σ,
-// ranks, mean) happens in workgroup memory. Invocation (tx, ty) of the TX x TY workgroup holds
+// ranks, mean) happens in workgroup memory, as a tree over the TX invocations of a row. Invocation (tx, ty) of the TX x TY workgroup holds
 // in registers rows ty + TY·r (r < RM) and the four-column groups 4·(tx + TX·q) + 0..3
 // (q < NQ) of U: C ≤ 4·TX·NQ. K = D is walked in steps of BK through workgroup tiles of X
 // (BM x BK) and W (4·TX·NQ x BK); each inner step is RM scalar and NQ vec4 loads for RM·NQ
@@ -67,39 +67,54 @@ fn ranks_before(v: f32, i: u32, bv: f32, bi: u32) -> bool {
     return i != NONE && (bi == NONE || v > bv || (v == bv && i < bi));
 }
 
-// Row sums over the TX invocations sharing each of this invocation's rows.
+// Row reductions over the TX invocations sharing each of this invocation's rows: a tree of
+// log2(TX) halving steps in workgroup memory (TX is a power of two). Every invocation of the
+// workgroup calls these together (they contain barriers).
 fn row_sums(v: array<f32, MAX_RM>, tx: u32, ty: u32) -> array<f32, MAX_RM> {
     for (var r = 0u; r < RM; r++) { red_v[(ty + TY * r) * TX + tx] = v[r]; }
     workgroupBarrier();
-    var out: array<f32, MAX_RM>;
-    for (var r = 0u; r < RM; r++) {
-        var s = 0.0;
-        for (var t = 0u; t < TX; t++) { s += red_v[(ty + TY * r) * TX + t]; }
-        out[r] = s;
+    for (var stride = TX / 2u; stride > 0u; stride = stride / 2u) {
+        if (tx < stride) {
+            for (var r = 0u; r < RM; r++) {
+                let at = (ty + TY * r) * TX + tx;
+                red_v[at] += red_v[at + stride];
+            }
+        }
+        workgroupBarrier();
     }
+    var out: array<f32, MAX_RM>;
+    for (var r = 0u; r < RM; r++) { out[r] = red_v[(ty + TY * r) * TX]; }
     workgroupBarrier();
     return out;
 }
 
 struct Best { v: array<f32, MAX_RM>, i: array<u32, MAX_RM>, }
 
-// The first-ranked (value, index) per row over the TX invocations sharing it.
+// The first-ranked (value, index) per row. ranks_before is a strict total order with NONE
+// last, so the tree finds the same entry as a left-to-right scan.
 fn row_best(b: Best, tx: u32, ty: u32) -> Best {
     for (var r = 0u; r < RM; r++) {
         red_v[(ty + TY * r) * TX + tx] = b.v[r];
         red_i[(ty + TY * r) * TX + tx] = b.i[r];
     }
     workgroupBarrier();
+    for (var stride = TX / 2u; stride > 0u; stride = stride / 2u) {
+        if (tx < stride) {
+            for (var r = 0u; r < RM; r++) {
+                let at = (ty + TY * r) * TX + tx;
+                let other = at + stride;
+                if (ranks_before(red_v[other], red_i[other], red_v[at], red_i[at])) {
+                    red_v[at] = red_v[other];
+                    red_i[at] = red_i[other];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
     var out: Best;
     for (var r = 0u; r < RM; r++) {
-        var bv = 0.0;
-        var bi = NONE;
-        for (var t = 0u; t < TX; t++) {
-            let at = (ty + TY * r) * TX + t;
-            if (ranks_before(red_v[at], red_i[at], bv, bi)) { bv = red_v[at]; bi = red_i[at]; }
-        }
-        out.v[r] = bv;
-        out.i[r] = bi;
+        out.v[r] = red_v[(ty + TY * r) * TX];
+        out.i[r] = red_i[(ty + TY * r) * TX];
     }
     workgroupBarrier();
     return out;

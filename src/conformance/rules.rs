@@ -583,6 +583,9 @@ pub fn projection_competition_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Ro
         (33, 96, 75),
         (7, 257, 65),
         (5, 1100, 9),
+        // Near the plan's loop budget on llvmpipe (D = 1500 at C = 96): a count that missed
+        // loop iterations would show here as truncated dots.
+        (9, 96, 1500),
     ];
     let mut rows = Vec::new();
     for (s_index, &(n, c, d)) in shapes.iter().enumerate() {

@@ -116,6 +116,26 @@ pub fn fused_projection_by_default(ctx: &GpuContext) -> bool {
     ctx.info.device_type != wgpu::DeviceType::Cpu
 }
 
+/// The presets whose step can run the fused projection + competition kernel: a plain
+/// projection followed by a competition the kernel computes, feeding the update directly
+/// (`project_and_compete`). The others compute a similarity, a lateral product or a second
+/// competition in between.
+fn uses_fused_projection(preset: &Preset) -> bool {
+    matches!(
+        preset,
+        Preset::LaganiHpca { .. }
+            | Preset::LaganiHpcaTanh {
+                var_adaptive: false,
+                ..
+            }
+            | Preset::HebbdemoHpca { .. }
+            | Preset::SofthebbSoftkrotov { .. }
+            | Preset::SofthebbSoft { .. }
+            | Preset::SofthebbHard
+            | Preset::KrotovHopfield { .. }
+    )
+}
+
 fn zeros(ctx: &GpuContext, label: &str, len: usize) -> Result<Tensor> {
     Tensor::from_f32(ctx, label, &[len], &vec![0.0; len])
 }
@@ -190,18 +210,15 @@ impl GpuRule {
             _ => None,
         };
         let nc = rows * c;
-        let projection = match path {
-            UpdatePath::Fused => {
-                ProjectionPlan::for_layer(ctx, c, d).filter(|_| fused_projection_by_default(ctx))
-            }
-            UpdatePath::Naive => None,
-        };
         // The partials buffer is sized for the plan even where the default leaves it off, so
         // `set_fused_projection` can switch it on.
         let plan_for_buffers = match path {
-            UpdatePath::Fused => ProjectionPlan::for_layer(ctx, c, d),
-            UpdatePath::Naive => None,
+            UpdatePath::Fused if uses_fused_projection(&config.preset) => {
+                ProjectionPlan::for_layer(ctx, c, d)
+            }
+            _ => None,
         };
+        let projection = plan_for_buffers.filter(|_| fused_projection_by_default(ctx));
         let t = |label: &str, len: usize| Tensor::empty(ctx, label, &[len.max(1)], DType::F32);
         let bufs = Buffers {
             rows,
@@ -297,7 +314,9 @@ impl GpuRule {
     /// where the layer has a plan, whatever the adapter's default. Returns whether it is on.
     pub fn set_fused_projection(&mut self, ctx: &GpuContext, on: bool) -> bool {
         self.projection = match (on, self.path) {
-            (true, UpdatePath::Fused) => ProjectionPlan::for_layer(ctx, self.c, self.d),
+            (true, UpdatePath::Fused) if uses_fused_projection(&self.config.preset) => {
+                ProjectionPlan::for_layer(ctx, self.c, self.d)
+            }
             _ => None,
         };
         if let Some(p) = self.projection
