@@ -665,34 +665,18 @@ pub fn projection_competition_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Ro
                     y: Some(&y),
                     col_partials: Some(&s),
                 };
-                projection_competition(
-                    &mut rec,
-                    &plan,
-                    kind,
-                    &tx,
-                    &tw,
-                    bias,
-                    teacher,
-                    (n, c, d),
-                    &all,
-                )?;
                 let training = ProjectionOutputs {
                     g: &g2,
                     u: None,
                     y: None,
                     col_partials: Some(&s2),
                 };
-                projection_competition(
-                    &mut rec,
-                    &plan,
-                    kind,
-                    &tx,
-                    &tw,
-                    bias,
-                    teacher,
-                    (n, c, d),
-                    &training,
-                )?;
+                for outputs in [&all, &training] {
+                    let shape = (n, c, d);
+                    projection_competition(
+                        &mut rec, &plan, kind, &tx, &tw, bias, teacher, shape, outputs,
+                    )?;
+                }
                 rec.submit();
                 [&u, &y, &g, &s, &u2, &y2, &g2, &s2]
                     .iter()
