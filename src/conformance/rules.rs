@@ -575,6 +575,7 @@ pub fn projection_competition_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Ro
     use crate::kernels::projection_competition::{
         ProjectionOutputs, ProjectionPlan, projection_competition,
     };
+    use crate::reference::dense::Mat;
 
     const NAME: &str = "projection_competition";
     let shapes = [
@@ -691,13 +692,15 @@ pub fn projection_competition_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Ro
                 }
             };
             let (u, y, g, s) = (&got[0], &got[1], &got[2], &got[3]);
-            let mut u_ref = vec![0f64; n * c];
-            for r in 0..n {
-                for i in 0..c {
-                    let dot: f64 = (0..d)
-                        .map(|k| x[r * d + k] as f64 * w[i * d + k] as f64)
-                        .sum();
-                    u_ref[r * c + i] = dot + if with_bias { b[i] as f64 } else { 0.0 };
+            // U = X·Wᵀ + b in float64.
+            let (xm, wm) = (
+                Mat::from_vec(n, d, widen(&x)),
+                Mat::from_vec(c, d, widen(&w)),
+            );
+            let mut u_ref = xm.matmul_t(&wm).data;
+            if with_bias {
+                for (e, v) in u_ref.iter_mut().enumerate() {
+                    *v += b[e % c] as f64;
                 }
             }
             rows.push(row("U").compare(&widen(&u[..n * c]), &u_ref, gemm_tol));

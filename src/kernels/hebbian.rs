@@ -95,7 +95,8 @@ pub enum Competition {
 }
 
 impl Competition {
-    fn mode(self) -> (u32, u32, f32) {
+    /// (mode number, k, a) of the shaders' `HebbParams` for this competition.
+    pub(crate) fn mode(self) -> (u32, u32, f32) {
         match self {
             Competition::Relu => (0, 0, 0.0),
             Competition::Tanh => (1, 0, 0.0),
@@ -115,7 +116,7 @@ impl Competition {
     }
 }
 
-fn need(t: &Tensor, len: usize, role: &str) -> Result<()> {
+pub(crate) fn need(t: &Tensor, len: usize, role: &str) -> Result<()> {
     t.expect_dtype(DType::F32, role)?;
     t.expect_len(len, role)
 }

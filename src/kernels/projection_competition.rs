@@ -9,8 +9,8 @@
 //! the separate GEMM and competition kernels where it does not.
 
 use crate::error::{HebbError, Result};
-use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::hebbian::{Competition, HebbParams};
+use crate::gpu::{GpuContext, Recorder, Tensor, grid_1d};
+use crate::kernels::hebbian::{Competition, HebbParams, need};
 use crate::kernels::{
     PROJECTION_COMPETITION_WGSL, check_loop_budget, record_dispatch_with, to_u32,
 };
@@ -178,28 +178,12 @@ pub fn projection_competition(
             plan.columns()
         )));
     }
-    let (mode, k, a) = match kind {
-        Competition::Relu => (0, 0, 0.0),
-        Competition::Tanh => (1, 0, 0.0),
-        Competition::Softmax { t_invert } => (5, 0, t_invert),
-        Competition::SoftKrotov { t_invert } => (6, 0, t_invert),
-        Competition::Hard => (7, 0, 0.0),
-        Competition::Krotov { k, delta } => (8, k, delta),
-        Competition::Logistic => (10, 0, 0.0),
-        Competition::Identity => (11, 0, 0.0),
-        Competition::ReluOnly => (12, 0, 0.0),
-        Competition::Triangle { power } => (13, 0, power),
-        _ => unreachable!("checked by supports"),
-    };
+    let (mode, k, a) = kind.mode();
     if mode == 8 && (k == 0 || k as usize > c) {
         return Err(refuse(format!(
             "k = {k} must be in 1..={c} (the number of neurons)"
         )));
     }
-    let need = |t: &Tensor, len: usize, role: &str| -> Result<()> {
-        t.expect_dtype(DType::F32, role)?;
-        t.expect_len(len, role)
-    };
     need(x, n * d, "X")?;
     need(w, c * d, "W")?;
     if let Some(b) = bias {

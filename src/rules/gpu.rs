@@ -110,8 +110,9 @@ pub struct GpuRule {
 /// adapters, where it saves five N x C passes over memory per step (U written and read twice,
 /// Y written; `hebb bench rules` counts them), and not on CPU adapters. There the separate
 /// kernels won in every case `hebb bench rules` timed on lavapipe (the fused step ran at
-/// 0.14–0.91x, BENCHMARKS.md): llvmpipe runs each workgroup barrier as a switch between the
-/// coroutines of its 256 invocations, and the subgroup GEMM it is compared with needs none.
+/// 0.22–0.84x, BENCHMARKS.md). The likely reason, not measured apart: the fused kernel stages
+/// tiles through workgroup memory behind barriers, which llvmpipe runs slowly, and the
+/// subgroup GEMM it is compared with uses neither.
 pub fn fused_projection_by_default(ctx: &GpuContext) -> bool {
     ctx.info.device_type != wgpu::DeviceType::Cpu
 }
