@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use hebb::gpu::kernel_cache::validate_wgsl;
-use hebb::kernels::ALL_SHADERS;
+use hebb::kernels::{ALL_SHADERS, SHADER_LIBRARIES};
 
 fn shader_files() -> Vec<(String, String)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shaders");
@@ -26,16 +26,42 @@ fn shader_files() -> Vec<(String, String)> {
     files
 }
 
+/// The library files a module's source starts with, in order.
+fn libraries_of(name: &str) -> Vec<&'static str> {
+    SHADER_LIBRARIES
+        .iter()
+        .filter(|(_, users)| users.contains(&name))
+        .map(|(lib, _)| *lib)
+        .collect()
+}
+
 #[test]
 fn every_shader_file_is_embedded() {
-    for (name, text) in shader_files() {
+    let files = shader_files();
+    let text_of = |name: &str| {
+        files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| panic!("shaders/{name}.wgsl is missing"))
+    };
+    for (name, text) in &files {
+        if let Some((_, users)) = SHADER_LIBRARIES.iter().find(|(lib, _)| lib == name) {
+            assert!(
+                !users.is_empty(),
+                "library {name}.wgsl is used by no module"
+            );
+            continue;
+        }
         let embedded = ALL_SHADERS
             .iter()
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("shaders/{name}.wgsl is not listed in kernels::ALL_SHADERS"));
+        let mut expected: String = libraries_of(name).iter().map(|l| text_of(l)).collect();
+        expected.push_str(text);
         assert_eq!(
-            embedded.source, text,
-            "embedded copy of {name}.wgsl is stale"
+            embedded.source, expected,
+            "embedded copy of {name}.wgsl (after its libraries) is stale"
         );
     }
 }
@@ -43,8 +69,9 @@ fn every_shader_file_is_embedded() {
 #[test]
 fn every_shader_translates_to_spirv_msl_hlsl() {
     let mut translated = 0;
-    for (name, text) in shader_files() {
-        let (module, info) = validate_wgsl(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+    for shader in ALL_SHADERS {
+        let (name, text) = (shader.name, shader.source);
+        let (module, info) = validate_wgsl(name, text).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             !module.entry_points.is_empty(),
             "{name}.wgsl has no entry point"
@@ -84,11 +111,10 @@ fn every_shader_translates_to_spirv_msl_hlsl() {
             )
             .unwrap_or_else(|e| panic!("{name}::{}: MSL: {e}", ep.name));
 
-            let requires = ALL_SHADERS
-                .iter()
-                .find(|s| s.name == name)
-                .map_or(wgpu::Features::empty(), |s| s.requires);
-            if requires.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            if shader
+                .requires
+                .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            {
                 translated += 1;
                 continue;
             }

@@ -201,10 +201,10 @@ fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
     }
 }
 
-// Grid: (ceil(N / BN), ceil(M / BM), batch * splits).
-@compute @workgroup_size(BN / TN, BM / TM, 1)
-fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
-              @builtin(local_invocation_id) lid: vec3<u32>) {
+// This invocation's TM x TN register block of op(A)·op(B) for workgroup wg: the block of C
+// at rows m0 + 4 * (lid.y + r * BM / TM) + i, columns n0 + 4 * (lid.x + cg * BN / TN) + 0..3 is
+// acc[(r * 4 + i) * MAX_SUB + cg], summed over split wg.z % splits of K.
+fn tile_product(wg: vec3<u32>, lid: vec3<u32>) -> array<vec4<f32>, 4u * MAX_SUB * MAX_SUB> {
     let wx = BN / TN;
     let wy = BM / TM;
     let threads = wx * wy;
@@ -243,6 +243,20 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
         workgroupBarrier();
     }
 
+    return acc;
+}
+
+// Grid: (ceil(N / BN), ceil(M / BM), batch * splits).
+@compute @workgroup_size(BN / TN, BM / TM, 1)
+fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    var acc = tile_product(wg, lid);
+    let wx = BN / TN;
+    let wy = BM / TM;
+    let m0 = wg.y * BM;
+    let n0 = wg.x * BN;
+    let rm = TM / 4u;
+    let cn = TN / 4u;
     // Slot z of C: batch b when splits == 1, workspace slot b * splits + s otherwise.
     let base_c = p.offset_c + wg.z * p.stride_c;
     for (var r = 0u; r < rm; r++) {
@@ -261,6 +275,48 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
                 }
             }
         }
+    }
+}
+
+// Element e < TM * TN of this invocation's register block: its row and column of C (which may
+// lie past M or N on edge tiles) and alpha times its product.
+struct Element { row: u32, col: u32, v: f32 }
+
+fn tile_element(wg: vec3<u32>, lid: vec3<u32>, acc: ptr<function, array<vec4<f32>, 4u * MAX_SUB * MAX_SUB>>,
+                e: u32) -> Element {
+    let cn = TN / 4u;
+    let j = e % 4u;
+    let cg = (e / 4u) % cn;
+    let i = (e / (4u * cn)) % 4u;
+    let r = e / (16u * cn);
+    let row = wg.y * BM + 4u * (lid.y + r * (BM / TM)) + i;
+    let col = wg.x * BN + 4u * (lid.x + cg * (BN / TN)) + j;
+    return Element(row, col, p.alpha * (*acc)[(r * 4u + i) * MAX_SUB + cg][j]);
+}
+
+// The decay epilogue (gemm_epilogue.wgsl) on a single, unsplit product.
+@compute @workgroup_size(BN / TN, BM / TM, 1)
+fn gemm_tiled_decay(@builtin(workgroup_id) wg: vec3<u32>,
+                    @builtin(local_invocation_id) lid: vec3<u32>) {
+    var acc = tile_product(wg, lid);
+    var bits = 0u;
+    for (var e = 0u; e < TM * TN; e++) {
+        let el = tile_element(wg, lid, &acc, e);
+        if (el.row < p.m && el.col < p.n) {
+            bits = max(bits, epilogue_decay(el.row * p.n + el.col, el.row, el.v));
+        }
+    }
+    fold_abs_max(bits);
+}
+
+// The optimizer epilogue (gemm_epilogue.wgsl) on a single, unsplit product.
+@compute @workgroup_size(BN / TN, BM / TM, 1)
+fn gemm_tiled_optim(@builtin(workgroup_id) wg: vec3<u32>,
+                    @builtin(local_invocation_id) lid: vec3<u32>) {
+    var acc = tile_product(wg, lid);
+    for (var e = 0u; e < TM * TN; e++) {
+        let el = tile_element(wg, lid, &acc, e);
+        if (el.row < p.m && el.col < p.n) { epilogue_optim(el.row * p.n + el.col, el.v); }
     }
 }
 
@@ -290,13 +346,39 @@ fn gemm_splitk_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
     let col = gid.x;
     let row = gid.y;
     if (col >= p.n || row >= p.m) { return; }
+    let idx = p.offset_c + gid.z * p.stride_c + row * p.ldc + col;
+    var v = split_sum(gid.z, row, col);
+    if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
+    c[idx] = v;
+}
+
+// The split-K sum of one element of C: alpha * sum_s partials[b * splits + s, row, col].
+fn split_sum(b: u32, row: u32, col: u32) -> f32 {
     let plane = p.m * p.n;
     var sum = 0.0;
     for (var s = 0u; s < p.splits; s++) {
-        sum += partials[(gid.z * p.splits + s) * plane + row * p.n + col];
+        sum += partials[(b * p.splits + s) * plane + row * p.n + col];
     }
-    let idx = p.offset_c + gid.z * p.stride_c + row * p.ldc + col;
-    var v = p.alpha * sum;
-    if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
-    c[idx] = v;
+    return p.alpha * sum;
+}
+
+// gemm_splitk_reduce followed by the decay epilogue (one batch). Grid: (ceil(N / 64), M, 1).
+@compute @workgroup_size(64, 1, 1)
+fn gemm_splitk_reduce_decay(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col = gid.x;
+    let row = gid.y;
+    var bits = 0u;
+    if (col < p.n && row < p.m) {
+        bits = epilogue_decay(row * p.n + col, row, split_sum(0u, row, col));
+    }
+    fold_abs_max(bits);
+}
+
+// gemm_splitk_reduce followed by the optimizer epilogue (one batch). Grid: (ceil(N / 64), M, 1).
+@compute @workgroup_size(64, 1, 1)
+fn gemm_splitk_reduce_optim(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col = gid.x;
+    let row = gid.y;
+    if (col >= p.n || row >= p.m) { return; }
+    epilogue_optim(row * p.n + col, split_sum(0u, row, col));
 }

@@ -53,10 +53,9 @@ fn broadcast_a(v: vec4<f32>) -> array<vec4<f32>, 8> {
         subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u));
 }
 
-// Grid: (ceil(N / 32), ceil(M / ROWS), batch * splits).
-@compute @workgroup_size(8, 1, 1)
-fn gemm_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
-                 @builtin(local_invocation_index) lane: u32) {
+// This lane's products: acc[r][j] = op(A)·op(B)[m0 + r, n0 + 4 * lane + j] over split
+// wg.z % splits of K (rows past M and columns past N hold clamped duplicates).
+fn lane_product(wg: vec3<u32>, lane: u32) -> array<vec4<f32>, 8u * GROUPS_MAX> {
     let ta = (p.trans & 1u) != 0u;
     let tb = (p.trans & 2u) != 0u;
     let m0 = wg.y * ROWS;
@@ -126,6 +125,16 @@ fn gemm_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
         }
     }
 
+    return acc;
+}
+
+// Grid: (ceil(N / 32), ceil(M / ROWS), batch * splits).
+@compute @workgroup_size(8, 1, 1)
+fn gemm_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
+                 @builtin(local_invocation_index) lane: u32) {
+    var acc = lane_product(wg, lane);
+    let m0 = wg.y * ROWS;
+    let first = wg.x * LANES * 4u + 4u * lane;
     // Slot z of C: batch b when splits == 1, workspace slot b * splits + s otherwise.
     let base_c = p.offset_c + wg.z * p.stride_c;
     for (var r = 0u; r < ROWS; r++) {
@@ -138,6 +147,42 @@ fn gemm_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
             var v = p.alpha * acc[r][j];
             if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
             c[idx] = v;
+        }
+    }
+}
+
+// The decay epilogue (gemm_epilogue.wgsl) on a single, unsplit product.
+@compute @workgroup_size(8, 1, 1)
+fn gemm_subgroup_decay(@builtin(workgroup_id) wg: vec3<u32>,
+                       @builtin(local_invocation_index) lane: u32) {
+    var acc = lane_product(wg, lane);
+    let m0 = wg.y * ROWS;
+    let first = wg.x * LANES * 4u + 4u * lane;
+    var bits = 0u;
+    for (var r = 0u; r < ROWS; r++) {
+        let row = m0 + r;
+        for (var j = 0u; j < 4u; j++) {
+            let col = first + j;
+            if (row < p.m && col < p.n) {
+                bits = max(bits, epilogue_decay(row * p.n + col, row, p.alpha * acc[r][j]));
+            }
+        }
+    }
+    fold_abs_max(bits);
+}
+
+// The optimizer epilogue (gemm_epilogue.wgsl) on a single, unsplit product.
+@compute @workgroup_size(8, 1, 1)
+fn gemm_subgroup_optim(@builtin(workgroup_id) wg: vec3<u32>,
+                       @builtin(local_invocation_index) lane: u32) {
+    var acc = lane_product(wg, lane);
+    let m0 = wg.y * ROWS;
+    let first = wg.x * LANES * 4u + 4u * lane;
+    for (var r = 0u; r < ROWS; r++) {
+        let row = m0 + r;
+        for (var j = 0u; j < 4u; j++) {
+            let col = first + j;
+            if (row < p.m && col < p.n) { epilogue_optim(row * p.n + col, p.alpha * acc[r][j]); }
         }
     }
 }

@@ -1,18 +1,16 @@
 // Weight updates of the Hebbian presets (shared/golden/PRESETS.md §0.4), in place on W (C x D).
-// ΔW is an ascent direction; SGD and Adam see the gradient g = −ΔW + λ·W.
-//   sgd:      buf = g (first step) or μ·buf + g; d = g + μ·buf (Nesterov) or buf; μ = 0: d = g;
-//             W ← W − lr·d
-//   adam:     m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²; W ← W − a_t·m / (√v + ε), with the
-//             bias-corrected rate a_t = lr·√(1 − β2^t)/(1 − β1^t) computed by the launcher
-//   adaptive: η_i = lr·(|‖w_i‖ − 1| + 1e-10)^power from Σ_d w_id² (in1, taken before the
-//             update); W ← W + η_i·ΔW_i; η is also written to eta (length C)
-// Bounds: one invocation per element e < C·D; state buffers hold C·D, eta holds C.
+// The launcher prepends weight_update.wgsl (OptimParams, sgd_update, adam_update, max_divisor).
+//   sgd, adam: weight_update.wgsl
+//   adaptive:  η_i = lr·(|‖w_i‖ − 1| + 1e-10)^power from Σ_d w_id² (row_sumsq, taken before the
+//              update); W ← W + η_i·ΔW_i; η is also written to eta (length C)
+// ΔW is `dw`, or with DIVISOR != 0 the normalised R / max_divisor(DIVISOR, max|R|, a), R = dw and
+// max|R| = dw_max[0] (from the update GEMM's ABS_MAX epilogue); WRITE_DW then also stores that
+// ΔW in dw_out (conformance and inspection).
+// Bounds: one invocation per element e < C·D; dw, dw_out and the state buffers hold C·D, eta
+// holds C, dw_max holds 1.
 
-struct OptimParams {
-    c: u32, d: u32, first: u32, nesterov: u32,
-    lr: f32, momentum: f32, weight_decay: f32, beta1: f32,
-    beta2: f32, eps: f32, power: f32, _pad0: f32,
-}
+override DIVISOR: u32 = 0u;
+override WRITE_DW: bool = false;
 
 @group(0) @binding(0) var<uniform> p: OptimParams;
 @group(0) @binding(1) var<storage, read_write> w: array<f32>;
@@ -24,9 +22,20 @@ struct OptimParams {
 // adaptive: Σ_d w_id² per neuron (read) and η per neuron (written).
 @group(0) @binding(5) var<storage, read> row_sumsq: array<f32>;
 @group(0) @binding(6) var<storage, read_write> eta: array<f32>;
+// DIVISOR != 0: max|R| (read) and, with WRITE_DW, the normalised ΔW (written).
+@group(0) @binding(7) var<storage, read> dw_max: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dw_out: array<f32>;
 
 fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * 256u + lid;
+}
+
+// ΔW[e], normalised where DIVISOR says so.
+fn delta(e: u32) -> f32 {
+    if (DIVISOR == 0u) { return dw[e]; }
+    let v = dw[e] / max_divisor(DIVISOR, dw_max[0], p.divisor_a);
+    if (WRITE_DW) { dw_out[e] = v; }
+    return v;
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -34,14 +43,9 @@ fn sgd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
        @builtin(local_invocation_index) lid: u32) {
     let e = linear_index(wg, nwg, lid);
     if (e >= p.c * p.d) { return; }
-    let g = -dw[e] + p.weight_decay * w[e];
-    var step = g;
-    if (p.momentum != 0.0) {
-        let buf = select(p.momentum * state0[e] + g, g, p.first != 0u);
-        state0[e] = buf;
-        step = select(buf, g + p.momentum * buf, p.nesterov != 0u);
-    }
-    w[e] = w[e] - p.lr * step;
+    let s = sgd_update(p, w[e], delta(e), state0[e]);
+    w[e] = s.x;
+    if (p.momentum != 0.0) { state0[e] = s.y; }
 }
 
 // p.lr holds the bias-corrected rate a_t.
@@ -50,12 +54,10 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         @builtin(local_invocation_index) lid: u32) {
     let e = linear_index(wg, nwg, lid);
     if (e >= p.c * p.d) { return; }
-    let g = -dw[e] + p.weight_decay * w[e];
-    let m = select(p.beta1 * state0[e], 0.0, p.first != 0u) + (1.0 - p.beta1) * g;
-    let v = select(p.beta2 * state1[e], 0.0, p.first != 0u) + (1.0 - p.beta2) * g * g;
-    state0[e] = m;
-    state1[e] = v;
-    w[e] = w[e] - p.lr * m / (sqrt(v) + p.eps);
+    let s = adam_update(p, w[e], delta(e), state0[e], state1[e]);
+    w[e] = s.x;
+    state0[e] = s.y;
+    state1[e] = s.z;
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -65,6 +67,6 @@ fn adaptive(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     if (e >= p.c * p.d) { return; }
     let i = e / p.d;
     let rate = p.lr * pow(abs(sqrt(row_sumsq[i]) - 1.0) + 1e-10, p.power);
-    w[e] = w[e] + rate * dw[e];
+    w[e] = w[e] + rate * delta(e);
     if (e % p.d == 0u) { eta[i] = rate; }
 }

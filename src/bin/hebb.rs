@@ -901,6 +901,7 @@ fn conformance(
             rows
         }
         Some("gemm") => checks::gemm_checks(&ctx, seed),
+        Some("gemm_update") => conformance::gemm_update::gemm_update_checks(&ctx, seed),
         Some("reduce") => checks::reduce_checks(&ctx, seed),
         Some("elementwise") => checks::elementwise_checks(&ctx, seed),
         Some("im2col") => checks::im2col_checks(&ctx, seed),
@@ -917,7 +918,7 @@ fn conformance(
         Some("layout") => checks::layout_checks(&ctx, seed),
         Some(other) => {
             bail!(
-                "--only {other:?}: expected gemm, im2col, conv, pool, norm, layout, reduce, elementwise, classifier, competition, projection_competition, spiking or rules"
+                "--only {other:?}: expected gemm, gemm_update, im2col, conv, pool, norm, layout, reduce, elementwise, classifier, competition, projection_competition, spiking or rules"
             )
         }
     };

@@ -103,10 +103,11 @@ fn f32s(a: &Array) -> Vec<f32> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuleVariant {
     /// The fused update path with the fused projection + competition kernel wherever the
-    /// layer has a plan, whatever the adapter's default (asked to write U and Y too, for
-    /// comparison).
+    /// layer has a plan, whatever the adapter's default, and the update GEMM's epilogues (asked
+    /// to write U, Y and ΔW too, for comparison).
     Fused,
-    /// The fused update path with the projection and the competition as separate kernels.
+    /// The fused update path with the projection, the competition, the decay, the normaliser
+    /// and the optimizer as separate kernels.
     Separate,
     /// The per-sample baseline.
     Naive,
@@ -151,6 +152,7 @@ pub fn run_case_gpu(
     rule.set_keep_intermediates(true);
     if path == UpdatePath::Fused {
         rule.set_fused_projection(ctx, variant == RuleVariant::Fused);
+        rule.set_fused_update(variant == RuleVariant::Fused);
     }
     let x_all = &case.inputs["x"];
     let per_step = x_all.data.len() / case.steps;

@@ -1283,6 +1283,9 @@ pub fn layout_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
 /// Every foundation check, in order.
 pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = gemm_checks(ctx, base_seed);
+    rows.extend(crate::conformance::gemm_update::gemm_update_checks(
+        ctx, base_seed,
+    ));
     rows.extend(im2col_checks(ctx, base_seed));
     rows.extend(conv_checks(ctx, base_seed));
     rows.extend(classifier_checks(ctx, base_seed));

@@ -2,6 +2,7 @@
 //! shapes and NaN-poisoned outputs. `hebb conformance` and `cargo test` run the same checks.
 
 pub mod cases;
+pub mod gemm_update;
 pub mod kernels;
 pub mod rules;
 pub mod spiking;

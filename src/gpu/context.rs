@@ -175,6 +175,7 @@ pub struct GpuContext {
     /// Scratch f32 buffer shared by launches that need one (split-K partial products); it
     /// only grows. Dispatches that reuse it are ordered by wgpu's usage tracking.
     workspace: Mutex<Option<Arc<Tensor>>>,
+    spare: Mutex<Option<Arc<Tensor>>>,
     /// `hebb tune`'s winners for this adapter (empty without a cache).
     pub tuning: Tuning,
     shape_log: Mutex<Option<Vec<LoggedShape>>>,
@@ -264,6 +265,7 @@ impl GpuContext {
             kernels: KernelCache::default(),
             uncaptured,
             workspace: Mutex::new(None),
+            spare: Mutex::new(None),
             tuning,
             shape_log: Mutex::new(None),
         })
@@ -337,6 +339,18 @@ impl GpuContext {
             return Ok(t.clone());
         }
         let t = Arc::new(Tensor::empty(self, "workspace", &[elements], DType::F32)?);
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// A 16-byte buffer no launcher reads or writes: it fills a binding that an entry point
+    /// declares but a launch's override constants leave untouched.
+    pub fn spare(&self) -> Result<Arc<Tensor>> {
+        let mut slot = self.spare.lock();
+        if let Some(t) = slot.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Tensor::empty(self, "spare binding", &[4], DType::F32)?);
         *slot = Some(t.clone());
         Ok(t)
     }

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{HebbError, Result};
 use crate::gpu::tuning::{ShapeClass, TunedKernel};
 use crate::gpu::{DType, GpuContext, LoggedShape, Recorder, Tensor};
+use crate::kernels::elementwise;
+use crate::kernels::hebbian::OptimStep;
 use crate::kernels::{
     GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL, bind_group, check_grid, check_loop_budget,
     to_u32,
@@ -807,7 +809,7 @@ impl Gemm {
         }
     }
 
-    fn tiled_default(&self, ctx: &GpuContext) -> GemmTiles {
+    pub(crate) fn tiled_default(&self, ctx: &GpuContext) -> GemmTiles {
         if self.shape_chosen {
             GemmTiles::for_shape(ctx, self.m, self.n)
         } else {
@@ -833,8 +835,213 @@ impl Gemm {
 
 /// Records the tiled GEMM (and, when K is split, its reduction) into `rec`.
 pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
+    gemm_with(rec, g, a, b, c, None)
+}
+
+/// What an update GEMM does with each element of its product as it is written
+/// (gemm_epilogue.wgsl), so the rest of a Hebbian update needs no pass over C of its own.
+#[derive(Clone, Copy)]
+pub enum UpdateEpilogue<'a> {
+    /// C = alpha·op(A)op(B) + beta·C − r[row]·W, with r = `row_decay` (M) and W (M x N) in
+    /// C's layout. With `abs_max` (one f32, zeroed here first), also max|C| over all of C.
+    Decay {
+        row_decay: &'a Tensor,
+        w: &'a Tensor,
+        abs_max: Option<&'a Tensor>,
+    },
+    /// Δ = alpha·op(A)op(B) + beta·C, then one SGD or Adam step of W (M x N) by the ascent
+    /// direction Δ with its state tensors (optim.wgsl's formulas); C = Δ only with
+    /// `write_delta`.
+    Optim {
+        step: OptimStep,
+        w: &'a Tensor,
+        state0: &'a Tensor,
+        state1: &'a Tensor,
+        write_delta: bool,
+    },
+}
+
+impl UpdateEpilogue<'_> {
+    /// The entry point that runs this epilogue after `base`'s product or reduction.
+    fn entry(epilogue: Option<&Self>, base: &'static str) -> &'static str {
+        let decay = match epilogue {
+            None => return base,
+            Some(e) => matches!(e, UpdateEpilogue::Decay { .. }),
+        };
+        match (base, decay) {
+            ("gemm_tiled", true) => "gemm_tiled_decay",
+            ("gemm_tiled", false) => "gemm_tiled_optim",
+            ("gemm_subgroup", true) => "gemm_subgroup_decay",
+            ("gemm_subgroup", false) => "gemm_subgroup_optim",
+            ("gemm_splitk_reduce", true) => "gemm_splitk_reduce_decay",
+            ("gemm_splitk_reduce", false) => "gemm_splitk_reduce_optim",
+            _ => base,
+        }
+    }
+
+    fn overrides(&self) -> [(&'static str, f64); 3] {
+        let flag = |b: bool| b as u32 as f64;
+        match *self {
+            UpdateEpilogue::Decay { abs_max, .. } => [
+                ("ABS_MAX", flag(abs_max.is_some())),
+                ("ADAM", 0.0),
+                ("WRITE_DELTA", 0.0),
+            ],
+            UpdateEpilogue::Optim {
+                step, write_delta, ..
+            } => [
+                ("ABS_MAX", 0.0),
+                ("ADAM", flag(matches!(step, OptimStep::Adam { .. }))),
+                ("WRITE_DELTA", flag(write_delta)),
+            ],
+        }
+    }
+
+    /// Checks the epilogue's tensors against the product's M x N and C.
+    fn check(&self, kernel: &str, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
+        let fail = |message: String| {
+            Err(HebbError::Launch {
+                kernel: kernel.into(),
+                message,
+            })
+        };
+        if g.batch != 1 || g.offset_c != 0 || g.ldc() != g.n {
+            return fail(format!(
+                "an update epilogue needs one dense M x N matrix C (got batch {}, offset_c {}, ldc {} for N = {})",
+                g.batch,
+                g.offset_c,
+                g.ldc(),
+                g.n
+            ));
+        }
+        let mn = g.m * g.n;
+        let (written, read): (Vec<&Tensor>, Vec<&Tensor>) = match *self {
+            UpdateEpilogue::Decay {
+                row_decay,
+                w,
+                abs_max,
+            } => {
+                row_decay.expect_len(g.m, &format!("row decay r (M = {})", g.m))?;
+                w.expect_len(mn, &format!("W ({} x {})", g.m, g.n))?;
+                if let Some(m) = abs_max {
+                    m.expect_len(1, "max|C|")?;
+                }
+                (abs_max.into_iter().collect(), vec![row_decay, w])
+            }
+            UpdateEpilogue::Optim {
+                step,
+                w,
+                state0,
+                state1,
+                ..
+            } => {
+                if let OptimStep::Adaptive { .. } = step {
+                    return fail(
+                        "the adaptive rate needs Σw² of the rows before the step; it runs as its own kernel".into(),
+                    );
+                }
+                w.expect_len(mn, &format!("W ({} x {})", g.m, g.n))?;
+                state0.expect_len(mn, "optimizer state 0")?;
+                state1.expect_len(mn, "optimizer state 1")?;
+                (vec![w, state0, state1], vec![])
+            }
+        };
+        let mut all: Vec<&Tensor> = vec![a, b, c];
+        for t in written.iter().chain(read.iter()) {
+            // Read-only epilogue inputs may alias A or B; nothing may alias C or a written one.
+            let clash = if read.iter().any(|r| r.buffer == t.buffer) {
+                c.buffer == t.buffer || written.iter().any(|u| u.buffer == t.buffer)
+            } else {
+                all.iter().any(|u| u.buffer == t.buffer)
+            };
+            if clash {
+                return fail(format!(
+                    "{} is bound twice; the epilogue's tensors must be distinct from C and from each other",
+                    t.label
+                ));
+            }
+            all.push(t);
+        }
+        Ok(())
+    }
+
+    /// The epilogue's bindings (7 and up, gemm_epilogue.wgsl).
+    fn entries<'t>(
+        &'t self,
+        rec: &Recorder<'_>,
+        g: &Gemm,
+        uniform: &'t mut Option<wgpu::Buffer>,
+        spare: &'t mut Option<std::sync::Arc<Tensor>>,
+    ) -> Result<Vec<(u32, wgpu::BindingResource<'t>)>> {
+        let ctx = rec.ctx;
+        Ok(match *self {
+            UpdateEpilogue::Decay {
+                row_decay,
+                w,
+                abs_max,
+            } => {
+                // Without ABS_MAX the atomic is never touched.
+                let max = match abs_max {
+                    Some(m) => m.binding(ctx)?,
+                    None => spare.insert(ctx.spare()?).binding(ctx)?,
+                };
+                vec![
+                    (11, row_decay.binding(ctx)?),
+                    (12, w.binding(ctx)?),
+                    (13, max),
+                ]
+            }
+            UpdateEpilogue::Optim {
+                step,
+                w,
+                state0,
+                state1,
+                ..
+            } => {
+                let params = step.params(
+                    to_u32("gemm update", "M", g.m)?,
+                    to_u32("gemm update", "N", g.n)?,
+                );
+                let buffer = uniform.insert(rec.uniform(&params));
+                vec![
+                    (7, buffer.as_entire_binding()),
+                    (8, w.binding(ctx)?),
+                    (9, state0.binding(ctx)?),
+                    (10, state1.binding(ctx)?),
+                ]
+            }
+        })
+    }
+}
+
+/// Records an update GEMM: the product as `gemm` computes it (the tiled or subgroup kernel;
+/// tensor cores have no epilogue, so f16 operands run the tiled kernel), with `epilogue`
+/// applied to each element of C as it is written, in the GEMM itself or, when K is split, in
+/// the split-K reduction.
+pub fn gemm_update(
+    rec: &mut Recorder<'_>,
+    g: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    epilogue: &UpdateEpilogue<'_>,
+) -> Result<()> {
+    gemm_with(rec, g, a, b, c, Some(epilogue))
+}
+
+fn gemm_with(
+    rec: &mut Recorder<'_>,
+    g: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    epilogue: Option<&UpdateEpilogue<'_>>,
+) -> Result<()> {
     let ctx = rec.ctx;
     g.check("gemm_tiled", a, b, c)?;
+    if let Some(epi) = epilogue {
+        epi.check("gemm_update", g, a, b, c)?;
+    }
     ctx.note_shape(|| LoggedShape::Gemm {
         m: g.m,
         n: g.n,
@@ -843,37 +1050,50 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
         trans_b: g.trans_b,
     });
     let (a_half, b_half) = (a.dtype == DType::F16, b.dtype == DType::F16);
-    let tiles = g.kernel_tiles(ctx, a.dtype, b.dtype)?;
+    let mut tiles = g.kernel_tiles(ctx, a.dtype, b.dtype)?;
+    if epilogue.is_some() && tiles.kind == GemmKind::Coop {
+        tiles = g.tiled_default(ctx);
+    }
     let (splits, k_per_split) = g.plan_split(ctx, &tiles);
+    // The epilogue runs in the product kernel when K is not split, else in the reduction.
+    let direct = epilogue.filter(|_| splits == 1);
+    let epilogue_overrides = direct.map_or(vec![], |e| e.overrides().to_vec());
+    let entry = |base: &'static str| UpdateEpilogue::entry(direct, base);
     let pipeline = match tiles.kind {
         GemmKind::Tiled => {
             let vec4_a = Gemm::vec4_ok(g.lda(), g.stride_a(), g.offset_a, g.batch);
             let vec4_b = Gemm::vec4_ok(g.ldb(), g.stride_b(), g.offset_b, g.batch);
+            let mut overrides = vec![
+                ("BM", tiles.bm as f64),
+                ("BN", tiles.bn as f64),
+                ("BK", tiles.bk as f64),
+                ("TM", tiles.tm as f64),
+                ("TN", tiles.tn as f64),
+                ("VEC4_A", vec4_a as u32 as f64),
+                ("VEC4_B", vec4_b as u32 as f64),
+                ("A_HALF", a_half as u32 as f64),
+                ("B_HALF", b_half as u32 as f64),
+            ];
+            overrides.extend(epilogue_overrides);
             ctx.kernels.get(
                 &ctx.device,
                 ctx.features,
                 &GEMM_WGSL,
-                "gemm_tiled",
-                &[
-                    ("BM", tiles.bm as f64),
-                    ("BN", tiles.bn as f64),
-                    ("BK", tiles.bk as f64),
-                    ("TM", tiles.tm as f64),
-                    ("TN", tiles.tn as f64),
-                    ("VEC4_A", vec4_a as u32 as f64),
-                    ("VEC4_B", vec4_b as u32 as f64),
-                    ("A_HALF", a_half as u32 as f64),
-                    ("B_HALF", b_half as u32 as f64),
-                ],
+                entry("gemm_tiled"),
+                &overrides,
             )?
         }
-        GemmKind::Subgroup => ctx.kernels.get(
-            &ctx.device,
-            ctx.features,
-            &GEMM_SUBGROUP_WGSL,
-            "gemm_subgroup",
-            &[("ROWS", tiles.bm as f64)],
-        )?,
+        GemmKind::Subgroup => {
+            let mut overrides = vec![("ROWS", tiles.bm as f64)];
+            overrides.extend(epilogue_overrides);
+            ctx.kernels.get(
+                &ctx.device,
+                ctx.features,
+                &GEMM_SUBGROUP_WGSL,
+                entry("gemm_subgroup"),
+                &overrides,
+            )?
+        }
         GemmKind::Coop => {
             let width = GemmTiles::coop_width(ctx).unwrap_or(32);
             ctx.kernels.get(
@@ -895,11 +1115,21 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
         to_u32("gemm_tiled", "batch * splits", g.batch * splits as usize)?,
     ];
     check_grid(ctx, "gemm_tiled", groups)?;
+    if let Some(UpdateEpilogue::Decay {
+        abs_max: Some(max), ..
+    }) = epilogue
+    {
+        elementwise::fill(rec, max, 0.0)?;
+    }
 
     let mut params = g.params("gemm_tiled")?;
     params.splits = splits;
     params.k_per_split = k_per_split;
-    let record = |rec: &mut Recorder<'_>, params: &GemmParams, out: &Tensor| -> Result<()> {
+    let record = |rec: &mut Recorder<'_>,
+                  params: &GemmParams,
+                  out: &Tensor,
+                  epi: Option<&UpdateEpilogue<'_>>|
+     -> Result<()> {
         let uniform = rec.uniform(params);
         let mut entries = vec![
             (0, uniform.as_entire_binding()),
@@ -911,12 +1141,16 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
         if tiles.kind != GemmKind::Coop {
             entries.extend([(4, a.binding(ctx)?), (5, b.binding(ctx)?)]);
         }
+        let (mut optim_uniform, mut spare) = (None, None);
+        if let Some(e) = epi {
+            entries.extend(e.entries(rec, g, &mut optim_uniform, &mut spare)?);
+        }
         let bg = bind_group(ctx, &pipeline, &entries);
         rec.dispatch(&pipeline, &bg, groups);
         Ok(())
     };
     if splits == 1 {
-        return record(rec, &params, c);
+        return record(rec, &params, c, direct);
     }
 
     // Split-K: partial products into a workspace, then one pass that sums them into C.
@@ -929,8 +1163,8 @@ pub fn gemm(rec: &mut Recorder<'_>, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor
     partial.ldc = params.n;
     partial.stride_c = to_u32("gemm_tiled", "M * N", plane)?;
     partial.offset_c = 0;
-    record(rec, &partial, &workspace)?;
-    splitk_reduce(rec, &params, &workspace, c)
+    record(rec, &partial, &workspace, None)?;
+    splitk_reduce_with(rec, &params, &workspace, c, epilogue)
 }
 
 /// Records `gemm_splitk_reduce`: C = alpha * sum of the `params.splits` partial products in
@@ -942,26 +1176,36 @@ pub(crate) fn splitk_reduce(
     partials: &Tensor,
     c: &Tensor,
 ) -> Result<()> {
+    splitk_reduce_with(rec, params, partials, c, None)
+}
+
+fn splitk_reduce_with(
+    rec: &mut Recorder<'_>,
+    params: &GemmParams,
+    partials: &Tensor,
+    c: &Tensor,
+    epilogue: Option<&UpdateEpilogue<'_>>,
+) -> Result<()> {
     let ctx = rec.ctx;
-    let reduce = ctx.kernels.get(
-        &ctx.device,
-        ctx.features,
-        &GEMM_WGSL,
-        "gemm_splitk_reduce",
-        &[],
-    )?;
+    let entry = UpdateEpilogue::entry(epilogue, "gemm_splitk_reduce");
+    let overrides = epilogue.map_or(vec![], |e| e.overrides().to_vec());
+    let reduce = ctx
+        .kernels
+        .get(&ctx.device, ctx.features, &GEMM_WGSL, entry, &overrides)?;
     let reduce_groups = [params.n.div_ceil(64), params.m, params.batch];
     check_grid(ctx, "gemm_splitk_reduce", reduce_groups)?;
     let uniform = rec.uniform(params);
-    let bg = bind_group(
-        ctx,
-        &reduce,
-        &[
-            (0, uniform.as_entire_binding()),
-            (3, c.binding(ctx)?),
-            (6, partials.binding(ctx)?),
-        ],
-    );
+    let mut entries = vec![
+        (0, uniform.as_entire_binding()),
+        (3, c.binding(ctx)?),
+        (6, partials.binding(ctx)?),
+    ];
+    let (mut optim_uniform, mut spare) = (None, None);
+    if let Some(e) = epilogue {
+        let g = Gemm::new(params.m as usize, params.n as usize, params.k as usize);
+        entries.extend(e.entries(rec, &g, &mut optim_uniform, &mut spare)?);
+    }
+    let bg = bind_group(ctx, &reduce, &entries);
     rec.dispatch(&reduce, &bg, reduce_groups);
     Ok(())
 }

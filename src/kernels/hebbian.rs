@@ -30,7 +30,7 @@ pub struct HebbParams {
     pub s: f32,
 }
 
-/// Mirrors `OptimParams` in optim.wgsl (48 bytes).
+/// Mirrors `OptimParams` in weight_update.wgsl (48 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct OptimParams {
@@ -45,7 +45,7 @@ pub struct OptimParams {
     pub beta2: f32,
     pub eps: f32,
     pub power: f32,
-    pub _pad0: f32,
+    pub divisor_a: f32,
 }
 
 /// Row-wise competitions of `competition` (mode numbers in hebbian.wgsl).
@@ -652,9 +652,55 @@ pub enum OptimStep {
     },
 }
 
+impl OptimStep {
+    /// The uniform of optim.wgsl and of the GEMM optimizer epilogue for a C x D matrix.
+    pub fn params(&self, c: u32, d: u32) -> OptimParams {
+        let mut p = OptimParams {
+            c,
+            d,
+            ..Default::default()
+        };
+        match *self {
+            OptimStep::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+                first,
+            } => {
+                (p.lr, p.momentum, p.nesterov, p.weight_decay, p.first) =
+                    (lr, momentum, nesterov as u32, weight_decay, first as u32);
+            }
+            OptimStep::Adam {
+                rate,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                first,
+            } => {
+                (p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.first) =
+                    (rate, beta1, beta2, eps, weight_decay, first as u32);
+            }
+            OptimStep::Adaptive { lr, power } => (p.lr, p.power) = (lr, power),
+        }
+        p
+    }
+}
+
+/// ΔW normalised inside the optimizer step (SoftHebb, Krotov): ΔW = R / divisor(max|R|), with R
+/// the step's `dw` and max|R| in `max` (one element, as the update GEMM's ABS_MAX epilogue
+/// leaves it). With `write`, the normalised ΔW is also stored there.
+#[derive(Clone, Copy)]
+pub struct Normalised<'a> {
+    pub max: &'a Tensor,
+    pub divisor: MaxDivisor,
+    pub write: Option<&'a Tensor>,
+}
+
 /// Applies one optimizer step to W (C x D) in place. `state0` / `state1` are the momentum or
 /// Adam moments (C x D); `row_sumsq` (Σ_d w², C, taken before the step) and `eta` (C, written)
-/// are for the adaptive rate.
+/// are for the adaptive rate. With `normalised`, `dw` holds R and the step divides it first.
 #[allow(clippy::too_many_arguments)]
 pub fn optimizer_step(
     rec: &mut Recorder<'_>,
@@ -667,11 +713,15 @@ pub fn optimizer_step(
     state1: &Tensor,
     row_sumsq: &Tensor,
     eta: &Tensor,
+    normalised: Option<Normalised<'_>>,
 ) -> Result<()> {
     let ctx: &GpuContext = rec.ctx;
     need(w, c * d, "W")?;
     need(dw, c * d, "ΔW")?;
-    let all = [w, dw, state0, state1, row_sumsq, eta];
+    let mut all = vec![w, dw, state0, state1, row_sumsq, eta];
+    if let Some(out) = normalised.and_then(|n| n.write) {
+        all.push(out);
+    }
     for (i, t) in all.iter().enumerate() {
         if all[..i].iter().any(|u| u.buffer == t.buffer) {
             return Err(HebbError::Launch {
@@ -680,48 +730,57 @@ pub fn optimizer_step(
             });
         }
     }
-    let mut p = OptimParams {
-        c: to_u32("optimizer", "C", c)?,
-        d: to_u32("optimizer", "D", d)?,
-        ..Default::default()
-    };
+    let mut p = step.params(to_u32("optimizer", "C", c)?, to_u32("optimizer", "D", d)?);
     let (entry, extra): (&'static str, Vec<(u32, &Tensor)>) = match step {
-        OptimStep::Sgd {
-            lr,
-            momentum,
-            nesterov,
-            weight_decay,
-            first,
-        } => {
+        OptimStep::Sgd { .. } => {
             need(state0, c * d, "momentum buffer")?;
-            (p.lr, p.momentum, p.nesterov, p.weight_decay, p.first) =
-                (lr, momentum, nesterov as u32, weight_decay, first as u32);
             ("sgd", vec![(3, state0)])
         }
-        OptimStep::Adam {
-            rate,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            first,
-        } => {
+        OptimStep::Adam { .. } => {
             need(state0, c * d, "Adam m")?;
             need(state1, c * d, "Adam v")?;
-            (p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.first) =
-                (rate, beta1, beta2, eps, weight_decay, first as u32);
             ("adam", vec![(3, state0), (4, state1)])
         }
-        OptimStep::Adaptive { lr, power } => {
+        OptimStep::Adaptive { .. } => {
             need(row_sumsq, c, "Σw² per neuron")?;
             need(eta, c, "η per neuron")?;
-            (p.lr, p.power) = (lr, power);
             ("adaptive", vec![(5, row_sumsq), (6, eta)])
         }
     };
-    let pipeline = ctx
-        .kernels
-        .get(&ctx.device, ctx.features, &OPTIM_WGSL, entry, &[])?;
+    // Bindings 7 and 8 are read only under DIVISOR / WRITE_DW; otherwise they hold tensors the
+    // entry point does not otherwise bind.
+    let spare = if matches!(step, OptimStep::Adaptive { .. }) {
+        state0
+    } else {
+        eta
+    };
+    let (divisor, max, out) = match normalised {
+        None => (0.0, dw, spare),
+        Some(n) => {
+            need(n.max, 1, "max|R|")?;
+            let out = match n.write {
+                Some(out) => {
+                    need(out, c * d, "normalised ΔW")?;
+                    out
+                }
+                None => spare,
+            };
+            let (mode, a) = match n.divisor {
+                MaxDivisor::Plus(a) => (1.0, a),
+                MaxDivisor::AtLeast(a) => (2.0, a),
+            };
+            p.divisor_a = a;
+            (mode, n.max, out)
+        }
+    };
+    let write = normalised.is_some_and(|n| n.write.is_some());
+    let pipeline = ctx.kernels.get(
+        &ctx.device,
+        ctx.features,
+        &OPTIM_WGSL,
+        entry,
+        &[("DIVISOR", divisor), ("WRITE_DW", write as u32 as f64)],
+    )?;
     let groups = grid_1d(ctx, to_u32(entry, "workgroups", (c * d).div_ceil(256))?);
     check_grid(ctx, entry, groups)?;
     let uniform = rec.uniform(&p);
@@ -729,6 +788,8 @@ pub fn optimizer_step(
         (0, uniform.as_entire_binding()),
         (1, w.binding(ctx)?),
         (2, dw.binding(ctx)?),
+        (7, max.binding(ctx)?),
+        (8, out.binding(ctx)?),
     ];
     for (slot, t) in extra {
         entries.push((slot, t.binding(ctx)?));

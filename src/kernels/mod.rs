@@ -20,13 +20,22 @@ use crate::gpu::{GpuContext, Shader};
 
 pub const GEMM_WGSL: Shader = Shader {
     name: "gemm",
-    source: include_str!("../../shaders/gemm.wgsl"),
+    // The update epilogues and the optimizer math they share with optim.wgsl come first.
+    source: concat!(
+        include_str!("../../shaders/weight_update.wgsl"),
+        include_str!("../../shaders/gemm_epilogue.wgsl"),
+        include_str!("../../shaders/gemm.wgsl")
+    ),
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
 pub const GEMM_SUBGROUP_WGSL: Shader = Shader {
     name: "gemm_subgroup",
-    source: include_str!("../../shaders/gemm_subgroup.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/weight_update.wgsl"),
+        include_str!("../../shaders/gemm_epilogue.wgsl"),
+        include_str!("../../shaders/gemm_subgroup.wgsl")
+    ),
     requires: wgpu::Features::SUBGROUP,
     launcher_checks_bounds: true,
 };
@@ -86,7 +95,10 @@ pub const HEBBIAN_NAIVE_WGSL: Shader = Shader {
 };
 pub const OPTIM_WGSL: Shader = Shader {
     name: "optim",
-    source: include_str!("../../shaders/optim.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/weight_update.wgsl"),
+        include_str!("../../shaders/optim.wgsl")
+    ),
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
@@ -154,6 +166,14 @@ pub const ALL_SHADERS: &[Shader] = &[
     ELEMENTWISE_WGSL,
     CAST_WGSL,
     CAST_F16_WGSL,
+];
+
+/// WGSL library files of `shaders/` (functions, structs and epilogue bindings, no entry point)
+/// and the modules whose source starts with them, in this order (WGSL has no includes, so
+/// `Shader::source` is the concatenation, made with `concat!` at build time).
+pub const SHADER_LIBRARIES: &[(&str, &[&str])] = &[
+    ("weight_update", &["gemm", "gemm_subgroup", "optim"]),
+    ("gemm_epilogue", &["gemm", "gemm_subgroup"]),
 ];
 
 /// Bind group 0 of `pipeline` from (binding, resource) pairs.

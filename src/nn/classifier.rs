@@ -216,6 +216,7 @@ impl Linear {
             s1,
             &self.unused,
             &self.unused2,
+            None,
         )?;
         // The bias takes the same step (PyTorch's single parameter group).
         hebbian::optimizer_step(
@@ -229,6 +230,7 @@ impl Linear {
             s3,
             &self.unused,
             &self.unused2,
+            None,
         )?;
         reduce::global_reduce(rec, ReduceOp::SumSquares, &self.w, &self.wsum)?;
         self.record_report(rec, n, true);

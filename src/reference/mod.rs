@@ -11,6 +11,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod network;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod rules;

@@ -13,8 +13,10 @@
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise;
-use crate::kernels::gemm::{self, Gemm};
-use crate::kernels::hebbian::{self, Competition, MaxDivisor, NaiveTerms, OptimStep, RowFactor};
+use crate::kernels::gemm::{self, Gemm, UpdateEpilogue};
+use crate::kernels::hebbian::{
+    self, Competition, MaxDivisor, NaiveTerms, Normalised, OptimStep, RowFactor,
+};
 use crate::kernels::projection_competition::{
     self as fused, ProjectionOutputs, ProjectionPlan, projection_competition,
 };
@@ -64,6 +66,9 @@ struct Buffers {
     col_a: Tensor,
     col_b: Tensor,
     max1: Tensor,
+    /// max|R| from the update GEMM's epilogue, read by the optimizer (apart from `max1`, which
+    /// the bias update of the same step reuses).
+    r_max: Tensor,
     wss: Tensor,
     db_raw: Tensor,
     db: Tensor,
@@ -103,7 +108,24 @@ pub struct GpuRule {
     keep_intermediates: bool,
     /// Whether the last step wrote U and Y.
     wrote_u_y: bool,
+    /// Whether the update GEMM applies the rest of the update in its epilogue
+    /// (`gemm::gemm_update`): the decay term and max|R| of the normalised rules, the decay of
+    /// the WTA rules, and the whole optimizer step of Sanger's and BCM's rules.
+    fused_update: bool,
+    /// Whether the last step wrote ΔW (a fused update leaves it out unless asked).
+    wrote_dw: bool,
     bufs: Buffers,
+}
+
+/// What the update stage of a step leaves for the optimizer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum UpdateLeft {
+    /// ΔW is in `dw`: run the optimizer on it.
+    Delta,
+    /// R is in `tmp_cd` and max|R| in `max1`: the optimizer divides (fused update).
+    Normalise(MaxDivisor),
+    /// The update GEMM's epilogue already stepped W.
+    Applied,
 }
 
 /// Whether rules use the fused projection + competition kernel unless told otherwise: on GPU
@@ -238,6 +260,7 @@ impl GpuRule {
             col_a: t("per-neuron a", c)?,
             col_b: t("per-neuron b", c)?,
             max1: t("max", 1)?,
+            r_max: t("max|R|", 1)?,
             wss: t("Σw²", c)?,
             db_raw: t("Δb raw", c)?,
             db: t("Δb", c)?,
@@ -275,6 +298,8 @@ impl GpuRule {
             projection,
             keep_intermediates: false,
             wrote_u_y: false,
+            fused_update: path == UpdatePath::Fused,
+            wrote_dw: false,
             config,
             path,
             c,
@@ -328,17 +353,33 @@ impl GpuRule {
         self.projection.is_some()
     }
 
-    /// Whether steps write U and Y even where a fused kernel does not need them (the
+    /// Whether the update GEMM folds the rest of the update into its epilogue (on by default on
+    /// the fused path; see `gemm::UpdateEpilogue`).
+    pub fn fused_update(&self) -> bool {
+        self.fused_update
+    }
+
+    /// Switches the update epilogues on (the fused path only) or off (separate decay,
+    /// normaliser and optimizer kernels). Returns whether they are on.
+    pub fn set_fused_update(&mut self, on: bool) -> bool {
+        self.fused_update = on && self.path == UpdatePath::Fused;
+        self.fused_update
+    }
+
+    /// Whether steps write U, Y and ΔW even where a fused kernel does not need them (the
     /// conformance runner sets this to compare them with the authors' values).
     pub fn set_keep_intermediates(&mut self, keep: bool) {
         self.keep_intermediates = keep;
     }
 
     /// The buffers holding the last step's intermediates, by hebb-case/1 name (rows N x C).
-    /// U and Y are there only if the last step wrote them (see `set_keep_intermediates`).
+    /// U, Y and ΔW are there only if the last step wrote them (see `set_keep_intermediates`).
     pub fn intermediate(&self, key: &str) -> Option<&Tensor> {
         let b = &self.bufs;
         if matches!(key, "u" | "y" | "out") && !self.wrote_u_y {
+            return None;
+        }
+        if key == "delta_w" && !self.wrote_dw {
             return None;
         }
         let wta_family = matches!(
@@ -415,6 +456,7 @@ impl GpuRule {
         };
         // Cleared where a fused projection leaves U and Y out.
         let mut wrote_u_y = true;
+        let mut left = UpdateLeft::Delta;
         match self.config.preset.clone() {
             Preset::LaganiHpca { adaptive_step } | Preset::LaganiHpcaTanh { adaptive_step, .. } => {
                 match self.config.preset {
@@ -452,7 +494,7 @@ impl GpuRule {
                 if adaptive_step {
                     s /= (d as f32).sqrt();
                 }
-                self.sanger(rec, x, n, s)?;
+                left = self.sanger(rec, x, n, s)?;
             }
             Preset::LaganiKwta { .. }
             | Preset::LaganiSoftWtaExp { .. }
@@ -573,7 +615,7 @@ impl GpuRule {
                 } else {
                     wrote_u_y =
                         self.project_and_compete(rec, x, n, weights, None, act, None, false)?;
-                    self.sanger(rec, x, n, 1.0 / n as f32)?;
+                    left = self.sanger(rec, x, n, 1.0 / n as f32)?;
                 }
             }
             Preset::SofthebbSoftkrotov { t_invert } | Preset::SofthebbSoft { t_invert, .. } => {
@@ -589,7 +631,7 @@ impl GpuRule {
                 };
                 let b_in = bias.then_some(&self.bias);
                 wrote_u_y = self.project_and_compete(rec, x, n, w, b_in, kind, None, !naive)?;
-                self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
+                left = self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
                 if bias {
                     // Σ_n Y (G = Y for softmax, and only G is written when fused).
                     reduce::col_reduce(rec, ReduceOp::Sum, &b.g, n, c, &b.col_a)?;
@@ -616,7 +658,7 @@ impl GpuRule {
             Preset::SofthebbHard => {
                 let hard = Competition::Hard;
                 wrote_u_y = self.project_and_compete(rec, x, n, w, None, hard, None, !naive)?;
-                self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
+                left = self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
             }
             Preset::BcmCurti {
                 activation,
@@ -671,7 +713,7 @@ impl GpuRule {
                         .shaped()
                         .trans(true, false)
                         .scale(inv_b, 0.0);
-                    gemm::gemm(rec, &hebb, &b.q, x, &b.dw)?;
+                    left = self.update_gemm(rec, &hebb, &b.q, x)?;
                 }
             }
             Preset::KrotovHopfield { p, k, delta, prec } => {
@@ -683,10 +725,10 @@ impl GpuRule {
                 let currents = &b.tmp_cd;
                 wrote_u_y =
                     self.project_and_compete(rec, x, n, currents, None, kind, None, !naive)?;
-                self.decay_normalised(rec, x, n, MaxDivisor::AtLeast(prec as f32))?;
+                left = self.decay_normalised(rec, x, n, MaxDivisor::AtLeast(prec as f32))?;
             }
         }
-        self.apply_optimizer(rec)?;
+        self.apply_optimizer(rec, left)?;
         if let (
             Preset::SofthebbSoft {
                 bias: true,
@@ -700,7 +742,36 @@ impl GpuRule {
         }
         self.steps_done += 1;
         self.wrote_u_y = wrote_u_y;
+        self.wrote_dw = left == UpdateLeft::Delta || self.keep_intermediates;
         Ok(())
+    }
+
+    /// ΔW = alpha·op(A)op(B) + beta·ΔW into `dw`: with the fused update and an optimizer the
+    /// GEMM epilogue can run (SGD, Adam), W takes its step there and ΔW is written only when
+    /// intermediates are kept; otherwise the plain GEMM writes ΔW for `apply_optimizer`.
+    fn update_gemm(
+        &self,
+        rec: &mut Recorder<'_>,
+        g: &Gemm,
+        a: &Tensor,
+        b_op: &Tensor,
+    ) -> Result<UpdateLeft> {
+        let b = &self.bufs;
+        let adaptive = matches!(self.config.optimizer, Optimizer::SofthebbAdaptive { .. });
+        if !self.fused_update || adaptive {
+            gemm::gemm(rec, g, a, b_op, &b.dw)?;
+            return Ok(UpdateLeft::Delta);
+        }
+        let step = self.optim_step(rec)?;
+        let epilogue = UpdateEpilogue::Optim {
+            step,
+            w: &self.w,
+            state0: &self.state0,
+            state1: &self.state1,
+            write_delta: self.keep_intermediates,
+        };
+        gemm::gemm_update(rec, g, a, b_op, &b.dw, &epilogue)?;
+        Ok(UpdateLeft::Applied)
     }
 
     /// U = X·Wᵀ (+ bias), then `kind` into Y and G: one fused kernel where this layer has a
@@ -768,12 +839,13 @@ impl GpuRule {
         hebbian::va_apply(rec, &b.u, mean, var, n, c, eps as f32, out)
     }
 
-    /// ΔW = s·GᵀX − s·tril(GᵀG)·W with G in `g`.
-    fn sanger(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize, s: f32) -> Result<()> {
+    /// ΔW = s·GᵀX − s·tril(GᵀG)·W with G in `g`. The fused update computes the decay product
+    /// first, so the s·GᵀX GEMM adds it and steps W in its epilogue.
+    fn sanger(&self, rec: &mut Recorder<'_>, x: &Tensor, n: usize, s: f32) -> Result<UpdateLeft> {
         let (c, d, b) = (self.c, self.d, &self.bufs);
         if self.path == UpdatePath::Naive {
             let (chunk, terms) = (b.chunk, &b.terms);
-            return hebbian::naive_update(
+            hebbian::naive_update(
                 rec,
                 NaiveTerms::Sanger,
                 x,
@@ -787,15 +859,23 @@ impl GpuRule {
                 chunk,
                 terms,
                 &b.dw,
-            );
+            )?;
+            return Ok(UpdateLeft::Delta);
         }
         let gram = Gemm::new(c, c, n).shaped().trans(true, false);
         gemm::gemm(rec, &gram, &b.g, &b.g, &b.cc)?;
         hebbian::tril_scale(rec, &b.cc, c, -s, &b.cc2)?;
+        if self.fused_update {
+            let decay = Gemm::new(c, d, c).shaped();
+            gemm::gemm(rec, &decay, &b.cc2, &self.w, &b.dw)?;
+            let hebb = Gemm::new(c, d, n).shaped().trans(true, false).scale(s, 1.0);
+            return self.update_gemm(rec, &hebb, &b.g, x);
+        }
         let hebb = Gemm::new(c, d, n).shaped().trans(true, false).scale(s, 0.0);
         gemm::gemm(rec, &hebb, &b.g, x, &b.dw)?;
         let decay = Gemm::new(c, d, c).shaped().scale(1.0, 1.0);
-        gemm::gemm(rec, &decay, &b.cc2, &self.w, &b.dw)
+        gemm::gemm(rec, &decay, &b.cc2, &self.w, &b.dw)?;
+        Ok(UpdateLeft::Delta)
     }
 
     /// ΔW = diag(1/guard(colsum|G|))·[(G⊙|G|)ᵀX − diag(colsum(G⊙|G|))·W] with G in `g`.
@@ -820,6 +900,16 @@ impl GpuRule {
                 terms,
                 &b.tmp_cd,
             )?;
+        } else if self.fused_update {
+            // (G⊙|G|)ᵀX − diag(colsum(G⊙|G|))·W, the decay applied in the GEMM's epilogue.
+            reduce::col_reduce(rec, ReduceOp::Sum, &b.q, n, c, &b.col_b)?;
+            let hebb = Gemm::new(c, d, n).shaped().trans(true, false);
+            let epilogue = UpdateEpilogue::Decay {
+                row_decay: &b.col_b,
+                w: &self.w,
+                abs_max: None,
+            };
+            gemm::gemm_update(rec, &hebb, &b.q, x, &b.tmp_cd, &epilogue)?;
         } else {
             reduce::col_reduce(rec, ReduceOp::Sum, &b.q, n, c, &b.col_b)?;
             let (factor, decay) = (RowFactor::Value, &b.col_b);
@@ -835,14 +925,15 @@ impl GpuRule {
     }
 
     /// R = YᵀX − diag(colsum(Y⊙U))·W with Y in `g`, then ΔW = R / divisor(max|R|). On the
-    /// fused path `col_a` already holds colsum(Y⊙U) (`project_and_compete`).
+    /// fused path `col_a` already holds colsum(Y⊙U) (`project_and_compete`). The fused update
+    /// forms R and max|R| in the GEMM's epilogue and leaves the division to the optimizer.
     fn decay_normalised(
         &self,
         rec: &mut Recorder<'_>,
         x: &Tensor,
         n: usize,
         divisor: MaxDivisor,
-    ) -> Result<()> {
+    ) -> Result<UpdateLeft> {
         let (c, d, b) = (self.c, self.d, &self.bufs);
         if self.path == UpdatePath::Naive {
             let (chunk, terms) = (b.chunk, &b.terms);
@@ -861,6 +952,15 @@ impl GpuRule {
                 terms,
                 &b.tmp_cd,
             )?;
+        } else if self.fused_update {
+            let hebb = Gemm::new(c, d, n).shaped().trans(true, false);
+            let epilogue = UpdateEpilogue::Decay {
+                row_decay: &b.col_a,
+                w: &self.w,
+                abs_max: Some(&b.r_max),
+            };
+            gemm::gemm_update(rec, &hebb, &b.g, x, &b.tmp_cd, &epilogue)?;
+            return Ok(UpdateLeft::Normalise(divisor));
         } else {
             let factor = RowFactor::Value;
             hebbian::scale_rows(rec, factor, &self.w, &b.col_a, c, d, -1.0, &b.tmp_cd)?;
@@ -871,10 +971,13 @@ impl GpuRule {
             gemm::gemm(rec, &hebb, &b.g, x, &b.tmp_cd)?;
         }
         reduce::global_reduce(rec, ReduceOp::AbsMax, &b.tmp_cd, &b.max1)?;
-        hebbian::divide_by_max(rec, &b.tmp_cd, &b.max1, c * d, divisor, &b.dw)
+        hebbian::divide_by_max(rec, &b.tmp_cd, &b.max1, c * d, divisor, &b.dw)?;
+        Ok(UpdateLeft::Delta)
     }
 
-    fn apply_optimizer(&mut self, rec: &mut Recorder<'_>) -> Result<()> {
+    /// This step's optimizer, with the learning-rate scale and bias correction applied. Also
+    /// records what it reads besides ΔW: Σw² per neuron (adaptive) or η = lr (SGD, Adam).
+    fn optim_step(&self, rec: &mut Recorder<'_>) -> Result<OptimStep> {
         let (c, d) = (self.c, self.d);
         let first = self.steps_done == 0;
         let optimizer = self.config.optimizer.scaled(self.lr_scale);
@@ -919,17 +1022,36 @@ impl GpuRule {
         if let Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } = optimizer {
             elementwise::fill(rec, &self.eta, lr as f32)?;
         }
+        Ok(step)
+    }
+
+    fn apply_optimizer(&self, rec: &mut Recorder<'_>, left: UpdateLeft) -> Result<()> {
+        let (c, d, b) = (self.c, self.d, &self.bufs);
+        let (dw, normalised) = match left {
+            UpdateLeft::Applied => return Ok(()),
+            UpdateLeft::Delta => (&b.dw, None),
+            UpdateLeft::Normalise(divisor) => (
+                &b.tmp_cd,
+                Some(Normalised {
+                    max: &b.r_max,
+                    divisor,
+                    write: self.keep_intermediates.then_some(&b.dw),
+                }),
+            ),
+        };
+        let step = self.optim_step(rec)?;
         hebbian::optimizer_step(
             rec,
             step,
             &self.w,
-            &self.bufs.dw,
+            dw,
             c,
             d,
             &self.state0,
             &self.state1,
-            &self.bufs.wss,
+            &b.wss,
             &self.eta,
+            normalised,
         )
     }
 }
