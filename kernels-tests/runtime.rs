@@ -550,3 +550,170 @@ fn fused_projection_leaves_u_unwritten_and_matches_the_separate_kernels() {
     let rule = GpuRule::with_path(&ctx, wide, 8, 1, 4, &init, UpdatePath::Naive).unwrap();
     assert!(!rule.fused_projection());
 }
+
+/// With the update epilogues (`gemm::gemm_update`) a training step leaves ΔW unwritten and
+/// takes W, over three steps, where the separate decay, normaliser and optimizer kernels take
+/// it: the normalised rules (SoftHebb with the adaptive rate and with a bias, Krotov), the WTA
+/// decay, and the optimizer run in the epilogue (Sanger with Nesterov momentum, BCM with
+/// Adam). Asked to keep intermediates, the fused step writes the same ΔW. Misuse of an
+/// epilogue is an error that names it.
+#[test]
+fn fused_update_leaves_delta_w_unwritten_and_matches_the_separate_kernels() {
+    use hebb::conformance::{random_f32, rel_err, widen};
+    use hebb::kernels::gemm::UpdateEpilogue;
+    use hebb::kernels::hebbian::OptimStep;
+    use hebb::rules::gpu::{GpuRule, RuleInit, UpdatePath};
+    use hebb::rules::preset::RuleConfig;
+    use serde_json::json;
+
+    let ctx = any_context();
+    let sgd =
+        json!({"kind": "sgd", "lr": 0.02, "momentum": 0.0, "nesterov": false, "weight_decay": 0.0});
+    let presets = [
+        (
+            "softhebb/softkrotov",
+            json!({"t_invert": 2.0, "optimizer": {"kind": "softhebb-adaptive", "lr": 0.08, "power": 0.5}}),
+        ),
+        (
+            "softhebb/soft",
+            json!({"t_invert": 1.0, "bias": true, "lr_bias": 2.0, "optimizer": sgd.clone()}),
+        ),
+        (
+            "krotov/hopfield",
+            json!({"p": 3.0, "k": 2, "delta": 0.4, "prec": 1e-30, "optimizer": sgd.clone()}),
+        ),
+        (
+            "lagani/soft-wta-exp",
+            json!({"temperature": 0.5, "optimizer": sgd}),
+        ),
+        (
+            "lagani/hpca",
+            json!({"adaptive_step": true, "optimizer": {"kind": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": true, "weight_decay": 5e-4}}),
+        ),
+        (
+            "bcm/curti",
+            json!({"activation": "relu", "lateral_strength": -0.1, "gamma": 0.5, "theta_eps": 1e-30, "optimizer": {"kind": "adam", "lr": 0.02, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}}),
+        ),
+    ];
+    let (n, c, d) = (65, 33, 27);
+    let seed = common::seed();
+    let x_data = random_f32(seed, n * d);
+    let x = Tensor::from_f32(&ctx, "X", &[n, d], &x_data).unwrap();
+    for (name, params) in presets {
+        let config =
+            RuleConfig::from_params(name, &params).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let init = RuleInit {
+            w: random_f32(seed ^ 7, c * d)
+                .iter()
+                .map(|v| v * 0.3)
+                .collect(),
+            ..Default::default()
+        };
+        // Three steps; ΔW of the last, kept or not.
+        let run = |fused: bool, keep: bool| {
+            let mut rule =
+                GpuRule::with_path(&ctx, config.clone(), c, d, n, &init, UpdatePath::Fused)
+                    .unwrap();
+            rule.set_fused_projection(&ctx, false);
+            assert_eq!(rule.set_fused_update(fused), fused, "{name}");
+            rule.set_keep_intermediates(keep);
+            for _ in 0..3 {
+                let mut rec = Recorder::new(&ctx);
+                rule.step(&mut rec, &x, n, None).unwrap();
+                rec.submit();
+            }
+            let dw = rule
+                .intermediate("delta_w")
+                .map(|t| t.to_f32_vec(&ctx).unwrap());
+            (dw, rule.w.to_f32_vec(&ctx).unwrap())
+        };
+        let (dw_sep, w_sep) = run(false, false);
+        let dw_sep = dw_sep.unwrap_or_else(|| panic!("{name}: the separate step writes ΔW"));
+        let (dw_none, w_fused) = run(true, false);
+        let (dw_kept, w_kept) = run(true, true);
+        let dw_kept = dw_kept.unwrap_or_else(|| panic!("{name}: a kept ΔW is listed"));
+        let e_w = rel_err(&widen(&w_fused), &widen(&w_sep));
+        let e_dw = rel_err(&widen(&dw_kept), &widen(&dw_sep));
+        // Same math, rounded in another order (the decay subtracted in the epilogue instead of
+        // accumulated through β·C): f32 rounding of K = 65 sums, over three steps.
+        assert!(
+            e_w < 1e-5 && e_dw < 1e-4,
+            "{name}: fused vs separate W {e_w:.2e}, ΔW {e_dw:.2e} (HEBB_SEED={seed})"
+        );
+        assert_eq!(w_kept, w_fused, "{name}: keeping ΔW changed W");
+        // The WTA rules still run ΔW through their row normaliser, so it is written.
+        if name != "lagani/soft-wta-exp" {
+            assert!(
+                dw_none.is_none(),
+                "{name}: ΔW is listed as an intermediate of a step that left it out"
+            );
+        }
+    }
+    // The naive path has no epilogues.
+    let config = RuleConfig::from_params("lagani/hpca", &json!({"adaptive_step": false, "optimizer": {"kind": "sgd", "lr": 0.01, "momentum": 0.0, "nesterov": false, "weight_decay": 0.0}})).unwrap();
+    let init = RuleInit {
+        w: vec![0.01; 8],
+        ..Default::default()
+    };
+    let mut rule = GpuRule::with_path(&ctx, config, 8, 1, 4, &init, UpdatePath::Naive).unwrap();
+    assert!(!rule.fused_update() && !rule.set_fused_update(true));
+
+    // Misuse is refused with the reason.
+    let t =
+        |label: &str, len: usize| Tensor::from_f32(&ctx, label, &[len], &vec![0.5; len]).unwrap();
+    let (a, b, cm, w, r, s0, s1) = (
+        t("A", 7 * 5),
+        t("B", 7 * 3),
+        t("C", 5 * 3),
+        t("W", 5 * 3),
+        t("r", 5),
+        t("s0", 15),
+        t("s1", 15),
+    );
+    let g = Gemm::new(5, 3, 7).trans(true, false);
+    let mut rec = Recorder::new(&ctx);
+    let decay = UpdateEpilogue::Decay {
+        row_decay: &r,
+        w: &cm,
+        abs_max: None,
+    };
+    let err = gemm::gemm_update(&mut rec, &g, &a, &b, &cm, &decay)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bound twice"), "{err}");
+    let adaptive = UpdateEpilogue::Optim {
+        step: OptimStep::Adaptive {
+            lr: 0.1,
+            power: 0.5,
+        },
+        w: &w,
+        state0: &s0,
+        state1: &s1,
+        write_delta: false,
+    };
+    let err = gemm::gemm_update(&mut rec, &g, &a, &b, &cm, &adaptive)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adaptive rate"), "{err}");
+    let short = t("short W", 14);
+    let decay = UpdateEpilogue::Decay {
+        row_decay: &r,
+        w: &short,
+        abs_max: None,
+    };
+    let err = gemm::gemm_update(&mut rec, &g, &a, &b, &cm, &decay)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("W (5 x 3)"), "{err}");
+    let batched = Gemm::new(5, 3, 7).batch(2);
+    let big = t("big", 100);
+    let decay = UpdateEpilogue::Decay {
+        row_decay: &r,
+        w: &w,
+        abs_max: None,
+    };
+    let err = gemm::gemm_update(&mut rec, &batched, &big, &big, &t("C2", 30), &decay)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one dense M x N matrix"), "{err}");
+}

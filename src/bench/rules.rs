@@ -191,8 +191,10 @@ pub struct RuleBenchRow {
     pub kernel: String,
     pub preset: String,
     /// `fused` (FastHebb: batched GEMMs, the projection and the competition as separate
-    /// kernels), `fused+pc` (the same step with the fused projection + competition kernel,
-    /// where the layer has a plan), `naive` or `gemms` (the fused step's GEMMs alone).
+    /// kernels, the rest of the update in the update GEMM's epilogue), `fused-sepupd` (the same
+    /// with the decay, normaliser and optimizer as kernels of their own), `fused+pc` (`fused`
+    /// with the fused projection + competition kernel, where the layer has a plan), `naive` or
+    /// `gemms` (the fused step's GEMMs alone).
     pub variant: String,
     pub shape: BTreeMap<String, usize>,
     pub label: String,
@@ -201,6 +203,8 @@ pub struct RuleBenchRow {
     pub speedup_vs_naive: f64,
     /// `fused+pc` rows: speed over the `fused` step's (>1: the fused projection wins).
     pub pc_speedup: f64,
+    /// `fused` rows: speed over the `fused-sepupd` step's (>1: the update epilogues win).
+    pub epilogue_speedup: f64,
     /// Fused step time over the time of the GEMMs it contains (1.0 = no overhead).
     pub cost_vs_gemms: f64,
     /// GFLOP/s of this row over the contained GEMMs' GFLOP/s on the same shapes.
@@ -253,6 +257,7 @@ pub fn bench_rules(
             gflops: flops / median_s * 1e-9,
             speedup_vs_naive: f64::NAN,
             pc_speedup: f64::NAN,
+            epilogue_speedup: f64::NAN,
             cost_vs_gemms: f64::NAN,
             fraction_of_gemm: f64::NAN,
             timer: timer.kind.name().into(),
@@ -280,11 +285,16 @@ pub fn bench_rules(
             Ok(())
         })?;
 
-        // The FastHebb step with the projection and the competition as separate kernels,
-        // then (where the layer has a plan) with the fused projection + competition kernel.
+        // The FastHebb step with the projection and the competition as separate kernels, with
+        // the update as kernels of its own and in the update GEMM's epilogue, then (where the
+        // layer has a plan) with the fused projection + competition kernel.
         let mut fused_rule =
             GpuRule::with_path(ctx, config.clone(), c, d, n, &init, UpdatePath::Fused)?;
         fused_rule.set_fused_projection(ctx, false);
+        fused_rule.set_fused_update(false);
+        let (sepupd_s, _) =
+            time_launch(ctx, timer, budget, |rec| fused_rule.step(rec, &x, n, None))?;
+        fused_rule.set_fused_update(true);
         let (fused_s, _) =
             time_launch(ctx, timer, budget, |rec| fused_rule.step(rec, &x, n, None))?;
         let pc_s = if fused_rule.set_fused_projection(ctx, true) {
@@ -310,9 +320,13 @@ pub fn bench_rules(
 
         let mut gemm_row = row("gemms", gemm_s);
         gemm_row.fraction_of_gemm = 1.0;
+        let mut sepupd = row("fused-sepupd", sepupd_s);
+        sepupd.cost_vs_gemms = sepupd_s / gemm_s;
+        sepupd.fraction_of_gemm = gemm_s / sepupd_s;
         let mut fused = row("fused", fused_s);
         fused.cost_vs_gemms = fused_s / gemm_s;
         fused.fraction_of_gemm = gemm_s / fused_s;
+        fused.epilogue_speedup = sepupd_s / fused_s;
         let mut pc = pc_s.map(|ps| {
             let mut r = row("fused+pc", ps);
             r.cost_vs_gemms = ps / gemm_s;
@@ -326,6 +340,7 @@ pub fn bench_rules(
                 naive.speedup_vs_naive = 1.0;
                 naive.fraction_of_gemm = gemm_s / ns;
                 fused.speedup_vs_naive = ns / fused_s;
+                sepupd.speedup_vs_naive = ns / sepupd_s;
                 if let Some(r) = pc.as_mut() {
                     r.speedup_vs_naive = ns / r.median_s;
                 }
@@ -338,6 +353,7 @@ pub fn bench_rules(
             }
             None => {}
         }
+        rows.push(sepupd);
         rows.push(fused);
         rows.extend(pc);
         rows.push(gemm_row);
@@ -347,7 +363,7 @@ pub fn bench_rules(
 
 pub fn print_rule_rows(rows: &[RuleBenchRow]) {
     println!(
-        "{:<22} {:<28} {:<8} {:<22} {:>11} {:>9} {:>8} {:>6} {:>8}  timer",
+        "{:<22} {:<28} {:<12} {:<22} {:>11} {:>9} {:>8} {:>7} {:>6} {:>8}  timer",
         "preset",
         "layer",
         "variant",
@@ -355,12 +371,13 @@ pub fn print_rule_rows(rows: &[RuleBenchRow]) {
         "median",
         "GFLOP/s",
         "x naive",
+        "epi/sep",
         "pc/sep",
         "/ gemms"
     );
     for r in rows {
         println!(
-            "{:<22} {:<28} {:<8} {:<22} {:>9.3}ms {:>9.2} {:>8.1} {:>6.2} {:>8.2}  {}{}",
+            "{:<22} {:<28} {:<12} {:<22} {:>9.3}ms {:>9.2} {:>8.1} {:>7.2} {:>6.2} {:>8.2}  {}{}",
             r.preset,
             r.label,
             r.variant,
@@ -368,6 +385,7 @@ pub fn print_rule_rows(rows: &[RuleBenchRow]) {
             r.median_s * 1e3,
             r.gflops,
             r.speedup_vs_naive,
+            r.epilogue_speedup,
             r.pc_speedup,
             r.cost_vs_gemms,
             r.timer,
