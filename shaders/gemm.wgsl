@@ -10,7 +10,12 @@
 // [s * k_per_split, min((s + 1) * k_per_split, K)). With splits > 1 the launcher binds a
 // workspace as C (alpha = 1, beta = 0, stride_c = M * N, ldc = N), so slot z = b * splits + s
 // holds a partial product, and `gemm_splitk_reduce` writes C = alpha * sum_s W[b, s] + beta * C.
-// Every element of C is written exactly once, by exactly one invocation.
+// Every element of C is written exactly once, by exactly one invocation (except by the optim
+// epilogue without WRITE_DELTA, which writes W and its state instead; see gemm_epilogue.wgsl).
+//
+// Update epilogues: the entry points *_decay and *_optim (gemm_tiled, gemm_splitk_reduce here,
+// gemm_subgroup in its file) run gemm_epilogue.wgsl on each element as it is written; the
+// module's source starts with weight_update.wgsl and gemm_epilogue.wgsl.
 //
 // Storage precision: A and B are f32, or IEEE halves packed two per 32-bit word (little-endian:
 // element i is the low half of word i / 2 when i is even) when A_HALF / B_HALF are set; either
@@ -22,7 +27,8 @@
 // Bounds: A and B are read only at op(A)[m < M, k < K] and op(B)[k < K, n < N] of batch
 // b < batch, C only at [m < M, n < N]; the launcher checks that each buffer holds
 // offset + (batch - 1) * stride + (rows - 1) * ld + cols elements, so no access is out of
-// bounds (the module is compiled without naga's runtime checks).
+// bounds (the module is compiled without naga's runtime checks). The epilogues index W, r and
+// the optimizer state at the element's row * N + col and row only (gemm_epilogue.wgsl).
 
 struct GemmParams {
     m: u32, n: u32, k: u32, batch: u32,
@@ -38,11 +44,11 @@ struct GemmParams {
 @group(0) @binding(1) var<storage, read> a: array<u32>;
 @group(0) @binding(2) var<storage, read> b: array<u32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-// The same buffers as a and b, read 16 bytes at a time (bound only by `gemm_tiled`; tensors
+// The same buffers as a and b, read 16 bytes at a time (bound by the tiled entry points; tensors
 // are padded to 16 bytes, so the block holding an in-bounds element is in the buffer).
 @group(0) @binding(4) var<storage, read> a4: array<vec4<u32>>;
 @group(0) @binding(5) var<storage, read> b4: array<vec4<u32>>;
-// Split-K partial products, [batch * splits, M, N] (bound only by `gemm_splitk_reduce`).
+// Split-K partial products, [batch * splits, M, N] (bound by the gemm_splitk_reduce entry points).
 @group(0) @binding(6) var<storage, read> partials: array<f32>;
 
 // Tile shape: a workgroup computes a BM x BN block of C in steps of BK along K; each

@@ -8,6 +8,7 @@ use crate::conformance::random_f32;
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, GpuTimer, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmTiles};
+use crate::kernels::hebbian::OptimStep;
 
 /// A named GEMM shape to time.
 #[derive(Clone, Debug)]
@@ -33,15 +34,27 @@ pub fn default_cases(square: &[usize]) -> Vec<GemmCase> {
     cases
 }
 
+/// What `bench_gemm` times beside the GEMM itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GemmExtras {
+    /// The naive baseline.
+    pub naive: bool,
+    /// A and B stored as f16.
+    pub f16: bool,
+    /// The update epilogues (`gemm::gemm_update`): the decay with max|C|, and SGD with
+    /// momentum. Their bytes add W, r and the momentum buffer.
+    pub epilogues: bool,
+}
+
 pub fn bench_gemm(
     ctx: &GpuContext,
     cases: &[GemmCase],
     tiles: Option<GemmTiles>,
     timer: &GpuTimer,
     budget: BenchBudget,
-    with_naive: bool,
-    with_f16: bool,
+    extras: GemmExtras,
 ) -> Result<Vec<BenchRow>> {
+    let (with_naive, with_f16) = (extras.naive, extras.f16);
     let mut rows = Vec::new();
     for case in cases {
         let g = match tiles {
@@ -93,6 +106,57 @@ pub fn bench_gemm(
             rows.push(naive);
         }
         rows.push(tiled);
+        if extras.epilogues && g.batch == 1 {
+            let mn = g.m * g.n;
+            let w = Tensor::from_f32(ctx, "W", &[mn], &random_f32(4, mn))?;
+            let r = Tensor::from_f32(ctx, "r", &[g.m], &random_f32(5, g.m))?;
+            let s0 = Tensor::from_f32(ctx, "state 0", &[mn], &random_f32(6, mn))?;
+            let s1 = Tensor::from_f32(ctx, "state 1", &[mn], &random_f32(7, mn))?;
+            let max = Tensor::from_f32(ctx, "max|C|", &[1], &[0.0])?;
+            let decay = gemm::UpdateEpilogue::Decay {
+                row_decay: &r,
+                w: &w,
+                abs_max: Some(&max),
+            };
+            let sgd = gemm::UpdateEpilogue::Optim {
+                step: OptimStep::Sgd {
+                    lr: 1e-6,
+                    momentum: 0.9,
+                    nesterov: false,
+                    weight_decay: 0.0,
+                    first: false,
+                },
+                w: &w,
+                state0: &s0,
+                state1: &s1,
+                write_delta: false,
+            };
+            // Bytes beyond the plain product's: decay reads W and r; SGD with momentum reads
+            // and writes W and its buffer, and does not write C.
+            let plain = g.bytes();
+            let extra = [
+                ("decay+max", &decay, plain + 4.0 * (mn + g.m) as f64),
+                ("sgd μ=0.9", &sgd, plain + 4.0 * 3.0 * mn as f64),
+            ];
+            for (name, epi, bytes) in extra {
+                let (s, reps) = time_launch(ctx, timer, budget, |rec: &mut Recorder<'_>| {
+                    gemm::gemm_update(rec, &g, &a, &b, &c, epi)
+                })?;
+                let mut r = row(
+                    format!(
+                        "{} split={splits} {} +{name}",
+                        used_tiles.label(),
+                        case.label
+                    ),
+                    s,
+                    reps,
+                    bytes,
+                );
+                // Speed relative to the plain product in this run (>1: the epilogue is free).
+                r.speedup_vs_naive = tiled_s / s;
+                rows.push(r);
+            }
+        }
         if with_f16 {
             // The same product with A and B stored as halves (f32 accumulation).
             let half = |v: &[f32]| {

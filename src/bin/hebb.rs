@@ -297,6 +297,10 @@ enum BenchCommand {
         /// Also time each shape with A and B stored as f16 (f32 accumulation).
         #[arg(long)]
         f16: bool,
+        /// Also time each shape with the update epilogues (decay + max|C|, SGD with momentum);
+        /// their "x naive" column is the speed relative to the plain product.
+        #[arg(long)]
+        epilogues: bool,
         /// Use wall-clock timing even where timestamps exist.
         #[arg(long)]
         wall: bool,
@@ -600,8 +604,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None,
                 &timer,
                 budget,
-                false,
-                true,
+                bench::gemm::GemmExtras {
+                    f16: true,
+                    ..Default::default()
+                },
             )?;
             let mut rows: Vec<_> = gemm_rows
                 .iter()
@@ -747,6 +753,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tiles,
             no_naive,
             f16,
+            epilogues,
             wall,
             samples,
             sample_seconds,
@@ -760,8 +767,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 tiles,
                 &timer,
                 budget,
-                !no_naive,
-                f16,
+                bench::gemm::GemmExtras {
+                    naive: !no_naive,
+                    f16,
+                    epilogues,
+                },
             )?;
             bench::print_rows(&rows);
             if let Some(path) = json {

@@ -97,6 +97,9 @@ impl Epi {
     }
 }
 
+/// (M, N, K, A transposed, beta, epilogue, tiles, splits).
+type Case = (usize, usize, usize, bool, f32, Epi, GemmTiles, u32);
+
 /// The checks: each epilogue on the tiled kernel (two tile shapes), the split-K reduction and,
 /// under SUBGROUP, the subgroup kernel.
 pub fn gemm_update_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
@@ -106,10 +109,9 @@ pub fn gemm_update_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         first,
         write_delta,
     };
-    // (M, N, K, A transposed, beta, epilogue, tiles, splits). The Hebbian update is Gᵀ·X:
-    // A (N x C) transposed, B (N x D) as stored; Sanger's adds β·C.
+    // The Hebbian update is Gᵀ·X: A (N x C) transposed, B (N x D) as stored; Sanger's adds β·C.
     let tiled = GemmTiles::tiled_for_adapter(ctx);
-    let mut cases: Vec<(usize, usize, usize, bool, f32, Epi, GemmTiles, u32)> = vec![
+    let mut cases: Vec<Case> = vec![
         (
             33,
             65,

@@ -850,7 +850,8 @@ pub enum UpdateEpilogue<'a> {
         abs_max: Option<&'a Tensor>,
     },
     /// Δ = alpha·op(A)op(B) + beta·C, then one SGD or Adam step of W (M x N) by the ascent
-    /// direction Δ with its state tensors (optim.wgsl's formulas); C = Δ only with
+    /// direction Δ with its state tensors (weight_update.wgsl's formulas, as optim.wgsl); C = Δ
+    /// only with
     /// `write_delta`.
     Optim {
         step: OptimStep,
@@ -1014,6 +1015,16 @@ impl UpdateEpilogue<'_> {
     }
 }
 
+/// Storage buffers an update epilogue's entry point binds: A, B, C, the vec4 views of A and B,
+/// and three of the epilogue's own (W, r, max|C| or W and two state tensors).
+pub const UPDATE_STORAGE_BUFFERS: u32 = 8;
+
+/// Whether this adapter can run the update epilogues (WebGPU guarantees 8 storage buffers per
+/// shader stage; a downlevel adapter may offer fewer, and then runs the separate kernels).
+pub fn update_epilogues_available(ctx: &GpuContext) -> bool {
+    ctx.limits.max_storage_buffers_per_shader_stage >= UPDATE_STORAGE_BUFFERS
+}
+
 /// Records an update GEMM: the product as `gemm` computes it (the tiled or subgroup kernel;
 /// tensor cores have no epilogue, so f16 operands run the tiled kernel), with `epilogue`
 /// applied to each element of C as it is written, in the GEMM itself or, when K is split, in
@@ -1040,6 +1051,15 @@ fn gemm_with(
     let ctx = rec.ctx;
     g.check("gemm_tiled", a, b, c)?;
     if let Some(epi) = epilogue {
+        if !update_epilogues_available(ctx) {
+            return Err(HebbError::Launch {
+                kernel: "gemm_update".into(),
+                message: format!(
+                    "the adapter offers {} storage buffers per shader stage; an update epilogue binds {UPDATE_STORAGE_BUFFERS}",
+                    ctx.limits.max_storage_buffers_per_shader_stage
+                ),
+            });
+        }
         epi.check("gemm_update", g, a, b, c)?;
     }
     ctx.note_shape(|| LoggedShape::Gemm {

@@ -719,8 +719,8 @@ pub fn optimizer_step(
     need(w, c * d, "W")?;
     need(dw, c * d, "ΔW")?;
     let mut all = vec![w, dw, state0, state1, row_sumsq, eta];
-    if let Some(out) = normalised.and_then(|n| n.write) {
-        all.push(out);
+    if let Some(n) = normalised {
+        all.extend(std::iter::once(n.max).chain(n.write));
     }
     for (i, t) in all.iter().enumerate() {
         if all[..i].iter().any(|u| u.buffer == t.buffer) {
@@ -747,8 +747,8 @@ pub fn optimizer_step(
             ("adaptive", vec![(5, row_sumsq), (6, eta)])
         }
     };
-    // Bindings 7 and 8 are read only under DIVISOR / WRITE_DW; otherwise they hold tensors the
-    // entry point does not otherwise bind.
+    // Bindings 7 and 8 are read only under DIVISOR / WRITE_DW. Otherwise 7 repeats ΔW (both
+    // read-only) and 8 holds a tensor this entry point binds nowhere else.
     let spare = if matches!(step, OptimStep::Adaptive { .. }) {
         state0
     } else {

@@ -1,6 +1,12 @@
 //! A Hebbian layer on the GPU: its weights, its rule's state, and one training step recorded
-//! as a short composition of kernels (FastHebb: similarity → competition → GEMMs with the
-//! decay folded in as β·C → optional normaliser → optimizer). Nothing is read back.
+//! as a short composition of kernels (FastHebb: similarity → competition → update GEMM →
+//! optional normaliser → optimizer). Nothing is read back. By default the update GEMM's
+//! epilogue (`gemm::gemm_update`) does the rest of the update as it writes ΔW: it subtracts
+//! the decay term and folds max|R| for SoftHebb and Krotov (whose optimizer then divides), it
+//! subtracts the WTA decay, and for Sanger's and BCM's rules with SGD or Adam it applies the
+//! optimizer step to W itself, so the finished ΔW is never stored (Sanger's decay product
+//! still is, as the β·C the update GEMM adds). `set_fused_update(false)` runs the separate
+//! kernels.
 //!
 //! The update shapes (PRESETS.md):
 //! - Sanger (HPCA, hebbdemo HPCA):  ΔW = s·GᵀX − s·tril(GᵀG)·W
@@ -112,6 +118,8 @@ pub struct GpuRule {
     /// (`gemm::gemm_update`): the decay term and max|R| of the normalised rules, the decay of
     /// the WTA rules, and the whole optimizer step of Sanger's and BCM's rules.
     fused_update: bool,
+    /// Whether the adapter can run the epilogues (`gemm::update_epilogues_available`).
+    epilogues_available: bool,
     /// Whether the last step wrote ΔW (a fused update leaves it out unless asked).
     wrote_dw: bool,
     bufs: Buffers,
@@ -122,7 +130,7 @@ pub struct GpuRule {
 enum UpdateLeft {
     /// ΔW is in `dw`: run the optimizer on it.
     Delta,
-    /// R is in `tmp_cd` and max|R| in `max1`: the optimizer divides (fused update).
+    /// R is in `tmp_cd` and max|R| in `r_max`: the optimizer divides (fused update).
     Normalise(MaxDivisor),
     /// The update GEMM's epilogue already stepped W.
     Applied,
@@ -298,7 +306,8 @@ impl GpuRule {
             projection,
             keep_intermediates: false,
             wrote_u_y: false,
-            fused_update: path == UpdatePath::Fused,
+            fused_update: path == UpdatePath::Fused && gemm::update_epilogues_available(ctx),
+            epilogues_available: gemm::update_epilogues_available(ctx),
             wrote_dw: false,
             config,
             path,
@@ -359,10 +368,10 @@ impl GpuRule {
         self.fused_update
     }
 
-    /// Switches the update epilogues on (the fused path only) or off (separate decay,
-    /// normaliser and optimizer kernels). Returns whether they are on.
+    /// Switches the update epilogues on (the fused path only, on adapters that can run them) or
+    /// off (separate decay, normaliser and optimizer kernels). Returns whether they are on.
     pub fn set_fused_update(&mut self, on: bool) -> bool {
-        self.fused_update = on && self.path == UpdatePath::Fused;
+        self.fused_update = on && self.path == UpdatePath::Fused && self.epilogues_available;
         self.fused_update
     }
 
