@@ -375,47 +375,8 @@ fn run_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Result<Outcome
                 (vec![0.0; mn], vec![0.0; mn], vec![0.0; mn]);
             for i in 0..mn {
                 let (w, s0, s1) = (w0[i] as f64, s0[i] as f64, s1[i] as f64);
-                (want_w[i], want_s0[i], want_s1[i]) = match step {
-                    OptimStep::Sgd {
-                        lr,
-                        momentum,
-                        nesterov,
-                        weight_decay,
-                        first,
-                    } => {
-                        let (w, b) = reference::optim::sgd(
-                            w,
-                            p[i],
-                            s0,
-                            lr as f64,
-                            momentum as f64,
-                            nesterov,
-                            weight_decay as f64,
-                            first,
-                        );
-                        (w, b, s1)
-                    }
-                    OptimStep::Adam {
-                        rate,
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                        first,
-                    } => reference::optim::adam(
-                        w,
-                        p[i],
-                        s0,
-                        s1,
-                        rate as f64,
-                        beta1 as f64,
-                        beta2 as f64,
-                        eps as f64,
-                        weight_decay as f64,
-                        first,
-                    ),
-                    OptimStep::Adaptive { .. } => unreachable!("not an epilogue"),
-                };
+                (want_w[i], want_s0[i], want_s1[i]) =
+                    reference::optim::apply(&step, w, p[i], s0, s1).expect("not an epilogue");
             }
             let got_w = widen(&tw.to_f32_vec(ctx)?);
             let got_s0 = widen(&ts0.to_f32_vec(ctx)?);

@@ -2,6 +2,54 @@
 //! epilogue and optim.wgsl apply to each element. ΔW is an ascent direction; the gradient is
 //! g = −ΔW + λ·W.
 
+use crate::kernels::hebbian::OptimStep;
+
+/// One step of `step` on a weight w by ΔW = dw with state (s0, s1) (momentum buffer, or Adam's
+/// m and v): the new (w, s0, s1). None for the adaptive rate, which needs the whole row.
+pub fn apply(step: &OptimStep, w: f64, dw: f64, s0: f64, s1: f64) -> Option<(f64, f64, f64)> {
+    Some(match *step {
+        OptimStep::Sgd {
+            lr,
+            momentum,
+            nesterov,
+            weight_decay,
+            first,
+        } => {
+            let (w, b) = sgd(
+                w,
+                dw,
+                s0,
+                lr as f64,
+                momentum as f64,
+                nesterov,
+                weight_decay as f64,
+                first,
+            );
+            (w, b, s1)
+        }
+        OptimStep::Adam {
+            rate,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            first,
+        } => adam(
+            w,
+            dw,
+            s0,
+            s1,
+            rate as f64,
+            beta1 as f64,
+            beta2 as f64,
+            eps as f64,
+            weight_decay as f64,
+            first,
+        ),
+        OptimStep::Adaptive { .. } => return None,
+    })
+}
+
 /// SGD: returns (new w, new momentum buffer). `buf` is the previous buffer (ignored on the
 /// first step, kept as it is when μ = 0).
 #[allow(clippy::too_many_arguments)]
