@@ -264,6 +264,7 @@ fn gemm_refuses_overflow_zero_tiles_aliasing_and_overlapping_batches() {
 
     let zero = hebb::kernels::gemm::GemmTiles {
         kind: hebb::kernels::gemm::GemmKind::Tiled,
+        stages: 1,
         bm: 0,
         bn: 64,
         bk: 16,
@@ -716,4 +717,56 @@ fn fused_update_leaves_delta_w_unwritten_and_matches_the_separate_kernels() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("one dense M x N matrix"), "{err}");
+}
+
+/// Double-buffered tiles: `+db` in labels, twice the workgroup memory in validation, refused by
+/// the conv kernels (single-buffered), and a stage count other than 1 or 2 is an error.
+#[test]
+fn double_buffered_tiles_parse_validate_and_are_refused_where_unsupported() {
+    use hebb::kernels::conv::{self, ConvOptions};
+    use hebb::kernels::gemm::GemmTiles;
+    use hebb::kernels::im2col::ConvGeometry;
+    let ctx = any_context();
+    let db = GemmTiles::parse("64x64x16/4x4+db").expect("parses");
+    assert_eq!(db.stages, 2);
+    assert_eq!(db.label(), "64x64x16/4x4+db");
+    assert_eq!(GemmTiles::parse("64x64x16/4x4").unwrap().stages, 1);
+    db.validate(&ctx).unwrap();
+    let three = GemmTiles { stages: 3, ..db };
+    assert!(
+        three
+            .validate(&ctx)
+            .unwrap_err()
+            .to_string()
+            .contains("1 or 2")
+    );
+    // Workgroup memory doubles: BK so deep that one buffer fits and two do not.
+    let limit = ctx.limits.max_compute_workgroup_storage_size as u64;
+    let bk = (limit / (4 * 128)) as u32 / 4 * 4;
+    let single = GemmTiles::parse(&format!("64x64x{bk}/8x8")).unwrap();
+    let double = GemmTiles {
+        stages: 2,
+        ..single
+    };
+    single.validate(&ctx).unwrap();
+    let err = double.validate(&ctx).unwrap_err().to_string();
+    assert!(err.contains("bytes of workgroup memory"), "{err}");
+    let g = ConvGeometry {
+        batch: 2,
+        in_channels: 3,
+        h: 9,
+        w: 9,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        reflect: false,
+    };
+    let opts = ConvOptions {
+        tiles: Some(db),
+        ..Default::default()
+    };
+    let err = conv::plan(&ctx, conv::ConvKernel::Update, &g, 8, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("single-buffered"), "{err}");
 }

@@ -68,13 +68,17 @@ override VEC4_B: bool = false;
 // Operands stored as packed halves (the launcher sets these from the tensors' dtypes).
 override A_HALF: bool = false;
 override B_HALF: bool = false;
+// Workgroup tile buffers: 1, or 2 for double buffering (the next BK step's tiles are loaded
+// into the other buffer while this one is multiplied: one barrier per step instead of two).
+override STAGES: u32 = 1u;
 // Sub-blocks per invocation along M and N, at most 2 x 2 (an 8 x 8 register block).
 const MAX_SUB: u32 = 2u;
 
-// a_tile[kk * BM / 4 + mm / 4][mm % 4] = op(A)[m0 + mm, k0 + kk]
-// b_tile[kk * BN / 4 + nn / 4][nn % 4] = op(B)[k0 + kk, n0 + nn]
-var<workgroup> a_tile: array<vec4<f32>, BK * BM / 4u>;
-var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>;
+// Buffer st holds rows kk = st * BK .. st * BK + BK - 1 of each tile:
+// a_tile[kk * BM / 4 + mm / 4][mm % 4] = op(A)[m0 + mm, k0 + kk % BK]
+// b_tile[kk * BN / 4 + nn / 4][nn % 4] = op(B)[k0 + kk % BK, n0 + nn]
+var<workgroup> a_tile: array<vec4<f32>, STAGES * BK * BM / 4u>;
+var<workgroup> b_tile: array<vec4<f32>, STAGES * BK * BN / 4u>;
 
 fn store_a(kk: u32, mm: u32, v: f32) { a_tile[kk * (BM / 4u) + mm / 4u][mm % 4u] = v; }
 fn store_b(kk: u32, nn: u32, v: f32) { b_tile[kk * (BN / 4u) + nn / 4u][nn % 4u] = v; }
@@ -148,7 +152,8 @@ fn read_b4(base: u32, k: u32, n: u32, k_end: u32) -> vec4<f32> {
 
 // Stage op(A)[m0.., k0..] into a_tile. Consecutive invocations walk A's contiguous dimension,
 // so global reads coalesce.
-fn load_a_tile(base: u32, m0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) {
+// Into buffer rows row0 .. row0 + BK - 1 (row0 = st * BK).
+fn load_a_tile(base: u32, m0: u32, k0: u32, k_end: u32, tid: u32, threads: u32, row0: u32) {
     let t = trans_a();
     let cont = select(BK, BM, t);
     if (VEC4_A) {
@@ -161,9 +166,9 @@ fn load_a_tile(base: u32, m0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let v = read_a4(base, m0 + mm, k0 + kk, k_end);
             if (t) {
                 // Four consecutive m at one k: exactly one vec4 of a_tile.
-                a_tile[kk * (BM / 4u) + mm / 4u] = v;
+                a_tile[(row0 + kk) * (BM / 4u) + mm / 4u] = v;
             } else {
-                for (var q = 0u; q < 4u; q++) { store_a(kk + q, mm, v[q]); }
+                for (var q = 0u; q < 4u; q++) { store_a(row0 + kk + q, mm, v[q]); }
             }
         }
     } else {
@@ -172,13 +177,13 @@ fn load_a_tile(base: u32, m0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let o = e / cont;
             let mm = select(o, cc, t);
             let kk = select(cc, o, t);
-            store_a(kk, mm, read_a(base, m0 + mm, k0 + kk, k_end));
+            store_a(row0 + kk, mm, read_a(base, m0 + mm, k0 + kk, k_end));
         }
     }
 }
 
 // Stage op(B)[k0.., n0..] into b_tile, walking B's contiguous dimension.
-fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) {
+fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32, row0: u32) {
     let t = trans_b();
     let cont = select(BN, BK, t);
     if (VEC4_B) {
@@ -190,10 +195,10 @@ fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let nn = select(c4, o, t);
             let v = read_b4(base, k0 + kk, n0 + nn, k_end);
             if (t) {
-                for (var q = 0u; q < 4u; q++) { store_b(kk + q, nn, v[q]); }
+                for (var q = 0u; q < 4u; q++) { store_b(row0 + kk + q, nn, v[q]); }
             } else {
                 // Four consecutive n at one k: exactly one vec4 of b_tile.
-                b_tile[kk * (BN / 4u) + nn / 4u] = v;
+                b_tile[(row0 + kk) * (BN / 4u) + nn / 4u] = v;
             }
         }
     } else {
@@ -202,7 +207,7 @@ fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32) 
             let o = e / cont;
             let kk = select(o, cc, t);
             let nn = select(cc, o, t);
-            store_b(kk, nn, read_b(base, k0 + kk, n0 + nn, k_end));
+            store_b(row0 + kk, nn, read_b(base, k0 + kk, n0 + nn, k_end));
         }
     }
 }
@@ -230,13 +235,30 @@ fn tile_product(wg: vec3<u32>, lid: vec3<u32>) -> array<vec4<f32>, 4u * MAX_SUB 
     var acc: array<vec4<f32>, 4u * MAX_SUB * MAX_SUB>;
     var a_reg: array<vec4<f32>, MAX_SUB>;
     var b_reg: array<vec4<f32>, MAX_SUB>;
+    // Single buffer: load, barrier, multiply, barrier. Double: the prologue loads buffer 0; each
+    // step's barrier completes the buffer about to be multiplied and ends every read of the
+    // other one (multiplied the step before), which is then refilled with the next step's tiles.
+    var st = 0u;
+    if (STAGES == 2u && k_begin < k_end) {
+        load_a_tile(base_a, m0, k_begin, k_end, tid, threads, 0u);
+        load_b_tile(base_b, n0, k_begin, k_end, tid, threads, 0u);
+    }
     for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        load_a_tile(base_a, m0, k0, k_end, tid, threads);
-        load_b_tile(base_b, n0, k0, k_end, tid, threads);
+        if (STAGES == 1u) {
+            load_a_tile(base_a, m0, k0, k_end, tid, threads, 0u);
+            load_b_tile(base_b, n0, k0, k_end, tid, threads, 0u);
+        }
         workgroupBarrier();
+        if (STAGES == 2u && k0 + BK < k_end) {
+            load_a_tile(base_a, m0, k0 + BK, k_end, tid, threads, (1u - st) * BK);
+            load_b_tile(base_b, n0, k0 + BK, k_end, tid, threads, (1u - st) * BK);
+        }
+        let row0 = st * BK;
         for (var kk = 0u; kk < BK; kk++) {
-            for (var r = 0u; r < rm; r++) { a_reg[r] = a_tile[kk * (BM / 4u) + lid.y + r * wy]; }
-            for (var cg = 0u; cg < cn; cg++) { b_reg[cg] = b_tile[kk * (BN / 4u) + lid.x + cg * wx]; }
+            let ka = (row0 + kk) * (BM / 4u);
+            let kb = (row0 + kk) * (BN / 4u);
+            for (var r = 0u; r < rm; r++) { a_reg[r] = a_tile[ka + lid.y + r * wy]; }
+            for (var cg = 0u; cg < cn; cg++) { b_reg[cg] = b_tile[kb + lid.x + cg * wx]; }
             for (var r = 0u; r < rm; r++) {
                 for (var i = 0u; i < 4u; i++) {
                     for (var cg = 0u; cg < cn; cg++) {
@@ -246,7 +268,8 @@ fn tile_product(wg: vec3<u32>, lid: vec3<u32>) -> array<vec4<f32>, 4u * MAX_SUB 
                 }
             }
         }
-        workgroupBarrier();
+        if (STAGES == 1u) { workgroupBarrier(); }
+        st = (st + 1u) % STAGES;
     }
 
     return acc;

@@ -190,6 +190,18 @@ pub fn gemm_update_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             1,
         ),
     ];
+    // The double-buffered tiled kernel's product under an epilogue.
+    let doubled = GemmTiles { stages: 2, ..tiled };
+    cases.push((
+        65,
+        33,
+        100,
+        true,
+        0.0,
+        Epi::Decay { abs_max: true },
+        doubled,
+        1,
+    ));
     if GemmTiles::subgroup_available(ctx) {
         // The subgroup kernel wants M % 4 == 0 for A stored K x M and N % 4 == 0.
         let sg = GemmTiles::subgroup(16);

@@ -252,6 +252,21 @@ pub fn gemm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 GemmKernel::Naive,
             ));
         }
+        // Double-buffered tiles (the adapter's default with two tile buffers): ragged K with a
+        // tail, K shorter than one BK step, and an aligned shape.
+        let doubled = GemmTiles {
+            stages: 2,
+            ..GemmTiles::tiled_for_adapter(ctx)
+        };
+        for &(m, n, k) in &[(33, 65, 257), (7, 33, 5), (64, 128, 96)] {
+            cases.push((
+                Gemm::new(m, n, k)
+                    .trans(ta, tb)
+                    .scale(0.5, 0.25)
+                    .tiles(doubled),
+                GemmKernel::Tiled,
+            ));
+        }
         // f16 operands (A, B or both): ragged (scalar loads, odd offsets reach the high half of
         // a word), vec4-aligned (16-byte blocks of eight halves), and the naive kernel.
         for (h, halves) in [(true, false), (false, true), (true, true)]

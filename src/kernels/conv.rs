@@ -121,11 +121,11 @@ pub fn plan(
         ctx.tuned(&kernel.shape_class(m, n_out, k))
             .unwrap_or_else(|| GemmTiles::for_shape(ctx, m, n_out))
     });
-    if tiles.kind != GemmKind::Tiled {
+    if tiles.kind != GemmKind::Tiled || tiles.stages != 1 {
         return Err(HebbError::Launch {
             kernel: "conv".into(),
             message: format!(
-                "tiles {}: the conv kernels take tiled configurations (BMxBNxBK/TMxTN)",
+                "tiles {}: the conv kernels take single-buffered tiled configurations (BMxBNxBK/TMxTN)",
                 tiles.label()
             ),
         });

@@ -75,6 +75,11 @@ pub enum GemmKind {
 pub struct GemmTiles {
     #[serde(default)]
     pub kind: GemmKind,
+    /// Workgroup tile buffers of the tiled kernel: 1, or 2 for double buffering (the next BK
+    /// step loaded into the other buffer while this one is multiplied; one barrier per step
+    /// instead of two, twice the workgroup memory). `+db` in labels.
+    #[serde(default = "one_stage")]
+    pub stages: u32,
     pub bm: u32,
     pub bn: u32,
     pub bk: u32,
@@ -93,11 +98,16 @@ impl GemmKind {
     }
 }
 
+fn one_stage() -> u32 {
+    1
+}
+
 impl GemmTiles {
     /// GPUs: 128 x 128 blocks, 8 x 8 per invocation (256 invocations, 16 KiB of workgroup
     /// memory), the classic register-blocked SGEMM shape.
     pub const GPU: GemmTiles = GemmTiles {
         kind: GemmKind::Tiled,
+        stages: 1,
         bm: 128,
         bn: 128,
         bk: 16,
@@ -110,6 +120,7 @@ impl GemmTiles {
     /// load there is a loop over the SIMD lanes, so few, fat invocations and a deep BK win.
     pub const CPU: GemmTiles = GemmTiles {
         kind: GemmKind::Tiled,
+        stages: 1,
         bm: 64,
         bn: 128,
         bk: 16,
@@ -120,6 +131,7 @@ impl GemmTiles {
     /// A smaller configuration (16 x 16 threads of 4 x 4), also exercised by the tests.
     pub const SMALL: GemmTiles = GemmTiles {
         kind: GemmKind::Tiled,
+        stages: 1,
         bm: 64,
         bn: 64,
         bk: 8,
@@ -133,6 +145,7 @@ impl GemmTiles {
         const fn t(bm: u32, bn: u32, tm: u32, tn: u32) -> GemmTiles {
             GemmTiles {
                 kind: GemmKind::Tiled,
+                stages: 1,
                 bm,
                 bn,
                 bk: 16,
@@ -201,6 +214,7 @@ impl GemmTiles {
     pub const fn subgroup(rows: u32) -> GemmTiles {
         GemmTiles {
             kind: GemmKind::Subgroup,
+            stages: 1,
             bm: rows,
             bn: 32,
             bk: 4,
@@ -214,6 +228,7 @@ impl GemmTiles {
     pub const fn coop(tm: u32, tn: u32) -> GemmTiles {
         GemmTiles {
             kind: GemmKind::Coop,
+            stages: 1,
             bm: 16 * tm,
             bn: 16 * tn,
             bk: 16,
@@ -246,8 +261,13 @@ impl GemmTiles {
             GemmKind::Subgroup => format!("subgroup:{}", self.bm),
             GemmKind::Coop => format!("coop:{}x{}", self.tm, self.tn),
             GemmKind::Tiled => format!(
-                "{}x{}x{}/{}x{}",
-                self.bm, self.bn, self.bk, self.tm, self.tn
+                "{}x{}x{}/{}x{}{}",
+                self.bm,
+                self.bn,
+                self.bk,
+                self.tm,
+                self.tn,
+                if self.stages == 2 { "+db" } else { "" }
             ),
         }
     }
@@ -265,10 +285,15 @@ impl GemmTiles {
                 _ => None,
             };
         }
+        let (text, stages) = match text.strip_suffix("+db") {
+            Some(t) => (t, 2),
+            None => (text, 1),
+        };
         let (block, thread) = text.split_once('/')?;
         match (numbers(block)?.as_slice(), numbers(thread)?.as_slice()) {
             ([bm, bn, bk], [tm, tn]) => Some(GemmTiles {
                 kind: GemmKind::Tiled,
+                stages,
                 bm: *bm,
                 bn: *bn,
                 bk: *bk,
@@ -284,6 +309,7 @@ impl GemmTiles {
     pub fn tune_candidates(ctx: &GpuContext) -> Vec<GemmTiles> {
         let tiled = |bm, bn, bk, tm, tn| GemmTiles {
             kind: GemmKind::Tiled,
+            stages: 1,
             bm,
             bn,
             bk,
@@ -297,6 +323,14 @@ impl GemmTiles {
             tiled(128, 64, 16, 8, 8),
             tiled(64, 64, 16, 4, 4),
         ]);
+        // Double-buffered twins of the device type's default and of two square blocks.
+        let doubled = [
+            Self::tiled_for_adapter(ctx),
+            tiled(128, 128, 16, 8, 8),
+            tiled(64, 64, 16, 4, 4),
+        ]
+        .map(|t| GemmTiles { stages: 2, ..t });
+        out.extend(doubled);
         if Self::subgroup_available(ctx) {
             out.extend([8, 16, 24].map(GemmTiles::subgroup));
         }
@@ -366,6 +400,9 @@ impl GemmTiles {
             }
             return Ok(());
         }
+        if !matches!(self.stages, 1 | 2) {
+            return bad("the tiled kernel has 1 or 2 tile buffers".into());
+        }
         if self.bm == 0 || self.bn == 0 || self.bk == 0 {
             return bad("BM, BN and BK must be at least 4".into());
         }
@@ -390,7 +427,7 @@ impl GemmTiles {
                 "a workgroup of {wx} x {wy} invocations exceeds this adapter's limits"
             ));
         }
-        let shared = 4 * self.bk as u64 * (self.bm as u64 + self.bn as u64);
+        let shared = 4 * self.stages as u64 * self.bk as u64 * (self.bm as u64 + self.bn as u64);
         if shared > l.max_compute_workgroup_storage_size as u64 {
             return bad(format!(
                 "needs {shared} bytes of workgroup memory, the adapter allows {}",
@@ -1093,6 +1130,7 @@ fn gemm_with(
                 ("VEC4_B", vec4_b as u32 as f64),
                 ("A_HALF", a_half as u32 as f64),
                 ("B_HALF", b_half as u32 as f64),
+                ("STAGES", tiles.stages as f64),
             ];
             overrides.extend(epilogue_overrides);
             ctx.kernels.get(
