@@ -393,14 +393,15 @@ fn split_sum(b: u32, row: u32, col: u32) -> f32 {
 
 // gemm_splitk_reduce followed by the decay epilogue (one batch). Grid: (ceil(N / 64), M, 1).
 @compute @workgroup_size(64, 1, 1)
-fn gemm_splitk_reduce_decay(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn gemm_splitk_reduce_decay(@builtin(global_invocation_id) gid: vec3<u32>,
+                            @builtin(local_invocation_index) li: u32) {
     let col = gid.x;
     let row = gid.y;
     var bits = 0u;
     if (col < p.n && row < p.m) {
         bits = epilogue_decay(row * p.n + col, row, split_sum(0u, row, col));
     }
-    fold_abs_max(bits);
+    fold_abs_max_workgroup(bits, li == 0u);
 }
 
 // gemm_splitk_reduce followed by the optimizer epilogue (one batch). Grid: (ceil(N / 64), M, 1).

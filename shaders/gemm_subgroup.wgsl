@@ -168,7 +168,7 @@ fn gemm_subgroup_decay(@builtin(workgroup_id) wg: vec3<u32>,
             }
         }
     }
-    fold_abs_max(bits);
+    fold_abs_max_workgroup(bits, lane == 0u);
 }
 
 // The optimizer epilogue (gemm_epilogue.wgsl) on a single, unsplit product.

@@ -43,7 +43,10 @@ fn sgd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
        @builtin(local_invocation_index) lid: u32) {
     let e = linear_index(wg, nwg, lid);
     if (e >= p.c * p.d) { return; }
-    let s = sgd_update(p, w[e], delta(e), state0[e]);
+    // The momentum buffer is read and written only when there is momentum.
+    var buf = 0.0;
+    if (p.momentum != 0.0) { buf = state0[e]; }
+    let s = sgd_update(p, w[e], delta(e), buf);
     w[e] = s.x;
     if (p.momentum != 0.0) { state0[e] = s.y; }
 }

@@ -297,8 +297,8 @@ enum BenchCommand {
         /// Also time each shape with A and B stored as f16 (f32 accumulation).
         #[arg(long)]
         f16: bool,
-        /// Also time each shape with the update epilogues (decay + max|C|, SGD with momentum);
-        /// their "x naive" column is the speed relative to the plain product.
+        /// Also time each shape with the update epilogues (decay + max|C|, SGD with momentum),
+        /// each row after the plain product's.
         #[arg(long)]
         epilogues: bool,
         /// Use wall-clock timing even where timestamps exist.

@@ -888,8 +888,7 @@ pub enum UpdateEpilogue<'a> {
     },
     /// Δ = alpha·op(A)op(B) + beta·C, then one SGD or Adam step of W (M x N) by the ascent
     /// direction Δ with its state tensors (weight_update.wgsl's formulas, as optim.wgsl); C = Δ
-    /// only with
-    /// `write_delta`.
+    /// only with `write_delta`.
     Optim {
         step: OptimStep,
         w: &'a Tensor,
@@ -1007,7 +1006,7 @@ impl UpdateEpilogue<'_> {
     fn entries<'t>(
         &'t self,
         rec: &Recorder<'_>,
-        g: &Gemm,
+        (m, n): (u32, u32),
         uniform: &'t mut Option<wgpu::Buffer>,
         spare: &'t mut Option<std::sync::Arc<Tensor>>,
     ) -> Result<Vec<(u32, wgpu::BindingResource<'t>)>> {
@@ -1036,10 +1035,7 @@ impl UpdateEpilogue<'_> {
                 state1,
                 ..
             } => {
-                let params = step.params(
-                    to_u32("gemm update", "M", g.m)?,
-                    to_u32("gemm update", "N", g.n)?,
-                );
+                let params = step.params(m, n);
                 let buffer = uniform.insert(rec.uniform(&params));
                 vec![
                     (7, buffer.as_entire_binding()),
@@ -1201,7 +1197,8 @@ fn gemm_with(
         }
         let (mut optim_uniform, mut spare) = (None, None);
         if let Some(e) = epi {
-            entries.extend(e.entries(rec, g, &mut optim_uniform, &mut spare)?);
+            let mn = (params.m, params.n);
+            entries.extend(e.entries(rec, mn, &mut optim_uniform, &mut spare)?);
         }
         let bg = bind_group(ctx, &pipeline, &entries);
         rec.dispatch(&pipeline, &bg, groups);
@@ -1260,8 +1257,8 @@ fn splitk_reduce_with(
     ];
     let (mut optim_uniform, mut spare) = (None, None);
     if let Some(e) = epilogue {
-        let g = Gemm::new(params.m as usize, params.n as usize, params.k as usize);
-        entries.extend(e.entries(rec, &g, &mut optim_uniform, &mut spare)?);
+        let mn = (params.m, params.n);
+        entries.extend(e.entries(rec, mn, &mut optim_uniform, &mut spare)?);
     }
     let bg = bind_group(ctx, &reduce, &entries);
     rec.dispatch(&reduce, &bg, reduce_groups);

@@ -748,12 +748,9 @@ pub fn optimizer_step(
         }
     };
     // Bindings 7 and 8 are read only under DIVISOR / WRITE_DW. Otherwise 7 repeats ΔW (both
-    // read-only) and 8 holds a tensor this entry point binds nowhere else.
-    let spare = if matches!(step, OptimStep::Adaptive { .. }) {
-        state0
-    } else {
-        eta
-    };
+    // read-only) and 8 holds the context's spare buffer.
+    let spare_buffer = ctx.spare()?;
+    let spare = spare_buffer.as_ref();
     let (divisor, max, out) = match normalised {
         None => (0.0, dw, spare),
         Some(n) => {

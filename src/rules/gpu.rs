@@ -250,6 +250,7 @@ impl GpuRule {
             _ => None,
         };
         let projection = plan_for_buffers.filter(|_| fused_projection_by_default(ctx));
+        let epilogues_available = gemm::update_epilogues_available(ctx);
         let t = |label: &str, len: usize| Tensor::empty(ctx, label, &[len.max(1)], DType::F32);
         let bufs = Buffers {
             rows,
@@ -306,8 +307,8 @@ impl GpuRule {
             projection,
             keep_intermediates: false,
             wrote_u_y: false,
-            fused_update: path == UpdatePath::Fused && gemm::update_epilogues_available(ctx),
-            epilogues_available: gemm::update_epilogues_available(ctx),
+            fused_update: path == UpdatePath::Fused && epilogues_available,
+            epilogues_available,
             wrote_dw: false,
             config,
             path,
