@@ -71,6 +71,8 @@ pub fn train_options(
         },
         out: out.to_path_buf(),
         stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        checkpoint_seconds: hebb::train::CHECKPOINT_SECONDS,
+        overwrite: false,
         stop_after_batches: stop_after,
         progress_bars: false,
     }

@@ -8,13 +8,17 @@
 //! - `runtime`: the kernel cache, parameter-struct layouts and error paths.
 //! - `cases_reference`: the golden cases (reference and GPU rules); `data`: dataset readers.
 //! - `train`: `hebb train` end to end; `zca`: input whitening (GPU vs reference, covariance ≈ I);
-//!   `tune`: the autotuning cache; `spiking`: the culture simulator (kernels vs reference per
+//!   `tune`: the autotuning cache; `hostile`: hostile files, recipes, flags and run folders
+//!   end in clear errors; `crash`: runs killed at random points resume to the same result; `spiking`: the culture simulator (kernels vs reference per
 //!   backend, culture builder, recipes, `hebb spiking` end to end).
 
 mod cases_reference;
 mod common;
 mod conformance;
+mod crash;
 mod data;
+mod fuzz_corpus;
+mod hostile;
 mod portability;
 mod runtime;
 mod spiking;

@@ -11,7 +11,7 @@ use hebb::train::{self, Outcome, TrainOptions, checkpoint, recipes};
 use crate::common;
 
 /// A small network: 8 SoftHebb filters 5x5, max pool, linear classifier.
-const TINY: &str = r#"
+pub(crate) const TINY: &str = r#"
 name = "tiny"
 seed = 3
 [data]
@@ -137,10 +137,18 @@ fn nan_weights_stop_training_naming_the_layer() {
         Ok(_) => panic!("training on overflowing weights did not stop"),
     };
     assert!(err.contains("layer 0") && err.contains("NaN/Inf"), "{err}");
+    // The only checkpoint is the one written before the first batch: finite weights at the
+    // start of the run, never the NaN ones.
+    let ck = checkpoint::load(&out).unwrap();
     assert!(
-        !out.join(checkpoint::FILE).exists(),
+        ck.tensors["layers.0.weight"]
+            .1
+            .iter()
+            .all(|v| v.is_finite()),
         "a checkpoint of NaN weights was written"
     );
+    let position: train::Position = serde_json::from_str(ck.meta("position").unwrap()).unwrap();
+    assert_eq!(position, train::Position::default());
 }
 
 #[test]

@@ -138,12 +138,22 @@ enum Command {
         /// Use only the first N training and N test items.
         #[arg(long)]
         limit: Option<usize>,
-        /// Output folder: checkpoint, metrics.json, filters.png (default runs/<recipe>).
+        /// Output folder: checkpoint, metrics.json, filters.png (default runs/<recipe>). A
+        /// folder that already holds a run is refused unless --overwrite is given.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Continue the run whose checkpoint is in DIR (recipe and options come from it).
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["recipe", "data", "epochs", "hebbian_epochs", "label_fraction", "limit"])]
+        /// Replace the run already in the output folder (its checkpoint, metrics.json and
+        /// filters.png are removed first).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
+        /// Continue the run whose checkpoint is in DIR (recipe and options come from it; --data
+        /// may name the dataset folder again if it moved).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["recipe", "epochs", "hebbian_epochs", "label_fraction", "limit"])]
         resume: Option<PathBuf>,
+        /// Seconds of training between checkpoints inside an epoch (each epoch end writes one
+        /// too): 0 writes one after every batch, inf only at epoch ends.
+        #[arg(long, value_name = "SECONDS", default_value_t = train::CHECKPOINT_SECONDS)]
+        checkpoint_every: f64,
         /// Stop with a checkpoint after N batches (to test interruption; Ctrl-C does the same).
         #[arg(long, hide = true)]
         stop_after: Option<usize>,
@@ -344,10 +354,26 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause only where the text before it does not
+/// already say it (an I/O error's message is both in its Display and its source).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -381,7 +407,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ctx = GpuContext::new(&cli.adapter.choice())?;
             eprintln!("{} ({origin}) on {}", recipe.name, ctx.adapter_name());
             let opts = hebb::spiking::task::SpikingOptions {
-                data,
+                // The bundled MNIST wherever the command runs from, as for `hebb train`.
+                data: Some(data.unwrap_or_else(train::data::bundled_mnist)),
                 out: out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
                 limit,
                 quiet,
@@ -407,15 +434,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             label_fraction,
             limit,
             out,
+            overwrite,
             resume,
+            checkpoint_every,
             stop_after,
             quiet,
         } => {
+            if checkpoint_every.is_nan() || checkpoint_every < 0.0 {
+                bail!(
+                    "--checkpoint-every {checkpoint_every}: expected seconds ≥ 0 (inf: only at epoch ends)"
+                );
+            }
             let ctx = GpuContext::new(&cli.adapter.choice())?;
             let stop = Arc::new(AtomicBool::new(false));
             {
                 let stop = stop.clone();
-                // A second Ctrl-C while the checkpoint is written kills the process as usual.
+                // Ctrl-C, SIGTERM and SIGHUP (timeout, systemd, Slurm, docker stop) all stop at
+                // the next batch boundary with a checkpoint. A second signal while the
+                // checkpoint is written kills the process as usual; the atomic write leaves
+                // the previous checkpoint whole.
                 let _ = ctrlc::set_handler(move || {
                     if stop.swap(true, Ordering::SeqCst) {
                         std::process::exit(130);
@@ -436,6 +473,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         overrides,
                         out: out.unwrap_or_else(|| dir.clone()),
                         stop,
+                        checkpoint_seconds: checkpoint_every,
+                        overwrite: false,
                         stop_after_batches: stop_after,
                         progress_bars: !quiet,
                     };
@@ -447,6 +486,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         overrides,
                         out: out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
                         stop,
+                        checkpoint_seconds: checkpoint_every,
+                        overwrite,
                         stop_after_batches: stop_after,
                         progress_bars: !quiet,
                     };

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::DataError;
+use crate::data::{DataError, limits};
 
 pub const IMAGE_BYTES: usize = 3 * 32 * 32;
 
@@ -59,7 +59,21 @@ impl CifarSplit {
 
 /// Reads one batch file, checking that it is a whole number of records with valid labels.
 pub fn read_batch(path: &Path, variant: Variant, out: &mut CifarSplit) -> Result<(), DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = limits::read_bounded(
+        path,
+        limits::ARRAY_MAX_BYTES.min(limits::host_memory_budget()),
+        "a CIFAR batch file",
+    )?;
+    parse_batch(&bytes, path, variant, out)
+}
+
+/// Appends the records of one batch file's `bytes` to `out`; `path` names it in errors.
+pub fn parse_batch(
+    bytes: &[u8],
+    path: &Path,
+    variant: Variant,
+    out: &mut CifarSplit,
+) -> Result<(), DataError> {
     let record = variant.record_bytes();
     if bytes.is_empty() || bytes.len() % record != 0 {
         return Err(DataError::bad(

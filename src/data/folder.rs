@@ -39,8 +39,8 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, metadata::Orienta
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::DataError;
 use crate::data::source::{Augment, ItemShape, Source};
+use crate::data::{DataError, limits};
 
 /// File extensions read as images (case-insensitive).
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
@@ -268,17 +268,42 @@ impl Source for FolderSource {
 /// truncated image with grey. Every failure, a decoder panic included, is an error naming the
 /// file.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if let Err(e) = check_jpeg_structure(&bytes) {
+    let bytes = limits::read_bounded(path, limits::IMAGE_MAX_FILE_BYTES, "the image file")?;
+    decode_rgb_bytes(&bytes, path)
+}
+
+/// [`decode_rgb`] of an image file's `bytes`; `path` names it in errors and its extension
+/// hints the format.
+pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage, DataError> {
+    if let Err(e) = check_jpeg_structure(bytes) {
         return Err(DataError::bad(path, format!("corrupt JPEG: {e}")));
     }
     let decode = || -> Result<RgbImage, String> {
-        let mut reader = ImageReader::new(std::io::Cursor::new(&bytes[..]));
+        let mut reader = ImageReader::new(std::io::Cursor::new(bytes));
         if let Ok(format) = image::ImageFormat::from_path(path) {
             reader.set_format(format);
         }
         let reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
         let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+        // The header's size is checked before a pixel is allocated: a hostile header or a
+        // decompression bomb is an unreadable image, skipped and counted like any other.
+        let (width, height) = decoder.dimensions();
+        if width > limits::IMAGE_MAX_SIDE
+            || height > limits::IMAGE_MAX_SIDE
+            || width as u64 * height as u64 > limits::IMAGE_MAX_PIXELS
+        {
+            return Err(format!(
+                "the header declares {width}x{height} pixels; at most {} per side and {} \
+                 pixels in all are decoded",
+                limits::IMAGE_MAX_SIDE,
+                limits::IMAGE_MAX_PIXELS
+            ));
+        }
+        let mut bounds = image::Limits::default();
+        bounds.max_image_width = Some(limits::IMAGE_MAX_SIDE);
+        bounds.max_image_height = Some(limits::IMAGE_MAX_SIDE);
+        bounds.max_alloc = Some(limits::IMAGE_MAX_ALLOC);
+        decoder.set_limits(bounds).map_err(|e| e.to_string())?;
         // A malformed EXIF block is not worth losing the image for.
         let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
         let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;

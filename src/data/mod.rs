@@ -4,6 +4,7 @@
 pub mod cifar;
 pub mod folder;
 pub mod idx;
+pub mod limits;
 pub mod mnist;
 pub mod source;
 pub mod stl10;

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::DataError;
 use crate::data::source::{Augment, ItemShape, Source};
+use crate::data::{DataError, limits};
 
 pub const SIDE: usize = 96;
 pub const IMAGE_BYTES: usize = 3 * SIDE * SIDE;
@@ -117,7 +117,15 @@ impl Stl10Source {
         let count = (size / IMAGE_BYTES as u64) as usize;
         let mut labels = Vec::new();
         if let Some(path) = labels_path {
-            let raw = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+            // A label file longer than the images is refused before it is read.
+            let len = limits::file_len(&path, u64::MAX, "the label file")?;
+            if len != count as u64 {
+                return Err(DataError::bad(
+                    &path,
+                    format!("{len} labels for {count} images in {}", images.display()),
+                ));
+            }
+            let raw = limits::read_bounded(&path, count as u64, "the label file")?;
             if raw.len() != count {
                 return Err(DataError::bad(
                     &path,

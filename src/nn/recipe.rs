@@ -419,6 +419,140 @@ fn cache_mib() -> usize {
     2048
 }
 
+/// Largest recipe file read.
+pub const MAX_RECIPE_BYTES: u64 = 1 << 20;
+
+/// Reads a recipe file: at most [`MAX_RECIPE_BYTES`], UTF-8 text without control characters
+/// (other than tab and line ends), so a binary file is refused before its bytes could reach a
+/// terminal in an error message.
+pub fn read_text(path: &Path) -> Result<String, String> {
+    let bytes = crate::data::limits::read_bounded(path, MAX_RECIPE_BYTES, "the recipe file")
+        .map_err(|e| e.message)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not a TOML text file: byte {} is not UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    if let Some((i, c)) = text
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(format!(
+            "not a TOML text file: byte {i} is the control character {:?}",
+            c
+        ));
+    }
+    Ok(text)
+}
+
+/// `text` with control characters (other than line ends and tabs) escaped, for messages that
+/// quote a file's content.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\t' | '\n') {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Largest batch a recipe may ask for.
+pub const MAX_BATCH: usize = 65_536;
+/// Most decoding threads.
+pub const MAX_WORKERS: usize = 256;
+/// Largest image side, kernel or stride a recipe may name.
+pub const MAX_IMAGE_SIDE: usize = 4096;
+
+/// A recipe or run name becomes a folder under `runs/`: plain letters, digits, `.`, `_` and
+/// `-`, not starting with `.`, so it can never name a path outside that folder.
+pub fn check_run_name(name: &str) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "name = {name:?}: expected 1 to 128 letters, digits, '.', '_' or '-', not starting \
+             with '.' (it names the run's folder under runs/)"
+        ))
+    }
+}
+
+/// `value` must be a finite number.
+pub fn finite(field: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("{field} = {value} must be a finite number"))
+    }
+}
+
+/// `value` must be finite and > 0.
+pub fn positive(field: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{field} = {value} must be a finite number > 0"))
+    }
+}
+
+/// `value` must be finite and ≥ 0.
+pub fn non_negative(field: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{field} = {value} must be a finite number ≥ 0"))
+    }
+}
+
+/// `value` must lie in [0, 1).
+pub fn unit_interval(field: &str, value: f64) -> Result<(), String> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{field} = {value} must be in [0, 1)"))
+    }
+}
+
+impl ClassifierOptimizer {
+    fn validate(&self) -> Result<(), String> {
+        let f = |name: &str| format!("classifier.optimizer.{name}");
+        match *self {
+            ClassifierOptimizer::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+                ..
+            } => {
+                positive(&f("lr"), lr)?;
+                unit_interval(&f("momentum"), momentum)?;
+                non_negative(&f("weight_decay"), weight_decay)
+            }
+            ClassifierOptimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                positive(&f("lr"), lr)?;
+                unit_interval(&f("beta1"), beta1)?;
+                unit_interval(&f("beta2"), beta2)?;
+                positive(&f("eps"), eps)?;
+                non_negative(&f("weight_decay"), weight_decay)
+            }
+        }
+    }
+}
+
 /// A recipe that could not be used: the file and what was wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -434,22 +568,98 @@ impl Recipe {
             path: path.to_path_buf(),
             message,
         };
-        let recipe: Recipe = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let recipe: Recipe = toml::from_str(text).map_err(|e| bad(printable(&e.to_string())))?;
         recipe.validate().map_err(bad)?;
         Ok(recipe)
     }
 
     pub fn load(path: &Path) -> Result<(Self, String), RecipeError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RecipeError {
+        let text = read_text(path).map_err(|message| RecipeError {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message,
         })?;
         Ok((Self::parse(&text, path)?, text))
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Checks every value against what it means and what it will allocate; run again on the
+    /// recipe with the command line's overrides applied. Errors name the field.
+    pub fn validate(&self) -> Result<(), String> {
+        check_run_name(&self.name)?;
         if self.layers.is_empty() {
             return Err("a recipe needs at least one [[layer]]".into());
+        }
+        if self.hebbian.epochs == 0 || self.classifier.epochs == 0 {
+            return Err(format!(
+                "hebbian.epochs = {} and classifier.epochs = {} must be at least 1",
+                self.hebbian.epochs, self.classifier.epochs
+            ));
+        }
+        if self.hebbian.images_per_epoch == Some(0) {
+            return Err("hebbian.images_per_epoch must be at least 1".into());
+        }
+        // The batch sizes also size GPU buffers, which are checked against the adapter's
+        // limits before anything is allocated; this bound keeps host-side batch vectors sane.
+        for (field, batch) in [
+            ("hebbian.batch", self.hebbian.batch),
+            ("classifier.batch", self.classifier.batch),
+        ] {
+            if batch > MAX_BATCH {
+                return Err(format!("{field} = {batch} is larger than {MAX_BATCH}"));
+            }
+        }
+        if let Some(w) = self.data.workers
+            && !(1..=MAX_WORKERS).contains(&w)
+        {
+            return Err(format!("data.workers = {w} must be in 1..={MAX_WORKERS}"));
+        }
+        for (field, v) in [
+            ("data.image_size", self.data.image_size),
+            ("data.resize", self.data.resize),
+        ] {
+            if let Some(v) = v
+                && !(1..=MAX_IMAGE_SIDE).contains(&v)
+            {
+                return Err(format!("{field} = {v} must be in 1..={MAX_IMAGE_SIDE}"));
+            }
+        }
+        self.classifier.optimizer.validate()?;
+        if let LrSchedule::Steps { gamma, .. } = &self.classifier.lr_schedule {
+            positive("classifier.lr_schedule.gamma", *gamma)?;
+        }
+        if let Normalize::Explicit { mean, std } = &self.preprocess.normalize {
+            for (i, (&m, &s)) in mean.iter().zip(std).enumerate() {
+                finite(&format!("preprocess.normalize.mean[{i}]"), m as f64)?;
+                positive(&format!("preprocess.normalize.std[{i}]"), s as f64)?;
+            }
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            let at = |field: &str| format!("layer {i}: {field}");
+            match l.init {
+                Init::Normal { mean, std } => {
+                    finite(&at("init.mean"), mean)?;
+                    positive(&at("init.std"), std)?;
+                }
+                Init::Radius { radius } => positive(&at("init.radius"), radius)?,
+                Init::UniformFanIn | Init::GlorotNormal => {}
+            }
+            if let Activation::Triangle { power } | Activation::ReluPow { power } = l.activation {
+                positive(&at("activation.power"), power as f64)?;
+            }
+            let sizes = [
+                ("kernel", l.kernel.map(Size2::get)),
+                ("stride", Some(l.stride.get())),
+                ("pool.kernel", l.pool.map(|p| p.kernel.get())),
+                ("pool.stride", l.pool.map(|p| p.stride.get())),
+            ];
+            for (field, size) in sizes {
+                if let Some([a, b]) = size
+                    && (a == 0 || b == 0 || a > MAX_IMAGE_SIDE || b > MAX_IMAGE_SIDE)
+                {
+                    return Err(at(&format!(
+                        "{field} = [{a}, {b}] must be in 1..={MAX_IMAGE_SIDE}"
+                    )));
+                }
+            }
         }
         if self.hebbian.batch == 0 || self.classifier.batch == 0 {
             return Err("hebbian.batch and classifier.batch must be at least 1".into());

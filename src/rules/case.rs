@@ -194,8 +194,24 @@ pub fn load_case(path: &Path) -> Result<Case, CaseError> {
         preset: preset.map(str::to_string),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(None, e.to_string()))?;
-    let raw: RawCase = serde_json::from_str(&text)
+    let text = crate::data::limits::read_bounded(
+        path,
+        crate::data::limits::host_memory_budget(),
+        "the case file",
+    )
+    .map_err(|e| fail(None, e.message))?;
+    let text = String::from_utf8(text).map_err(|e| fail(None, format!("not UTF-8 text: {e}")))?;
+    parse_case(&text, path)
+}
+
+/// A hebb-case/1 file's `text`, parsed and checked; `path` names it in errors.
+pub fn parse_case(text: &str, path: &Path) -> Result<Case, CaseError> {
+    let fail = |preset: Option<&str>, message: String| CaseError {
+        path: path.to_path_buf(),
+        preset: preset.map(str::to_string),
+        message,
+    };
+    let raw: RawCase = serde_json::from_str(text)
         .map_err(|e| fail(None, format!("not a hebb-case/1 file: {e}")))?;
     let preset = Some(raw.preset.as_str());
     let _ = (&raw.source, &raw.notes);
@@ -208,13 +224,14 @@ pub fn load_case(path: &Path) -> Result<Case, CaseError> {
     let rule = RuleConfig::from_params(&raw.preset, &raw.params).map_err(|m| fail(preset, m))?;
     for (group, arrays) in [("inputs", &raw.inputs), ("expected", &raw.expected)] {
         for (key, a) in arrays {
-            if a.data.len() != a.len() {
+            let len = a.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if len != Some(a.data.len()) {
                 return Err(fail(
                     preset,
                     format!(
                         "{group}.{key}: shape {:?} holds {} values, data has {}",
                         a.shape,
-                        a.len(),
+                        len.map_or("more than 2^64".to_string(), |n| n.to_string()),
                         a.data.len()
                     ),
                 ));

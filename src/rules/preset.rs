@@ -245,6 +245,21 @@ struct Krotov {
     prec: f64,
 }
 
+/// The path (`params.optimizer.lr`) of the first null in `value`, depth first.
+fn first_null(path: &str, value: &Value) -> Option<String> {
+    match value {
+        Value::Null => Some(path.to_string()),
+        Value::Object(map) => map
+            .iter()
+            .find_map(|(k, v)| first_null(&format!("{path}.{k}"), v)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_null(&format!("{path}[{i}]"), v)),
+        _ => None,
+    }
+}
+
 fn parse<T: serde::de::DeserializeOwned>(name: &str, params: Value) -> Result<T, String> {
     serde_json::from_value(params).map_err(|e| format!("params of {name}: {e}"))
 }
@@ -252,6 +267,13 @@ fn parse<T: serde::de::DeserializeOwned>(name: &str, params: Value) -> Result<T,
 impl RuleConfig {
     /// Builds a rule from a preset name and its params object (which holds `optimizer`).
     pub fn from_params(name: &str, params: &Value) -> Result<Self, String> {
+        // TOML's nan and inf arrive as JSON null (JSON has no such numbers); no param is ever
+        // null, so name the first one rather than let serde say "invalid type: null".
+        if let Some(field) = first_null("params", params) {
+            return Err(format!(
+                "{field} of {name} is not a number (nan, inf and null are not allowed)"
+            ));
+        }
         let mut params = params
             .as_object()
             .ok_or_else(|| format!("params of {name}: expected an object"))?
@@ -381,11 +403,98 @@ impl RuleConfig {
                 ));
             }
         };
-        Ok(Self {
+        let rule = Self {
             name: name.to_string(),
             preset,
             optimizer,
-        })
+        };
+        rule.check_values()
+            .map_err(|e| format!("{name}: params.{e}"))?;
+        Ok(rule)
+    }
+
+    /// Every number must be finite, and rates, temperatures, powers and ε positive; the error
+    /// names the field.
+    fn check_values(&self) -> Result<(), String> {
+        use crate::nn::recipe::{finite, non_negative, positive, unit_interval};
+        match self.optimizer {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+                ..
+            } => {
+                positive("optimizer.lr", lr)?;
+                unit_interval("optimizer.momentum", momentum)?;
+                non_negative("optimizer.weight_decay", weight_decay)?;
+            }
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                positive("optimizer.lr", lr)?;
+                unit_interval("optimizer.beta1", beta1)?;
+                unit_interval("optimizer.beta2", beta2)?;
+                non_negative("optimizer.eps", eps)?;
+                non_negative("optimizer.weight_decay", weight_decay)?;
+            }
+            Optimizer::SofthebbAdaptive { lr, power } => {
+                positive("optimizer.lr", lr)?;
+                non_negative("optimizer.power", power)?;
+            }
+        }
+        let momentum = |m: f64| {
+            if (0.0..=1.0).contains(&m) {
+                Ok(())
+            } else {
+                Err(format!("bn_momentum = {m} must be in [0, 1]"))
+            }
+        };
+        match self.preset {
+            Preset::LaganiHpcaTanh {
+                bn_momentum,
+                bn_eps,
+                ..
+            }
+            | Preset::LaganiIcaNrm {
+                bn_momentum,
+                bn_eps,
+            } => {
+                momentum(bn_momentum)?;
+                positive("bn_eps", bn_eps)?;
+            }
+            Preset::LaganiSoftWtaExp { temperature } => positive("temperature", temperature)?,
+            Preset::LaganiSoftWtaPow { power } => positive("power", power)?,
+            Preset::HebbdemoSoftWta { t_invert, .. }
+            | Preset::SofthebbSoftkrotov { t_invert }
+            | Preset::SofthebbSoft { t_invert, .. } => positive("t_invert", t_invert)?,
+            Preset::BcmCurti {
+                lateral_strength,
+                gamma,
+                theta_eps,
+                ..
+            } => {
+                finite("lateral_strength", lateral_strength)?;
+                finite("gamma", gamma)?;
+                finite("theta_eps", theta_eps)?;
+            }
+            Preset::KrotovHopfield { p, delta, prec, .. } => {
+                positive("p", p)?;
+                finite("delta", delta)?;
+                positive("prec", prec)?;
+            }
+            _ => {}
+        }
+        if let Preset::SofthebbSoft {
+            lr_bias: Some(lr), ..
+        } = self.preset
+        {
+            positive("lr_bias", lr)?;
+        }
+        Ok(())
     }
 
     /// The Lagani presets take a teacher signal T.

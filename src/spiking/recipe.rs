@@ -58,6 +58,13 @@ pub struct SpikingRecipe {
     pub task: TaskConfig,
 }
 
+/// Most samples evaluated at once.
+pub const MAX_EVAL_BATCH: usize = 4096;
+/// Longest presentation of one sample, ms (SpikingGrid presents for 100 to 350 ms).
+pub const MAX_DURATION_MS: u32 = 60_000;
+/// Most simulation steps per presentation.
+pub const MAX_STEPS: u32 = 600_000;
+
 /// (name, TOML text) of every bundled spiking recipe.
 pub const BUNDLED: &[(&str, &str)] = &[
     (
@@ -91,7 +98,7 @@ impl SpikingRecipe {
     pub fn parse(text: &str, source: &str) -> Result<SpikingRecipe> {
         let recipe: SpikingRecipe = toml::from_str(text).map_err(|e| HebbError::Format {
             path: source.into(),
-            message: e.to_string(),
+            message: crate::nn::recipe::printable(&e.to_string()),
         })?;
         recipe.culture.validate(source)?;
         let bad = |message: String| {
@@ -126,6 +133,21 @@ impl SpikingRecipe {
         if t.eval_every == 0 || t.eval_batch == 0 || t.duration_ms == 0 {
             return bad("task.eval_every, eval_batch and duration_ms must be ≥ 1".into());
         }
+        if t.eval_batch > MAX_EVAL_BATCH {
+            return bad(format!(
+                "task.eval_batch = {} is larger than {MAX_EVAL_BATCH}",
+                t.eval_batch
+            ));
+        }
+        if t.duration_ms > MAX_DURATION_MS
+            || t.duration_ms as f64 / recipe.culture.dt > MAX_STEPS as f64
+        {
+            return bad(format!(
+                "task.duration_ms = {} must be at most {MAX_DURATION_MS} ms and {MAX_STEPS} steps \
+                 of culture.dt = {} ms (every step is recorded into one GPU submission)",
+                t.duration_ms, recipe.culture.dt
+            ));
+        }
         if (t.duration_ms as f64 / recipe.culture.dt).round() < 1.0 {
             return bad(format!(
                 "task.duration_ms = {} is less than one step of culture.dt = {} ms",
@@ -142,9 +164,11 @@ impl SpikingRecipe {
     /// and where it came from.
     pub fn resolve(arg: &str) -> Result<(SpikingRecipe, String)> {
         if Path::new(arg).is_file() {
-            let text = std::fs::read_to_string(arg).map_err(|e| HebbError::Io {
-                path: arg.into(),
-                source: e,
+            let text = crate::nn::recipe::read_text(Path::new(arg)).map_err(|message| {
+                HebbError::Format {
+                    path: arg.into(),
+                    message,
+                }
             })?;
             return Ok((Self::parse(&text, arg)?, arg.to_string()));
         }

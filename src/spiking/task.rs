@@ -292,13 +292,22 @@ pub fn run(
     let dir = opts
         .data
         .clone()
-        .unwrap_or_else(|| PathBuf::from("datasets/mnist"));
+        .unwrap_or_else(crate::train::data::bundled_mnist);
     let data_err = |e: crate::data::DataError| HebbError::Format {
         path: dir.clone(),
         message: e.to_string(),
     };
     let train = mnist::load_split(&dir, Split::Train).map_err(data_err)?;
     let test = mnist::load_split(&dir, Split::Test).map_err(data_err)?;
+    if task.validation[1] > train.count {
+        return Err(HebbError::Format {
+            path: dir.clone(),
+            message: format!(
+                "task.validation = {:?} reaches past the {} training images of this dataset",
+                task.validation, train.count
+            ),
+        });
+    }
     let limit = opts.limit.unwrap_or(usize::MAX);
     let mut train_items = select(&train, 0, task.train_pool, &task.classes);
     let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);

@@ -39,9 +39,9 @@ fn io_err(path: &Path, e: std::io::Error) -> HebbError {
 }
 
 fn bad(path: &Path, message: String) -> HebbError {
-    HebbError::Io {
+    HebbError::Format {
         path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+        message,
     }
 }
 
@@ -159,21 +159,55 @@ pub fn save(
     Ok(path)
 }
 
-/// Writes `bytes` to `path` through a temporary sibling, fsync and rename.
+/// Writes `bytes` to `path` through a temporary sibling (`<stem>.tmp.<pid>`), fsync and
+/// rename. A failed write (a full disk) removes its temporary; one left by a crash is removed
+/// by [`remove_stale_temporaries`] when the next run starts in that folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
-        f.sync_all().map_err(|e| io_err(&tmp, e))?;
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(&tmp, e));
     }
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(path, e));
+    }
     // The rename is durable once the folder's entry is on disk.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Removes the temporaries (`*.tmp.<pid>`) that [`write_atomic`] left in `dir` when its
+/// process died mid-write: those of processes no longer running (on Linux, where `/proc`
+/// tells), else all but this process's own.
+pub fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id().to_string();
+    let proc_fs = Path::new("/proc/self").exists();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((_, pid)) = name.rsplit_once(".tmp.") else {
+            continue;
+        };
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        if proc_fs && Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
 }
 
 /// Reads a checkpoint file (or the checkpoint in a folder).
@@ -183,10 +217,21 @@ pub fn load(path: &Path) -> Result<Loaded> {
     } else {
         path.to_path_buf()
     };
-    let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
+    let bytes = crate::data::limits::read_bounded(
+        &path,
+        crate::data::limits::host_memory_budget(),
+        "the checkpoint",
+    )
+    .map_err(|e| bad(&e.path, e.message))?;
+    parse(&bytes, &path)
+}
+
+/// A checkpoint file's `bytes`, parsed and checked; `path` names it in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Loaded> {
+    let path = path.to_path_buf();
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| bad(&path, format!("not a safetensors file: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes)
+    let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(&path, format!("unreadable safetensors header: {e}")))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     if metadata.get("format").map(String::as_str) != Some(FORMAT) {
@@ -236,6 +281,16 @@ impl Loaded {
                     &self.path,
                     format!(
                         "tensor {name} has shape {got_shape:?}, the recipe's network expects {shape:?}"
+                    ),
+                ));
+            }
+            if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                return Err(bad(
+                    &self.path,
+                    format!(
+                        "tensor {name} holds {} at element {i}; a checkpoint with NaN or Inf \
+                         weights can be neither evaluated nor resumed",
+                        data[i]
                     ),
                 ));
             }

@@ -64,9 +64,10 @@ pub fn open(recipe: &Recipe, root: &Path) -> Result<Splits, DataError> {
                 "Fashion-MNIST"
             };
             let open = |split, label: &str| -> Result<Arc<dyn Source>, DataError> {
+                let file = mnist::split_file(root, split, "images")?;
                 Ok(Arc::new(IdxSource {
                     split: mnist::load_split(root, split)?,
-                    name: format!("{name} {label} ({})", root.display()),
+                    name: format!("{name} {label}, {}", file.display()),
                     augment,
                 }))
             };
@@ -125,6 +126,24 @@ pub fn open(recipe: &Recipe, root: &Path) -> Result<Splits, DataError> {
             )
         }
     };
+    let (a, b) = (train.shape(), test.shape());
+    if a != b {
+        return Err(DataError::bad(
+            root,
+            format!(
+                "the training images ({}) are {}x{}x{} but the test images ({}) are {}x{}x{}; \
+                 both splits must have one image size",
+                train.describe(),
+                a.channels,
+                a.height,
+                a.width,
+                test.describe(),
+                b.channels,
+                b.height,
+                b.width
+            ),
+        ));
+    }
     Ok(Splits {
         train,
         test,
@@ -203,6 +222,25 @@ pub fn zca_vectors(
 ) -> Result<Vec<f32>, DataError> {
     let shape = source.shape();
     let plane = shape.height * shape.width;
+    // No more vectors than the items hold, and no more bytes than the host can spare: checked
+    // before the buffer is allocated.
+    let samples = samples.min(items.len().saturating_mul(geometry.blocks()));
+    let bytes = (samples as u64)
+        .checked_mul(geometry.dim() as u64 * 4)
+        .unwrap_or(u64::MAX);
+    let budget = crate::data::limits::host_memory_budget();
+    if bytes > budget {
+        return Err(DataError::bad(
+            std::path::Path::new("recipe"),
+            format!(
+                "preprocess.zca.samples: {samples} whitening vectors of {} values need {} of host \
+                 memory, more than the {} allowed (half this machine's memory); use fewer samples",
+                geometry.dim(),
+                crate::data::limits::show_bytes(bytes),
+                crate::data::limits::show_bytes(budget)
+            ),
+        ));
+    }
     let want = samples * geometry.dim();
     let mut rows = Vec::with_capacity(want);
     let mut buf = vec![0f32; shape.len()];

@@ -45,11 +45,41 @@ pub struct Overrides {
     pub limit: Option<usize>,
 }
 
+impl Overrides {
+    /// Checks the command line's values; errors name the flag.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(f) = self.label_fraction
+            && !(f > 0.0 && f <= 1.0)
+        {
+            return Err(format!("--label-fraction {f}: expected a number in (0, 1]"));
+        }
+        for (flag, v) in [
+            ("--epochs", self.epochs),
+            ("--hebbian-epochs", self.hebbian_epochs),
+            ("--limit", self.limit),
+        ] {
+            if v == Some(0) {
+                return Err(format!("{flag} 0: expected at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Default seconds of training between two checkpoints inside an epoch.
+pub const CHECKPOINT_SECONDS: f64 = 60.0;
+
 pub struct TrainOptions {
     pub overrides: Overrides,
     pub out: PathBuf,
-    /// Set (by Ctrl-C) to stop at the next batch boundary with a checkpoint.
+    /// Set (by Ctrl-C or SIGTERM) to stop at the next batch boundary with a checkpoint.
     pub stop: Arc<AtomicBool>,
+    /// Seconds of training between checkpoints inside an epoch (every epoch end also writes
+    /// one): 0 writes one after every batch, infinity only at epoch ends.
+    pub checkpoint_seconds: f64,
+    /// A new run may replace a finished or interrupted run's outputs in `out`; otherwise it
+    /// refuses, naming `--resume` and `--overwrite`.
+    pub overwrite: bool,
     /// Stop after this many batches of this run (tests of interruption and resume).
     pub stop_after_batches: Option<usize>,
     pub progress_bars: bool,
@@ -61,7 +91,8 @@ pub struct Position {
     pub stage: usize,
     pub epoch: usize,
     pub batch: usize,
-    /// Running sums of the classifier epoch in progress: (Σ loss, correct, items, seconds).
+    /// Running sums of the epoch in progress: (Σ loss, correct, items, seconds); a Hebbian
+    /// epoch keeps only items and seconds.
     pub running: (f64, usize, usize, f64),
 }
 
@@ -101,6 +132,10 @@ pub struct Metrics {
     pub skipped_items: usize,
     pub first_skipped: Option<String>,
     pub resumed: bool,
+    /// Checkpoints this process wrote (the last resume's, when resumed) and the seconds they
+    /// took: the cost of `--checkpoint-every`.
+    pub checkpoints_written: usize,
+    pub checkpoint_seconds: f64,
     pub checkpoint: PathBuf,
     pub filters_png: PathBuf,
 }
@@ -151,9 +186,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn data_err(e: crate::data::DataError) -> HebbError {
-    HebbError::Io {
+    HebbError::Format {
         path: e.path,
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.message),
+        message: e.message,
     }
 }
 
@@ -284,57 +319,220 @@ struct Trainer<'a> {
     check: Tensor,
     sums: Vec<Tensor>,
     resumed: bool,
+    /// When the last checkpoint was written (mid-epoch checkpoints follow
+    /// `TrainOptions::checkpoint_seconds`).
+    last_save: std::cell::Cell<Instant>,
+    /// Checkpoints written by this process and the seconds they took (readback, write, fsync).
+    checkpoints: std::cell::Cell<(usize, f64)>,
 }
 
-/// Trains `recipe` (its TOML text is stored in the checkpoint) from scratch.
+/// Trains `recipe` (its TOML text is stored in the checkpoint) from scratch. A checkpoint
+/// is written before the first batch, so an unwritable output folder is found at once and a
+/// run killed at any later point can be resumed.
 pub fn train(
     ctx: &GpuContext,
     recipe: &Recipe,
     recipe_text: &str,
     opts: &TrainOptions,
 ) -> Result<Outcome> {
+    check_options(recipe, &opts.overrides)?;
+    prepare_out(&opts.out, opts.overwrite)?;
     let mut t = Trainer::new(ctx, recipe, recipe_text, opts.overrides.clone(), opts, None)?;
-    t.run(Position::default())
+    let start = Position::default();
+    t.save(&start)?;
+    t.run(start)
 }
 
-/// Continues the run whose checkpoint is in `dir` (recipe and overrides come from it).
+/// The command line's overrides, and the recipe with them applied, must be valid.
+fn check_options(recipe: &Recipe, overrides: &Overrides) -> Result<()> {
+    overrides.validate().map_err(|message| HebbError::Format {
+        path: "command line".into(),
+        message,
+    })?;
+    effective_recipe(recipe, overrides)
+        .validate()
+        .map_err(|message| HebbError::Format {
+            path: format!("recipe {} with the command line's overrides", recipe.name).into(),
+            message,
+        })
+}
+
+/// The files a finished or interrupted run leaves in its folder.
+const RUN_FILES: [&str; 3] = [checkpoint::FILE, "metrics.json", "filters.png"];
+
+/// Readies `out` for a new run: refuses a file or a folder that already holds a run (unless
+/// `overwrite`, which removes that run's files), removes temporaries left by a crash, and
+/// checks that the folder is writable before any work is done.
+fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
+    let invalid = |message: String| HebbError::Format {
+        path: out.to_path_buf(),
+        message,
+    };
+    if out.exists() && !out.is_dir() {
+        return Err(invalid(
+            "the output folder (--out) is a file; expected a folder".into(),
+        ));
+    }
+    let existing: Vec<&str> = RUN_FILES
+        .iter()
+        .copied()
+        .filter(|f| out.join(f).exists())
+        .collect();
+    if !existing.is_empty() {
+        if !overwrite {
+            return Err(invalid(format!(
+                "already holds a run ({}); continue it with `hebb train --resume {}`, replace it \
+                 with --overwrite, or choose another folder with --out",
+                existing.join(", "),
+                out.display()
+            )));
+        }
+        for f in existing {
+            let path = out.join(f);
+            std::fs::remove_file(&path).map_err(|e| HebbError::Io { path, source: e })?;
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| HebbError::Io {
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    checkpoint::remove_stale_temporaries(out);
+    let probe = out.join(format!(".hebb-write-check.{}", std::process::id()));
+    std::fs::write(&probe, b"hebb").map_err(|e| HebbError::Io {
+        path: out.to_path_buf(),
+        source: std::io::Error::new(e.kind(), format!("the output folder is not writable: {e}")),
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// A metadata key of a checkpoint parsed as JSON into `T`; malformed or missing metadata is
+/// an error naming the key, never a silent default.
+fn meta_json<T: serde::de::DeserializeOwned>(ck: &checkpoint::Loaded, key: &str) -> Result<T> {
+    serde_json::from_str(ck.meta(key)?).map_err(|e| HebbError::Format {
+        path: ck.path.clone(),
+        message: format!("metadata {key:?} is malformed: {e}"),
+    })
+}
+
+/// What a checkpoint's metadata says about its run, parsed and checked against its recipe
+/// before any GPU work: malformed or inconsistent metadata is an error naming the key.
+#[derive(Debug)]
+pub struct ResumeState {
+    pub recipe: Recipe,
+    pub recipe_text: String,
+    pub overrides: Overrides,
+    pub position: Position,
+    pub history: Vec<EpochRecord>,
+    pub rule_steps: Vec<u32>,
+    pub classifier_steps: u32,
+    /// The run had finished, but its metrics.json is missing (killed while finishing).
+    pub finishing: bool,
+}
+
+impl ResumeState {
+    /// Reads the metadata of `ck`; `data`, when given, replaces the stored dataset folder.
+    pub fn from_checkpoint(ck: &checkpoint::Loaded, data: Option<&Path>) -> Result<Self> {
+        let bad = |message: String| HebbError::Format {
+            path: ck.path.clone(),
+            message,
+        };
+        let text = ck.meta("recipe")?.to_string();
+        let recipe = Recipe::parse(&text, &ck.path)
+            .map_err(|e| bad(format!("metadata \"recipe\": {}", e.message)))?;
+        let mut overrides: Overrides = meta_json(ck, "overrides")?;
+        let position: Position = meta_json(ck, "position")?;
+        let history: Vec<EpochRecord> = meta_json(ck, "history")?;
+        let rule_steps: Vec<u32> = meta_json(ck, "rule_steps")?;
+        let classifier_steps: u32 = meta_json(ck, "classifier_steps")?;
+        if let Some(data) = data {
+            overrides.data = Some(data.to_path_buf());
+        }
+        overrides
+            .validate()
+            .map_err(|e| bad(format!("metadata \"overrides\": {e}")))?;
+        let effective = effective_recipe(&recipe, &overrides);
+        effective
+            .validate()
+            .map_err(|e| bad(format!("metadata \"overrides\" applied to the recipe: {e}")))?;
+        let all = stages(&effective);
+        let finishing = position.stage == all.len() && position.epoch == 0 && position.batch == 0;
+        if finishing && ck.path.with_file_name("metrics.json").exists() {
+            return Err(bad(
+                "this run has finished (its results are in metrics.json beside it); start a new \
+                 run with another --out, or replace this one with --overwrite"
+                    .into(),
+            ));
+        }
+        let epochs = match all.get(position.stage) {
+            Some(Stage::Classifier) => effective.classifier.epochs,
+            _ => effective.hebbian.epochs,
+        };
+        let (loss, correct, items, seconds) = position.running;
+        if !finishing
+            && (position.stage >= all.len()
+                || position.epoch > epochs
+                || correct > items
+                || !loss.is_finite()
+                || !seconds.is_finite())
+        {
+            return Err(bad(format!(
+                "metadata \"position\" {position:?} is not a point of this recipe's run: {} \
+                 stages of {} Hebbian and {} classifier epochs",
+                all.len(),
+                effective.hebbian.epochs,
+                effective.classifier.epochs
+            )));
+        }
+        if rule_steps.len() != recipe.layers.len() {
+            return Err(bad(format!(
+                "metadata \"rule_steps\" has {} entries for the recipe's {} layers",
+                rule_steps.len(),
+                recipe.layers.len()
+            )));
+        }
+        Ok(Self {
+            recipe,
+            recipe_text: text,
+            overrides,
+            position,
+            history,
+            rule_steps,
+            classifier_steps,
+            finishing,
+        })
+    }
+}
+
+/// Continues the run whose checkpoint is in `dir` (recipe and overrides come from it; a
+/// `--data` given now replaces the stored dataset folder, for a dataset that moved).
 pub fn resume(ctx: &GpuContext, dir: &Path, opts: &TrainOptions) -> Result<Outcome> {
     let ck = checkpoint::load(dir)?;
-    let text = ck.meta("recipe")?.to_string();
-    let recipe = Recipe::parse(&text, &ck.path).map_err(|e| HebbError::Io {
-        path: e.path,
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.message),
-    })?;
-    let parse_json = |key: &str| -> Result<serde_json::Value> {
-        serde_json::from_str(ck.meta(key)?).map_err(|e| HebbError::Io {
-            path: ck.path.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("metadata {key}: {e}"),
-            ),
-        })
-    };
-    let overrides: Overrides = serde_json::from_value(parse_json("overrides")?).unwrap_or_default();
-    let position: Position = serde_json::from_value(parse_json("position")?).unwrap_or_default();
-    let history: Vec<EpochRecord> =
-        serde_json::from_value(parse_json("history")?).unwrap_or_default();
-    let rule_steps: Vec<u32> =
-        serde_json::from_value(parse_json("rule_steps")?).unwrap_or_default();
-    let classifier_steps: u32 =
-        serde_json::from_value(parse_json("classifier_steps")?).unwrap_or(0);
+    let state = ResumeState::from_checkpoint(&ck, opts.overrides.data.as_deref())?;
+    checkpoint::remove_stale_temporaries(&opts.out);
     // The whitening is restored rather than refitted: the same transform, without the wait.
-    let mut t = Trainer::new(ctx, &recipe, &text, overrides, opts, ck.zca())?;
+    let mut t = Trainer::new(
+        ctx,
+        &state.recipe,
+        &state.recipe_text,
+        state.overrides,
+        opts,
+        ck.zca(),
+    )?;
     ck.restore(ctx, &t.net)?;
-    for (l, s) in t.net.layers.iter_mut().zip(rule_steps) {
+    for (l, s) in t.net.layers.iter_mut().zip(state.rule_steps) {
         l.rule.set_steps_done(s);
     }
-    t.net.classifier.steps = classifier_steps;
-    t.history = history;
+    t.net.classifier.steps = state.classifier_steps;
+    t.history = state.history;
     t.resumed = true;
+    let position = state.position;
     eprintln!(
         "resuming {} at {} epoch {} batch {}",
-        recipe.name,
-        stages(&t.recipe)[position.stage.min(stages(&t.recipe).len() - 1)].label(),
+        state.recipe.name,
+        stages(&t.recipe)
+            .get(position.stage)
+            .map_or("the end".to_string(), |s| s.label()),
         position.epoch,
         position.batch
     );
@@ -350,8 +548,13 @@ impl<'a> Trainer<'a> {
         opts: &'a TrainOptions,
         stored_zca: Option<(Vec<f32>, Vec<f32>)>,
     ) -> Result<Self> {
+        let mut overrides = overrides;
+        check_options(recipe, &overrides)?;
         let recipe = effective_recipe(recipe, &overrides);
         let root = data::data_root(&recipe, overrides.data.as_deref()).map_err(data_err)?;
+        // Stored absolute, so `--resume` works from any working directory.
+        let root = std::path::absolute(&root).unwrap_or(root);
+        overrides.data = Some(root.clone());
         let splits = data::open(&recipe, &root).map_err(data_err)?;
         let train_items = data::limited(splits.train.len(), overrides.limit);
         let test_items = data::limited(splits.test.len(), overrides.limit);
@@ -404,6 +607,8 @@ impl<'a> Trainer<'a> {
             features,
             check,
             resumed: false,
+            last_save: std::cell::Cell::new(Instant::now()),
+            checkpoints: std::cell::Cell::new((0, 0.0)),
             recipe,
         })
     }
@@ -481,7 +686,32 @@ impl<'a> Trainer<'a> {
         );
         meta.insert("adapter".into(), self.ctx.adapter_name());
         meta.insert("classes".into(), self.net.classes.to_string());
-        checkpoint::save(self.ctx, &self.net, &self.opts.out, meta)
+        let started = Instant::now();
+        let path = checkpoint::save(self.ctx, &self.net, &self.opts.out, meta)?;
+        let (n, seconds) = self.checkpoints.get();
+        self.checkpoints
+            .set((n + 1, seconds + started.elapsed().as_secs_f64()));
+        self.last_save.set(Instant::now());
+        Ok(path)
+    }
+
+    /// Whether a mid-epoch checkpoint is due.
+    fn checkpoint_due(&self) -> bool {
+        self.last_save.get().elapsed().as_secs_f64() >= self.opts.checkpoint_seconds
+    }
+
+    /// Refuses an epoch in which no item could be read: it would "train" on nothing.
+    fn some_items_read(&self, what: &str, read: usize, skipped: usize) -> Result<()> {
+        if read == 0 {
+            return Err(HebbError::Format {
+                path: self.train.describe().into(),
+                message: format!(
+                    "{what}: none of its {skipped} items could be read; the first: {}",
+                    self.first_skipped.as_deref().unwrap_or("?")
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Errors, naming the layer, if a learning layer's weights hold NaN or Inf (one readback
@@ -601,7 +831,10 @@ impl<'a> Trainer<'a> {
             );
             pb.set_position((pos.batch * batch).min(total) as u64);
             let started = Instant::now();
-            let mut images = 0usize;
+            // Items and seconds of this epoch before a resume (0 on a fresh epoch).
+            let (_, _, images_before, seconds_before) = pos.running;
+            let mut images = images_before;
+            let skipped_before = self.skipped;
             // The last learning block skips its forward output unless an output batch norm
             // must update its running statistics from it.
             let modes = self.net.stage_modes(upto, &learning);
@@ -617,27 +850,42 @@ impl<'a> Trainer<'a> {
                 }
                 pb.inc(b.len as u64 + b.skipped.len() as u64);
                 pos.batch = b.number + 1;
+                pos.running = (
+                    0.0,
+                    0,
+                    images,
+                    seconds_before + started.elapsed().as_secs_f64(),
+                );
                 self.batches_run += 1;
                 let stopping = self.should_stop();
+                let saving = !stopping && self.checkpoint_due();
                 // No readback per step: the weights' finiteness is checked every
                 // FINITE_CHECK_EVERY batches and before anything is saved (NaN and Inf
                 // persist in the weights, so a later check still sees them).
-                if stopping || pos.batch.is_multiple_of(FINITE_CHECK_EVERY) {
+                if stopping || saving || pos.batch.is_multiple_of(FINITE_CHECK_EVERY) {
                     if let Err(e) = self.weights_finite(&learning, stage, epoch, b.number) {
                         pb.abandon();
                         return Err(e);
                     }
+                }
+                if saving {
+                    self.save(pos)?;
                 }
                 if stopping {
                     pb.abandon();
                     return Ok(false);
                 }
             }
+            self.some_items_read(
+                &format!("{} epoch {}", stage.label(), epoch + 1),
+                images,
+                self.skipped - skipped_before,
+            )?;
             if let Err(e) = self.weights_finite(&learning, stage, epoch, pos.batch) {
                 pb.abandon();
                 return Err(e);
             }
-            let seconds = started.elapsed().as_secs_f64();
+            let seconds = seconds_before + started.elapsed().as_secs_f64();
             pb.finish_and_clear();
             let rec = EpochRecord {
                 stage: stage.label(),
@@ -662,6 +910,7 @@ impl<'a> Trainer<'a> {
             self.history.push(rec);
             pos.epoch += 1;
             pos.batch = 0;
+            pos.running = (0.0, 0, 0, 0.0);
             self.save(pos)?;
         }
         Ok(true)
@@ -675,7 +924,10 @@ impl<'a> Trainer<'a> {
         what: &str,
     ) -> Result<Option<FeatureCache>> {
         let f = self.net.feature_len();
-        let budget = self.recipe.classifier.feature_cache_mib << 20;
+        // Never more than the host can spare, whatever the recipe asks.
+        let budget = (self.recipe.classifier.feature_cache_mib as u64)
+            .saturating_mul(1 << 20)
+            .min(crate::data::limits::host_memory_budget()) as usize;
         let bytes32 = items.len() * f * 4;
         let half = if bytes32 <= budget {
             false
@@ -794,7 +1046,17 @@ impl<'a> Trainer<'a> {
             correct += self.net.classifier.read_report(self.ctx, n)?.correct;
             seen += n;
         }
-        Ok(correct as f64 / seen.max(1) as f64)
+        if seen == 0 {
+            return Err(HebbError::Format {
+                path: self.test.describe().into(),
+                message: format!(
+                    "none of the {} test items could be read; the first: {}",
+                    items.len(),
+                    self.first_skipped.as_deref().unwrap_or("?")
+                ),
+            });
+        }
+        Ok(correct as f64 / seen as f64)
     }
 
     /// Runs the classifier epochs from `pos`; false when interrupted.
@@ -918,19 +1180,29 @@ impl<'a> Trainer<'a> {
                 pb.inc(n as u64);
                 pos.batch = number + 1;
                 self.batches_run += 1;
-                if self.should_stop() && pos.batch < batches {
-                    pos.running = (
-                        loss_sum,
-                        hits,
-                        seen,
-                        seconds_before + started.elapsed().as_secs_f64(),
-                    );
-                    pb.abandon();
-                    return Ok(false);
+                pos.running = (
+                    loss_sum,
+                    hits,
+                    seen,
+                    seconds_before + started.elapsed().as_secs_f64(),
+                );
+                if pos.batch < batches {
+                    if self.should_stop() {
+                        pb.abandon();
+                        return Ok(false);
+                    }
+                    if self.checkpoint_due() {
+                        self.save(pos)?;
+                    }
                 }
             }
             drop(loader);
             pb.finish_and_clear();
+            self.some_items_read(
+                &format!("classifier epoch {}", epoch + 1),
+                seen,
+                self.skipped,
+            )?;
             let seconds = seconds_before + started.elapsed().as_secs_f64();
             let test_accuracy = self.evaluate(test_cache.as_ref())?;
             let rec = EpochRecord {
@@ -1006,6 +1278,8 @@ impl<'a> Trainer<'a> {
             skipped_items: self.skipped,
             first_skipped: self.first_skipped.clone(),
             resumed: self.resumed,
+            checkpoints_written: self.checkpoints.get().0,
+            checkpoint_seconds: self.checkpoints.get().1,
             checkpoint,
             filters_png,
         };
@@ -1052,6 +1326,8 @@ pub fn evaluate_checkpoint(
         overrides: overrides.clone(),
         out: std::env::temp_dir(),
         stop: Arc::new(AtomicBool::new(false)),
+        checkpoint_seconds: f64::INFINITY,
+        overwrite: false,
         stop_after_batches: None,
         progress_bars: false,
     };
@@ -1106,6 +1382,8 @@ pub fn evaluate_checkpoint(
         check,
         sums,
         resumed: false,
+        last_save: std::cell::Cell::new(Instant::now()),
+        checkpoints: std::cell::Cell::new((0, 0.0)),
         recipe: recipe.clone(),
     };
     let acc = t.evaluate(None)?;

@@ -39,9 +39,9 @@ pub const BUNDLED: &[(&str, &str)] = &[
 /// without `.toml`), or the default when None. Returns the recipe, its text and where it came
 /// from.
 pub fn resolve(arg: Option<&str>) -> Result<(Recipe, String, String)> {
-    let invalid = |path: &Path, message: String| HebbError::Io {
+    let invalid = |path: &Path, message: String| HebbError::Format {
         path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+        message,
     };
     let (text, origin) = match arg {
         None => (
@@ -49,10 +49,8 @@ pub fn resolve(arg: Option<&str>) -> Result<(Recipe, String, String)> {
             "bundled recipe default".to_string(),
         ),
         Some(a) if Path::new(a).is_file() => {
-            let text = std::fs::read_to_string(a).map_err(|e| HebbError::Io {
-                path: a.into(),
-                source: e,
-            })?;
+            let text = crate::nn::recipe::read_text(Path::new(a))
+                .map_err(|message| invalid(Path::new(a), message))?;
             (text, a.to_string())
         }
         Some(a) => {
