@@ -102,8 +102,7 @@ fn a_jpeg_header_patched_to_65000_squared_is_refused_at_once() {
     bytes[sof + 7..sof + 9].copy_from_slice(&65000u16.to_be_bytes());
     let started = Instant::now();
     let e = decode_rgb_bytes(&bytes, Path::new("patched.jpg"))
-        .err()
-        .expect("a 65000² JPEG decoded")
+        .expect_err("a 65000² JPEG decoded")
         .to_string();
     assert!(e.contains("patched.jpg") && e.contains("65000"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -564,8 +563,7 @@ fn a_checkpoint_with_nan_weights_is_refused_by_eval() {
     )
     .unwrap();
     let e = train::evaluate_checkpoint(&ctx, &out, None, Some(96))
-        .err()
-        .expect("a NaN checkpoint was evaluated")
+        .expect_err("a NaN checkpoint was evaluated")
         .to_string();
     assert!(e.contains("classifier.weight") && e.contains("NaN"), "{e}");
     let _ = std::fs::remove_dir_all(&out);

@@ -71,6 +71,11 @@ fn culture_build_normalises_and_masks() {
                 .all(|&e| e == NONE || (e as usize) < ELECTRODES)
         );
         assert!((row(&c.inhibitory) - 300.0).abs() < 1e-3);
+        let inh = &c.inhibitory.index[i * c.inhibitory.width..(i + 1) * c.inhibitory.width];
+        assert!(
+            !inh.contains(&(i as u32)),
+            "neuron {i}'s own relay inhibits it"
+        );
         assert!(c.exc[i * n + i] < 0.0, "no self-connections");
         let exc: f64 = (0..n).map(|p| c.exc[p * n + i].max(0.0) as f64).sum();
         assert!((exc - 3.0).abs() < 1e-5, "neuron {i}: Σ exc = {exc}");

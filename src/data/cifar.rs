@@ -75,7 +75,7 @@ pub fn parse_batch(
     out: &mut CifarSplit,
 ) -> Result<(), DataError> {
     let record = variant.record_bytes();
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         return Err(DataError::bad(
             path,
             format!(

@@ -207,7 +207,8 @@ pub struct Culture {
     pub positions: Vec<(f64, f64)>,
     /// Electrodes → neurons.
     pub input: Ell,
-    /// Inhibitory relays Z (one per neuron) → neurons; presynaptic index = the relayed neuron.
+    /// Inhibitory relays Z (one per neuron) → neurons; presynaptic index = the relayed neuron,
+    /// never the postsynaptic neuron itself.
     pub inhibitory: Ell,
     /// Excitatory neuron → neuron, dense by presynaptic neuron: exc[pre·n + post], −1 where
     /// pruned and on the diagonal.
@@ -289,10 +290,16 @@ impl Culture {
                 exc[pre as usize * n + post] = w as f32;
             }
         }
+        // No relay inhibits its own neuron: SpikingGrid zeroes and masks that diagonal (the
+        // self-inhibition would always arrive inside the refractory period, wasting a share of
+        // the row's budget Σ|w| = inh_strength).
         let mut inh_rows = Vec::with_capacity(n);
         for post in 0..n {
             let mut row = Vec::new();
             for pre in 0..n {
+                if pre == post {
+                    continue;
+                }
                 let w = draw(gauss(positions[pre], positions[post], config.sigma_inh));
                 if w >= config.prune {
                     row.push((pre as u32, -w));

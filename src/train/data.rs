@@ -225,9 +225,7 @@ pub fn zca_vectors(
     // No more vectors than the items hold, and no more bytes than the host can spare: checked
     // before the buffer is allocated.
     let samples = samples.min(items.len().saturating_mul(geometry.blocks()));
-    let bytes = (samples as u64)
-        .checked_mul(geometry.dim() as u64 * 4)
-        .unwrap_or(u64::MAX);
+    let bytes = (samples as u64).saturating_mul(geometry.dim() as u64 * 4);
     let budget = crate::data::limits::host_memory_budget();
     if bytes > budget {
         return Err(DataError::bad(
