@@ -663,3 +663,58 @@ fn temporaries_left_by_a_crash_are_removed_when_a_run_starts() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `hebb` as a user runs it: stderr of a failing command, which must exit 1.
+fn hebb_fails(args: &[&str], cwd: &Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hebb"))
+        .args(["--backend", "vulkan"])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_io_error_is_printed_once() {
+    if vulkan().is_none() {
+        return;
+    }
+    let dir = scratch("printed-once");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a-file"), b"x").unwrap();
+    let err = hebb_fails(&["train", "--out", "a-file/below", "--limit", "8"], &dir);
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert_eq!(
+        line.matches("Not a directory").count(),
+        1,
+        "the cause is repeated: {line}"
+    );
+    let err = hebb_fails(&["eval", "no-such-run"], &dir);
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert_eq!(line.matches("No such file").count(), 1, "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hebb_spiking_finds_the_bundled_mnist_from_any_folder() {
+    if vulkan().is_none() {
+        return;
+    }
+    let dir = scratch("spiking-cwd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hebb"))
+        .args(["--backend", "vulkan", "spiking", "spiking-mnist01-240n-bio"])
+        .args(["--limit", "2", "--quiet", "--out", "run"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("run/metrics.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
