@@ -153,3 +153,114 @@ fn spiking_run_writes_metrics_checkpoint_and_pngs() {
     assert_eq!(st.tensor("excitatory.weight").unwrap().shape(), &[240, 240]);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The interval encoder (SpikingGrid's bindsnet `poisson`): at full intensity (200 Hz, dt 1 ms,
+/// 100 ms) trains are nearly regular, spike count s.d. about 2 where Bernoulli's is about 4;
+/// inputs whose mean interval exceeds the window never fire; the draws are a function of
+/// (seed, presentation id).
+#[test]
+fn interval_trains_are_regular_and_dim_inputs_stay_silent() {
+    use hebb::spiking::task::interval_trains;
+    let (steps, dt) = (100, 1.0);
+    let seed = common::seed();
+    // Electrode 0 at 200 Hz, 1 at 100 Hz, 2 at 0.02 · 200 = 4 Hz, 3 silent.
+    let rates = [200.0, 100.0, 4.0, 0.0];
+    let mut counts = vec![Vec::new(); rates.len()];
+    for id in 0..2000u32 {
+        let t = interval_trains(&rates, steps, dt, seed, id);
+        assert_eq!(t.len(), steps * rates.len());
+        for (e, c) in counts.iter_mut().enumerate() {
+            c.push(
+                (0..steps)
+                    .filter(|&s| t[s * rates.len() + e] == 1.0)
+                    .count() as f64,
+            );
+        }
+    }
+    let stats = |c: &[f64]| {
+        let m = c.iter().sum::<f64>() / c.len() as f64;
+        let v = c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64;
+        (m, v.sqrt())
+    };
+    // Mean interval 5 steps (a zero interval counts one step): about 19.6 spikes in 100 ms.
+    let (m0, sd0) = stats(&counts[0]);
+    assert!(
+        (18.5..20.5).contains(&m0),
+        "200 Hz: mean {m0} (seed {seed})"
+    );
+    assert!(
+        (1.5..2.6).contains(&sd0),
+        "200 Hz: s.d. {sd0} (seed {seed})"
+    );
+    let (m1, _) = stats(&counts[1]);
+    assert!((9.3..10.3).contains(&m1), "100 Hz: mean {m1} (seed {seed})");
+    assert!(counts[2].iter().all(|&c| c == 0.0), "a 4 Hz input fired");
+    assert!(counts[3].iter().all(|&c| c == 0.0), "a silent input fired");
+    assert_eq!(
+        interval_trains(&rates, steps, dt, seed, 7),
+        interval_trains(&rates, steps, dt, seed, 7)
+    );
+    assert_ne!(
+        interval_trains(&rates, steps, dt, seed, 7),
+        interval_trains(&rates, steps, dt, seed, 8)
+    );
+}
+
+/// Precomputed trains drive the electrodes exactly: one learning presentation from the trains
+/// buffer (one submission) equals the same presentation with p_e written as the 0/1 row of
+/// each step before it (one submission per step), bit for bit in counts and weights.
+#[test]
+fn spike_trains_drive_the_electrodes_exactly() {
+    use hebb::gpu::Recorder;
+    use hebb::kernels::spiking::SpikingBuffers;
+    let Some(ctx) = common::context("vulkan") else {
+        return;
+    };
+    let cfg = CultureConfig {
+        rows: 6,
+        cols: 10,
+        ..CultureConfig::default()
+    };
+    let culture = Culture::build(&cfg, 3);
+    let steps = 40;
+    let rates: Vec<f64> = (0..ELECTRODES).map(|e| (e % 7) as f64 * 40.0).collect();
+    let trains = hebb::spiking::task::interval_trains(&rates, steps, cfg.dt, 11, 5);
+    assert!(trains.contains(&1.0));
+    let run = |from_trains: bool| {
+        let mut bufs = SpikingBuffers::new(&ctx, &culture, 1, 1, 9).unwrap();
+        let mut rec = Recorder::new(&ctx);
+        bufs.reset_state(&mut rec).unwrap();
+        rec.submit();
+        if from_trains {
+            bufs.write_spike_trains(&ctx, &trains, steps).unwrap();
+            let mut rec = Recorder::new(&ctx);
+            for t in 0..steps as u32 {
+                bufs.step(&mut rec, t, 0, true, false).unwrap();
+            }
+            rec.submit();
+        } else {
+            for t in 0..steps {
+                bufs.write_probs(&ctx, &trains[t * ELECTRODES..(t + 1) * ELECTRODES])
+                    .unwrap();
+                let mut rec = Recorder::new(&ctx);
+                bufs.step(&mut rec, t as u32, 0, true, false).unwrap();
+                rec.submit();
+            }
+        }
+        (
+            bufs.read_counts(&ctx).unwrap(),
+            bufs.read_weights(&ctx).unwrap(),
+        )
+    };
+    let (a, b) = (run(true), run(false));
+    assert!(a.0.iter().sum::<f32>() > 0.0, "no neuron fired");
+    assert_eq!(a, b);
+    // A step past the trains is refused, and half-spikes are not trains.
+    let mut bufs = SpikingBuffers::new(&ctx, &culture, 1, 1, 9).unwrap();
+    bufs.write_spike_trains(&ctx, &trains, steps).unwrap();
+    let mut rec = Recorder::new(&ctx);
+    assert!(bufs.step(&mut rec, steps as u32, 0, false, false).is_err());
+    let mut half = trains.clone();
+    half[0] = 0.5;
+    assert!(bufs.write_spike_trains(&ctx, &half, steps).is_err());
+}

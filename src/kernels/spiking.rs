@@ -7,6 +7,8 @@
 //!   3 ell_idx u32: input rows [n, width_in], inhibitory rows [n, width_inh]
 //!   4 ell_w   f32: input [C, n, width_in], inhibitory [C, n, width_inh]
 //!   5..8 W_E  f32 rows c·n + pre of n postsynaptic weights, `rows_per_chunk` rows per binding
+//! With precomputed spike trains (`write_spike_trains`, the interval encoder), each step first
+//! copies its [B, E] row of 0/1 from the trains buffer into p_e; the shader is the same.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -82,6 +84,12 @@ pub struct SpikingBuffers {
     pub ell_w: Tensor,
     /// W_E chunks; unused ones are 4-element placeholders.
     pub exc: Vec<Tensor>,
+    /// Precomputed electrode spike trains [steps, B, E] of 0/1 (`write_spike_trains`): step t
+    /// copies its [B, E] slice into p_e, so electrodes_step fires exactly where the train has
+    /// a 1 (its uniform draw u ∈ [0, 1) is < 1 and never < 0). None until first written.
+    pub trains: Option<Tensor>,
+    /// Steps the current trains cover; 0 when the electrodes draw Bernoulli(p_e) instead.
+    pub train_steps: usize,
 }
 
 fn u32_tensor(ctx: &GpuContext, label: &str, data: &[u32]) -> Result<Tensor> {
@@ -212,6 +220,8 @@ impl SpikingBuffers {
             ell_idx: u32_tensor(ctx, "ELL indices", &idx)?,
             ell_w: Tensor::from_f32(ctx, "ELL weights", &[w.len().max(1)], &pad1(w))?,
             exc,
+            trains: None,
+            train_steps: 0,
         })
     }
 
@@ -245,7 +255,7 @@ impl SpikingBuffers {
     }
 
     /// Writes the per-step spike probabilities p_e of each batch element ([B, E]).
-    pub fn write_probs(&self, ctx: &GpuContext, probs: &[f32]) -> Result<()> {
+    pub fn write_probs(&mut self, ctx: &GpuContext, probs: &[f32]) -> Result<()> {
         let want = self.batch() * ELECTRODES;
         if probs.len() != want {
             return Err(HebbError::Shape {
@@ -258,6 +268,50 @@ impl SpikingBuffers {
             4 * self.probs_offset() as u64,
             bytemuck::cast_slice(probs),
         );
+        self.train_steps = 0;
+        Ok(())
+    }
+
+    /// Writes precomputed electrode spike trains for the next `steps` steps: `trains` is
+    /// [steps, B, E] of 0.0 / 1.0 at the current batch size. Until `write_probs` is called
+    /// again, step t fires the electrodes of row t instead of drawing.
+    pub fn write_spike_trains(
+        &mut self,
+        ctx: &GpuContext,
+        trains: &[f32],
+        steps: usize,
+    ) -> Result<()> {
+        let want = steps * self.batch() * ELECTRODES;
+        if trains.len() != want || steps == 0 {
+            return Err(HebbError::Shape {
+                tensor: "electrode spike trains".into(),
+                message: format!(
+                    "expected {want} values ([{steps} steps, {} samples, 60]), got {}",
+                    self.batch(),
+                    trains.len()
+                ),
+            });
+        }
+        if let Some(&v) = trains.iter().find(|&&v| v != 0.0 && v != 1.0) {
+            return Err(HebbError::Shape {
+                tensor: "electrode spike trains".into(),
+                message: format!("holds {v}; expected only 0 and 1"),
+            });
+        }
+        // Sized for the capacity, so one allocation serves every batch of a run.
+        let cap = steps * self.capacity * ELECTRODES;
+        if self.trains.as_ref().is_none_or(|t| t.len() < cap) {
+            self.trains = Some(Tensor::empty(
+                ctx,
+                "electrode spike trains",
+                &[cap],
+                crate::gpu::DType::F32,
+            )?);
+        }
+        let t = self.trains.as_ref().expect("allocated above");
+        ctx.queue
+            .write_buffer(&t.buffer, 0, bytemuck::cast_slice(trains));
+        self.train_steps = steps;
         Ok(())
     }
 
@@ -337,6 +391,29 @@ impl SpikingBuffers {
             "a neuron's synaptic input",
         )?;
         let all = [1, 2, 3, 4, 5, 6, 7, 8];
+        if self.train_steps > 0 {
+            let trains = self
+                .trains
+                .as_ref()
+                .expect("train_steps > 0 only once written");
+            if t as usize >= self.train_steps {
+                return Err(HebbError::Launch {
+                    kernel: "electrodes_step".into(),
+                    message: format!(
+                        "step {t} is past the {} steps of the written spike trains",
+                        self.train_steps
+                    ),
+                });
+            }
+            let row = (b * ELECTRODES) as u64;
+            rec.encoder().copy_buffer_to_buffer(
+                &trains.buffer,
+                4 * t as u64 * row,
+                &self.state.buffer,
+                4 * self.probs_offset() as u64,
+                4 * row,
+            );
+        }
         self.record(
             rec,
             "electrodes_step",

@@ -28,6 +28,22 @@ pub struct TaskConfig {
     pub duration_ms: u32,
     /// Poisson rate of a pixel of intensity 1 and of a driven label electrode, Hz.
     pub rate_hz: f64,
+    /// How an electrode's rate becomes spikes (see `spiking::task`).
+    pub encoder: Encoder,
+}
+
+/// The electrode spike encoder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoder {
+    /// SpikingGrid's (bindsnet 0.2's `poisson`): inter-spike intervals drawn from a Poisson
+    /// distribution of mean 1000/rate ms (in steps of dt), a zero interval counted as one
+    /// step, spikes at the cumulative sums inside the window. Nearly regular trains; an input
+    /// whose mean interval exceeds the window almost never fires.
+    #[default]
+    Intervals,
+    /// Bernoulli(rate · dt) independently at every step.
+    Bernoulli,
 }
 
 impl Default for TaskConfig {
@@ -40,6 +56,7 @@ impl Default for TaskConfig {
             eval_batch: 64,
             duration_ms: 100,
             rate_hz: 200.0,
+            encoder: Encoder::Intervals,
         }
     }
 }

@@ -6,9 +6,15 @@
 //! is what selects the weights.
 //!
 //! Stimulation: a digit is resized to 6 x 6 (bilinear, antialiased), pixel (r, k) drives
-//! electrode (r, k) as a Bernoulli spike train with p = pixel · rate · dt per step (the Poisson
-//! process at `rate_hz` · pixel, discretised at dt). During training the label electrodes of the
-//! sample's class are driven at the full rate too; during evaluation they are silent.
+//! electrode (r, k) at rate pixel · `rate_hz`. During training the label electrodes of the
+//! sample's class are driven at the full rate too; during evaluation they are silent. The
+//! recipe's `task.encoder` turns rates into spikes:
+//! - `intervals` (default, SpikingGrid's bindsnet `poisson`): per electrode of rate r > 0,
+//!   intervals k ~ Poisson(1000 / (r · dt)) steps, k = 0 counted as 1, spikes at the
+//!   cumulative sums ≤ the presentation's steps (a sum s fires at step s − 1). Drawn on the
+//!   host from ChaCha8 (the recipe's seed, stream = the presentation's id), uploaded as 0/1
+//!   trains; the GPU and the reference read the same trains.
+//! - `bernoulli`: p = r · dt per step, drawn in the shader (`uniform01`).
 //! Readout: each neuron belongs to the electrode cell it lies in and so to that electrode's class
 //! (label electrodes only); a class's score is the mean spike count of its neurons over the
 //! presentation; the prediction is the first class with the highest score.
@@ -20,6 +26,7 @@ use image::{GrayImage, Rgb, RgbImage, imageops};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Poisson};
 use serde::Serialize;
 
 use crate::data::mnist::{self, MnistSplit, Split};
@@ -30,7 +37,7 @@ use crate::spiking::culture::{
     Culture, ELECTRODE_COLS, ELECTRODE_ROWS, ELECTRODES, HEIGHT, WIDTH, electrode_cell,
     electrode_centre,
 };
-use crate::spiking::recipe::SpikingRecipe;
+use crate::spiking::recipe::{Encoder, SpikingRecipe};
 use crate::train::checkpoint::write_atomic;
 
 /// Label electrodes of each class for `classes` classes (None when unsupported): column 9 in
@@ -69,7 +76,7 @@ pub fn downscale(split: &MnistSplit, i: usize) -> Vec<f32> {
 }
 
 /// Per-step spike probabilities of the 60 electrodes for one digit (`label`: the class whose
-/// label electrodes are driven, during training).
+/// label electrodes are driven, during training): the Bernoulli encoder's p = rate · dt.
 pub fn stimulus(
     digit6: &[f32],
     label: Option<usize>,
@@ -90,6 +97,39 @@ pub fn stimulus(
         }
     }
     p
+}
+
+/// The interval encoder's spike trains of one presentation: `rates_hz` per electrode, [steps, E]
+/// row-major, 1.0 where an electrode fires (see the module comment). `seed` and `id` (the
+/// presentation) fix the draws.
+pub fn interval_trains(rates_hz: &[f64], steps: usize, dt_ms: f64, seed: u64, id: u32) -> Vec<f32> {
+    let e_count = rates_hz.len();
+    let mut trains = vec![0.0f32; steps * e_count];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(id as u64);
+    for (e, &rate) in rates_hz.iter().enumerate() {
+        if rate <= 0.0 {
+            continue;
+        }
+        let Ok(poisson) = Poisson::new(1000.0 / (rate * dt_ms)) else {
+            continue;
+        };
+        let mut at = 0.0f64;
+        loop {
+            let interval: f64 = poisson.sample(&mut rng);
+            at += interval.max(1.0);
+            if at > steps as f64 {
+                break;
+            }
+            trains[(at as usize - 1) * e_count + e] = 1.0;
+        }
+    }
+    trains
+}
+
+/// Electrode rates in Hz for one digit: the Bernoulli probabilities divided by dt.
+fn rates_hz(probs: &[f32], dt_ms: f64) -> Vec<f64> {
+    probs.iter().map(|&p| p as f64 * 1000.0 / dt_ms).collect()
 }
 
 /// The class each neuron reads out for (None for neurons outside label cells).
@@ -186,9 +226,34 @@ struct Runner<'c> {
     rate_hz: f64,
     dt_ms: f64,
     k: usize,
+    encoder: Encoder,
+    seed: u64,
 }
 
 impl Runner<'_> {
+    /// Loads the stimulus of one presentation per batch element: `probs` holds the Bernoulli
+    /// probabilities [B, E] and `ids` each element's presentation id.
+    fn load_stimulus(&mut self, probs: &[f32], ids: &[u32]) -> Result<()> {
+        match self.encoder {
+            Encoder::Bernoulli => self.bufs.write_probs(self.ctx, probs),
+            Encoder::Intervals => {
+                let steps = self.steps as usize;
+                let b = ids.len();
+                // Per element [steps, E], interleaved into the buffer's [steps, B, E].
+                let mut trains = vec![0.0f32; steps * b * ELECTRODES];
+                for (j, &id) in ids.iter().enumerate() {
+                    let rates = rates_hz(&probs[j * ELECTRODES..(j + 1) * ELECTRODES], self.dt_ms);
+                    let one = interval_trains(&rates, steps, self.dt_ms, self.seed, id);
+                    for t in 0..steps {
+                        trains[(t * b + j) * ELECTRODES..(t * b + j + 1) * ELECTRODES]
+                            .copy_from_slice(&one[t * ELECTRODES..(t + 1) * ELECTRODES]);
+                    }
+                }
+                self.bufs.write_spike_trains(self.ctx, &trains, steps)
+            }
+        }
+    }
+
     /// Presents one training sample with STDP, then renormalises.
     fn train_sample(
         &mut self,
@@ -204,7 +269,7 @@ impl Runner<'_> {
             self.rate_hz,
             self.dt_ms,
         );
-        self.bufs.write_probs(self.ctx, &probs)?;
+        self.load_stimulus(&probs, &[id])?;
         let mut rec = Recorder::new(self.ctx);
         self.bufs.reset_state(&mut rec)?;
         for t in 0..self.steps {
@@ -236,10 +301,11 @@ impl Runner<'_> {
                     self.dt_ms,
                 ));
             }
-            self.bufs.write_probs(self.ctx, &probs)?;
+            let base = id_base + (chunk_index * eval_batch) as u32;
+            let ids: Vec<u32> = (0..chunk.len() as u32).map(|j| base + j).collect();
+            self.load_stimulus(&probs, &ids)?;
             let mut rec = Recorder::new(self.ctx);
             self.bufs.reset_state(&mut rec)?;
-            let base = id_base + (chunk_index * eval_batch) as u32;
             for t in 0..self.steps {
                 self.bufs.step(&mut rec, t, base, false, false)?;
             }
@@ -265,7 +331,7 @@ impl Runner<'_> {
             self.rate_hz,
             self.dt_ms,
         );
-        self.bufs.write_probs(self.ctx, &probs)?;
+        self.load_stimulus(&probs, &[id])?;
         let mut rec = Recorder::new(self.ctx);
         self.bufs.reset_state(&mut rec)?;
         rec.submit();
@@ -359,6 +425,8 @@ pub fn run(
         rate_hz: task.rate_hz,
         dt_ms,
         k: task.classes.len(),
+        encoder: task.encoder,
+        seed: recipe.seed,
     };
 
     std::fs::create_dir_all(&opts.out).map_err(|e| HebbError::Io {
