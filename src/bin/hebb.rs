@@ -114,6 +114,10 @@ enum Command {
         /// Use at most N training, validation and test digits each.
         #[arg(long)]
         limit: Option<usize>,
+        /// The culture's seed (its positions, weights, sample order and spike draws), instead
+        /// of the recipe's: one realisation says little, so compare several.
+        #[arg(long)]
+        seed: Option<u64>,
         /// No progress lines.
         #[arg(long)]
         quiet: bool,
@@ -401,9 +405,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data,
             out,
             limit,
+            seed,
             quiet,
         } => {
-            let (recipe, origin) = hebb::spiking::recipe::SpikingRecipe::resolve(&recipe)?;
+            let (mut recipe, origin) = hebb::spiking::recipe::SpikingRecipe::resolve(&recipe)?;
+            if let Some(seed) = seed {
+                recipe.seed = seed;
+            }
             let ctx = GpuContext::new(&cli.adapter.choice())?;
             eprintln!("{} ({origin}) on {}", recipe.name, ctx.adapter_name());
             let opts = hebb::spiking::task::SpikingOptions {
