@@ -417,7 +417,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = hebb::spiking::task::SpikingOptions {
                 // The bundled MNIST wherever the command runs from, as for `hebb train`.
                 data: Some(data.unwrap_or_else(train::data::bundled_mnist)),
-                out: out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
+                out: out.unwrap_or_else(|| {
+                    let name = match seed {
+                        Some(s) => format!("{}-seed{s}", recipe.name),
+                        None => recipe.name.clone(),
+                    };
+                    PathBuf::from("runs").join(name)
+                }),
                 limit,
                 quiet,
             };
