@@ -507,3 +507,62 @@ fn a_run_on_gl_learns_what_vulkan_learns() {
         "classifier weights: GL vs Vulkan relative error {head:.2e}"
     );
 }
+
+/// `data.validation` holds out a seeded subset of the training items (learned from by nothing);
+/// `classifier.select = "best-validation"` reports the epoch of best validation accuracy, and
+/// its checkpoint (`checkpoint-best.safetensors`) evaluates to the reported test accuracy.
+#[test]
+fn best_validation_selection_reports_and_keeps_the_selected_epoch() {
+    let Some(ctx) = vulkan() else { return };
+    let (train_items, val) = train::data::hold_out(&(0..480).collect::<Vec<_>>(), 96, 3).unwrap();
+    assert_eq!((train_items.len(), val.len()), (384, 96));
+    assert!(val.iter().all(|v| train_items.binary_search(v).is_err()));
+    assert!(train::data::hold_out(&[1, 2, 3], 3, 0).is_err());
+
+    let text = TINY
+        .replace(
+            "dataset = \"mnist\"",
+            "dataset = \"mnist\"\nvalidation = 96",
+        )
+        .replace("epochs = 2\n", "epochs = 4\nselect = \"best-validation\"\n");
+    let recipe = Recipe::parse(&text, Path::new("val.toml")).unwrap();
+    let out = scratch("validation");
+    let Outcome::Finished(m) = train::train(&ctx, &recipe, &text, &options(&out, None)).unwrap()
+    else {
+        panic!("the run stopped")
+    };
+    assert_eq!((m.train_items, m.validation_items), (384, 96));
+    assert_eq!(
+        m.labeled_items, 384,
+        "the classifier learns from the training part only"
+    );
+    let epochs: Vec<_> = m
+        .epochs
+        .iter()
+        .filter(|r| r.stage == "classifier")
+        .collect();
+    assert_eq!(epochs.len(), 4);
+    let vals: Vec<f64> = epochs
+        .iter()
+        .map(|r| r.validation_accuracy.unwrap())
+        .collect();
+    let best = vals
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > vals[b] { i } else { b });
+    assert_eq!(m.selected_epoch, best, "validation {vals:?}");
+    assert_eq!(m.validation_accuracy, Some(vals[best]));
+    assert_eq!(Some(m.test_accuracy), epochs[best].test_accuracy);
+    assert_eq!(Some(m.last_epoch_test_accuracy), epochs[3].test_accuracy);
+    let best_ck = out.join(train::BEST_FILE);
+    let (_, acc, _) = train::evaluate_checkpoint(&ctx, &best_ck, None, Some(480)).unwrap();
+    assert_eq!(acc, m.test_accuracy);
+    // Without validation items the selection has nothing to select on.
+    let bad = TINY.replace("epochs = 2\n", "epochs = 2\nselect = \"best-validation\"\n");
+    let e = Recipe::parse(&bad, Path::new("bad.toml"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("data.validation"), "{e}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -516,8 +516,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             match outcome {
                 train::Outcome::Finished(m) => {
+                    let selected = match m.validation_accuracy {
+                        Some(v) if m.selection == hebb::nn::recipe::Selection::BestValidation => {
+                            format!(
+                                " (classifier epoch {} of best validation accuracy, {:.2}% on {} \
+                                 held-out images; the last epoch: {:.2}%)",
+                                m.selected_epoch + 1,
+                                100.0 * v,
+                                m.validation_items,
+                                100.0 * m.last_epoch_test_accuracy
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     println!(
-                        "{}: test accuracy {:.2}% on {} test images ({} labelled training images); {}",
+                        "{}: test accuracy {:.2}% on {} test images{selected} ({} labelled training images); {}",
                         m.recipe,
                         100.0 * m.test_accuracy,
                         m.test_items,

@@ -63,6 +63,11 @@ pub struct DataSpec {
     /// Decoding threads (default: available cores, at most 8).
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Training items held out for validation (a seeded random subset of the training split,
+    /// Lagani's 10,000 of CIFAR's 50,000): neither the Hebbian layers nor the classifier learn
+    /// from them; the classifier is scored on them after every epoch.
+    #[serde(default)]
+    pub validation: Option<usize>,
     /// Random crop/flip while training the classifier (disables the feature cache).
     #[serde(default)]
     pub augment: crate::data::source::Augment,
@@ -406,17 +411,29 @@ pub struct ClassifierSpec {
     /// Fraction of the training labels the classifier sees (stratified, fixed by the seed).
     #[serde(default = "one")]
     pub label_fraction: f64,
-    /// Keep the frozen features of the training split in host memory (f16) when they fit in
-    /// this many MiB, instead of recomputing them every epoch. 0 disables the cache.
-    #[serde(default = "cache_mib")]
-    pub feature_cache_mib: usize,
+    /// Keep the frozen features of the training and test splits in host memory (f32, or f16
+    /// when only that fits) within this many MiB, instead of recomputing them every epoch.
+    /// 0 disables the cache. Default: half of this machine's memory
+    /// (`data::limits::host_memory_budget`).
+    #[serde(default)]
+    pub feature_cache_mib: Option<usize>,
+    /// Which epoch's classifier the run reports: the last, or the one with the best
+    /// validation accuracy (needs `data.validation`; Lagani and SpikingGrid select so).
+    #[serde(default)]
+    pub select: Selection,
+}
+
+/// Model selection over the classifier's epochs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    #[default]
+    Last,
+    BestValidation,
 }
 
 fn one() -> f64 {
     1.0
-}
-fn cache_mib() -> usize {
-    2048
 }
 
 /// Largest recipe file read.
@@ -623,6 +640,16 @@ impl Recipe {
             }
         }
         self.classifier.optimizer.validate()?;
+        if self.data.validation == Some(0) {
+            return Err("data.validation must be at least 1 (or left out)".into());
+        }
+        if self.classifier.select == Selection::BestValidation && self.data.validation.is_none() {
+            return Err(
+                "classifier.select = \"best-validation\" needs data.validation (the held-out \
+                 items it selects on)"
+                    .into(),
+            );
+        }
         if let LrSchedule::Steps { gamma, .. } = &self.classifier.lr_schedule {
             positive("classifier.lr_schedule.gamma", *gamma)?;
         }

@@ -151,6 +151,29 @@ pub fn open(recipe: &Recipe, root: &Path) -> Result<Splits, DataError> {
     })
 }
 
+/// Splits `items` into (training, validation): `count` items drawn by `seed` are held out;
+/// both parts keep ascending order. Errors when nothing would be left to train on.
+pub fn hold_out(
+    items: &[usize],
+    count: usize,
+    seed: u64,
+) -> std::result::Result<(Vec<usize>, Vec<usize>), String> {
+    if count >= items.len() {
+        return Err(format!(
+            "data.validation = {count} leaves nothing to train on: the training split has {} items \
+             (after --limit, if given)",
+            items.len()
+        ));
+    }
+    let mut order = items.to_vec();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7A11_DA7E));
+    let mut val = order[..count].to_vec();
+    let mut train = order[count..].to_vec();
+    val.sort_unstable();
+    train.sort_unstable();
+    Ok((train, val))
+}
+
 /// The first `limit` items (all when None).
 pub fn limited(len: usize, limit: Option<usize>) -> Vec<usize> {
     (0..limit.map_or(len, |l| l.min(len))).collect()

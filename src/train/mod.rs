@@ -30,7 +30,7 @@ use crate::kernels::elementwise::dropout_hash;
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::nn::layer::{Mode, copy_prefix};
 use crate::nn::network::Network;
-use crate::nn::recipe::{HebbLrSchedule, Normalize, Recipe, Schedule};
+use crate::nn::recipe::{HebbLrSchedule, Normalize, Recipe, Schedule, Selection};
 use crate::nn::zca::{self, ZcaGeometry};
 
 /// What the command line may override; stored in the checkpoint so a resume repeats it.
@@ -65,6 +65,9 @@ impl Overrides {
         Ok(())
     }
 }
+
+/// With `classifier.select = "best-validation"`: the checkpoint after the best epoch so far.
+pub const BEST_FILE: &str = "checkpoint-best.safetensors";
 
 /// Default seconds of training between two checkpoints inside an epoch.
 pub const CHECKPOINT_SECONDS: f64 = 60.0;
@@ -111,6 +114,9 @@ pub struct EpochRecord {
     pub train_accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_accuracy: Option<f64>,
+    /// Accuracy on the held-out training items (`data.validation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_accuracy: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -119,8 +125,17 @@ pub struct Metrics {
     pub recipe_sha256: String,
     pub adapter: String,
     pub seed: u64,
-    /// Fraction of the test split classified correctly after the last classifier epoch.
+    /// Fraction of the test split classified correctly by the reported classifier: the last
+    /// epoch's, or with `classifier.select = "best-validation"` the epoch of best validation
+    /// accuracy (the first of equals).
     pub test_accuracy: f64,
+    pub selection: crate::nn::recipe::Selection,
+    /// The reported classifier epoch (0-based) and its validation accuracy, if any.
+    pub selected_epoch: usize,
+    pub validation_accuracy: Option<f64>,
+    /// The last epoch's test accuracy (equal to `test_accuracy` when selecting the last).
+    pub last_epoch_test_accuracy: f64,
+    pub validation_items: usize,
     pub test_items: usize,
     pub train_items: usize,
     pub labeled_items: usize,
@@ -309,6 +324,8 @@ struct Trainer<'a> {
     train: Arc<dyn Source>,
     test: Arc<dyn Source>,
     train_items: Vec<usize>,
+    /// Training-split items held out for validation (empty without `data.validation`).
+    val_items: Vec<usize>,
     test_items: Vec<usize>,
     labeled: Vec<usize>,
     history: Vec<EpochRecord>,
@@ -324,6 +341,8 @@ struct Trainer<'a> {
     last_save: std::cell::Cell<Instant>,
     /// Checkpoints written by this process and the seconds they took (readback, write, fsync).
     checkpoints: std::cell::Cell<(usize, f64)>,
+    /// Host bytes the classifier's feature caches hold.
+    feature_cache_bytes: u64,
 }
 
 /// Trains `recipe` (its TOML text is stored in the checkpoint) from scratch. A checkpoint
@@ -358,7 +377,7 @@ fn check_options(recipe: &Recipe, overrides: &Overrides) -> Result<()> {
 }
 
 /// The files a finished or interrupted run leaves in its folder.
-const RUN_FILES: [&str; 3] = [checkpoint::FILE, "metrics.json", "filters.png"];
+const RUN_FILES: [&str; 4] = [checkpoint::FILE, BEST_FILE, "metrics.json", "filters.png"];
 
 /// Readies `out` for a new run: refuses a file or a folder that already holds a run (unless
 /// `overwrite`, which removes that run's files), removes temporaries left by a crash, and
@@ -557,6 +576,15 @@ impl<'a> Trainer<'a> {
         overrides.data = Some(root.clone());
         let splits = data::open(&recipe, &root).map_err(data_err)?;
         let train_items = data::limited(splits.train.len(), overrides.limit);
+        let (train_items, val_items) = match recipe.data.validation {
+            Some(count) => data::hold_out(&train_items, count, recipe.seed).map_err(|message| {
+                HebbError::Format {
+                    path: splits.train.describe().into(),
+                    message,
+                }
+            })?,
+            None => (train_items, Vec::new()),
+        };
         let test_items = data::limited(splits.test.len(), overrides.limit);
         if train_items.is_empty() || test_items.is_empty() {
             return Err(data_err(crate::data::DataError::bad(
@@ -598,6 +626,7 @@ impl<'a> Trainer<'a> {
             train: splits.train,
             test: splits.test,
             train_items,
+            val_items,
             test_items,
             labeled,
             history: Vec::new(),
@@ -609,6 +638,7 @@ impl<'a> Trainer<'a> {
             resumed: false,
             last_save: std::cell::Cell::new(Instant::now()),
             checkpoints: std::cell::Cell::new((0, 0.0)),
+            feature_cache_bytes: 0,
             recipe,
         })
     }
@@ -897,6 +927,7 @@ impl<'a> Trainer<'a> {
                 loss: None,
                 train_accuracy: None,
                 test_accuracy: None,
+                validation_accuracy: None,
             };
             eprintln!(
                 "{} epoch {}/{}: {} images in {:.1} s ({:.0} images/s)",
@@ -924,18 +955,33 @@ impl<'a> Trainer<'a> {
         what: &str,
     ) -> Result<Option<FeatureCache>> {
         let f = self.net.feature_len();
-        // Never more than the host can spare, whatever the recipe asks.
-        let budget = (self.recipe.classifier.feature_cache_mib as u64)
-            .saturating_mul(1 << 20)
-            .min(crate::data::limits::host_memory_budget()) as usize;
+        // Never more than the host can spare, whatever the recipe asks; the train and test
+        // caches share the budget.
+        let host = crate::data::limits::host_memory_budget();
+        let total = match self.recipe.classifier.feature_cache_mib {
+            Some(mib) => (mib as u64).saturating_mul(1 << 20).min(host),
+            None => host,
+        };
+        let budget = total.saturating_sub(self.feature_cache_bytes) as usize;
         let bytes32 = items.len() * f * 4;
         let half = if bytes32 <= budget {
             false
         } else if bytes32 / 2 <= budget {
             true
         } else {
+            if total > 0 {
+                eprintln!(
+                    "note: the {what} features need {} as f16, more than the {} left of the \
+                     feature cache's {}: the frozen layers run again every classifier epoch \
+                     (classifier.feature_cache_mib sets the budget)",
+                    crate::data::limits::show_bytes(bytes32 as u64 / 2),
+                    crate::data::limits::show_bytes(budget as u64),
+                    crate::data::limits::show_bytes(total)
+                );
+            }
             return Ok(None);
         };
+        self.feature_cache_bytes += if half { bytes32 / 2 } else { bytes32 } as u64;
         let cap = self.net.capacity;
         let last = self.net.layers.len() - 1;
         let pb = bar(
@@ -991,10 +1037,20 @@ impl<'a> Trainer<'a> {
 
     /// Test accuracy of the current classifier over the test items.
     fn evaluate(&mut self, cache: Option<&FeatureCache>) -> Result<f64> {
+        let (test, items) = (self.test.clone(), self.test_items.clone());
+        self.accuracy_on(&test, &items, cache)
+    }
+
+    /// Accuracy of the current classifier over `items` of `source` (cache rows in their order).
+    fn accuracy_on(
+        &mut self,
+        source: &Arc<dyn Source>,
+        items: &[usize],
+        cache: Option<&FeatureCache>,
+    ) -> Result<f64> {
         let f = self.net.feature_len();
         let cap = self.net.capacity;
         let last = self.net.layers.len() - 1;
-        let items = self.test_items.clone();
         let mut correct = 0usize;
         let mut seen = 0usize;
         let mut host = Vec::with_capacity(cap * f);
@@ -1007,7 +1063,7 @@ impl<'a> Trainer<'a> {
                         c.row(start + j, f, &mut host);
                     }
                     self.features.write_f32(self.ctx, &host)?;
-                    chunk.iter().map(|&i| self.test.label(i)).collect()
+                    chunk.iter().map(|&i| source.label(i)).collect()
                 }
                 None => {
                     let item = self.net.input.len();
@@ -1015,11 +1071,8 @@ impl<'a> Trainer<'a> {
                     let mut labels = Vec::new();
                     for &i in chunk {
                         let n = labels.len();
-                        match self
-                            .test
-                            .load(i, None, &mut images[n * item..(n + 1) * item])
-                        {
-                            Ok(()) => labels.push(self.test.label(i)),
+                        match source.load(i, None, &mut images[n * item..(n + 1) * item]) {
+                            Ok(()) => labels.push(source.label(i)),
                             Err(e) => self.note_skipped(&[(i, e.to_string())]),
                         }
                     }
@@ -1048,9 +1101,9 @@ impl<'a> Trainer<'a> {
         }
         if seen == 0 {
             return Err(HebbError::Format {
-                path: self.test.describe().into(),
+                path: source.describe().into(),
                 message: format!(
-                    "none of the {} test items could be read; the first: {}",
+                    "none of the {} items could be read; the first: {}",
                     items.len(),
                     self.first_skipped.as_deref().unwrap_or("?")
                 ),
@@ -1075,6 +1128,12 @@ impl<'a> Trainer<'a> {
             self.cache_features(&train, &labeled, "train")?
         };
         let test_cache = self.cache_features(&test, &test_items, "test")?;
+        let val_items = self.val_items.clone();
+        let val_cache = if val_items.is_empty() {
+            None
+        } else {
+            self.cache_features(&train, &val_items, "validation")?
+        };
         // Cached rows are indexed by position in `labeled`.
         let index_of: HashMap<usize, usize> =
             labeled.iter().enumerate().map(|(j, &i)| (i, j)).collect();
@@ -1205,6 +1264,11 @@ impl<'a> Trainer<'a> {
             )?;
             let seconds = seconds_before + started.elapsed().as_secs_f64();
             let test_accuracy = self.evaluate(test_cache.as_ref())?;
+            let validation_accuracy = if val_items.is_empty() {
+                None
+            } else {
+                Some(self.accuracy_on(&train, &val_items, val_cache.as_ref())?)
+            };
             let rec = EpochRecord {
                 stage: Stage::Classifier.label(),
                 epoch,
@@ -1215,22 +1279,38 @@ impl<'a> Trainer<'a> {
                 loss: Some(loss_sum / seen.max(1) as f64),
                 train_accuracy: Some(hits as f64 / seen.max(1) as f64),
                 test_accuracy: Some(test_accuracy),
+                validation_accuracy,
             };
             eprintln!(
-                "classifier epoch {}/{}: loss {:.4}  train {:.2}%  test {:.2}%  lr {:.2e}  ({:.0} images/s)",
+                "classifier epoch {}/{}: loss {:.4}  train {:.2}%  {}test {:.2}%  lr {:.2e}  ({:.0} images/s)",
                 epoch + 1,
                 spec.epochs,
                 rec.loss.unwrap_or(0.0),
                 100.0 * rec.train_accuracy.unwrap_or(0.0),
+                validation_accuracy
+                    .map_or(String::new(), |v| format!("validation {:.2}%  ", 100.0 * v)),
                 100.0 * test_accuracy,
                 lr,
                 rec.images_per_s
             );
+            // A new best validation accuracy: keep this classifier as the selected one.
+            let improved = validation_accuracy.is_some_and(|v| {
+                self.history
+                    .iter()
+                    .filter(|r| r.stage == rec.stage)
+                    .filter_map(|r| r.validation_accuracy)
+                    .all(|best| v > best)
+            });
             self.history.push(rec);
             pos.epoch += 1;
             pos.batch = 0;
             pos.running = (0.0, 0, 0, 0.0);
-            self.save(pos)?;
+            let path = self.save(pos)?;
+            if improved && spec.select == Selection::BestValidation {
+                let best = self.opts.out.join(BEST_FILE);
+                let bytes = std::fs::read(&path).map_err(|e| HebbError::Io { path, source: e })?;
+                checkpoint::write_atomic(&best, &bytes)?;
+            }
             if self.should_stop() && pos.epoch < spec.epochs {
                 return Ok(false);
             }
@@ -1240,10 +1320,37 @@ impl<'a> Trainer<'a> {
 
     fn finish(&mut self, pos: &Position) -> Result<Outcome> {
         let checkpoint = self.save(pos)?;
-        let test_accuracy = match self.history.iter().rev().find_map(|r| r.test_accuracy) {
+        let last_epoch_test_accuracy = match self.history.iter().rev().find_map(|r| r.test_accuracy)
+        {
             Some(a) => a,
             None => self.evaluate(None)?,
         };
+        // The classifier epochs, and the one reported.
+        let epochs: Vec<&EpochRecord> = self
+            .history
+            .iter()
+            .filter(|r| r.stage == Stage::Classifier.label())
+            .collect();
+        let selection = self.recipe.classifier.select;
+        let selected = match selection {
+            Selection::Last => epochs.len().saturating_sub(1),
+            Selection::BestValidation => epochs
+                .iter()
+                .enumerate()
+                .fold(None::<(usize, f64)>, |best, (i, r)| {
+                    let v = r.validation_accuracy.unwrap_or(f64::NEG_INFINITY);
+                    match best {
+                        Some((_, b)) if b >= v => best,
+                        _ => Some((i, v)),
+                    }
+                })
+                .map_or(0, |(i, _)| i),
+        };
+        let test_accuracy = epochs
+            .get(selected)
+            .and_then(|r| r.test_accuracy)
+            .unwrap_or(last_epoch_test_accuracy);
+        let validation_accuracy = epochs.get(selected).and_then(|r| r.validation_accuracy);
         let w0 = self.net.layers[0].rule.w.to_f32_vec(self.ctx)?;
         let s = self.net.layers[0].shape;
         let shape = [
@@ -1268,6 +1375,11 @@ impl<'a> Trainer<'a> {
             adapter: self.ctx.adapter_name(),
             seed: self.recipe.seed,
             test_accuracy,
+            selection,
+            selected_epoch: selected,
+            validation_accuracy,
+            last_epoch_test_accuracy,
+            validation_items: self.val_items.len(),
             test_items: self.test_items.len(),
             train_items: self.train_items.len(),
             labeled_items: self.labeled.len(),
@@ -1372,6 +1484,7 @@ pub fn evaluate_checkpoint(
         train: splits.train,
         test: splits.test,
         train_items: Vec::new(),
+        val_items: Vec::new(),
         test_items,
         labeled: Vec::new(),
         history: Vec::new(),
@@ -1384,6 +1497,7 @@ pub fn evaluate_checkpoint(
         resumed: false,
         last_save: std::cell::Cell::new(Instant::now()),
         checkpoints: std::cell::Cell::new((0, 0.0)),
+        feature_cache_bytes: 0,
         recipe: recipe.clone(),
     };
     let acc = t.evaluate(None)?;

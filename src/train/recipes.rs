@@ -26,6 +26,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ),
     ("bcm-mnist", include_str!("../../recipes/bcm-mnist.toml")),
     (
+        "bcm-mnist-preact",
+        include_str!("../../recipes/bcm-mnist-preact.toml"),
+    ),
+    (
         "lagani-hpca-cifar10",
         include_str!("../../recipes/lagani-hpca-cifar10.toml"),
     ),
