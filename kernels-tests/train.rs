@@ -566,3 +566,46 @@ fn best_validation_selection_reports_and_keeps_the_selected_epoch() {
     assert!(e.contains("data.validation"), "{e}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A recipe trained per seed: each seed's run in `<out>/seed<N>` (the seed stored with it, so a
+/// resume repeats it), `seeds.json` with mean ± s.d.; finished seeds are read, not retrained.
+#[test]
+fn a_multi_seed_run_reports_the_mean_and_reuses_finished_seeds() {
+    let Some(ctx) = vulkan() else { return };
+    let out = scratch("seeds");
+    let opts = common::train_options(&out, 96, None);
+    let summary = train::train_seeds(&ctx, &tiny(), TINY, &opts, &[1, 2])
+        .unwrap()
+        .expect("not interrupted");
+    assert_eq!(summary.runs.len(), 2);
+    let accs: Vec<f64> = summary.runs.iter().map(|r| r.test_accuracy).collect();
+    assert!((summary.mean - (accs[0] + accs[1]) / 2.0).abs() < 1e-12);
+    let sd = ((accs[0] - accs[1]).powi(2) / 2.0).sqrt();
+    assert!((summary.std - sd).abs() < 1e-12, "{} vs {sd}", summary.std);
+    let a = checkpoint::load(&out.join("seed1")).unwrap();
+    let b = checkpoint::load(&out.join("seed2")).unwrap();
+    assert_ne!(
+        a.tensors["layers.0.weight"].1, b.tensors["layers.0.weight"].1,
+        "two seeds trained the same weights"
+    );
+    let stored: train::Overrides = serde_json::from_str(a.meta("overrides").unwrap()).unwrap();
+    assert_eq!(stored.seed, Some(1));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("seeds.json")).unwrap()).unwrap();
+    assert_eq!(json["mean"].as_f64(), Some(summary.mean));
+    // Again: both seeds are read from their metrics, nothing is retrained.
+    let before = std::fs::metadata(out.join("seed1/checkpoint.safetensors"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = train::train_seeds(&ctx, &tiny(), TINY, &opts, &[1, 2])
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.mean, summary.mean);
+    let after = std::fs::metadata(out.join("seed1/checkpoint.safetensors"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after, "a finished seed was retrained");
+    let _ = std::fs::remove_dir_all(&out);
+}

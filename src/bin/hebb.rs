@@ -142,6 +142,14 @@ enum Command {
         /// Use only the first N training and N test items.
         #[arg(long)]
         limit: Option<usize>,
+        /// The seed of this run (weights, data order, label subset), instead of the recipe's.
+        #[arg(long, conflicts_with_all = ["seeds", "resume"])]
+        seed: Option<u64>,
+        /// Train once per seed (comma-separated) into <out>/seed<N> and print the mean ± s.d.
+        /// of the test accuracies, as papers that average over seeds report (default: the
+        /// recipe's `seeds`, if it lists any). Finished seeds are read, interrupted ones resumed.
+        #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
+        seeds: Option<Vec<u64>>,
         /// Output folder: checkpoint, metrics.json, filters.png (default runs/<recipe>). A
         /// folder that already holds a run is refused unless --overwrite is given.
         #[arg(long)]
@@ -447,6 +455,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             hebbian_epochs,
             label_fraction,
             limit,
+            seed,
+            seeds,
             out,
             overwrite,
             resume,
@@ -480,6 +490,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 hebbian_epochs,
                 label_fraction,
                 limit,
+                seed,
             };
             let outcome = match resume {
                 Some(dir) => {
@@ -511,6 +522,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         path,
                         ctx.adapter_name()
                     );
+                    let seeds = match (seed, seeds, &recipe.seeds) {
+                        (Some(_), _, _) => None,
+                        (None, Some(list), _) => Some(list),
+                        (None, None, Some(list)) if list.len() > 1 => Some(list.clone()),
+                        _ => None,
+                    };
+                    if let Some(seeds) = seeds {
+                        let Some(summary) =
+                            train::train_seeds(&ctx, &recipe, &text, &opts, &seeds)?
+                        else {
+                            return Ok(ExitCode::from(130));
+                        };
+                        for r in &summary.runs {
+                            println!(
+                                "  seed {}: test accuracy {:.2}%  ({})",
+                                r.seed,
+                                100.0 * r.test_accuracy,
+                                r.out.display()
+                            );
+                        }
+                        println!(
+                            "{}: test accuracy {:.2}% ± {:.2} (mean ± s.d. over {} seeds); {}",
+                            summary.recipe,
+                            100.0 * summary.mean,
+                            100.0 * summary.std,
+                            summary.runs.len(),
+                            opts.out.join("seeds.json").display()
+                        );
+                        return Ok(ExitCode::SUCCESS);
+                    }
                     train::train(&ctx, &recipe, &text, &opts)?
                 }
             };

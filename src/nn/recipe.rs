@@ -26,6 +26,10 @@ pub struct Recipe {
     pub description: String,
     #[serde(default)]
     pub seed: u64,
+    /// Seeds to train and average when the paper reports a mean over seeds (`hebb train` runs
+    /// each into `<out>/seed<N>` and prints mean ± s.d.; `--seed N` runs one).
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
     pub data: DataSpec,
     #[serde(default)]
     pub preprocess: Preprocess,

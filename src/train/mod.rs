@@ -43,6 +43,9 @@ pub struct Overrides {
     pub label_fraction: Option<f64>,
     /// Use only the first N training and N test items.
     pub limit: Option<usize>,
+    /// The recipe's seed (weights, data order, label subset, validation split).
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 impl Overrides {
@@ -219,7 +222,112 @@ pub fn effective_recipe(recipe: &Recipe, o: &Overrides) -> Recipe {
     if let Some(f) = o.label_fraction {
         r.classifier.label_fraction = f;
     }
+    if let Some(s) = o.seed {
+        r.seed = s;
+    }
     r
+}
+
+/// One seed's result in a multi-seed run.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub test_accuracy: f64,
+    pub out: PathBuf,
+}
+
+/// A recipe trained once per seed, as papers that average over seeds report it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedsSummary {
+    pub recipe: String,
+    pub runs: Vec<SeedResult>,
+    /// Mean and sample standard deviation of the test accuracies (0 for one seed).
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// Trains `recipe` once per seed into `opts.out/seed<N>`, then writes `opts.out/seeds.json`
+/// with each seed's test accuracy and their mean ± s.d. A seed whose folder holds a finished
+/// run is read, not retrained; one holding an interrupted run is resumed. Stops (Ok(None))
+/// when a run is interrupted.
+pub fn train_seeds(
+    ctx: &GpuContext,
+    recipe: &Recipe,
+    recipe_text: &str,
+    opts: &TrainOptions,
+    seeds: &[u64],
+) -> Result<Option<SeedsSummary>> {
+    let mut runs = Vec::new();
+    for &seed in seeds {
+        let out = opts.out.join(format!("seed{seed}"));
+        let metrics = out.join("metrics.json");
+        let one = TrainOptions {
+            overrides: Overrides {
+                seed: Some(seed),
+                ..opts.overrides.clone()
+            },
+            out: out.clone(),
+            stop: opts.stop.clone(),
+            checkpoint_seconds: opts.checkpoint_seconds,
+            overwrite: opts.overwrite,
+            stop_after_batches: opts.stop_after_batches,
+            progress_bars: opts.progress_bars,
+        };
+        let test_accuracy = if metrics.exists() && !opts.overwrite {
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&metrics).map_err(|e| HebbError::Io {
+                    path: metrics.clone(),
+                    source: e,
+                })?)
+                .map_err(|e| HebbError::Format {
+                    path: metrics.clone(),
+                    message: e.to_string(),
+                })?;
+            eprintln!("seed {seed}: finished earlier ({})", out.display());
+            m["test_accuracy"]
+                .as_f64()
+                .ok_or_else(|| HebbError::Format {
+                    path: metrics.clone(),
+                    message: "no test_accuracy".into(),
+                })?
+        } else {
+            eprintln!("seed {seed}: {}", out.display());
+            let resuming = !opts.overwrite && out.join(checkpoint::FILE).exists();
+            let outcome = if resuming {
+                resume(ctx, &out, &one)?
+            } else {
+                train(ctx, recipe, recipe_text, &one)?
+            };
+            match outcome {
+                Outcome::Finished(m) => m.test_accuracy,
+                Outcome::Interrupted(_) => return Ok(None),
+            }
+        };
+        runs.push(SeedResult {
+            seed,
+            test_accuracy,
+            out,
+        });
+    }
+    let n = runs.len() as f64;
+    let mean = runs.iter().map(|r| r.test_accuracy).sum::<f64>() / n.max(1.0);
+    let var = runs
+        .iter()
+        .map(|r| (r.test_accuracy - mean).powi(2))
+        .sum::<f64>()
+        / (n - 1.0).max(1.0);
+    let summary = SeedsSummary {
+        recipe: recipe.name.clone(),
+        runs,
+        mean,
+        std: var.sqrt(),
+    };
+    let json = serde_json::to_vec_pretty(&summary).map_err(|e| HebbError::Format {
+        path: opts.out.join("seeds.json"),
+        message: e.to_string(),
+    })?;
+    checkpoint::write_atomic(&opts.out.join("seeds.json"), &json)?;
+    Ok(Some(summary))
 }
 
 /// The input standardisation the recipe asks for.
