@@ -609,3 +609,48 @@ fn a_multi_seed_run_reports_the_mean_and_reuses_finished_seeds() {
     assert_eq!(before, after, "a finished seed was retrained");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Krotov & Hopfield's top layer (tanh power loss, no bias) trains end to end and predicts
+/// well above chance; its bias stays 0.
+#[test]
+fn the_tanh_power_head_learns_without_a_bias() {
+    let Some(ctx) = vulkan() else { return };
+    let text = TINY.replace(
+        "dropout = 0.25",
+        "dropout = 0.25\nhead = { kind = \"tanh_power\", beta = 0.1, power = 6.0 }",
+    );
+    let recipe = Recipe::parse(&text, Path::new("tanh.toml")).unwrap();
+    let out = scratch("tanh-head");
+    let Outcome::Finished(m) = train::train(&ctx, &recipe, &text, &options(&out, None)).unwrap()
+    else {
+        panic!("the run stopped")
+    };
+    assert!(m.test_accuracy > 0.3, "test accuracy {}", m.test_accuracy);
+    let ck = checkpoint::load(&out).unwrap();
+    assert!(ck.tensors["classifier.bias"].1.iter().all(|&b| b == 0.0));
+    for bad in ["power = 1.0", "beta = 0.0"] {
+        let t = text
+            .replace(
+                "power = 6.0",
+                if bad.starts_with("power") {
+                    bad
+                } else {
+                    "power = 6.0"
+                },
+            )
+            .replace(
+                "beta = 0.1",
+                if bad.starts_with("beta") {
+                    bad
+                } else {
+                    "beta = 0.1"
+                },
+            );
+        let e = Recipe::parse(&t, Path::new("bad.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("classifier.head"), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -3,13 +3,16 @@
 //   softmax_xent: p = softmax(z_n) (stabilised by the row max);
 //                 loss_n = −log p[label_n] = log Σ_k exp(z_nk − m) − (z_n,label − m);
 //                 grad[n, k] = s·(p_k − [k == label_n])   (s = 1/N for the batch mean)
+//   tanh_power:   Krotov & Hopfield's head: c = tanh(β·z_n), t_k = +1 for k == label_n, −1
+//                 otherwise; loss_n = Σ_k |c_k − t_k|^m;
+//                 grad[n, k] = s·m·|c_k − t_k|^(m−1)·sign(c_k − t_k)·β·(1 − c_k²)
 //   correct:      correct_n = 1 if the first argmax of z_n is label_n, else 0
 // Bounds: one invocation per row n < N; labels are clamped to 0..K-1 before indexing (the
 // launcher's `labels_tensor` refuses labels outside 0..K).
 
 struct ClassifierParams {
     n: u32, k: u32, _pad0: u32, _pad1: u32,
-    s: f32, _pad2: f32, _pad3: f32, _pad4: f32,
+    s: f32, beta: f32, power: f32, _pad4: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: ClassifierParams;
@@ -52,4 +55,30 @@ fn correct(@builtin(global_invocation_id) gid: vec3<u32>,
         if (logits[base + j] > logits[base + best]) { best = j; }
     }
     loss[row] = select(0.0, 1.0, best == min(u32(labels[row]), p.k - 1u));
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn tanh_power(@builtin(global_invocation_id) gid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_index(gid, nwg);
+    if (row >= p.n) { return; }
+    let base = row * p.k;
+    let label = min(u32(labels[row]), p.k - 1u);
+    var total = 0.0;
+    for (var j = 0u; j < p.k; j++) {
+        // 1 − c and 1 + c from exponentials, without the cancellation of 1 − tanh(a) where
+        // tanh saturates: 1 − c = 2/(1 + e^(2a)), 1 + c = 2/(1 + e^(−2a)) (an overflow to
+        // infinity gives the exact limit 0).
+        let a = p.beta * logits[base + j];
+        let one_minus = 2.0 / (1.0 + exp(2.0 * a));
+        let one_plus = 2.0 / (1.0 + exp(-2.0 * a));
+        // d = c − t: c − 1 = −(1 − c) for the label, c + 1 = 1 + c for the others.
+        let d = select(one_plus, -one_minus, j == label);
+        // |d| ≤ 2 and m ≥ 1: pow of a non-negative base with a non-negative exponent.
+        let ad = abs(d);
+        total += pow(ad, p.power);
+        grad[base + j] = p.s * p.power * pow(ad, p.power - 1.0) * sign(d) * p.beta
+            * one_minus * one_plus;
+    }
+    loss[row] = total;
 }

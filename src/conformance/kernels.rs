@@ -1033,6 +1033,53 @@ pub fn classifier_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             }
             Err(e) => rows.push(Row::new("softmax_xent", "loss", &shape, seed).fail(e)),
         }
+        // Krotov & Hopfield's head at their β = 0.01 with logits spread to ±800 (c saturates
+        // at both ends), and at β = 0.5 with the raw spread; m = 6 and a non-integer 4.5.
+        for (beta, spread, power) in [(0.01, 100.0, 6.0), (0.5, 1.0, 4.5)] {
+            let zs: Vec<f32> = z.iter().map(|v| v * spread).collect();
+            let (want_loss, want_grad) =
+                reference::classifier::tanh_power(&widen(&zs), &labels, k, scale, beta, power);
+            let run = || -> Result<(Vec<f64>, Vec<f64>)> {
+                let tz = Tensor::from_f32(ctx, "logits", &[n, k], &zs)?;
+                let tl = classifier::labels_tensor(ctx, &labels, k)?;
+                let loss = Tensor::empty(ctx, "loss", &[n], DType::F32)?;
+                let grad = Tensor::empty(ctx, "grad", &[n, k], DType::F32)?;
+                loss.poison_nan(ctx);
+                grad.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                classifier::tanh_power(
+                    &mut rec,
+                    &tz,
+                    &tl,
+                    n,
+                    k,
+                    scale as f32,
+                    beta as f32,
+                    power as f32,
+                    &loss,
+                    &grad,
+                )?;
+                rec.submit();
+                Ok((widen(&loss.to_f32_vec(ctx)?), widen(&grad.to_f32_vec(ctx)?)))
+            };
+            let shape = [("n", n), ("k", k), ("m", power as usize)];
+            // tanh, pow (exp2∘log2) and the products cost a few ulps each in f32, amplified by
+            // m through the power: 16·m·u per term, and √K terms' rounding in the row's sum.
+            let tol = 16.0 * power * U32 * ((k as f64).sqrt() + 1.0);
+            match run() {
+                Ok((loss, grad)) => {
+                    rows.push(
+                        Row::new("tanh_power", "loss", &shape, seed)
+                            .compare(&loss, &want_loss, tol),
+                    );
+                    rows.push(
+                        Row::new("tanh_power", "grad", &shape, seed)
+                            .compare(&grad, &want_grad, tol),
+                    );
+                }
+                Err(e) => rows.push(Row::new("tanh_power", "loss", &shape, seed).fail(e)),
+            }
+        }
     }
     rows
 }

@@ -1,7 +1,7 @@
 //! Launchers for `shaders/classifier.wgsl`: softmax cross-entropy (loss and gradient) and
 //! per-row correctness of the supervised classifier.
 //! Bindings: 0 uniform ClassifierParams, 1 logits (N x K), 2 labels (N, f32 class indices),
-//! 3 loss or correct (N), 4 gradient (N x K, softmax_xent only).
+//! 3 loss or correct (N), 4 gradient (N x K, softmax_xent and tanh_power).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -18,9 +18,17 @@ pub struct ClassifierParams {
     pub _pad0: u32,
     pub _pad1: u32,
     pub s: f32,
-    pub _pad2: f32,
-    pub _pad3: f32,
+    pub beta: f32,
+    pub power: f32,
     pub _pad4: f32,
+}
+
+/// The scalars of a launch: the gradient's scale, and the tanh head's β and power m.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scalars {
+    scale: f32,
+    beta: f32,
+    power: f32,
 }
 
 /// Labels as the f32 values the kernels read, refusing labels outside 0..classes.
@@ -60,7 +68,7 @@ fn launch(
     entry: &'static str,
     n: usize,
     k: usize,
-    s: f32,
+    scalars: Scalars,
     bindings: &[(u32, &Tensor)],
 ) -> Result<()> {
     let ctx: &GpuContext = rec.ctx;
@@ -76,7 +84,9 @@ fn launch(
     let params = ClassifierParams {
         n: to_u32(entry, "N", n)?,
         k: to_u32(entry, "K", k)?,
-        s,
+        s: scalars.scale,
+        beta: scalars.beta,
+        power: scalars.power,
         ..Default::default()
     };
     let groups = grid_1d(ctx, to_u32(entry, "N / 64", n.div_ceil(64))?);
@@ -110,7 +120,47 @@ pub fn softmax_xent(
         "softmax_xent",
         n,
         k,
-        scale,
+        Scalars {
+            scale,
+            ..Default::default()
+        },
+        &[(1, logits), (2, labels), (3, loss), (4, grad)],
+    )
+}
+
+/// Krotov & Hopfield's head on z = logits: c = tanh(β·z), t = ±1 (one-hot to ±1),
+/// loss[n] = Σ_k |c − t|^m, grad = scale·∂loss/∂z = scale·m·|c − t|^(m−1)·sign(c − t)·β·(1 − c²).
+#[allow(clippy::too_many_arguments)]
+pub fn tanh_power(
+    rec: &mut Recorder<'_>,
+    logits: &Tensor,
+    labels: &Tensor,
+    n: usize,
+    k: usize,
+    scale: f32,
+    beta: f32,
+    power: f32,
+    loss: &Tensor,
+    grad: &Tensor,
+) -> Result<()> {
+    logits.expect_len(n * k, "logits")?;
+    labels.expect_len(n, "labels")?;
+    loss.expect_len(n, "loss")?;
+    grad.expect_len(n * k, "gradient")?;
+    if k == 0 || !(beta.is_finite() && beta > 0.0) || !(power.is_finite() && power > 1.0) {
+        return Err(HebbError::Launch {
+            kernel: "tanh_power".into(),
+            message: format!(
+                "needs K ≥ 1 classes, β > 0 and m > 1 (got K = {k}, β = {beta}, m = {power})"
+            ),
+        });
+    }
+    launch(
+        rec,
+        "tanh_power",
+        n,
+        k,
+        Scalars { scale, beta, power },
         &[(1, logits), (2, labels), (3, loss), (4, grad)],
     )
 }
@@ -132,7 +182,7 @@ pub fn correct(
         "correct",
         n,
         k,
-        0.0,
+        Scalars::default(),
         &[(1, logits), (2, labels), (3, out)],
     )
 }

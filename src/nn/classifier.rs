@@ -1,10 +1,12 @@
-//! The supervised head: dropout → linear layer (K x F weights, K biases) → softmax cross-entropy,
-//! trained by SGD (Nesterov momentum, weight decay) or Adam on the frozen Hebbian features.
+//! The supervised head: dropout → linear layer (K x F weights, K biases) → softmax cross-entropy
+//! (or Krotov & Hopfield's tanh power loss, without bias), trained by SGD (Nesterov momentum,
+//! weight decay) or Adam on the frozen Hebbian features.
 //!
 //! One training step on features X (B x F) and labels:
-//!   Z = X·Wᵀ + b (B x K);  G = −(softmax(Z) − onehot)/B  (the ascent direction, B x K)
+//!   Z = X·Wᵀ + b (B x K);  G = −∂loss/∂Z / B  (the ascent direction, B x K): for softmax
+//!   cross-entropy −(softmax(Z) − onehot)/B
 //!   ΔW = Gᵀ·X (K x F);  Δb = colsum(G) (K);  optimizer step on W and b (optim.wgsl)
-//! PyTorch's nn.Linear init: U(−1/√F, 1/√F) for both W and b.
+//! PyTorch's nn.Linear init: U(−1/√F, 1/√F) for W, and for b with softmax (b = 0 otherwise).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,7 +18,7 @@ use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Gemm};
 use crate::kernels::hebbian::{self, OptimStep};
 use crate::kernels::reduce::{self, ReduceOp};
-use crate::nn::recipe::ClassifierOptimizer;
+use crate::nn::recipe::{ClassifierHead, ClassifierOptimizer};
 
 pub struct Linear {
     pub features: usize,
@@ -26,6 +28,7 @@ pub struct Linear {
     /// Optimizer state: W momentum / Adam m, W Adam v, b momentum / m, b v.
     pub state: [Tensor; 4],
     pub steps: u32,
+    pub head: ClassifierHead,
     batch: usize,
     logits: Tensor,
     grad: Tensor,
@@ -59,6 +62,7 @@ impl Linear {
         classes: usize,
         batch: usize,
         seed: u64,
+        head: ClassifierHead,
     ) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC1A5_5E00);
         let a = 1.0 / (features as f64).sqrt();
@@ -70,7 +74,11 @@ impl Linear {
             &[classes, features],
             &draw(classes * features),
         )?;
-        let b = Tensor::from_f32(ctx, "classifier b", &[classes], &draw(classes))?;
+        let bias = match head {
+            ClassifierHead::Softmax => draw(classes),
+            ClassifierHead::TanhPower { .. } => vec![0.0; classes],
+        };
+        let b = Tensor::from_f32(ctx, "classifier b", &[classes], &bias)?;
         let zeros = |label: &str, len: usize| Tensor::from_f32(ctx, label, &[len], &vec![0.0; len]);
         let kf = classes * features;
         let t = |label: &str, len: usize| Tensor::empty(ctx, label, &[len.max(1)], DType::F32);
@@ -86,6 +94,7 @@ impl Linear {
                 zeros("classifier b state 1", classes)?,
             ],
             steps: 0,
+            head,
             batch,
             logits: t("logits", batch * classes)?,
             grad: t("logit gradient", batch * classes)?,
@@ -155,16 +164,30 @@ impl Linear {
         let labels = &self.labels;
         self.logits(rec, x, n)?;
         head::correct(rec, &self.logits, labels, n, k, &self.correct)?;
-        head::softmax_xent(
-            rec,
-            &self.logits,
-            labels,
-            n,
-            k,
-            -1.0 / n as f32,
-            &self.loss,
-            &self.grad,
-        )?;
+        match self.head {
+            ClassifierHead::Softmax => head::softmax_xent(
+                rec,
+                &self.logits,
+                labels,
+                n,
+                k,
+                -1.0 / n as f32,
+                &self.loss,
+                &self.grad,
+            )?,
+            ClassifierHead::TanhPower { beta, power } => head::tanh_power(
+                rec,
+                &self.logits,
+                labels,
+                n,
+                k,
+                -1.0 / n as f32,
+                beta as f32,
+                power as f32,
+                &self.loss,
+                &self.grad,
+            )?,
+        }
         gemm::gemm(
             rec,
             &Gemm::new(k, f, n).shaped().trans(true, false),
@@ -218,20 +241,23 @@ impl Linear {
             &self.unused2,
             None,
         )?;
-        // The bias takes the same step (PyTorch's single parameter group).
-        hebbian::optimizer_step(
-            rec,
-            step,
-            &self.b,
-            &self.db,
-            k,
-            1,
-            s2,
-            s3,
-            &self.unused,
-            &self.unused2,
-            None,
-        )?;
+        // The bias takes the same step (PyTorch's single parameter group); Krotov's head has
+        // none.
+        if self.head == ClassifierHead::Softmax {
+            hebbian::optimizer_step(
+                rec,
+                step,
+                &self.b,
+                &self.db,
+                k,
+                1,
+                s2,
+                s3,
+                &self.unused,
+                &self.unused2,
+                None,
+            )?;
+        }
         reduce::global_reduce(rec, ReduceOp::SumSquares, &self.w, &self.wsum)?;
         self.record_report(rec, n, true);
         self.steps += 1;

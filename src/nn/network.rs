@@ -67,7 +67,14 @@ impl Network {
             layers.push(layer);
         }
         let features = shape.len();
-        let classifier = Linear::new(ctx, features, classes, capacity, recipe.seed)?;
+        let classifier = Linear::new(
+            ctx,
+            features,
+            classes,
+            capacity,
+            recipe.seed,
+            recipe.classifier.head,
+        )?;
         let standardize = match standardize {
             None => None,
             Some((mean, std)) => {

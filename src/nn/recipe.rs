@@ -425,6 +425,22 @@ pub struct ClassifierSpec {
     /// validation accuracy (needs `data.validation`; Lagani and SpikingGrid select so).
     #[serde(default)]
     pub select: Selection,
+    /// The loss on the linear map's outputs z = W·x + b.
+    #[serde(default)]
+    pub head: ClassifierHead,
+}
+
+/// The classifier's loss. Both predict the first argmax of z.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClassifierHead {
+    /// Softmax cross-entropy (with the bias b).
+    #[default]
+    Softmax,
+    /// Krotov & Hopfield's (PNAS 2019) top layer: c = tanh(β·S·h), loss Σ_k |c_k − t_k|^m
+    /// with t = +1 for the label and −1 elsewhere; no bias (b stays 0). The paper: β = 0.01,
+    /// m = 6.
+    TanhPower { beta: f64, power: f64 },
 }
 
 /// Model selection over the classifier's epochs.
@@ -653,6 +669,14 @@ impl Recipe {
                  items it selects on)"
                     .into(),
             );
+        }
+        if let ClassifierHead::TanhPower { beta, power } = self.classifier.head {
+            positive("classifier.head.beta", beta)?;
+            if !(power.is_finite() && power > 1.0) {
+                return Err(format!(
+                    "classifier.head.power = {power} must be a finite number > 1"
+                ));
+            }
         }
         if let LrSchedule::Steps { gamma, .. } = &self.classifier.lr_schedule {
             positive("classifier.lr_schedule.gamma", *gamma)?;

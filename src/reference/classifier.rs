@@ -1,4 +1,4 @@
-//! Softmax cross-entropy and correctness in float64.
+//! Softmax cross-entropy, Krotov & Hopfield's tanh power loss and correctness in float64.
 
 /// (loss per row, gradient scale·(softmax − onehot)).
 pub fn softmax_xent(z: &[f64], labels: &[u32], k: usize, scale: f64) -> (Vec<f64>, Vec<f64>) {
@@ -33,4 +33,29 @@ pub fn correct(z: &[f64], labels: &[u32], k: usize) -> Vec<f64> {
             (best == label as usize) as u8 as f64
         })
         .collect()
+}
+
+/// (loss per row, gradient scale·∂loss/∂z) of c = tanh(β·z), t = ±1, loss = Σ_k |c − t|^m.
+pub fn tanh_power(
+    z: &[f64],
+    labels: &[u32],
+    k: usize,
+    scale: f64,
+    beta: f64,
+    power: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut loss = Vec::with_capacity(labels.len());
+    let mut grad = vec![0.0; z.len()];
+    for (n, &label) in labels.iter().enumerate() {
+        let mut total = 0.0;
+        for j in 0..k {
+            let c = (beta * z[n * k + j]).tanh();
+            let d = c - if j == label as usize { 1.0 } else { -1.0 };
+            total += d.abs().powf(power);
+            grad[n * k + j] =
+                scale * power * d.abs().powf(power - 1.0) * d.signum() * beta * (1.0 - c * c);
+        }
+        loss.push(total);
+    }
+    (loss, grad)
 }

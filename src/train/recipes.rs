@@ -24,6 +24,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
         "krotov-mnist",
         include_str!("../../recipes/krotov-mnist.toml"),
     ),
+    (
+        "krotov-mnist-tanh",
+        include_str!("../../recipes/krotov-mnist-tanh.toml"),
+    ),
     ("bcm-mnist", include_str!("../../recipes/bcm-mnist.toml")),
     (
         "bcm-mnist-preact",
