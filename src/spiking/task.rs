@@ -184,6 +184,9 @@ pub struct CurvePoint {
 #[derive(Clone, Debug, Serialize)]
 pub struct SpikingMetrics {
     pub recipe: String,
+    /// The culture's seed and the spike encoder, which the result depends on.
+    pub seed: u64,
+    pub encoder: Encoder,
     pub adapter: String,
     pub neurons: usize,
     pub synapses_input: usize,
@@ -490,6 +493,8 @@ pub fn run(
         * task.duration_ms as f64;
     let metrics = SpikingMetrics {
         recipe: recipe.name.clone(),
+        seed: recipe.seed,
+        encoder: task.encoder,
         adapter: ctx.adapter_name(),
         neurons: culture.neurons(),
         synapses_input: culture.input.synapses(),
