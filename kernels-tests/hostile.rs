@@ -400,7 +400,25 @@ fn a_new_run_never_silently_replaces_a_finished_one() {
         .unwrap()
         .to_string();
     assert!(e.contains("finished"), "{e}");
-    // --overwrite removes the old run's files first: no stale metrics beside a new checkpoint.
+    // --overwrite keeps the old run until the new one has a checkpoint: a run that fails
+    // before that (here, a missing dataset) loses nothing.
+    let mut failing = common::train_options(&out, 96, None);
+    failing.overwrite = true;
+    failing.overrides.data = Some("/nonexistent/mnist".into());
+    assert!(train::train(&ctx, &tiny(), TINY, &failing).is_err());
+    assert_eq!(std::fs::read(out.join(checkpoint::FILE)).unwrap(), before);
+    assert!(out.join("metrics.json").exists());
+    // A resume into another folder that holds a run is refused like a new run there.
+    let other = scratch("replace-other");
+    finished(&ctx, &other);
+    let e = train::resume(&ctx, &out, &common::train_options(&other, 96, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("--overwrite"), "{e}");
+    let _ = std::fs::remove_dir_all(&other);
+    // --overwrite removes the old run's files at the new run's first checkpoint: no stale
+    // metrics beside a new checkpoint.
     std::fs::write(out.join("metrics.json"), b"stale").unwrap();
     let mut opts = common::train_options(&out, 96, Some(3));
     opts.overwrite = true;

@@ -555,6 +555,7 @@ fn best_validation_selection_reports_and_keeps_the_selected_epoch() {
     assert_eq!(Some(m.test_accuracy), epochs[best].test_accuracy);
     assert_eq!(Some(m.last_epoch_test_accuracy), epochs[3].test_accuracy);
     let best_ck = out.join(train::BEST_FILE);
+    assert_eq!(m.best_checkpoint.as_deref(), Some(best_ck.as_path()));
     let (_, acc, _) = train::evaluate_checkpoint(&ctx, &best_ck, None, Some(480)).unwrap();
     assert_eq!(acc, m.test_accuracy);
     // Without validation items the selection has nothing to select on.
@@ -607,6 +608,13 @@ fn a_multi_seed_run_reports_the_mean_and_reuses_finished_seeds() {
         .modified()
         .unwrap();
     assert_eq!(before, after, "a finished seed was retrained");
+    // A finished seed of other options is not averaged in.
+    let mut other = common::train_options(&out, 96, None);
+    other.overrides.epochs = Some(1);
+    let e = train::train_seeds(&ctx, &tiny(), TINY, &other, &[1, 2])
+        .expect_err("a run of other options was reused")
+        .to_string();
+    assert!(e.contains("--overwrite"), "{e}");
     let _ = std::fs::remove_dir_all(&out);
 }
 

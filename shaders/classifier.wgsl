@@ -66,12 +66,15 @@ fn tanh_power(@builtin(global_invocation_id) gid: vec3<u32>,
     let label = min(u32(labels[row]), p.k - 1u);
     var total = 0.0;
     for (var j = 0u; j < p.k; j++) {
-        // 1 − c and 1 + c from exponentials, without the cancellation of 1 − tanh(a) where
-        // tanh saturates: 1 − c = 2/(1 + e^(2a)), 1 + c = 2/(1 + e^(−2a)) (an overflow to
-        // infinity gives the exact limit 0).
+        // 1 − c and 1 + c without the cancellation of 1 − tanh(a) where tanh saturates, and
+        // without an exp that could overflow (WGSL need not produce infinities):
+        // with e = e^(−2|a|) ∈ (0, 1] and q = 2/(1 + e), the side of a's sign is q and the
+        // other q·e (1 − c = 2e^(−2a)/(1 + e^(−2a)) for a ≥ 0; 1 + c likewise for a < 0).
         let a = p.beta * logits[base + j];
-        let one_minus = 2.0 / (1.0 + exp(2.0 * a));
-        let one_plus = 2.0 / (1.0 + exp(-2.0 * a));
+        let e = exp(-2.0 * abs(a));
+        let q = 2.0 / (1.0 + e);
+        let one_minus = select(q, q * e, a >= 0.0);
+        let one_plus = select(q * e, q, a >= 0.0);
         // d = c − t: c − 1 = −(1 − c) for the label, c + 1 = 1 + c for the others.
         let d = select(one_plus, -one_minus, j == label);
         // |d| ≤ 2 and m ≥ 1: pow of a non-negative base with a non-negative exponent.

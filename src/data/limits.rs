@@ -23,16 +23,29 @@ pub const IMAGE_MAX_FILE_BYTES: u64 = 256 << 20;
 pub const ARRAY_MAX_BYTES: u64 = 8 << 30;
 
 /// Host memory a single buffer read from a file or sized by a recipe may take: half of this
-/// machine's physical memory (Linux `/proc/meminfo`), or 8 GiB where that is unknown.
+/// machine's physical memory (Linux `/proc/meminfo`) or of its container's limit (cgroup),
+/// whichever is smaller, or 8 GiB where neither is known.
 pub fn host_memory_budget() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+    let physical = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
             let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
             let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib.saturating_mul(1024) / 2)
-        })
-        .unwrap_or(8 << 30)
+            Some(kib.saturating_mul(1024))
+        });
+    // A container's memory limit (cgroup v2, then v1) when it is below the machine's.
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok());
+    match (physical, cgroup) {
+        (Some(p), Some(c)) => p.min(c) / 2,
+        (Some(p), None) => p / 2,
+        (None, Some(c)) => c / 2,
+        (None, None) => 8 << 30,
+    }
 }
 
 /// `a · b · …` without wrapping: None when the product overflows u64.

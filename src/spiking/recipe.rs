@@ -81,6 +81,8 @@ pub const MAX_EVAL_BATCH: usize = 4096;
 pub const MAX_DURATION_MS: u32 = 60_000;
 /// Most simulation steps per presentation.
 pub const MAX_STEPS: u32 = 600_000;
+/// Largest buffer of electrode spike trains for one evaluation batch (steps x batch x 60 f32).
+pub const MAX_TRAIN_BYTES: u64 = 1 << 30;
 
 /// (name, TOML text) of every bundled spiking recipe.
 pub const BUNDLED: &[(&str, &str)] = &[
@@ -163,6 +165,21 @@ impl SpikingRecipe {
                 "task.duration_ms = {} must be at most {MAX_DURATION_MS} ms and {MAX_STEPS} steps \
                  of culture.dt = {} ms (every step is recorded into one GPU submission)",
                 t.duration_ms, recipe.culture.dt
+            ));
+        }
+        // The interval encoder's trains of one evaluation batch: steps x eval_batch x 60 f32.
+        let train_bytes =
+            (t.duration_ms as f64 / recipe.culture.dt).round() * t.eval_batch as f64 * 60.0 * 4.0;
+        if train_bytes > MAX_TRAIN_BYTES as f64 {
+            return bad(format!(
+                "task.duration_ms = {} at culture.dt = {} ms and task.eval_batch = {} need {} of \
+                 electrode spike trains per evaluation batch, more than {}; shorten the \
+                 presentation or the batch",
+                t.duration_ms,
+                recipe.culture.dt,
+                t.eval_batch,
+                crate::data::limits::show_bytes(train_bytes as u64),
+                crate::data::limits::show_bytes(MAX_TRAIN_BYTES)
             ));
         }
         if (t.duration_ms as f64 / recipe.culture.dt).round() < 1.0 {

@@ -15,6 +15,7 @@
 //!   host from ChaCha8 (the recipe's seed, stream = the presentation's id), uploaded as 0/1
 //!   trains; the GPU and the reference read the same trains.
 //! - `bernoulli`: p = r · dt per step, drawn in the shader (`uniform01`).
+//!
 //! Readout: each neuron belongs to the electrode cell it lies in and so to that electrode's class
 //! (label electrodes only); a class's score is the mean spike count of its neurons over the
 //! presentation; the prediction is the first class with the highest score.

@@ -108,14 +108,37 @@ pub fn save(
     ctx: &GpuContext,
     net: &Network,
     dir: &Path,
+    metadata: HashMap<String, String>,
+) -> Result<PathBuf> {
+    save_as(ctx, net, &dir.join(FILE), metadata)
+}
+
+/// Writes the network's state and `metadata` to the file `path` atomically. A state tensor
+/// holding NaN or Inf is an error naming it, and nothing is written: the last good checkpoint
+/// is never replaced by one that could not be resumed.
+pub fn save_as(
+    ctx: &GpuContext,
+    net: &Network,
+    path: &Path,
     mut metadata: HashMap<String, String>,
 ) -> Result<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     metadata.insert("format".into(), FORMAT.into());
     let mut host: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, shape, t) in state_tensors(net) {
         let len: usize = shape.iter().product();
         let v = t.to_f32_vec(ctx)?;
+        if let Some(i) = v[..len].iter().position(|x| !x.is_finite()) {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {name} holds {} at element {i}; training stopped and the last good \
+                     checkpoint is kept",
+                    v[i]
+                ),
+            ));
+        }
         host.push((name, shape, bytemuck::cast_slice(&v[..len]).to_vec()));
     }
     if let Some(s) = &net.standardize {
@@ -154,9 +177,8 @@ pub fn save(
         .collect::<Result<_>>()?;
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| bad(dir, format!("serialising the checkpoint: {e}")))?;
-    let path = dir.join(FILE);
-    write_atomic(&path, &bytes)?;
-    Ok(path)
+    write_atomic(path, &bytes)?;
+    Ok(path.to_path_buf())
 }
 
 /// Writes `bytes` to `path` through a temporary sibling (`<stem>.tmp.<pid>`), fsync and

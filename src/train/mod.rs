@@ -154,7 +154,12 @@ pub struct Metrics {
     /// took: the cost of `--checkpoint-every`.
     pub checkpoints_written: usize,
     pub checkpoint_seconds: f64,
+    /// The command line's overrides of the run (the seed and dataset folder included).
+    pub overrides: Overrides,
+    /// The last epoch's checkpoint, and with best-validation selection the selected epoch's,
+    /// whose test accuracy `test_accuracy` is.
     pub checkpoint: PathBuf,
+    pub best_checkpoint: Option<PathBuf>,
     pub filters_png: PathBuf,
 }
 
@@ -283,6 +288,33 @@ pub fn train_seeds(
                     path: metrics.clone(),
                     message: e.to_string(),
                 })?;
+            // Only a run of this recipe, seed and options counts towards the mean.
+            let stored: Option<Overrides> = serde_json::from_value(m["overrides"].clone()).ok();
+            let same = m["recipe_sha256"].as_str() == Some(&sha256_hex(recipe_text.as_bytes()))
+                && stored.is_some_and(|o| {
+                    (
+                        o.seed,
+                        o.epochs,
+                        o.hebbian_epochs,
+                        o.label_fraction,
+                        o.limit,
+                    ) == (
+                        Some(seed),
+                        opts.overrides.epochs,
+                        opts.overrides.hebbian_epochs,
+                        opts.overrides.label_fraction,
+                        opts.overrides.limit,
+                    )
+                });
+            if !same {
+                return Err(HebbError::Format {
+                    path: metrics.clone(),
+                    message: format!(
+                        "holds a run of another recipe text or other options than seed {seed} \
+                         asks for; replace it with --overwrite or choose another --out"
+                    ),
+                });
+            }
             eprintln!("seed {seed}: finished earlier ({})", out.display());
             m["test_accuracy"]
                 .as_f64()
@@ -451,6 +483,8 @@ struct Trainer<'a> {
     checkpoints: std::cell::Cell<(usize, f64)>,
     /// Host bytes the classifier's feature caches hold.
     feature_cache_bytes: u64,
+    /// Files of an earlier run that `--overwrite` replaces, removed at the first save.
+    replaces: std::cell::Cell<Option<Vec<PathBuf>>>,
 }
 
 /// Trains `recipe` (its TOML text is stored in the checkpoint) from scratch. A checkpoint
@@ -463,8 +497,9 @@ pub fn train(
     opts: &TrainOptions,
 ) -> Result<Outcome> {
     check_options(recipe, &opts.overrides)?;
-    prepare_out(&opts.out, opts.overwrite)?;
+    let replaced = prepare_out(&opts.out, opts.overwrite)?;
     let mut t = Trainer::new(ctx, recipe, recipe_text, opts.overrides.clone(), opts, None)?;
+    t.replaces.set(Some(replaced));
     let start = Position::default();
     t.save(&start)?;
     t.run(start)
@@ -490,7 +525,7 @@ const RUN_FILES: [&str; 4] = [checkpoint::FILE, BEST_FILE, "metrics.json", "filt
 /// Readies `out` for a new run: refuses a file or a folder that already holds a run (unless
 /// `overwrite`, which removes that run's files), removes temporaries left by a crash, and
 /// checks that the folder is writable before any work is done.
-fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
+fn prepare_out(out: &Path, overwrite: bool) -> Result<Vec<PathBuf>> {
     let invalid = |message: String| HebbError::Format {
         path: out.to_path_buf(),
         message,
@@ -505,20 +540,15 @@ fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
         .copied()
         .filter(|f| out.join(f).exists())
         .collect();
-    if !existing.is_empty() {
-        if !overwrite {
-            return Err(invalid(format!(
-                "already holds a run ({}); continue it with `hebb train --resume {}`, replace it \
-                 with --overwrite, or choose another folder with --out",
-                existing.join(", "),
-                out.display()
-            )));
-        }
-        for f in existing {
-            let path = out.join(f);
-            std::fs::remove_file(&path).map_err(|e| HebbError::Io { path, source: e })?;
-        }
+    if !existing.is_empty() && !overwrite {
+        return Err(invalid(format!(
+            "already holds a run ({}); continue it with `hebb train --resume {}`, replace it \
+             with --overwrite, or choose another folder with --out",
+            existing.join(", "),
+            out.display()
+        )));
     }
+    let replaced: Vec<PathBuf> = existing.iter().map(|f| out.join(f)).collect();
     std::fs::create_dir_all(out).map_err(|e| HebbError::Io {
         path: out.to_path_buf(),
         source: e,
@@ -530,7 +560,7 @@ fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
         source: std::io::Error::new(e.kind(), format!("the output folder is not writable: {e}")),
     })?;
     let _ = std::fs::remove_file(&probe);
-    Ok(())
+    Ok(replaced)
 }
 
 /// A metadata key of a checkpoint parsed as JSON into `T`; malformed or missing metadata is
@@ -636,6 +666,11 @@ impl ResumeState {
 pub fn resume(ctx: &GpuContext, dir: &Path, opts: &TrainOptions) -> Result<Outcome> {
     let ck = checkpoint::load(dir)?;
     let state = ResumeState::from_checkpoint(&ck, opts.overrides.data.as_deref())?;
+    // Continued into another folder: the same refusal as a new run there.
+    let elsewhere = std::fs::canonicalize(&opts.out).ok() != std::fs::canonicalize(dir).ok();
+    if elsewhere {
+        prepare_out(&opts.out, false)?;
+    }
     checkpoint::remove_stale_temporaries(&opts.out);
     // The whitening is restored rather than refitted: the same transform, without the wait.
     let mut t = Trainer::new(
@@ -747,6 +782,7 @@ impl<'a> Trainer<'a> {
             last_save: std::cell::Cell::new(Instant::now()),
             checkpoints: std::cell::Cell::new((0, 0.0)),
             feature_cache_bytes: 0,
+            replaces: std::cell::Cell::new(None),
             recipe,
         })
     }
@@ -792,6 +828,11 @@ impl<'a> Trainer<'a> {
     }
 
     fn save(&self, position: &Position) -> Result<PathBuf> {
+        self.save_as(position, checkpoint::FILE)
+    }
+
+    /// The checkpoint at `position` in the output folder under the name `file`.
+    fn save_as(&self, position: &Position, file: &str) -> Result<PathBuf> {
         let mut meta = HashMap::new();
         let json = |v: serde_json::Value| v.to_string();
         meta.insert("recipe".into(), self.recipe_text.clone());
@@ -825,7 +866,14 @@ impl<'a> Trainer<'a> {
         meta.insert("adapter".into(), self.ctx.adapter_name());
         meta.insert("classes".into(), self.net.classes.to_string());
         let started = Instant::now();
-        let path = checkpoint::save(self.ctx, &self.net, &self.opts.out, meta)?;
+        // A new run into a folder the user let it overwrite: the old run's files go only now,
+        // when there is a checkpoint to replace them.
+        if let Some(old) = self.replaces.take() {
+            for path in old {
+                std::fs::remove_file(&path).map_err(|e| HebbError::Io { path, source: e })?;
+            }
+        }
+        let path = checkpoint::save_as(self.ctx, &self.net, &self.opts.out.join(file), meta)?;
         let (n, seconds) = self.checkpoints.get();
         self.checkpoints
             .set((n + 1, seconds + started.elapsed().as_secs_f64()));
@@ -1413,12 +1461,12 @@ impl<'a> Trainer<'a> {
             pos.epoch += 1;
             pos.batch = 0;
             pos.running = (0.0, 0, 0, 0.0);
-            let path = self.save(pos)?;
+            // The best checkpoint first: killed between the two writes, the run resumes before
+            // this epoch's end and selects it again.
             if improved && spec.select == Selection::BestValidation {
-                let best = self.opts.out.join(BEST_FILE);
-                let bytes = std::fs::read(&path).map_err(|e| HebbError::Io { path, source: e })?;
-                checkpoint::write_atomic(&best, &bytes)?;
+                self.save_as(pos, BEST_FILE)?;
             }
+            self.save(pos)?;
             if self.should_stop() && pos.epoch < spec.epochs {
                 return Ok(false);
             }
@@ -1500,7 +1548,11 @@ impl<'a> Trainer<'a> {
             resumed: self.resumed,
             checkpoints_written: self.checkpoints.get().0,
             checkpoint_seconds: self.checkpoints.get().1,
+            overrides: self.overrides.clone(),
             checkpoint,
+            best_checkpoint: (selection == Selection::BestValidation)
+                .then(|| self.opts.out.join(BEST_FILE))
+                .filter(|p| p.exists()),
             filters_png,
         };
         let json = serde_json::to_vec_pretty(&metrics).map_err(|e| HebbError::Io {
@@ -1606,6 +1658,7 @@ pub fn evaluate_checkpoint(
         last_save: std::cell::Cell::new(Instant::now()),
         checkpoints: std::cell::Cell::new((0, 0.0)),
         feature_cache_bytes: 0,
+        replaces: std::cell::Cell::new(None),
         recipe: recipe.clone(),
     };
     let acc = t.evaluate(None)?;
