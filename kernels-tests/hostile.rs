@@ -450,12 +450,11 @@ fn an_output_path_that_cannot_be_written_is_refused_before_any_work() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Rewrites the checkpoint in `dir` with metadata `key` set to `value`.
-fn set_metadata(dir: &Path, key: &str, value: &str) {
-    let path = dir.join(checkpoint::FILE);
-    let ck = checkpoint::load(dir).unwrap();
-    let mut meta = ck.metadata.clone();
-    meta.insert(key.into(), value.into());
+/// Rewrites the checkpoint in `dir` after `edit` has changed its tensors or metadata, as a
+/// hostile or damaged file would arrive (no validation on the way).
+fn rewrite_checkpoint(dir: &Path, edit: impl FnOnce(&mut checkpoint::Loaded)) {
+    let mut ck = checkpoint::load(dir).unwrap();
+    edit(&mut ck);
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = ck
         .tensors
         .iter()
@@ -467,7 +466,15 @@ fn set_metadata(dir: &Path, key: &str, value: &str) {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap(),
         )
     });
-    std::fs::write(&path, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+    let serialized = safetensors::serialize(views, Some(ck.metadata)).unwrap();
+    std::fs::write(dir.join(checkpoint::FILE), serialized).unwrap();
+}
+
+/// Rewrites the checkpoint in `dir` with metadata `key` set to `value`.
+fn set_metadata(dir: &Path, key: &str, value: &str) {
+    rewrite_checkpoint(dir, |ck| {
+        ck.metadata.insert(key.into(), value.into());
+    });
 }
 
 #[test]
@@ -562,24 +569,9 @@ fn a_checkpoint_with_nan_weights_is_refused_by_eval() {
     let Some(ctx) = vulkan() else { return };
     let out = scratch("nan-eval");
     finished(&ctx, &out);
-    let ck = checkpoint::load(&out).unwrap();
-    let mut tensors = ck.tensors.clone();
-    tensors.get_mut("classifier.weight").unwrap().1[5] = f32::NAN;
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(n, (s, d))| (n.clone(), s.clone(), bytemuck::cast_slice(d).to_vec()))
-        .collect();
-    let views = bytes.iter().map(|(n, s, b)| {
-        (
-            n.clone(),
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap(),
-        )
+    rewrite_checkpoint(&out, |ck| {
+        ck.tensors.get_mut("classifier.weight").unwrap().1[5] = f32::NAN;
     });
-    std::fs::write(
-        out.join(checkpoint::FILE),
-        safetensors::serialize(views, Some(ck.metadata.clone())).unwrap(),
-    )
-    .unwrap();
     let e = train::evaluate_checkpoint(&ctx, &out, None, Some(96))
         .expect_err("a NaN checkpoint was evaluated")
         .to_string();

@@ -973,7 +973,37 @@ pub fn conv_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
-/// Softmax cross-entropy (loss and gradient) and per-row correctness on ragged N x K.
+/// One launch of the loss `kind` and of `correct` on logits `z` (n x k) into NaN-poisoned
+/// outputs: (loss, grad, correct).
+fn run_loss(
+    ctx: &GpuContext,
+    kind: classifier::Loss,
+    z: &[f32],
+    labels: &[u32],
+    (n, k): (usize, usize),
+    scale: f32,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let tz = Tensor::from_f32(ctx, "logits", &[n, k], z)?;
+    let tl = classifier::labels_tensor(ctx, labels, k)?;
+    let loss = Tensor::empty(ctx, "loss", &[n], DType::F32)?;
+    let grad = Tensor::empty(ctx, "grad", &[n, k], DType::F32)?;
+    let hits = Tensor::empty(ctx, "correct", &[n], DType::F32)?;
+    for t in [&loss, &grad, &hits] {
+        t.poison_nan(ctx);
+    }
+    let mut rec = Recorder::new(ctx);
+    classifier::loss(&mut rec, kind, &tz, &tl, n, k, scale, &loss, &grad)?;
+    classifier::correct(&mut rec, &tz, &tl, n, k, &hits)?;
+    rec.submit();
+    Ok((
+        widen(&loss.to_f32_vec(ctx)?),
+        widen(&grad.to_f32_vec(ctx)?),
+        widen(&hits.to_f32_vec(ctx)?),
+    ))
+}
+
+/// Softmax cross-entropy and Krotov & Hopfield's tanh power loss (loss and gradient), and the
+/// argmax correctness, against float64 on ragged (N, K).
 pub fn classifier_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = Vec::new();
     for (index, &(n, k)) in [(1usize, 1usize), (7, 10), (33, 7), (257, 100), (65, 2)]
@@ -994,30 +1024,12 @@ pub fn classifier_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         let (want_loss, want_grad) =
             reference::classifier::softmax_xent(&widen(&z), &labels, k, scale);
         let want_correct = reference::classifier::correct(&widen(&z), &labels, k);
-        let run = || -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-            let tz = Tensor::from_f32(ctx, "logits", &[n, k], &z)?;
-            let tl = classifier::labels_tensor(ctx, &labels, k)?;
-            let loss = Tensor::empty(ctx, "loss", &[n], DType::F32)?;
-            let grad = Tensor::empty(ctx, "grad", &[n, k], DType::F32)?;
-            let hits = Tensor::empty(ctx, "correct", &[n], DType::F32)?;
-            for t in [&loss, &grad, &hits] {
-                t.poison_nan(ctx);
-            }
-            let mut rec = Recorder::new(ctx);
-            classifier::softmax_xent(&mut rec, &tz, &tl, n, k, scale as f32, &loss, &grad)?;
-            classifier::correct(&mut rec, &tz, &tl, n, k, &hits)?;
-            rec.submit();
-            Ok((
-                widen(&loss.to_f32_vec(ctx)?),
-                widen(&grad.to_f32_vec(ctx)?),
-                widen(&hits.to_f32_vec(ctx)?),
-            ))
-        };
         let shape = [("n", n), ("k", k)];
         // exp, log and the division in f32 cost a few ulps each, and the row sum adds K
         // roundings: 16·u·(sqrt(K) + 1) (measured errors stay below a tenth of it).
         let tol = 16.0 * U32 * ((k as f64).sqrt() + 1.0);
-        match run() {
+        let kind = classifier::Loss::SoftmaxXent;
+        match run_loss(ctx, kind, &z, &labels, (n, k), scale as f32) {
             Ok((loss, grad, hits)) => {
                 rows.push(
                     Row::new("softmax_xent", "loss", &shape, seed).compare(&loss, &want_loss, tol),
@@ -1039,35 +1051,16 @@ pub fn classifier_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             let zs: Vec<f32> = z.iter().map(|v| v * spread).collect();
             let (want_loss, want_grad) =
                 reference::classifier::tanh_power(&widen(&zs), &labels, k, scale, beta, power);
-            let run = || -> Result<(Vec<f64>, Vec<f64>)> {
-                let tz = Tensor::from_f32(ctx, "logits", &[n, k], &zs)?;
-                let tl = classifier::labels_tensor(ctx, &labels, k)?;
-                let loss = Tensor::empty(ctx, "loss", &[n], DType::F32)?;
-                let grad = Tensor::empty(ctx, "grad", &[n, k], DType::F32)?;
-                loss.poison_nan(ctx);
-                grad.poison_nan(ctx);
-                let mut rec = Recorder::new(ctx);
-                classifier::tanh_power(
-                    &mut rec,
-                    &tz,
-                    &tl,
-                    n,
-                    k,
-                    scale as f32,
-                    beta as f32,
-                    power as f32,
-                    &loss,
-                    &grad,
-                )?;
-                rec.submit();
-                Ok((widen(&loss.to_f32_vec(ctx)?), widen(&grad.to_f32_vec(ctx)?)))
-            };
             let shape = [("n", n), ("k", k), ("m", power as usize)];
             // tanh, pow (exp2∘log2) and the products cost a few ulps each in f32, amplified by
             // m through the power: 16·m·u per term, and √K terms' rounding in the row's sum.
             let tol = 16.0 * power * U32 * ((k as f64).sqrt() + 1.0);
-            match run() {
-                Ok((loss, grad)) => {
+            let kind = classifier::Loss::TanhPower {
+                beta: beta as f32,
+                power: power as f32,
+            };
+            match run_loss(ctx, kind, &zs, &labels, (n, k), scale as f32) {
+                Ok((loss, grad, _)) => {
                     rows.push(
                         Row::new("tanh_power", "loss", &shape, seed)
                             .compare(&loss, &want_loss, tol),

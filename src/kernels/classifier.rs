@@ -93,53 +93,26 @@ fn launch(
     record_dispatch(rec, &CLASSIFIER_WGSL, entry, &params, bindings, groups)
 }
 
-/// loss[n] = −log softmax(z_n)[label_n]; grad = scale·(softmax(z) − onehot(labels)).
-#[allow(clippy::too_many_arguments)]
-pub fn softmax_xent(
-    rec: &mut Recorder<'_>,
-    logits: &Tensor,
-    labels: &Tensor,
-    n: usize,
-    k: usize,
-    scale: f32,
-    loss: &Tensor,
-    grad: &Tensor,
-) -> Result<()> {
-    logits.expect_len(n * k, "logits")?;
-    labels.expect_len(n, "labels")?;
-    loss.expect_len(n, "loss")?;
-    grad.expect_len(n * k, "gradient")?;
-    if k == 0 {
-        return Err(HebbError::Launch {
-            kernel: "softmax_xent".into(),
-            message: "no classes".into(),
-        });
-    }
-    launch(
-        rec,
-        "softmax_xent",
-        n,
-        k,
-        Scalars {
-            scale,
-            ..Default::default()
-        },
-        &[(1, logits), (2, labels), (3, loss), (4, grad)],
-    )
+/// The classifier's loss over logits z (one shader entry point each).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Loss {
+    /// loss[n] = −log softmax(z_n)[label_n]; ∂loss/∂z = softmax(z) − onehot(labels).
+    SoftmaxXent,
+    /// Krotov & Hopfield's head: c = tanh(β·z), t = ±1 (one-hot to ±1),
+    /// loss[n] = Σ_k |c − t|^m, ∂loss/∂z = m·|c − t|^(m−1)·sign(c − t)·β·(1 − c²).
+    TanhPower { beta: f32, power: f32 },
 }
 
-/// Krotov & Hopfield's head on z = logits: c = tanh(β·z), t = ±1 (one-hot to ±1),
-/// loss[n] = Σ_k |c − t|^m, grad = scale·∂loss/∂z = scale·m·|c − t|^(m−1)·sign(c − t)·β·(1 − c²).
+/// loss[n] of `kind` over the `n` x `k` logits, and grad = scale·∂loss/∂z (N x K).
 #[allow(clippy::too_many_arguments)]
-pub fn tanh_power(
+pub fn loss(
     rec: &mut Recorder<'_>,
+    kind: Loss,
     logits: &Tensor,
     labels: &Tensor,
     n: usize,
     k: usize,
     scale: f32,
-    beta: f32,
-    power: f32,
     loss: &Tensor,
     grad: &Tensor,
 ) -> Result<()> {
@@ -147,20 +120,37 @@ pub fn tanh_power(
     labels.expect_len(n, "labels")?;
     loss.expect_len(n, "loss")?;
     grad.expect_len(n * k, "gradient")?;
-    if k == 0 || !(beta.is_finite() && beta > 0.0) || !(power.is_finite() && power > 1.0) {
+    let (entry, scalars) = match kind {
+        Loss::SoftmaxXent => (
+            "softmax_xent",
+            Scalars {
+                scale,
+                ..Default::default()
+            },
+        ),
+        Loss::TanhPower { beta, power } => ("tanh_power", Scalars { scale, beta, power }),
+    };
+    // pow(|c − t|, m − 1) is defined for m > 1 (WGSL leaves pow(0, 0) undefined).
+    let bad_head = match kind {
+        Loss::SoftmaxXent => false,
+        Loss::TanhPower { beta, power } => {
+            !(beta.is_finite() && beta > 0.0 && power.is_finite() && power > 1.0)
+        }
+    };
+    if k == 0 || bad_head {
         return Err(HebbError::Launch {
-            kernel: "tanh_power".into(),
+            kernel: entry.into(),
             message: format!(
-                "needs K ≥ 1 classes, β > 0 and m > 1 (got K = {k}, β = {beta}, m = {power})"
+                "needs K ≥ 1 classes, and for tanh_power β > 0 and m > 1: {kind:?}, K = {k}"
             ),
         });
     }
     launch(
         rec,
-        "tanh_power",
+        entry,
         n,
         k,
-        Scalars { scale, beta, power },
+        scalars,
         &[(1, logits), (2, labels), (3, loss), (4, grad)],
     )
 }

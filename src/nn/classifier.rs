@@ -164,30 +164,24 @@ impl Linear {
         let labels = &self.labels;
         self.logits(rec, x, n)?;
         head::correct(rec, &self.logits, labels, n, k, &self.correct)?;
-        match self.head {
-            ClassifierHead::Softmax => head::softmax_xent(
-                rec,
-                &self.logits,
-                labels,
-                n,
-                k,
-                -1.0 / n as f32,
-                &self.loss,
-                &self.grad,
-            )?,
-            ClassifierHead::TanhPower { beta, power } => head::tanh_power(
-                rec,
-                &self.logits,
-                labels,
-                n,
-                k,
-                -1.0 / n as f32,
-                beta as f32,
-                power as f32,
-                &self.loss,
-                &self.grad,
-            )?,
-        }
+        let kind = match self.head {
+            ClassifierHead::Softmax => head::Loss::SoftmaxXent,
+            ClassifierHead::TanhPower { beta, power } => head::Loss::TanhPower {
+                beta: beta as f32,
+                power: power as f32,
+            },
+        };
+        head::loss(
+            rec,
+            kind,
+            &self.logits,
+            labels,
+            n,
+            k,
+            -1.0 / n as f32,
+            &self.loss,
+            &self.grad,
+        )?;
         gemm::gemm(
             rec,
             &Gemm::new(k, f, n).shaped().trans(true, false),

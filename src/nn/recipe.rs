@@ -559,33 +559,45 @@ pub fn unit_interval(field: &str, value: f64) -> Result<(), String> {
     }
 }
 
+/// SGD's hyper-parameters (Hebbian and classifier optimizers alike); `prefix` names the table.
+pub fn check_sgd(prefix: &str, lr: f64, momentum: f64, weight_decay: f64) -> Result<(), String> {
+    positive(&format!("{prefix}.lr"), lr)?;
+    unit_interval(&format!("{prefix}.momentum"), momentum)?;
+    non_negative(&format!("{prefix}.weight_decay"), weight_decay)
+}
+
+/// Adam's hyper-parameters (Hebbian and classifier optimizers alike).
+pub fn check_adam(
+    prefix: &str,
+    lr: f64,
+    (beta1, beta2): (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+) -> Result<(), String> {
+    positive(&format!("{prefix}.lr"), lr)?;
+    unit_interval(&format!("{prefix}.beta1"), beta1)?;
+    unit_interval(&format!("{prefix}.beta2"), beta2)?;
+    positive(&format!("{prefix}.eps"), eps)?;
+    non_negative(&format!("{prefix}.weight_decay"), weight_decay)
+}
+
 impl ClassifierOptimizer {
     fn validate(&self) -> Result<(), String> {
-        let f = |name: &str| format!("classifier.optimizer.{name}");
+        let prefix = "classifier.optimizer";
         match *self {
             ClassifierOptimizer::Sgd {
                 lr,
                 momentum,
                 weight_decay,
                 ..
-            } => {
-                positive(&f("lr"), lr)?;
-                unit_interval(&f("momentum"), momentum)?;
-                non_negative(&f("weight_decay"), weight_decay)
-            }
+            } => check_sgd(prefix, lr, momentum, weight_decay),
             ClassifierOptimizer::Adam {
                 lr,
                 beta1,
                 beta2,
                 eps,
                 weight_decay,
-            } => {
-                positive(&f("lr"), lr)?;
-                unit_interval(&f("beta1"), beta1)?;
-                unit_interval(&f("beta2"), beta2)?;
-                positive(&f("eps"), eps)?;
-                non_negative(&f("weight_decay"), weight_decay)
-            }
+            } => check_adam(prefix, lr, (beta1, beta2), eps, weight_decay),
         }
     }
 }

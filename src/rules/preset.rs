@@ -416,31 +416,21 @@ impl RuleConfig {
     /// Every number must be finite, and rates, temperatures, powers and ε positive; the error
     /// names the field.
     fn check_values(&self) -> Result<(), String> {
-        use crate::nn::recipe::{finite, non_negative, positive, unit_interval};
+        use crate::nn::recipe::{check_adam, check_sgd, finite, non_negative, positive};
         match self.optimizer {
             Optimizer::Sgd {
                 lr,
                 momentum,
                 weight_decay,
                 ..
-            } => {
-                positive("optimizer.lr", lr)?;
-                unit_interval("optimizer.momentum", momentum)?;
-                non_negative("optimizer.weight_decay", weight_decay)?;
-            }
+            } => check_sgd("optimizer", lr, momentum, weight_decay)?,
             Optimizer::Adam {
                 lr,
                 beta1,
                 beta2,
                 eps,
                 weight_decay,
-            } => {
-                positive("optimizer.lr", lr)?;
-                unit_interval("optimizer.beta1", beta1)?;
-                unit_interval("optimizer.beta2", beta2)?;
-                non_negative("optimizer.eps", eps)?;
-                non_negative("optimizer.weight_decay", weight_decay)?;
-            }
+            } => check_adam("optimizer", lr, (beta1, beta2), eps, weight_decay)?,
             Optimizer::SofthebbAdaptive { lr, power } => {
                 positive("optimizer.lr", lr)?;
                 non_negative("optimizer.power", power)?;

@@ -110,18 +110,24 @@ pub fn save(
     dir: &Path,
     metadata: HashMap<String, String>,
 ) -> Result<PathBuf> {
-    save_as(ctx, net, &dir.join(FILE), metadata)
+    let path = dir.join(FILE);
+    save_as(ctx, net, std::slice::from_ref(&path), metadata)?;
+    Ok(path)
 }
 
-/// Writes the network's state and `metadata` to the file `path` atomically. A state tensor
-/// holding NaN or Inf is an error naming it, and nothing is written: the last good checkpoint
-/// is never replaced by one that could not be resumed.
+/// Writes the network's state and `metadata` atomically to each file of `paths`, in order,
+/// from one readback. A state tensor holding NaN or Inf is an error naming it, and nothing is
+/// written: the last good checkpoint is never replaced by one that could not be resumed.
 pub fn save_as(
     ctx: &GpuContext,
     net: &Network,
-    path: &Path,
+    paths: &[PathBuf],
     mut metadata: HashMap<String, String>,
-) -> Result<PathBuf> {
+) -> Result<()> {
+    let Some(first) = paths.first() else {
+        return Ok(());
+    };
+    let path = first.as_path();
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     metadata.insert("format".into(), FORMAT.into());
@@ -177,8 +183,10 @@ pub fn save_as(
         .collect::<Result<_>>()?;
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| bad(dir, format!("serialising the checkpoint: {e}")))?;
-    write_atomic(path, &bytes)?;
-    Ok(path.to_path_buf())
+    for path in paths {
+        write_atomic(path, &bytes)?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temporary sibling (`<stem>.tmp.<pid>`), fsync and

@@ -828,11 +828,12 @@ impl<'a> Trainer<'a> {
     }
 
     fn save(&self, position: &Position) -> Result<PathBuf> {
-        self.save_as(position, checkpoint::FILE)
+        self.save_as(position, &[checkpoint::FILE])
     }
 
-    /// The checkpoint at `position` in the output folder under the name `file`.
-    fn save_as(&self, position: &Position, file: &str) -> Result<PathBuf> {
+    /// The checkpoint at `position` in the output folder under each name of `files`, in order,
+    /// from one readback; returns the last file's path.
+    fn save_as(&self, position: &Position, files: &[&str]) -> Result<PathBuf> {
         let mut meta = HashMap::new();
         let json = |v: serde_json::Value| v.to_string();
         meta.insert("recipe".into(), self.recipe_text.clone());
@@ -873,7 +874,12 @@ impl<'a> Trainer<'a> {
                 std::fs::remove_file(&path).map_err(|e| HebbError::Io { path, source: e })?;
             }
         }
-        let path = checkpoint::save_as(self.ctx, &self.net, &self.opts.out.join(file), meta)?;
+        let paths: Vec<PathBuf> = files.iter().map(|f| self.opts.out.join(f)).collect();
+        checkpoint::save_as(self.ctx, &self.net, &paths, meta)?;
+        let path = paths
+            .last()
+            .cloned()
+            .unwrap_or_else(|| self.opts.out.clone());
         let (n, seconds) = self.checkpoints.get();
         self.checkpoints
             .set((n + 1, seconds + started.elapsed().as_secs_f64()));
@@ -1464,9 +1470,10 @@ impl<'a> Trainer<'a> {
             // The best checkpoint first: killed between the two writes, the run resumes before
             // this epoch's end and selects it again.
             if improved && spec.select == Selection::BestValidation {
-                self.save_as(pos, BEST_FILE)?;
+                self.save_as(pos, &[BEST_FILE, checkpoint::FILE])?;
+            } else {
+                self.save(pos)?;
             }
-            self.save(pos)?;
             if self.should_stop() && pos.epoch < spec.epochs {
                 return Ok(false);
             }
