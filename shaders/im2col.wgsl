@@ -7,7 +7,8 @@
 // `im2col` writes f32 patches; `im2col_f16` writes them as IEEE halves packed two per word
 // (element e in word e / 2, the low half when e is even; rounded to nearest), which the GEMM
 // reads with A_HALF / B_HALF: half the bytes for the update's largest operand.
-// Bounds: one invocation per element e < N·D (per word w < ceil(N·D / 2) for f16); the source index is inside (B, C_in, H, W)
+// Bounds: one invocation per kernel row r < N·C_in·kh = N·D / kw, writing elements r·kw + j < N·D
+// for j < kw (per word w < ceil(N·D / 2) for f16); the source index is inside (B, C_in, H, W)
 // by the padding rules; the launcher checks both tensors hold their extents.
 
 struct Im2colParams {
@@ -30,30 +31,51 @@ fn source(q: i32, len: u32) -> i32 {
     return select(2 * (n - 1) - q, -q, q < 0);
 }
 
-// X[n, d] for the flat index e = n·D + d < N·D.
-fn patch_value(e: u32) -> f32 {
-    let d_cols = p.c_in * p.kh * p.kw;
-    let n = e / d_cols;
-    let d = e % d_cols;
-    let j = d % p.kw;
-    let i = (d / p.kw) % p.kh;
-    let c = d / (p.kw * p.kh);
+// One kernel row of X: the kw consecutive elements X[n, (c·kh + i)·kw + j], j < kw, for
+// r = (n·C_in + c)·kh + i < N·C_in·kh. Decomposing r costs integer divisions, which CPU
+// adapters run one lane at a time, so the f32 kernel does it once per kernel row.
+struct KernelRow {
+    src_row: i32,   // unpadded input row, or -1 where the whole kernel row is padding zeros
+    src_base: u32,  // element index of (b, c, src_row, 0) in x
+    col0: i32,      // padded column of j = 0 minus the padding: ow·sw − pw
+}
+
+fn kernel_row(r: u32) -> KernelRow {
+    let i = r % p.kh;
+    let c = (r / p.kh) % p.c_in;
+    let n = r / (p.kh * p.c_in);
     let ow = n % p.wo;
     let oh = (n / p.wo) % p.ho;
     let b = n / (p.wo * p.ho);
     let y = source(i32(oh * p.sh + i) - i32(p.ph), p.h);
-    let z = source(i32(ow * p.sw + j) - i32(p.pw), p.w);
-    if (y < 0 || z < 0) { return 0.0; }
-    return x[p.offset_x + ((b * p.c_in + c) * p.h + u32(y)) * p.w + u32(z)];
+    let base = p.offset_x + ((b * p.c_in + c) * p.h + u32(max(y, 0))) * p.w;
+    return KernelRow(y, base, i32(ow * p.sw) - i32(p.pw));
 }
 
-// Grid: a 2-D grid of 256-wide workgroups covering N·D elements.
+// Element j of kernel row `k`.
+fn row_value(k: KernelRow, j: u32) -> f32 {
+    let z = source(k.col0 + i32(j), p.w);
+    if (k.src_row < 0 || z < 0) { return 0.0; }
+    return x[k.src_base + u32(z)];
+}
+
+// X[n, d] for the flat index e = n·D + d < N·D (kernel row e / kw, element e % kw).
+fn patch_value(e: u32) -> f32 {
+    return row_value(kernel_row(e / p.kw), e % p.kw);
+}
+
+// Grid: a 2-D grid of 256-wide workgroups covering N·C_in·kh kernel rows; each invocation
+// writes its row's kw elements.
 @compute @workgroup_size(256, 1, 1)
 fn im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let e = (wg.y * nwg.x + wg.x) * 256u + lid;
-    if (e >= p.total) { return; }
-    out[e] = patch_value(e);
+    let r = (wg.y * nwg.x + wg.x) * 256u + lid;
+    if (r >= p.total / p.kw) { return; }
+    let k = kernel_row(r);
+    let e0 = r * p.kw;
+    for (var j = 0u; j < p.kw; j++) {
+        out[e0 + j] = row_value(k, j);
+    }
 }
 
 // Grid: 256-wide workgroups covering ceil(N·D / 2) words; an odd total's last word gets a zero

@@ -144,6 +144,117 @@ pub fn bench_train(ctx: &GpuContext, recipe: &Recipe, steps: usize) -> Result<Ve
     Ok(rows)
 }
 
+/// One kernel's share of one stage's step, from `profile_train`.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelRow {
+    pub stage: String,
+    /// `shader::entry`.
+    pub kernel: String,
+    /// Workgroups per dispatch (one row per kernel and grid).
+    pub groups: [u32; 3],
+    pub calls_per_step: f64,
+    /// Device time per step (timestamps around each dispatch, or wall time per lone
+    /// submission where the adapter has no timestamps: see `timer`).
+    pub device_ms_per_step: f64,
+    /// Host time per step spent recording these dispatches (bind groups, parameter buffers,
+    /// checks, uploads).
+    pub host_ms_per_step: f64,
+    pub timer: String,
+    pub adapter: String,
+}
+
+/// Profiles every stage of `bench_train` kernel by kernel: `steps` steps after one warm-up,
+/// each dispatch timed alone (`Recorder::profiling`), summed per kernel and divided by the
+/// step count. Rows come per stage, in order of the kernel's first dispatch.
+pub fn profile_train(ctx: &GpuContext, recipe: &Recipe, steps: usize) -> Result<Vec<KernelRow>> {
+    let (mut net, images) = synthetic_network(ctx, recipe)?;
+    let batch = recipe.hebbian.batch;
+    let steps = steps.max(1);
+    let mut rows = Vec::new();
+    for (label, upto, modes) in stages(recipe, &net) {
+        let mut plain = Recorder::new(ctx);
+        net.forward(ctx, &mut plain, &images, batch, upto, |i| modes[i])?;
+        plain.submit();
+        ctx.wait()?;
+        let mut per_kernel: Vec<(String, [u32; 3], usize, f64, f64)> = Vec::new();
+        let mut timer = String::new();
+        for _ in 0..steps {
+            let mut rec = Recorder::profiling(ctx);
+            timer = rec
+                .profile_timer()
+                .map(|t| t.name())
+                .unwrap_or("")
+                .to_string();
+            net.forward(ctx, &mut rec, &images, batch, upto, |i| modes[i])?;
+            for d in rec.finish_profile()? {
+                match per_kernel
+                    .iter_mut()
+                    .find(|k| k.0 == d.kernel && k.1 == d.groups)
+                {
+                    Some(k) => {
+                        k.2 += 1;
+                        k.3 += d.device_seconds;
+                        k.4 += d.host_seconds;
+                    }
+                    None => {
+                        per_kernel.push((d.kernel, d.groups, 1, d.device_seconds, d.host_seconds))
+                    }
+                }
+            }
+        }
+        for (kernel, groups, calls, device, host) in per_kernel {
+            rows.push(KernelRow {
+                stage: label.clone(),
+                kernel,
+                groups,
+                calls_per_step: calls as f64 / steps as f64,
+                device_ms_per_step: device * 1e3 / steps as f64,
+                host_ms_per_step: host * 1e3 / steps as f64,
+                timer: timer.clone(),
+                adapter: ctx.adapter_name(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Prints each stage's kernels, heaviest first, with their share of the stage's device time.
+pub fn print_profile(rows: &[KernelRow]) {
+    let mut stages: Vec<&str> = Vec::new();
+    for r in rows {
+        if !stages.contains(&r.stage.as_str()) {
+            stages.push(&r.stage);
+        }
+    }
+    for stage in stages {
+        let mut mine: Vec<&KernelRow> = rows.iter().filter(|r| r.stage == stage).collect();
+        let device: f64 = mine.iter().map(|r| r.device_ms_per_step).sum();
+        let host: f64 = mine.iter().map(|r| r.host_ms_per_step).sum();
+        let calls: f64 = mine.iter().map(|r| r.calls_per_step).sum();
+        mine.sort_by(|a, b| b.device_ms_per_step.total_cmp(&a.device_ms_per_step));
+        println!(
+            "{stage}: {calls:.0} dispatches, device {device:.2} ms, host {host:.2} ms per step ({} timing)",
+            mine.first().map(|r| r.timer.as_str()).unwrap_or("")
+        );
+        println!(
+            "  {:<36} {:>16} {:>6} {:>11} {:>7} {:>9}",
+            "kernel", "workgroups", "calls", "device ms", "share", "host ms"
+        );
+        for r in mine {
+            let [x, y, z] = r.groups;
+            println!(
+                "  {:<36} {:>16} {:>6.1} {:>11.3} {:>6.1}% {:>9.3}",
+                r.kernel,
+                format!("{x}x{y}x{z}"),
+                r.calls_per_step,
+                r.device_ms_per_step,
+                100.0 * r.device_ms_per_step / device.max(f64::MIN_POSITIVE),
+                r.host_ms_per_step
+            );
+        }
+    }
+}
+
 pub fn print_stages(rows: &[StageRow]) {
     println!(
         "{:<42} {:>6} {:>6} {:>12} {:>10}",

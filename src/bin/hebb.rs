@@ -237,6 +237,10 @@ enum BenchCommand {
         /// Steps timed per stage (after one warm-up step).
         #[arg(long, default_value_t = 5)]
         steps: usize,
+        /// Also time every kernel of each stage's step on its own (timestamps around each
+        /// dispatch where the adapter has them) and print where the step's time goes.
+        #[arg(long)]
+        profile: bool,
         /// Also write the rows as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -749,6 +753,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Train {
             recipe,
             steps,
+            profile,
             json,
         }) => {
             let ctx = GpuContext::new(&cli.adapter.choice())?;
@@ -767,7 +772,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let rows = bench::train::bench_train(&ctx, &recipe, steps)?;
             bench::train::print_stages(&rows);
-            if let Some(path) = json {
+            if profile {
+                let kernels = bench::train::profile_train(&ctx, &recipe, steps)?;
+                bench::train::print_profile(&kernels);
+                if let Some(path) = json {
+                    write_json(
+                        &path,
+                        &serde_json::json!({ "stages": rows, "kernels": kernels }),
+                    )?;
+                }
+            } else if let Some(path) = json {
                 write_json(&path, &rows)?;
             }
             Ok(ExitCode::SUCCESS)

@@ -44,6 +44,9 @@ type Slot = Arc<Mutex<Option<Arc<wgpu::ComputePipeline>>>>;
 pub struct KernelCache {
     pipelines: Mutex<HashMap<Key, Slot>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    /// `shader::entry` of each compiled pipeline, keyed by the address of the cached pipeline
+    /// (the cache keeps every pipeline alive, so an address names one pipeline for good).
+    names: Mutex<HashMap<usize, String>>,
     compiled: AtomicUsize,
 }
 
@@ -51,6 +54,16 @@ impl KernelCache {
     /// Number of pipelines compiled so far (each key counts once).
     pub fn compiled_count(&self) -> usize {
         self.compiled.load(Ordering::SeqCst)
+    }
+
+    /// `shader::entry` of a pipeline this cache compiled (profiles label dispatches with it).
+    pub fn name_of(&self, pipeline: &wgpu::ComputePipeline) -> String {
+        let address = pipeline as *const wgpu::ComputePipeline as usize;
+        self.names
+            .lock()
+            .get(&address)
+            .cloned()
+            .unwrap_or_else(|| "(uncached pipeline)".into())
     }
 
     /// The pipeline for `shader::entry` with `overrides`, compiled on first use.
@@ -104,6 +117,10 @@ impl KernelCache {
             });
         }
         let pipeline = Arc::new(pipeline);
+        self.names.lock().insert(
+            Arc::as_ptr(&pipeline) as usize,
+            format!("{}::{entry}", shader.name),
+        );
         self.compiled.fetch_add(1, Ordering::SeqCst);
         *slot = Some(pipeline.clone());
         Ok(pipeline)

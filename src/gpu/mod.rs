@@ -10,6 +10,6 @@ pub mod tuning;
 
 pub use context::{AdapterChoice, GpuContext, LoggedShape, feature_names, list_adapters};
 pub use kernel_cache::{KernelCache, Shader};
-pub use recorder::{Recorder, grid_1d};
+pub use recorder::{DispatchTime, Recorder, grid_1d};
 pub use tensor::{DType, Tensor};
 pub use timing::{GpuTimer, TimerKind};

@@ -4,10 +4,46 @@
 //! Consecutive dispatches share one compute pass; wgpu orders them by their buffer usage, so a
 //! kernel that reads another's output sees it complete.
 
+use std::time::Instant;
+
 use bytemuck::Pod;
 use wgpu::util::DeviceExt;
 
+use crate::error::{HebbError, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::timing::{TimerKind, read_timestamps};
+
+/// Timestamp slots of a profiling recorder: two per dispatch (wgpu's largest query set).
+const PROFILE_QUERIES: u32 = 4096;
+
+/// One profiled dispatch: the kernel, the device time it took, and the host time spent
+/// recording it (from the end of the previous dispatch's recording: bind groups, parameter
+/// buffers, shape checks and any host work of the launcher).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DispatchTime {
+    pub kernel: String,
+    /// Workgroups dispatched (x, y, z).
+    pub groups: [u32; 3],
+    pub device_seconds: f64,
+    pub host_seconds: f64,
+}
+
+/// How a profiling recorder times each dispatch.
+enum Profile {
+    /// Each dispatch in its own compute pass, bracketed by timestamps `2i`, `2i + 1`.
+    Timestamps {
+        set: wgpu::QuerySet,
+        kernels: Vec<(String, [u32; 3])>,
+        host: Vec<f64>,
+        last: Instant,
+    },
+    /// No timestamps: each dispatch is submitted alone and timed from submit to fence.
+    Wall {
+        times: Vec<DispatchTime>,
+        error: Option<HebbError>,
+        last: Instant,
+    },
+}
 
 pub struct Recorder<'c> {
     pub ctx: &'c GpuContext,
@@ -16,6 +52,7 @@ pub struct Recorder<'c> {
     /// Timestamp query set whose slots 0 and 1 bracket the first compute pass.
     timestamps: Option<wgpu::QuerySet>,
     dispatches: usize,
+    profile: Option<Profile>,
 }
 
 impl<'c> Recorder<'c> {
@@ -31,7 +68,44 @@ impl<'c> Recorder<'c> {
             pass: None,
             timestamps: None,
             dispatches: 0,
+            profile: None,
         }
+    }
+
+    /// A recorder that times every dispatch on its own (`finish_profile` returns the times):
+    /// with timestamps around one compute pass per dispatch where the device has
+    /// TIMESTAMP_QUERY, otherwise by submitting and waiting for each dispatch alone, which
+    /// adds the submission overhead to every kernel. Either way the dispatches no longer
+    /// share passes, so the profile's total exceeds an unprofiled step's time.
+    pub fn profiling(ctx: &'c GpuContext) -> Self {
+        let mut rec = Self::new(ctx);
+        rec.profile = Some(if ctx.has(wgpu::Features::TIMESTAMP_QUERY) {
+            Profile::Timestamps {
+                set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("dispatch profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: PROFILE_QUERIES,
+                }),
+                kernels: Vec::new(),
+                host: Vec::new(),
+                last: Instant::now(),
+            }
+        } else {
+            Profile::Wall {
+                times: Vec::new(),
+                error: None,
+                last: Instant::now(),
+            }
+        });
+        rec
+    }
+
+    /// How this recorder's profile is timed, if it profiles.
+    pub fn profile_timer(&self) -> Option<TimerKind> {
+        self.profile.as_ref().map(|p| match p {
+            Profile::Timestamps { .. } => TimerKind::Timestamp,
+            Profile::Wall { .. } => TimerKind::Wall,
+        })
     }
 
     /// Brackets the first compute pass of this recorder with timestamps in `set` slots 0 and 1.
@@ -59,6 +133,10 @@ impl<'c> Recorder<'c> {
         bind_group: &wgpu::BindGroup,
         groups: [u32; 3],
     ) {
+        if self.profile.is_some() {
+            self.profiled_dispatch(pipeline, bind_group, groups);
+            return;
+        }
         let pass = self.pass.get_or_insert_with(|| {
             let timestamp_writes =
                 self.timestamps
@@ -82,6 +160,127 @@ impl<'c> Recorder<'c> {
         self.dispatches += 1;
     }
 
+    fn profiled_dispatch(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        groups: [u32; 3],
+    ) {
+        let kernel = self.ctx.kernels.name_of(pipeline);
+        self.pass = None;
+        let record =
+            |encoder: &mut wgpu::CommandEncoder,
+             timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>| {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("hebb profiled kernel"),
+                    timestamp_writes,
+                });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            };
+        self.dispatches += 1;
+        match self.profile.as_mut() {
+            Some(Profile::Timestamps {
+                set,
+                kernels,
+                host,
+                last,
+            }) => {
+                let slot = 2 * kernels.len() as u32;
+                // Past the query set's capacity the dispatch still runs, untimed;
+                // `finish_profile` reports the overflow.
+                let writes =
+                    (slot + 1 < PROFILE_QUERIES).then_some(wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(slot),
+                        end_of_pass_write_index: Some(slot + 1),
+                    });
+                host.push(last.elapsed().as_secs_f64());
+                kernels.push((kernel, groups));
+                record(&mut self.encoder, writes);
+                *last = Instant::now();
+            }
+            Some(Profile::Wall { times, error, last }) => {
+                let host_seconds = last.elapsed().as_secs_f64();
+                // Whatever was recorded before this dispatch runs first, untimed.
+                let device = &self.ctx.device;
+                let fresh = || {
+                    device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("hebb profiled batch"),
+                    })
+                };
+                let before = std::mem::replace(&mut self.encoder, fresh());
+                self.ctx.queue.submit([before.finish()]);
+                let waited = self.ctx.wait();
+                record(&mut self.encoder, None);
+                let alone = std::mem::replace(&mut self.encoder, fresh());
+                let started = Instant::now();
+                self.ctx.queue.submit([alone.finish()]);
+                let waited = waited.and_then(|()| self.ctx.wait());
+                if let (Err(e), None) = (waited, &error) {
+                    *error = Some(e);
+                }
+                times.push(DispatchTime {
+                    kernel,
+                    groups,
+                    device_seconds: started.elapsed().as_secs_f64(),
+                    host_seconds,
+                });
+                *last = Instant::now();
+            }
+            None => unreachable!("profiled_dispatch runs only on profiling recorders"),
+        }
+    }
+
+    /// Submits a profiling recorder's work, waits for it and returns each dispatch's times in
+    /// recording order.
+    pub fn finish_profile(mut self) -> Result<Vec<DispatchTime>> {
+        self.pass = None;
+        let ctx = self.ctx;
+        match self.profile.take() {
+            None => Err(HebbError::Gpu {
+                during: "reading a dispatch profile".into(),
+                message: "this recorder was not created with Recorder::profiling".into(),
+            }),
+            Some(Profile::Wall { times, error, .. }) => {
+                ctx.queue.submit([self.encoder.finish()]);
+                ctx.wait()?;
+                match error {
+                    Some(e) => Err(e),
+                    None => Ok(times),
+                }
+            }
+            Some(Profile::Timestamps {
+                set, kernels, host, ..
+            }) => {
+                let timed = kernels.len().min(PROFILE_QUERIES as usize / 2);
+                if timed < kernels.len() {
+                    return Err(HebbError::Gpu {
+                        during: "reading a dispatch profile".into(),
+                        message: format!(
+                            "{} dispatches recorded; a profile times at most {timed}",
+                            kernels.len()
+                        ),
+                    });
+                }
+                let ticks = read_timestamps(ctx, self.encoder, &set, 2 * timed as u32)?;
+                let period = ctx.queue.get_timestamp_period() as f64 * 1e-9;
+                Ok(kernels
+                    .into_iter()
+                    .zip(host)
+                    .zip(ticks.chunks_exact(2))
+                    .map(|(((kernel, groups), host_seconds), t)| DispatchTime {
+                        kernel,
+                        groups,
+                        device_seconds: t[1].wrapping_sub(t[0]) as f64 * period,
+                        host_seconds,
+                    })
+                    .collect())
+            }
+        }
+    }
+
     /// The encoder, for copies and clears between dispatches (closes the open compute pass).
     pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
         self.pass = None;
@@ -97,6 +296,12 @@ impl<'c> Recorder<'c> {
     pub fn submit(mut self) -> wgpu::SubmissionIndex {
         self.pass = None;
         self.ctx.queue.submit([self.encoder.finish()])
+    }
+
+    /// Ends recording and returns the open encoder, for callers that append commands to it.
+    pub fn finish_encoder(mut self) -> wgpu::CommandEncoder {
+        self.pass = None;
+        self.encoder
     }
 
     /// Ends recording and returns the command buffer, for callers that append to it.

@@ -79,30 +79,70 @@ impl GpuTimer {
         };
         let mut rec = Recorder::new(ctx).with_timestamps(set.clone());
         record(&mut rec)?;
-        let encoder = rec.encoder();
-        encoder.resolve_query_set(set, 0..2, resolve, 0);
-        encoder.copy_buffer_to_buffer(resolve, 0, readback, 0, 16);
-        rec.submit();
-        let (tx, rx) = std::sync::mpsc::channel();
-        readback.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        ctx.wait()?;
-        let gpu_err = |message: String| HebbError::Gpu {
-            during: "reading timestamps".into(),
-            message,
-        };
-        rx.recv()
-            .map_err(|e| gpu_err(e.to_string()))?
-            .map_err(|e| gpu_err(e.to_string()))?;
-        let ticks: [u64; 2] = {
-            let view = readback
-                .get_mapped_range(..)
-                .map_err(|e| gpu_err(e.to_string()))?;
-            bytemuck::pod_read_unaligned(&view[..16])
-        };
-        readback.unmap();
+        let ticks = read_timestamps_into(ctx, rec.finish_encoder(), set, resolve, readback, 2)?;
         let period_ns = ctx.queue.get_timestamp_period() as f64;
         Ok(ticks[1].wrapping_sub(ticks[0]) as f64 * period_ns * 1e-9)
     }
+}
+
+/// Resolves timestamps `0..count` of `set` at the end of `encoder`'s work, submits it, waits
+/// and returns the raw ticks (multiply by the queue's timestamp period for nanoseconds).
+pub fn read_timestamps(
+    ctx: &GpuContext,
+    encoder: wgpu::CommandEncoder,
+    set: &wgpu::QuerySet,
+    count: u32,
+) -> Result<Vec<u64>> {
+    let bytes = 8 * count as u64;
+    let buffer = |label, usage| {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let resolve = buffer(
+        "timestamp resolve",
+        wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let readback = buffer(
+        "timestamp readback",
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+    );
+    read_timestamps_into(ctx, encoder, set, &resolve, &readback, count)
+}
+
+fn read_timestamps_into(
+    ctx: &GpuContext,
+    mut encoder: wgpu::CommandEncoder,
+    set: &wgpu::QuerySet,
+    resolve: &wgpu::Buffer,
+    readback: &wgpu::Buffer,
+    count: u32,
+) -> Result<Vec<u64>> {
+    let bytes = 8 * count as u64;
+    encoder.resolve_query_set(set, 0..count, resolve, 0);
+    encoder.copy_buffer_to_buffer(resolve, 0, readback, 0, bytes);
+    ctx.queue.submit([encoder.finish()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    readback.map_async(wgpu::MapMode::Read, .., move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.wait()?;
+    let gpu_err = |message: String| HebbError::Gpu {
+        during: "reading timestamps".into(),
+        message,
+    };
+    rx.recv()
+        .map_err(|e| gpu_err(e.to_string()))?
+        .map_err(|e| gpu_err(e.to_string()))?;
+    let ticks: Vec<u64> = {
+        let view = readback
+            .get_mapped_range(..)
+            .map_err(|e| gpu_err(e.to_string()))?;
+        bytemuck::pod_collect_to_vec(&view[..bytes as usize])
+    };
+    readback.unmap();
+    Ok(ticks)
 }

@@ -153,8 +153,10 @@ impl GemmTiles {
                 tn,
             }
         }
-        const CPU_SET: [GemmTiles; 4] = [
+        const CPU_SET: [GemmTiles; 6] = [
             GemmTiles::CPU,
+            t(128, 128, 8, 8),
+            t(128, 64, 8, 8),
             t(64, 64, 8, 8),
             t(64, 16, 8, 4),
             t(16, 64, 4, 8),
@@ -174,12 +176,20 @@ impl GemmTiles {
 
     /// The candidate with the least estimated work for an M x N output: the padded output
     /// Mp·Np (what the workgroups compute, ragged edges included) times a tile-load overhead
-    /// 1 + 8·(1/BM + 1/BN) (each BK step loads BM + BN values for BM·BN FMAs).
+    /// 1 + L·(1/BM + 1/BN) (each BK step loads BM + BN values for BM·BN FMAs). A load costs
+    /// L = 8 FMAs on GPUs; on CPU adapters workgroup memory and its barriers cost far more,
+    /// and L = 64 matches lavapipe: its 96 x 75 x 10,240 update product runs 2.2x faster on
+    /// 128 x 128 blocks than on the 64 x 16 blocks that L = 8 picks (BENCHMARKS.md).
     pub fn for_shape(ctx: &GpuContext, m: usize, n: usize) -> GemmTiles {
+        let load = if ctx.info.device_type == wgpu::DeviceType::Cpu {
+            64.0
+        } else {
+            8.0
+        };
         let cost = |t: &GemmTiles| {
             let (bm, bn) = (t.bm as usize, t.bn as usize);
             let padded = (m.div_ceil(bm) * bm * n.div_ceil(bn) * bn) as f64;
-            padded * (1.0 + 8.0 * (1.0 / bm as f64 + 1.0 / bn as f64))
+            padded * (1.0 + load * (1.0 / bm as f64 + 1.0 / bn as f64))
         };
         let mut best = Self::candidates(ctx)[0];
         for t in Self::candidates(ctx) {

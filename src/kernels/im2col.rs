@@ -149,14 +149,12 @@ pub fn im2col(
         total: to_u32("im2col", "N * D", n * d)?,
         _pad0: 0,
     };
-    let (entry, per_invocation, binding) = match out.dtype {
-        DType::F16 => ("im2col_f16", 512, 3),
-        _ => ("im2col", 256, 2),
+    // f32: one invocation per kernel row of kw elements; f16: one per word of 2 elements.
+    let (entry, invocations, binding) = match out.dtype {
+        DType::F16 => ("im2col_f16", (n * d).div_ceil(2), 3),
+        _ => ("im2col", n * d / g.kernel[1], 2),
     };
-    let groups = grid_1d(
-        ctx,
-        to_u32(entry, "workgroups", (n * d).div_ceil(per_invocation))?,
-    );
+    let groups = grid_1d(ctx, to_u32(entry, "workgroups", invocations.div_ceil(256))?);
     record_dispatch(
         rec,
         &IM2COL_WGSL,

@@ -595,6 +595,13 @@ fn activate<'w>(
             )?;
             &w.rows2
         }
+        None if rule.pre_triangle() => {
+            // SoftHebb's pre_triangle: the layer's output is Triangle₁(U) = relu(U − row mean),
+            // and the block's activation applies on top of it.
+            let triangle = Competition::Triangle { power: 1.0 };
+            hebbian::competition(rec, triangle, &w.rows, None, n, c, &w.rows2, &w.scratch)?;
+            &w.rows2
+        }
         None => &w.rows,
     };
     let (a, spare) = if u.buffer == w.rows.buffer {

@@ -134,6 +134,18 @@ impl Mat {
         self.data.iter().fold(0.0, |m, v| m.max(v.abs()))
     }
 
+    /// SoftHebb's triangle per row: relu(a − mean of the row)^power.
+    pub fn triangle_rows(&self, power: f64) -> Mat {
+        let mut out = self.clone();
+        for r in 0..self.rows {
+            let mean = self.row(r).iter().sum::<f64>() / self.cols as f64;
+            for c in 0..self.cols {
+                out.set(r, c, (self.at(r, c) - mean).max(0.0).powf(power));
+            }
+        }
+        out
+    }
+
     /// Keeps the lower triangle including the diagonal (⊙ L of PRESETS.md).
     pub fn lower_triangle(&self) -> Mat {
         let mut out = self.clone();

@@ -91,22 +91,19 @@ pub fn block_forward(
     if let Some(m) = lateral {
         u = u.matmul_t(m);
     }
+    if let Preset::SofthebbSoftkrotov {
+        pre_triangle: true, ..
+    } = spec.rule.preset
+    {
+        u = u.triangle_rows(1.0);
+    }
     let a = match spec.activation {
         Activation::Identity => u,
         Activation::Relu => u.map(|v| v.max(0.0)),
         Activation::Tanh => u.map(f64::tanh),
         Activation::Logistic => u.map(|v| 1.0 / (1.0 + (-v).exp())),
         Activation::ReluPow { power } => u.map(|v| v.max(0.0).powf(power as f64)),
-        Activation::Triangle { power } => {
-            let mut out = u.clone();
-            for r in 0..u.rows {
-                let mean = u.row(r).iter().sum::<f64>() / u.cols as f64;
-                for c in 0..u.cols {
-                    out.set(r, c, (u.at(r, c) - mean).max(0.0).powf(power as f64));
-                }
-            }
-            out
-        }
+        Activation::Triangle { power } => u.triangle_rows(power as f64),
     };
     let planes = rows_to_nchw(&a, batch, (shape.conv_out.height, shape.conv_out.width));
     let pooled = match shape.pool {

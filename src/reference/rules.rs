@@ -328,7 +328,13 @@ fn step(preset: &Preset, x: &Mat, teacher: Option<&Mat>, st: &mut State) -> Step
                 }
             }
             let (y, delta_b) = match preset {
-                Preset::SofthebbSoftkrotov { t_invert } => {
+                Preset::SofthebbSoftkrotov {
+                    t_invert,
+                    pre_triangle,
+                } => {
+                    if *pre_triangle {
+                        u = u.triangle_rows(1.0);
+                    }
                     let p = softmax_rows(&u.scale(*t_invert));
                     let win = argmax_rows(&u);
                     let mut y = p.map(|v| -v);

@@ -322,6 +322,17 @@ impl GpuRule {
         &self.config
     }
 
+    /// Whether the layer's output is Triangle₁(U) rather than U (SoftHebb's `pre_triangle`).
+    pub fn pre_triangle(&self) -> bool {
+        matches!(
+            self.config.preset,
+            Preset::SofthebbSoftkrotov {
+                pre_triangle: true,
+                ..
+            }
+        )
+    }
+
     /// BCM's fixed lateral matrix M = (I − L)⁻¹ (C x C), for the forward pass y = σ(M·W·x).
     pub fn lateral(&self) -> Option<&Tensor> {
         self.lateral.as_ref()
@@ -628,7 +639,23 @@ impl GpuRule {
                     left = self.sanger(rec, x, n, 1.0 / n as f32)?;
                 }
             }
-            Preset::SofthebbSoftkrotov { t_invert } | Preset::SofthebbSoft { t_invert, .. } => {
+            Preset::SofthebbSoftkrotov {
+                t_invert,
+                pre_triangle: true,
+            } => {
+                // U ← Triangle₁(P·Wᵀ) feeds the competition and c = Σ_n Y ⊙ U (no fused
+                // projection: the triangle needs each row's mean first).
+                let kind = Competition::SoftKrotov {
+                    t_invert: t_invert as f32,
+                };
+                project(rec, w, &b.tmp_nc)?;
+                let triangle = Competition::Triangle { power: 1.0 };
+                hebbian::competition(rec, triangle, &b.tmp_nc, None, n, c, &b.u, &b.g)?;
+                hebbian::competition(rec, kind, &b.u, None, n, c, &b.y, &b.g)?;
+                reduce::col_dot(rec, &b.g, &b.u, n, c, &b.col_a)?;
+                left = self.decay_normalised(rec, x, n, MaxDivisor::Plus(1e-30))?;
+            }
+            Preset::SofthebbSoftkrotov { t_invert, .. } | Preset::SofthebbSoft { t_invert, .. } => {
                 let bias = matches!(self.config.preset, Preset::SofthebbSoft { bias: true, .. });
                 let kind = if matches!(self.config.preset, Preset::SofthebbSoftkrotov { .. }) {
                     Competition::SoftKrotov {

@@ -99,6 +99,10 @@ pub enum Preset {
     },
     SofthebbSoftkrotov {
         t_invert: f64,
+        /// `e1` of the preset string (`3SoftHebbCnnCIFAR` block 1): U is replaced by
+        /// Triangle₁(U) = relu(U − row mean) in the layer's output, the competition and the
+        /// decay term.
+        pre_triangle: bool,
     },
     SofthebbSoft {
         t_invert: f64,
@@ -219,6 +223,8 @@ struct DemoHpca {
 #[serde(deny_unknown_fields)]
 struct SoftKrotov {
     t_invert: f64,
+    #[serde(default)]
+    pre_triangle: bool,
 }
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -355,6 +361,7 @@ impl RuleConfig {
                 let p: SoftKrotov = parse(name, params)?;
                 Preset::SofthebbSoftkrotov {
                     t_invert: p.t_invert,
+                    pre_triangle: p.pre_triangle,
                 }
             }
             "softhebb/soft" => {
@@ -459,7 +466,7 @@ impl RuleConfig {
             Preset::LaganiSoftWtaExp { temperature } => positive("temperature", temperature)?,
             Preset::LaganiSoftWtaPow { power } => positive("power", power)?,
             Preset::HebbdemoSoftWta { t_invert, .. }
-            | Preset::SofthebbSoftkrotov { t_invert }
+            | Preset::SofthebbSoftkrotov { t_invert, .. }
             | Preset::SofthebbSoft { t_invert, .. } => positive("t_invert", t_invert)?,
             Preset::BcmCurti {
                 lateral_strength,

@@ -17,6 +17,14 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../recipes/softhebb-cifar10.toml"),
     ),
     (
+        "softhebb-cifar10-1layer",
+        include_str!("../../recipes/softhebb-cifar10-1layer.toml"),
+    ),
+    (
+        "softhebb-cifar10-2layer",
+        include_str!("../../recipes/softhebb-cifar10-2layer.toml"),
+    ),
+    (
         "softhebb-imagenet",
         include_str!("../../recipes/softhebb-imagenet.toml"),
     ),
