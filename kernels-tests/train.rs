@@ -264,6 +264,20 @@ pool = { kind = "max", kernel = 4, stride = 2, padding = 1 }"#
                 .to_string(),
         ),
         (
+            "softhebb conv with pre_triangle: Triangle₁(U), then triangle^1.4",
+            ItemShape { channels: 5, height: 9, width: 9 },
+            r#"channels = 33
+kernel = 3
+padding = 1
+padding_mode = "reflect"
+input_norm = "batch"
+rule = { preset = "softhebb/softkrotov", params = { t_invert = 0.65, pre_triangle = true, optimizer = { kind = "softhebb-adaptive", lr = 0.005, power = 0.5 } } }
+init = { kind = "radius", radius = 2.0 }
+activation = { kind = "triangle", power = 1.4 }
+pool = { kind = "max", kernel = 4, stride = 2, padding = 1 }"#
+                .to_string(),
+        ),
+        (
             "lagani conv: WTA projection, relu, stride 2, avg pool, modified BN",
             ItemShape { channels: 2, height: 12, width: 12 },
             format!(
@@ -303,7 +317,7 @@ output_norm = "batch""#
         ),
     ];
     // The conv blocks again with their frozen forward as an implicit GEMM (conv.wgsl).
-    let implicit: Vec<(&str, ItemShape, String)> = blocks[..2]
+    let implicit: Vec<(&str, ItemShape, String)> = blocks[..3]
         .iter()
         .map(|(name, input, layer)| (*name, *input, format!("{layer}\nimplicit_gemm = true")))
         .collect();
