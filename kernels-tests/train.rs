@@ -81,6 +81,24 @@ fn a_run_writes_checkpoint_metrics_and_filters_and_learns() {
     let ck = checkpoint::load(&out).unwrap();
     assert_eq!(ck.tensors["layers.0.weight"].0, vec![8, 1, 5, 5]);
     assert_eq!(ck.tensors["classifier.weight"].0, vec![10, 8 * 7 * 7]);
+    // The Hebbian epoch records its neurons' norms: those of the checkpoint's (final) weights,
+    // moved from the radius-25 init towards 1 by the adaptive rate.
+    let norms = &m.epochs[0].weight_norms;
+    assert_eq!(norms.len(), 1, "{:?}", m.epochs[0]);
+    let w = &ck.tensors["layers.0.weight"].1;
+    let want = hebb::train::WeightNorms::of_rows(0, w, 8);
+    assert_eq!(norms[0], want);
+    let direct: Vec<f64> = w
+        .chunks(25)
+        .map(|r| r.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt())
+        .collect();
+    let max = direct.iter().copied().fold(f64::MIN, f64::max);
+    assert!(
+        (want.max - max).abs() <= 1e-9 * max,
+        "{want:?} vs {direct:?}"
+    );
+    assert!(want.min > 0.0 && want.median < 25.0, "{want:?}");
+    assert!(m.epochs[1].weight_norms.is_empty());
     let (_, acc, n) = train::evaluate_checkpoint(&ctx, &out, None, Some(480)).unwrap();
     assert_eq!(n, 480);
     assert_eq!(acc, m.test_accuracy);

@@ -11,9 +11,11 @@
 //   planes_to_blocks: blocks[((b·nby + by)·nbx + bx)·D + (c·bh + ky)·bw + kx]
 //                     = planes[((b·C + c)·H + by·bh + ky)·W + bx·bw + kx]
 //   blocks_to_planes: the inverse.
-// Grid: one invocation per element e < B·C·P, indexed in the output's order (coalesced
-// writes); a 2-D grid of 256-wide workgroups.
-// Bounds: e < total = B·C·P (B·C·H·W for blocks) and both tensors hold total elements
+// Grid: a 2-D grid of 256-wide workgroups; the block kernels run one invocation per element
+// e < B·C·H·W, indexed in the output's order (coalesced writes), the row/plane transposes one
+// per run of RUN elements (below).
+// Bounds: every index written or read is < total = B·C·P (B·C·H·W for blocks): r < R and
+// s < S by the run bounds, b < B by the invocation guard; both tensors hold total elements
 // (checked by the launcher, which also checks that bh divides H and bw divides W).
 
 // positions = H·W; height, width, block_h, block_w are read by the block kernels only.
@@ -30,30 +32,37 @@ fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * 256u + lid;
 }
 
+// The two row/plane transposes are one batched transpose of an R x S matrix per image,
+// src (B, R, S) -> dst (B, S, R): rows_to_planes with R = P, S = C, planes_to_rows with
+// R = C, S = P. Invocation t = (b·ceil(S / RUN) + g)·R + r moves the RUN elements
+// s = g·RUN + i < S of row r, so the index decomposition (integer divisions, which CPU
+// adapters run one lane at a time) is paid once per RUN elements, and neighbouring invocations
+// (neighbouring r) still write neighbouring addresses at each step (coalesced on GPUs).
+const RUN: u32 = 8u;
+
+fn transpose_run(t: u32, r_len: u32, s_len: u32) {
+    let runs = (s_len + RUN - 1u) / RUN;
+    if (t >= p.batch * runs * r_len) { return; }
+    let r = t % r_len;
+    let bg = t / r_len;
+    let s0 = (bg % runs) * RUN;
+    let b = bg / runs;
+    let s_end = min(s0 + RUN, s_len);
+    for (var s = s0; s < s_end; s++) {
+        dst[(b * s_len + s) * r_len + r] = src[(b * r_len + r) * s_len + s];
+    }
+}
+
 @compute @workgroup_size(256, 1, 1)
 fn rows_to_planes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let e = element(wg, nwg, lid);
-    if (e >= p.total) { return; }
-    // e = (b·C + c)·P + q
-    let q = e % p.positions;
-    let bc = e / p.positions;
-    let c = bc % p.channels;
-    let b = bc / p.channels;
-    dst[e] = src[(b * p.positions + q) * p.channels + c];
+    transpose_run(element(wg, nwg, lid), p.positions, p.channels);
 }
 
 @compute @workgroup_size(256, 1, 1)
 fn planes_to_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let e = element(wg, nwg, lid);
-    if (e >= p.total) { return; }
-    // e = (b·P + q)·C + c
-    let c = e % p.channels;
-    let bq = e / p.channels;
-    let q = bq % p.positions;
-    let b = bq / p.positions;
-    dst[e] = src[(b * p.channels + c) * p.positions + q];
+    transpose_run(element(wg, nwg, lid), p.channels, p.positions);
 }
 
 @compute @workgroup_size(256, 1, 1)

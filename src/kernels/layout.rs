@@ -60,16 +60,26 @@ pub fn convert(
         ..Default::default()
     };
     let shape = format!("{batch} x {channels} x {positions}");
-    launch(rec, entry, &params, total, &shape, src, dst)
+    // One invocation per run of RUN (layout.wgsl) channels or positions.
+    let invocations = match way {
+        Layout::RowsToPlanes => batch * channels.div_ceil(RUN) * positions,
+        Layout::PlanesToRows => batch * positions.div_ceil(RUN) * channels,
+    };
+    launch(rec, entry, &params, total, invocations, &shape, src, dst)
 }
 
+/// Elements each invocation of the row/plane transposes moves (`RUN` in layout.wgsl).
+const RUN: usize = 8;
+
 /// Checks that src and dst are distinct f32 tensors of `total` elements and records one
-/// layout.wgsl entry over them (one invocation per element).
+/// layout.wgsl entry over them with `invocations` invocations.
+#[allow(clippy::too_many_arguments)]
 fn launch(
     rec: &mut Recorder<'_>,
     entry: &'static str,
     params: &LayoutParams,
     total: usize,
+    invocations: usize,
     shape: &str,
     src: &Tensor,
     dst: &Tensor,
@@ -86,7 +96,7 @@ fn launch(
     }
     let groups = grid_1d(
         rec.ctx,
-        to_u32(entry, "elements / 256", total.div_ceil(256))?,
+        to_u32(entry, "invocations / 256", invocations.div_ceil(256))?,
     );
     record_dispatch(
         rec,
@@ -136,5 +146,5 @@ pub fn blocks(
         block_w: u("block width", bw)?,
     };
     let shape = format!("{batch} x {channels} x {h} x {w}");
-    launch(rec, entry, &params, total, &shape, src, dst)
+    launch(rec, entry, &params, total, total, &shape, src, dst)
 }

@@ -120,6 +120,45 @@ pub struct EpochRecord {
     /// Accuracy on the held-out training items (`data.validation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_accuracy: Option<f64>,
+    /// Hebbian epochs: the Euclidean norms ‖wᵢ‖ of each learning layer's neurons at the
+    /// epoch's end (SoftHebb's adaptive rate drives them towards 1, Krotov's rule towards R).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_norms: Vec<WeightNorms>,
+}
+
+/// Summary of one layer's neuron norms ‖wᵢ‖ (rows of W).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WeightNorms {
+    pub layer: usize,
+    pub min: f64,
+    pub median: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+impl WeightNorms {
+    /// The norms of the `c` rows of a row-major C x D matrix.
+    pub fn of_rows(layer: usize, w: &[f32], c: usize) -> Self {
+        let d = w.len() / c.max(1);
+        let mut norms: Vec<f64> = w
+            .chunks(d.max(1))
+            .map(|row| row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt())
+            .collect();
+        norms.sort_by(f64::total_cmp);
+        let n = norms.len().max(1);
+        let median = match norms.len() {
+            0 => 0.0,
+            len if len % 2 == 1 => norms[len / 2],
+            len => 0.5 * (norms[len / 2 - 1] + norms[len / 2]),
+        };
+        Self {
+            layer,
+            min: norms.first().copied().unwrap_or(0.0),
+            median,
+            mean: norms.iter().sum::<f64>() / n as f64,
+            max: norms.last().copied().unwrap_or(0.0),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -1079,6 +1118,15 @@ impl<'a> Trainer<'a> {
             }
             let seconds = seconds_before + started.elapsed().as_secs_f64();
             pb.finish_and_clear();
+            let mut weight_norms = Vec::new();
+            for &i in &learning {
+                let rule = &self.net.layers[i].rule;
+                weight_norms.push(WeightNorms::of_rows(
+                    i,
+                    &rule.w.to_f32_vec(self.ctx)?,
+                    rule.c,
+                ));
+            }
             let rec = EpochRecord {
                 stage: stage.label(),
                 epoch,
@@ -1090,15 +1138,27 @@ impl<'a> Trainer<'a> {
                 train_accuracy: None,
                 test_accuracy: None,
                 validation_accuracy: None,
+                weight_norms,
             };
+            let norms: Vec<String> = rec
+                .weight_norms
+                .iter()
+                .map(|n| {
+                    format!(
+                        "layer {} ‖w‖ min {:.3} median {:.3} max {:.3}",
+                        n.layer, n.min, n.median, n.max
+                    )
+                })
+                .collect();
             eprintln!(
-                "{} epoch {}/{}: {} images in {:.1} s ({:.0} images/s)",
+                "{} epoch {}/{}: {} images in {:.1} s ({:.0} images/s); {}",
                 stage.label(),
                 epoch + 1,
                 epochs,
                 images,
                 seconds,
-                rec.images_per_s
+                rec.images_per_s,
+                norms.join(", ")
             );
             self.history.push(rec);
             pos.epoch += 1;
@@ -1442,6 +1502,7 @@ impl<'a> Trainer<'a> {
                 train_accuracy: Some(hits as f64 / seen.max(1) as f64),
                 test_accuracy: Some(test_accuracy),
                 validation_accuracy,
+                weight_norms: Vec::new(),
             };
             eprintln!(
                 "classifier epoch {}/{}: loss {:.4}  train {:.2}%  {}test {:.2}%  lr {:.2e}  ({:.0} images/s)",
