@@ -132,3 +132,73 @@ fn tune_replays_a_recipes_launch_shapes() {
             .all(|s| s.images_per_s.is_finite() && s.images_per_s > 0.0)
     );
 }
+
+/// `hebb bench train --profile`: every dispatch of each stage's step is named and timed, by
+/// timestamps and by fenced submissions, and a profiled step computes what an unprofiled one
+/// does (the dispatches only stop sharing a compute pass).
+#[test]
+fn the_step_profile_names_and_times_every_dispatch() {
+    let Some(ctx) = common::context("vulkan") else {
+        return;
+    };
+    let recipe = hebb::train::recipes::resolve(Some("default")).unwrap().0;
+    let stages = train::stages(&recipe, &train::synthetic_network(&ctx, &recipe).unwrap().0);
+    for wall in [false, true] {
+        let rows = train::profile_train(&ctx, &recipe, 2, wall).unwrap();
+        let timer = if wall { "wall" } else { "timestamp" };
+        for (label, ..) in &stages {
+            let mine: Vec<_> = rows.iter().filter(|r| &r.stage == label).collect();
+            assert!(!mine.is_empty(), "no rows for {label} ({timer})");
+            assert!(
+                mine.iter().any(|r| r.kernel.starts_with("gemm")),
+                "{mine:?}"
+            );
+        }
+        for r in &rows {
+            assert_eq!(r.timer, timer);
+            assert!(
+                r.kernel.contains("::") && !r.kernel.contains("uncached"),
+                "{r:?}"
+            );
+            assert!(r.calls_per_step >= 1.0, "{r:?}");
+            assert!(
+                r.device_ms_per_step.is_finite() && r.device_ms_per_step >= 0.0,
+                "{r:?}"
+            );
+            assert!(
+                r.host_ms_per_step.is_finite() && r.host_ms_per_step >= 0.0,
+                "{r:?}"
+            );
+        }
+        assert!(rows.iter().any(|r| r.device_ms_per_step > 0.0), "{rows:?}");
+    }
+    // One learning step and one frozen forward, profiled or not, from the same start.
+    let (label, upto, modes) = stages[0].clone();
+    let step = |profiled: Option<bool>| {
+        let (mut net, images) = train::synthetic_network(&ctx, &recipe).unwrap();
+        let batch = recipe.hebbian.batch;
+        let mut rec = match profiled {
+            Some(wall) => Recorder::profiling(&ctx, wall),
+            None => Recorder::new(&ctx),
+        };
+        net.forward(&ctx, &mut rec, &images, batch, upto, |i| modes[i])
+            .unwrap();
+        let frozen = vec![hebb::nn::layer::Mode::Frozen; modes.len()];
+        let out = net
+            .forward(&ctx, &mut rec, &images, batch, upto, |i| frozen[i])
+            .unwrap();
+        match profiled {
+            Some(_) => assert!(!rec.finish_profile().unwrap().is_empty()),
+            None => {
+                rec.submit();
+            }
+        }
+        let out = out.to_f32_vec(&ctx).unwrap();
+        let w = net.layers[upto].rule.w.to_f32_vec(&ctx).unwrap();
+        (out, w)
+    };
+    let plain = step(None);
+    for wall in [false, true] {
+        assert_eq!(step(Some(wall)), plain, "{label}, profiled (wall: {wall})");
+    }
+}

@@ -165,8 +165,14 @@ pub struct KernelRow {
 
 /// Profiles every stage of `bench_train` kernel by kernel: `steps` steps after one warm-up,
 /// each dispatch timed alone (`Recorder::profiling`), summed per kernel and divided by the
-/// step count. Rows come per stage, in order of the kernel's first dispatch.
-pub fn profile_train(ctx: &GpuContext, recipe: &Recipe, steps: usize) -> Result<Vec<KernelRow>> {
+/// step count. Rows come per stage, in order of the kernel's first dispatch. `force_wall`
+/// times each dispatch by a fenced submission even where timestamps exist.
+pub fn profile_train(
+    ctx: &GpuContext,
+    recipe: &Recipe,
+    steps: usize,
+    force_wall: bool,
+) -> Result<Vec<KernelRow>> {
     let (mut net, images) = synthetic_network(ctx, recipe)?;
     let batch = recipe.hebbian.batch;
     let steps = steps.max(1);
@@ -179,7 +185,7 @@ pub fn profile_train(ctx: &GpuContext, recipe: &Recipe, steps: usize) -> Result<
         let mut per_kernel: Vec<(String, [u32; 3], usize, f64, f64)> = Vec::new();
         let mut timer = String::new();
         for _ in 0..steps {
-            let mut rec = Recorder::profiling(ctx);
+            let mut rec = Recorder::profiling(ctx, force_wall);
             timer = rec
                 .profile_timer()
                 .map(|t| t.name())

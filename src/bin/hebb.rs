@@ -241,6 +241,10 @@ enum BenchCommand {
         /// dispatch where the adapter has them) and print where the step's time goes.
         #[arg(long)]
         profile: bool,
+        /// With --profile: time each dispatch by a fenced submission even where timestamps
+        /// exist.
+        #[arg(long)]
+        wall: bool,
         /// Also write the rows as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -754,6 +758,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             recipe,
             steps,
             profile,
+            wall,
             json,
         }) => {
             let ctx = GpuContext::new(&cli.adapter.choice())?;
@@ -773,7 +778,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rows = bench::train::bench_train(&ctx, &recipe, steps)?;
             bench::train::print_stages(&rows);
             if profile {
-                let kernels = bench::train::profile_train(&ctx, &recipe, steps)?;
+                let kernels = bench::train::profile_train(&ctx, &recipe, steps, wall)?;
                 bench::train::print_profile(&kernels);
                 if let Some(path) = json {
                     write_json(

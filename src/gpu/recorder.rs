@@ -75,11 +75,12 @@ impl<'c> Recorder<'c> {
     /// A recorder that times every dispatch on its own (`finish_profile` returns the times):
     /// with timestamps around one compute pass per dispatch where the device has
     /// TIMESTAMP_QUERY, otherwise by submitting and waiting for each dispatch alone, which
-    /// adds the submission overhead to every kernel. Either way the dispatches no longer
-    /// share passes, so the profile's total exceeds an unprofiled step's time.
-    pub fn profiling(ctx: &'c GpuContext) -> Self {
+    /// adds the submission overhead to every kernel (also with `force_wall`). Either way the
+    /// dispatches no longer share passes, so the profile's total exceeds an unprofiled step's
+    /// time.
+    pub fn profiling(ctx: &'c GpuContext, force_wall: bool) -> Self {
         let mut rec = Self::new(ctx);
-        rec.profile = Some(if ctx.has(wgpu::Features::TIMESTAMP_QUERY) {
+        rec.profile = Some(if !force_wall && ctx.has(wgpu::Features::TIMESTAMP_QUERY) {
             Profile::Timestamps {
                 set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("dispatch profile"),
