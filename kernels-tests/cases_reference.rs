@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use hebb::conformance::cases::{REFERENCE_TOL, case_rows, print_case_table, reference_rows};
+use hebb::gpu::PolicyKind;
 use hebb::rules::case::{find_case_files, load_case};
 use hebb::rules::preset::PRESET_NAMES;
 
@@ -92,7 +93,12 @@ fn bad_case_files_are_clear_per_case_errors() {
 }
 
 fn gpu_cases(backend: &str) {
-    let Some(ctx) = crate::common::context(backend) else {
+    gpu_cases_with(backend, None);
+}
+
+/// The GPU rows of every golden case on `backend` under a device policy (None: the adapter's).
+fn gpu_cases_with(backend: &str, policy: Option<PolicyKind>) {
+    let Some(ctx) = crate::common::context_with(backend, policy, None) else {
         return;
     };
     let rows: Vec<_> = case_rows(Some(&ctx), &cases_dir())
@@ -103,10 +109,11 @@ fn gpu_cases(backend: &str) {
     if !failed.is_empty() {
         print_case_table(&failed);
         panic!(
-            "{} of {} GPU case tensors failed on {}",
+            "{} of {} GPU case tensors failed on {} ({})",
             failed.len(),
             rows.len(),
-            ctx.adapter_name()
+            ctx.adapter_name(),
+            ctx.settings()
         );
     }
     assert!(rows.len() >= 2 * 54, "only {} GPU rows", rows.len());
@@ -120,6 +127,14 @@ fn gpu_rules_match_every_golden_case_vulkan() {
 #[test]
 fn gpu_rules_match_every_golden_case_gl() {
     gpu_cases("gl");
+}
+
+/// Both device policies on Vulkan: the golden cases also run through the other policy's rule
+/// paths (the fused projection on lavapipe, the separate kernels on a GPU).
+#[test]
+fn gpu_rules_match_every_golden_case_under_both_policies() {
+    gpu_cases_with("vulkan", Some(PolicyKind::Gpu));
+    gpu_cases_with("vulkan", Some(PolicyKind::Cpu));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Shared helpers: which backends to test, seeds, and opening a context per backend.
 
-use hebb::gpu::{AdapterChoice, GpuContext};
+use hebb::gpu::context::LimitsChoice;
+use hebb::gpu::{AdapterChoice, GpuContext, PolicyKind};
 
 /// Backends this run must test: `HEBB_TEST_BACKENDS` (comma list), else the platform's usual ones.
 pub fn required_backends() -> Vec<String> {
@@ -25,11 +26,25 @@ pub fn required_backends() -> Vec<String> {
 /// The context for `backend`, or None (with a note) when this run does not test that backend.
 /// Panics with install advice when a required backend has no adapter.
 pub fn context(backend: &str) -> Option<GpuContext> {
+    context_with(backend, None, None)
+}
+
+/// `context` under a chosen device policy and device limits (None: the defaults).
+pub fn context_with(
+    backend: &str,
+    policy: Option<PolicyKind>,
+    limits: Option<LimitsChoice>,
+) -> Option<GpuContext> {
     if !required_backends().iter().any(|b| b == backend) {
         eprintln!("note: backend {backend} is not in HEBB_TEST_BACKENDS for this run; not tested");
         return None;
     }
-    match GpuContext::new(&AdapterChoice::backend(backend)) {
+    let choice = AdapterChoice {
+        policy,
+        limits,
+        ..AdapterChoice::backend(backend)
+    };
+    match GpuContext::new(&choice) {
         Ok(ctx) => Some(ctx),
         Err(e) => panic!(
             "backend {backend} is required for this run but could not be opened: {e}\n\

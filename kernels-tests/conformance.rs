@@ -1,7 +1,8 @@
-//! Every foundation kernel against its float64 reference, once per backend.
+//! Every conformance family against its float64 references, once per backend.
 
-use hebb::conformance::{Row, kernels as checks, print_table};
-use hebb::gpu::GpuContext;
+use hebb::conformance::{FAMILIES, Row, print_table};
+use hebb::gpu::context::LimitsChoice;
+use hebb::gpu::{GpuContext, PolicyKind};
 
 use crate::common;
 
@@ -24,45 +25,45 @@ fn assert_all_ok(ctx: &GpuContext, family: &str, seed: u64, rows: Vec<Row>) {
     );
 }
 
-fn run_backend(backend: &str) {
-    let Some(ctx) = common::context(backend) else {
+/// Every family of the registry the CLI runs (`hebb::conformance::FAMILIES`), so `cargo test`
+/// checks exactly what `hebb conformance` checks, on `backend` under a device policy and
+/// device limits (None: the adapter's own).
+fn run_backend_with(backend: &str, policy: Option<PolicyKind>, limits: Option<LimitsChoice>) {
+    let Some(ctx) = common::context_with(backend, policy, limits) else {
         return;
     };
     let seed = common::seed();
-    assert_all_ok(&ctx, "gemm", seed, checks::gemm_checks(&ctx, seed));
-    assert_all_ok(&ctx, "im2col", seed, checks::im2col_checks(&ctx, seed));
-    assert_all_ok(&ctx, "conv", seed, checks::conv_checks(&ctx, seed));
-    assert_all_ok(
-        &ctx,
-        "classifier",
-        seed,
-        checks::classifier_checks(&ctx, seed),
-    );
-    assert_all_ok(&ctx, "reduce", seed, checks::reduce_checks(&ctx, seed));
-    // The row-wise competitions, per-row kernel and (where SUBGROUP exists) subgroup kernel.
-    assert_all_ok(
-        &ctx,
-        "competition",
-        seed,
-        hebb::conformance::rules::competition_checks(&ctx, seed),
-    );
-    assert_all_ok(
-        &ctx,
-        "projection_competition",
-        seed,
-        hebb::conformance::rules::projection_competition_checks(&ctx, seed),
-    );
-    assert_all_ok(
-        &ctx,
-        "elementwise",
-        seed,
-        checks::elementwise_checks(&ctx, seed),
-    );
+    eprintln!("{} ({})", ctx.adapter_name(), ctx.settings());
+    for family in FAMILIES {
+        assert_all_ok(&ctx, family.name, seed, (family.run)(&ctx, seed));
+    }
     if !ctx.has(wgpu::Features::SHADER_F16) {
         eprintln!(
             "note: {} has no SHADER_F16; only the packed f16 cast path was tested on it",
             ctx.adapter_name()
         );
+    }
+}
+
+fn run_backend(backend: &str) {
+    run_backend_with(backend, None, None);
+}
+
+/// The policy kind this adapter does not get by default: the GPU policy on lavapipe, the CPU
+/// policy on a GPU. Running the suite under it too executes every device-dependent variant
+/// (tiles, fused projection, subgroup competitions, split-K sizing) on whatever machine runs
+/// the tests.
+fn other_policy(backend: &str) -> Option<PolicyKind> {
+    let ctx = common::context(backend)?;
+    Some(match ctx.policy.kind {
+        PolicyKind::Cpu => PolicyKind::Gpu,
+        PolicyKind::Gpu => PolicyKind::Cpu,
+    })
+}
+
+fn run_backend_under_the_other_policy(backend: &str) {
+    if let Some(policy) = other_policy(backend) {
+        run_backend_with(backend, Some(policy), None);
     }
 }
 
@@ -84,4 +85,88 @@ fn conformance_metal() {
 #[test]
 fn conformance_dx12() {
     run_backend("dx12");
+}
+
+#[test]
+fn conformance_vulkan_under_the_other_policy() {
+    run_backend_under_the_other_policy("vulkan");
+}
+
+#[test]
+fn conformance_gl_under_the_other_policy() {
+    run_backend_under_the_other_policy("gl");
+}
+
+#[test]
+fn conformance_metal_under_the_other_policy() {
+    run_backend_under_the_other_policy("metal");
+}
+
+#[test]
+fn conformance_dx12_under_the_other_policy() {
+    run_backend_under_the_other_policy("dx12");
+}
+
+/// WebGPU's default limits (16 KiB of workgroup memory, 256 invocations per workgroup,
+/// 128 MiB bindings), which browsers and many Metal and mobile devices give: every kernel fits
+/// them or, for explicitly requested tiles past them, is refused with an error naming the
+/// limit. Under both policies, so the GPU policy's larger plans meet the smaller limits too.
+#[test]
+fn conformance_vulkan_under_webgpu_limits() {
+    run_backend_with("vulkan", Some(PolicyKind::Gpu), Some(LimitsChoice::WebGpu));
+    run_backend_with("vulkan", Some(PolicyKind::Cpu), Some(LimitsChoice::WebGpu));
+}
+
+#[test]
+fn conformance_gl_under_webgpu_limits() {
+    run_backend_with("gl", None, Some(LimitsChoice::WebGpu));
+}
+
+/// The subgroup kernels at lavapipe's other subgroup width: 4 lanes (a 128-bit native vector,
+/// `LP_NATIVE_VECTOR_WIDTH=128`) besides the default 8 (256-bit) that the tests above run.
+/// Mesa reads the width once per process, so this runs the `hebb` binary with it set, under
+/// both policies. At 4 lanes the subgroup GEMM (which needs 8) falls back to the tiled kernel
+/// and the subgroup competition runs 4 lanes per row. Skipped where Vulkan is not lavapipe.
+#[test]
+fn subgroup_kernels_at_lavapipes_four_lane_width() {
+    if !common::required_backends().iter().any(|b| b == "vulkan") {
+        return;
+    }
+    let hebb = |args: &[&str], policy: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hebb"))
+            .args(["--backend", "vulkan"])
+            .args(args)
+            .env("LP_NATIVE_VECTOR_WIDTH", "128")
+            .env("HEBB_POLICY", policy)
+            .output()
+            .expect("the hebb binary runs")
+    };
+    let info = String::from_utf8_lossy(&hebb(&["info"], "cpu").stdout).to_string();
+    if !info.contains("llvmpipe") || !info.contains("subgroups:    4..4") {
+        eprintln!("note: Vulkan is not lavapipe at 4 lanes here; not tested:\n{info}");
+        return;
+    }
+    let seed = common::seed().to_string();
+    for policy in ["cpu", "gpu"] {
+        let out = hebb(
+            &[
+                "conformance",
+                "--only",
+                "gemm,gemm_update,competition,projection_competition,rules",
+                "--seed",
+                &seed,
+            ],
+            policy,
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(" 0 failed"),
+            "{policy} policy at 4 lanes (HEBB_SEED={seed} reproduces):\n{}\n{}",
+            text.lines()
+                .filter(|l| l.contains("FAIL") || l.starts_with("conformance:"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -232,6 +232,7 @@ fn bad_backend_and_adapter_names_are_clear_errors() {
     let choice = AdapterChoice {
         backend: common::required_backends().into_iter().next(),
         adapter: Some("no-such-adapter-xyz".into()),
+        ..Default::default()
     };
     let err = GpuContext::new(&choice).err().unwrap().to_string();
     assert!(
@@ -769,4 +770,48 @@ fn double_buffered_tiles_parse_validate_and_are_refused_where_unsupported() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("single-buffered"), "{err}");
+}
+
+/// `--policy` / `HEBB_POLICY` and `--limits` / `HEBB_LIMITS` name their choices or fail
+/// clearly; a context under WebGPU's limits requests exactly those, and the policy kind
+/// decides the choices `hebb info` prints.
+#[test]
+fn device_policy_and_limits_choices_are_named_and_applied() {
+    use hebb::gpu::PolicyKind;
+    use hebb::gpu::context::LimitsChoice;
+    let err = PolicyKind::parse("fastest").unwrap_err().to_string();
+    assert!(
+        err.contains("\"fastest\"") && err.contains("gpu or cpu"),
+        "{err}"
+    );
+    let err = LimitsChoice::parse("browser").unwrap_err().to_string();
+    assert!(
+        err.contains("\"browser\"") && err.contains("adapter or webgpu"),
+        "{err}"
+    );
+    assert_eq!(PolicyKind::parse(" GPU ").unwrap(), PolicyKind::Gpu);
+    let Some(backend) = common::required_backends().into_iter().next() else {
+        return;
+    };
+    for policy in [PolicyKind::Gpu, PolicyKind::Cpu] {
+        let Some(ctx) = common::context_with(&backend, Some(policy), Some(LimitsChoice::WebGpu))
+        else {
+            return;
+        };
+        assert_eq!(ctx.policy.kind, policy);
+        assert_eq!(ctx.policy.chosen_by, "--policy");
+        assert_eq!(ctx.policy.fused_projection, policy == PolicyKind::Gpu);
+        assert_eq!(ctx.limits.max_compute_workgroup_storage_size, 16384);
+        assert_eq!(ctx.limits.max_compute_invocations_per_workgroup, 256);
+        assert_eq!(ctx.limits.max_storage_buffer_binding_size, 128 << 20);
+        assert!(ctx.settings().contains(&format!("policy {policy}")));
+        assert!(ctx.settings().contains("limits webgpu"));
+        let lines = ctx.policy.describe();
+        assert!(lines[0].starts_with(&policy.to_string()), "{lines:?}");
+        // The driver's loop limit is a fact of the adapter, not of the policy.
+        assert_eq!(
+            ctx.loop_iteration_limit().is_some(),
+            ctx.adapter_name().to_lowercase().contains("llvmpipe")
+        );
+    }
 }

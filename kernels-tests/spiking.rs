@@ -1,41 +1,12 @@
-//! The spiking culture simulator: its kernels against the float64 reference on each backend,
-//! the culture builder's invariants, recipe errors, and `hebb spiking` end to end on the
+//! The spiking culture simulator (its kernels are the `spiking` conformance family): the
+//! culture builder's invariants, recipe errors, and `hebb spiking` end to end on the
 //! 240-neuron culture.
 
-use hebb::conformance::spiking::spiking_checks;
 use hebb::spiking::culture::{Culture, CultureConfig, ELECTRODES, NONE};
 use hebb::spiking::recipe::SpikingRecipe;
 use hebb::spiking::task::{SpikingOptions, label_electrodes, run};
 
 use crate::common;
-
-fn conformance(backend: &str) {
-    let Some(ctx) = common::context(backend) else {
-        return;
-    };
-    let seed = common::seed();
-    let rows = spiking_checks(&ctx, seed);
-    let failed: Vec<_> = rows.iter().filter(|r| !r.ok).cloned().collect();
-    if !failed.is_empty() {
-        hebb::conformance::print_table(&failed);
-        panic!(
-            "spiking on {}: {} of {} checks failed (HEBB_SEED={seed} reproduces)",
-            ctx.adapter_name(),
-            failed.len(),
-            rows.len()
-        );
-    }
-}
-
-#[test]
-fn spiking_conformance_vulkan() {
-    conformance("vulkan");
-}
-
-#[test]
-fn spiking_conformance_gl() {
-    conformance("gl");
-}
 
 /// Every neuron's incoming Σ|w| equals the connection's strength after the build; pruned and
 /// self synapses are masked; ELL rows are ascending and padded with NONE.

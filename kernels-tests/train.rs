@@ -694,3 +694,55 @@ fn the_tanh_power_head_learns_without_a_bias() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The same small run under both device policies on Vulkan. The GPU policy's defaults (the
+/// fused projection + competition kernel, 128 x 128 tiles, subgroup competitions for every row
+/// length) carry a whole training run, on lavapipe as on a GPU, and learn what the CPU
+/// policy's kernels learn up to f32 rounding.
+#[test]
+fn a_run_under_the_gpu_policy_learns_what_the_cpu_policy_learns() {
+    use hebb::gpu::PolicyKind;
+    let mut weights = Vec::new();
+    for policy in [PolicyKind::Gpu, PolicyKind::Cpu] {
+        let Some(ctx) = common::context_with("vulkan", Some(policy), None) else {
+            return;
+        };
+        let out = scratch(&format!("policy-{policy}"));
+        let mut opts = options(&out, None);
+        opts.overrides.limit = Some(96);
+        opts.overrides.epochs = Some(1);
+        let Outcome::Finished(m) = train::train(&ctx, &tiny(), TINY, &opts).unwrap() else {
+            panic!("the {policy} run stopped")
+        };
+        assert_eq!(m.test_items, 96);
+        // The policy's projection ran: fused under the GPU policy, never under the CPU one.
+        let fused = ctx
+            .kernels
+            .compiled_names()
+            .iter()
+            .any(|n| n.starts_with("projection_competition::"));
+        assert_eq!(
+            fused,
+            policy == PolicyKind::Gpu,
+            "{policy} policy: compiled {:?}",
+            ctx.kernels.compiled_names()
+        );
+        let ck = checkpoint::load(&out).unwrap();
+        weights.push((
+            ck.tensors["layers.0.weight"].1.clone(),
+            ck.tensors["classifier.weight"].1.clone(),
+        ));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    use hebb::conformance::widen;
+    let hebb = hebb::conformance::rel_err(&widen(&weights[0].0), &widen(&weights[1].0));
+    let head = hebb::conformance::rel_err(&widen(&weights[0].1), &widen(&weights[1].1));
+    assert!(
+        hebb < 1e-4,
+        "Hebbian weights: GPU vs CPU policy relative error {hebb:.2e}"
+    );
+    assert!(
+        head < 1e-3,
+        "classifier weights: GPU vs CPU policy relative error {head:.2e}"
+    );
+}

@@ -18,6 +18,10 @@ pub enum HebbError {
     #[error("unknown backend {0:?}: expected one of vulkan, metal, dx12, gl")]
     UnknownBackend(String),
 
+    /// A setting that names no valid choice (an option or environment variable).
+    #[error("{0}")]
+    Config(String),
+
     #[error("could not open a device on adapter {adapter:?}: {source}")]
     RequestDevice {
         adapter: String,

@@ -7,8 +7,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use hebb::bench::{self, BenchBudget};
-use hebb::conformance::{self, kernels as checks};
-use hebb::gpu::{AdapterChoice, GpuContext, GpuTimer, feature_names, list_adapters};
+use hebb::conformance;
+use hebb::gpu::context::LimitsChoice;
+use hebb::gpu::{AdapterChoice, GpuContext, GpuTimer, PolicyKind, feature_names, list_adapters};
 use hebb::kernels::gemm::GemmTiles;
 use hebb::train::{self, recipes};
 use std::sync::Arc;
@@ -36,14 +37,28 @@ struct AdapterArgs {
     /// else the best adapter).
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Device policy, every device-dependent kernel choice: gpu or cpu (default: HEBB_POLICY,
+    /// else the adapter's device type). `hebb info` prints what each one chooses.
+    #[arg(long, global = true, value_parser = ["gpu", "cpu"])]
+    policy: Option<String>,
+    /// Device limits to request: adapter (all it offers) or webgpu (WebGPU's defaults: 16 KiB
+    /// workgroup storage, 256 invocations, 128 MiB bindings). Default: HEBB_LIMITS, else adapter.
+    #[arg(long, global = true, value_parser = ["adapter", "webgpu"])]
+    limits: Option<String>,
 }
 
 impl AdapterArgs {
-    fn choice(&self) -> AdapterChoice {
-        AdapterChoice {
+    fn choice(&self) -> Result<AdapterChoice> {
+        Ok(AdapterChoice {
             backend: self.backend.clone(),
             adapter: self.adapter.clone(),
-        }
+            policy: self.policy.as_deref().map(PolicyKind::parse).transpose()?,
+            limits: self
+                .limits
+                .as_deref()
+                .map(LimitsChoice::parse)
+                .transpose()?,
+        })
     }
 }
 
@@ -59,8 +74,7 @@ enum Command {
         /// Also write the table as a JSON array to FILE.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only this kernel family: gemm, im2col, conv, pool, norm, layout, reduce, elementwise,
-        /// classifier or rules.
+        /// Only these conformance families, a comma list (`--only list` names them all).
         #[arg(long)]
         only: Option<String>,
         /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs on the
@@ -398,7 +412,7 @@ fn error_text(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Info => info(&cli.adapter.choice()),
+        Command::Info => info(&cli.adapter.choice()?),
         Command::Conformance {
             seed,
             json,
@@ -407,13 +421,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             if cases.is_empty() {
                 conformance(
-                    &cli.adapter.choice(),
+                    &cli.adapter.choice()?,
                     seed,
                     json.as_deref(),
                     only.as_deref(),
                 )
             } else {
-                case_conformance(&cli.adapter.choice(), &cases, json.as_deref())
+                case_conformance(&cli.adapter.choice()?, &cases, json.as_deref())
             }
         }
         Command::Spiking {
@@ -428,7 +442,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(seed) = seed {
                 recipe.seed = seed;
             }
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let ctx = GpuContext::new(&cli.adapter.choice()?)?;
             eprintln!("{} ({origin}) on {}", recipe.name, ctx.adapter_name());
             let opts = hebb::spiking::task::SpikingOptions {
                 // The bundled MNIST wherever the command runs from, as for `hebb train`.
@@ -477,7 +491,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "--checkpoint-every {checkpoint_every}: expected seconds ≥ 0 (inf: only at epoch ends)"
                 );
             }
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let ctx = GpuContext::new(&cli.adapter.choice()?)?;
             let stop = Arc::new(AtomicBool::new(false));
             {
                 let stop = stop.clone();
@@ -596,7 +610,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data,
             limit,
         } => {
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let ctx = GpuContext::new(&cli.adapter.choice()?)?;
             let (name, acc, n) =
                 train::evaluate_checkpoint(&ctx, &checkpoint, data.as_deref(), limit)?;
             println!(
@@ -707,7 +721,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sample_seconds,
             json,
         }) => {
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let ctx = GpuContext::new(&cli.adapter.choice()?)?;
             let timer = GpuTimer::new(&ctx, wall);
             let budget = BenchBudget {
                 sample_s: sample_seconds,
@@ -761,7 +775,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             wall,
             json,
         }) => {
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let ctx = GpuContext::new(&cli.adapter.choice()?)?;
             let (recipe, _, origin) = recipes::resolve(Some(&recipe))?;
             println!(
                 "adapter: {}  recipe: {} ({origin}), batch {}, tuning entries: {}",
@@ -799,7 +813,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             wall,
             json,
         } => {
-            let ctx = GpuContext::new(&cli.adapter.choice())?;
+            let ctx = GpuContext::new(&cli.adapter.choice()?)?;
             let path = cache
                 .or_else(hebb::gpu::tuning::cache_path)
                 .context("no cache location: pass --cache FILE (HEBB_TUNE_CACHE is off)")?;
@@ -923,12 +937,13 @@ fn bench_setup(
     samples: usize,
     sample_seconds: f64,
 ) -> Result<(GpuContext, GpuTimer, BenchBudget)> {
-    let ctx = GpuContext::new(&adapter.choice())?;
+    let ctx = GpuContext::new(&adapter.choice()?)?;
     let timer = GpuTimer::new(&ctx, wall);
     println!(
-        "adapter: {}  timer: {}",
+        "adapter: {}  timer: {}  {}",
         ctx.adapter_name(),
-        timer.kind.name()
+        timer.kind.name(),
+        ctx.settings()
     );
     let budget = BenchBudget {
         sample_s: sample_seconds,
@@ -980,6 +995,10 @@ fn info(choice: &AdapterChoice) -> Result<ExitCode> {
             limits.max_compute_workgroup_size_z,
             limits.max_compute_workgroups_per_dimension
         );
+        let policy = hebb::gpu::DevicePolicy::new(&info, choice.policy)?;
+        for (j, line) in policy.describe().iter().enumerate() {
+            println!("    {:<14}{line}", if j == 0 { "policy:" } else { "" });
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1020,46 +1039,22 @@ fn conformance(
     json: Option<&Path>,
     only: Option<&str>,
 ) -> Result<ExitCode> {
+    if only == Some("list") {
+        for family in conformance::FAMILIES {
+            println!("{:<24} {}", family.name, family.about);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    conformance::select(only).map_err(|e| anyhow::anyhow!("--only: {e}"))?;
     let ctx = GpuContext::new(choice)?;
     let seed = seed.unwrap_or_else(fresh_seed);
     println!(
-        "adapter: {}  features: [{}]  seed: {seed}",
+        "adapter: {}  features: [{}]  {}  seed: {seed}",
         ctx.adapter_name(),
-        feature_names(ctx.features).join(", ")
+        feature_names(ctx.features).join(", "),
+        ctx.settings()
     );
-    let rows = match only {
-        None => {
-            let mut rows = checks::all_checks(&ctx, seed);
-            rows.extend(conformance::rules::competition_checks(&ctx, seed));
-            rows.extend(conformance::rules::projection_competition_checks(
-                &ctx, seed,
-            ));
-            rows.extend(conformance::spiking::spiking_checks(&ctx, seed));
-            rows.extend(conformance::rules::rule_checks(&ctx, seed));
-            rows
-        }
-        Some("gemm") => checks::gemm_checks(&ctx, seed),
-        Some("gemm_update") => conformance::gemm_update::gemm_update_checks(&ctx, seed),
-        Some("reduce") => checks::reduce_checks(&ctx, seed),
-        Some("elementwise") => checks::elementwise_checks(&ctx, seed),
-        Some("im2col") => checks::im2col_checks(&ctx, seed),
-        Some("conv") => checks::conv_checks(&ctx, seed),
-        Some("rules") => conformance::rules::rule_checks(&ctx, seed),
-        Some("competition") => conformance::rules::competition_checks(&ctx, seed),
-        Some("projection_competition") => {
-            conformance::rules::projection_competition_checks(&ctx, seed)
-        }
-        Some("spiking") => conformance::spiking::spiking_checks(&ctx, seed),
-        Some("classifier") => checks::classifier_checks(&ctx, seed),
-        Some("pool") => checks::pool_checks(&ctx, seed),
-        Some("norm") => checks::norm_checks(&ctx, seed),
-        Some("layout") => checks::layout_checks(&ctx, seed),
-        Some(other) => {
-            bail!(
-                "--only {other:?}: expected gemm, gemm_update, im2col, conv, pool, norm, layout, reduce, elementwise, classifier, competition, projection_competition, spiking or rules"
-            )
-        }
-    };
+    let rows = conformance::run(&ctx, seed, only).map_err(|e| anyhow::anyhow!("--only: {e}"))?;
     conformance::print_table(&rows);
     if let Some(path) = json {
         write_json(path, &rows)?;

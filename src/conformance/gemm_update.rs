@@ -241,7 +241,7 @@ pub fn gemm_update_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
 fn check_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Row {
     let tiles = g
         .resolved_tiles(ctx)
-        .unwrap_or_else(|_| GemmTiles::for_adapter(ctx));
+        .unwrap_or_else(|_| g.tiles.unwrap_or_else(|| GemmTiles::for_adapter(ctx)));
     let (splits, _) = g.plan_split(ctx, &tiles);
     let kernel = match (tiles.kind, splits) {
         (_, s) if s > 1 => "gemm_splitk_reduce",
@@ -261,6 +261,13 @@ fn check_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Row {
         &[("m", g.m), ("n", g.n), ("k", g.k)],
         seed,
     );
+    // Explicit tiles past this device's limits: the launcher must refuse them.
+    if let Some(Err(limit)) = g.tiles.map(|t| t.within_limits(ctx)) {
+        return row.refusal(
+            &limit.to_string(),
+            run_update(ctx, g, epi, seed).map_err(|e| e.to_string()),
+        );
+    }
     match run_update(ctx, g, epi, seed) {
         Ok(Outcome::Ok { got, want, tol }) => row.compare(&got, &want, tol),
         Ok(Outcome::Fail(message)) => row.fail(message),

@@ -105,6 +105,14 @@ pub fn check_gemm(
         &[("m", g.m), ("n", g.n), ("k", g.k), ("batch", g.batch)],
         seed,
     );
+    // Explicit tiles past this device's limits (double buffering under WebGPU's 16 KiB of
+    // workgroup memory): the launcher must refuse them.
+    if let Some(Err(limit)) = g.tiles.map(|t| t.within_limits(ctx)) {
+        return row.refusal(
+            &limit.to_string(),
+            run_gemm(ctx, g, kernel, storage, seed).map_err(|e| e.to_string()),
+        );
+    }
     match run_gemm(ctx, g, kernel, storage, seed) {
         Ok((got, want, outside_changed, cond)) => {
             // Tensor cores multiply halves exactly but may round (or truncate) their f32 sums
@@ -1332,22 +1340,5 @@ pub fn layout_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             });
         }
     }
-    rows
-}
-
-/// Every foundation check, in order.
-pub fn all_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
-    let mut rows = gemm_checks(ctx, base_seed);
-    rows.extend(crate::conformance::gemm_update::gemm_update_checks(
-        ctx, base_seed,
-    ));
-    rows.extend(im2col_checks(ctx, base_seed));
-    rows.extend(conv_checks(ctx, base_seed));
-    rows.extend(classifier_checks(ctx, base_seed));
-    rows.extend(pool_checks(ctx, base_seed));
-    rows.extend(norm_checks(ctx, base_seed));
-    rows.extend(reduce_checks(ctx, base_seed));
-    rows.extend(elementwise_checks(ctx, base_seed));
-    rows.extend(layout_checks(ctx, base_seed));
     rows
 }

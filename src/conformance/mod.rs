@@ -9,9 +9,134 @@ pub mod spiking;
 
 use std::collections::BTreeMap;
 
+use crate::gpu::GpuContext;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+
+/// One family of conformance checks: the kernels of one shader family (or one rule layer)
+/// against their float64 references.
+pub struct Family {
+    /// The name `hebb conformance --only` takes.
+    pub name: &'static str,
+    /// What the family checks, for `--only`'s help and error text.
+    pub about: &'static str,
+    pub run: fn(&GpuContext, u64) -> Vec<Row>,
+}
+
+/// Every conformance family, in the order `hebb conformance` runs them. The CLI (`--only`, the
+/// full run) and `cargo test` (kernels-tests/conformance.rs) all read this one list, so a new
+/// family is checked everywhere once it is added here.
+pub const FAMILIES: &[Family] = &[
+    Family {
+        name: "gemm",
+        about: "tiled, subgroup, f16 and split-K matrix products",
+        run: kernels::gemm_checks,
+    },
+    Family {
+        name: "gemm_update",
+        about: "GEMM epilogues that apply the weight update",
+        run: gemm_update::gemm_update_checks,
+    },
+    Family {
+        name: "im2col",
+        about: "patch extraction for convolutions",
+        run: kernels::im2col_checks,
+    },
+    Family {
+        name: "conv",
+        about: "implicit-GEMM convolutions",
+        run: kernels::conv_checks,
+    },
+    Family {
+        name: "classifier",
+        about: "the read-outs' losses, gradients and argmax",
+        run: kernels::classifier_checks,
+    },
+    Family {
+        name: "pool",
+        about: "max and average pooling",
+        run: kernels::pool_checks,
+    },
+    Family {
+        name: "norm",
+        about: "batch normalisation, training and evaluation",
+        run: kernels::norm_checks,
+    },
+    Family {
+        name: "reduce",
+        about: "row, column and global reductions",
+        run: kernels::reduce_checks,
+    },
+    Family {
+        name: "elementwise",
+        about: "fill, copy, scale, axpy, dropout and f16 casts",
+        run: kernels::elementwise_checks,
+    },
+    Family {
+        name: "layout",
+        about: "row, plane and block layout transposes",
+        run: kernels::layout_checks,
+    },
+    Family {
+        name: "competition",
+        about: "row-wise competitions, per-row and subgroup kernels",
+        run: rules::competition_checks,
+    },
+    Family {
+        name: "projection_competition",
+        about: "the fused projection + competition kernel",
+        run: rules::projection_competition_checks,
+    },
+    Family {
+        name: "spiking",
+        about: "the spiking culture's kernels",
+        run: spiking::spiking_checks,
+    },
+    Family {
+        name: "rules",
+        about: "every rule preset's step on random shapes, all execution paths",
+        run: rules::rule_checks,
+    },
+];
+
+/// The family called `name`, or an error listing the names there are.
+pub fn family(name: &str) -> Result<&'static Family, String> {
+    FAMILIES.iter().find(|f| f.name == name).ok_or_else(|| {
+        format!(
+            "no conformance family {name:?}; expected one of: {}",
+            FAMILIES
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// The families `only` names (a comma list), or every family, in registry order.
+pub fn select(only: Option<&str>) -> Result<Vec<&'static Family>, String> {
+    let Some(list) = only else {
+        return Ok(FAMILIES.iter().collect());
+    };
+    let mut chosen = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        chosen.push(family(name)?);
+    }
+    if chosen.is_empty() {
+        return Err(format!("{list:?} names no family"));
+    }
+    Ok(chosen)
+}
+
+/// The rows of the families `only` names (a comma list), or of every family in order.
+pub fn run(ctx: &GpuContext, seed: u64, only: Option<&str>) -> Result<Vec<Row>, String> {
+    Ok(select(only)?
+        .into_iter()
+        .flat_map(|f| (f.run)(ctx, seed))
+        .collect())
+}
 
 /// One checked (kernel, variant, shape). JSON field names are a stable interface.
 #[derive(Clone, Debug, Serialize)]
@@ -64,6 +189,29 @@ impl Row {
         if got.iter().any(|v| !v.is_finite()) {
             self.ok = false;
             self.error = Some("output holds NaN/Inf (an element was not written?)".into());
+        }
+        self
+    }
+
+    /// The row of a configuration this device's limits exclude (`limit` says which): it passes
+    /// when the launch was refused with an error, and fails if the launch ran anyway or
+    /// succeeded, since a kernel past the limits is undefined behaviour.
+    pub fn refusal<T>(
+        mut self,
+        limit: &str,
+        launch: std::result::Result<T, impl ToString>,
+    ) -> Self {
+        self.tol = 0.0;
+        match launch {
+            Err(e) => {
+                self.ok = true;
+                self.rel_err = 0.0;
+                self.error = Some(format!("refused as expected: {}", e.to_string()));
+            }
+            Ok(_) => {
+                self.ok = false;
+                self.error = Some(format!("ran although {limit}"));
+            }
         }
         self
     }

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use crate::error::{HebbError, Result};
 use crate::gpu::kernel_cache::KernelCache;
+use crate::gpu::policy::{DevicePolicy, PolicyKind};
 use crate::gpu::tensor::{DType, Tensor};
 use crate::gpu::tuning::{self, ShapeClass, Tuning};
 
@@ -43,13 +44,65 @@ pub struct AdapterChoice {
     pub backend: Option<String>,
     /// An index into the list `hebb info` prints, or a case-insensitive name substring.
     pub adapter: Option<String>,
+    /// The device policy's kind (`--policy`); None leaves it to `HEBB_POLICY`, then to the
+    /// adapter's device type.
+    pub policy: Option<PolicyKind>,
+    /// The device limits to request (`--limits`); None leaves it to `HEBB_LIMITS`, then to
+    /// everything the adapter offers.
+    pub limits: Option<LimitsChoice>,
+}
+
+/// The environment variable that selects the requested device limits: `adapter` or `webgpu`.
+pub const LIMITS_ENV: &str = "HEBB_LIMITS";
+
+/// Which device limits a context requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitsChoice {
+    /// Everything the adapter offers.
+    #[default]
+    Adapter,
+    /// WebGPU's default limits (`wgpu::Limits::default()`): 16 KiB of workgroup storage,
+    /// 256 invocations per workgroup, 128 MiB storage bindings, 8 storage buffers per stage.
+    /// Browsers and many Metal and mobile devices give no more; kernels must fit them or refuse
+    /// clearly.
+    WebGpu,
+}
+
+impl LimitsChoice {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "adapter" => Ok(LimitsChoice::Adapter),
+            "webgpu" => Ok(LimitsChoice::WebGpu),
+            other => Err(HebbError::Config(format!(
+                "device limits {other:?} (from --limits or {LIMITS_ENV}): expected adapter or webgpu"
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            LimitsChoice::Adapter => "adapter",
+            LimitsChoice::WebGpu => "webgpu",
+        }
+    }
 }
 
 impl AdapterChoice {
     pub fn backend(name: &str) -> Self {
         Self {
             backend: Some(name.to_string()),
-            adapter: None,
+            ..Self::default()
+        }
+    }
+
+    /// The limits to request: the choice, else `HEBB_LIMITS`, else the adapter's.
+    pub fn limits_choice(&self) -> Result<LimitsChoice> {
+        match self.limits {
+            Some(choice) => Ok(choice),
+            None => match std::env::var(LIMITS_ENV) {
+                Ok(text) if !text.trim().is_empty() => LimitsChoice::parse(&text),
+                _ => Ok(LimitsChoice::Adapter),
+            },
         }
     }
 
@@ -178,6 +231,10 @@ pub struct GpuContext {
     spare: Mutex<Option<Arc<Tensor>>>,
     /// `hebb tune`'s winners for this adapter (empty without a cache).
     pub tuning: Tuning,
+    /// Every device-dependent choice (`gpu::policy`).
+    pub policy: DevicePolicy,
+    /// Which limits were requested (`limits` holds their values).
+    pub limits_choice: LimitsChoice,
     shape_log: Mutex<Option<Vec<LoggedShape>>>,
 }
 
@@ -204,6 +261,8 @@ impl GpuContext {
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
         let adapter = pick_adapter(choice)?;
         let info = adapter.get_info();
+        let policy = DevicePolicy::new(&info, choice.policy)?;
+        let limits_choice = choice.limits_choice()?;
         if info.device_type == wgpu::DeviceType::Cpu && choice.adapter_filter().is_none() {
             eprintln!(
                 "note: no hardware GPU found; using the software adapter {} ({:?}). Timings say little about GPUs.",
@@ -230,7 +289,11 @@ impl GpuContext {
             } else {
                 wgpu::ExperimentalFeatures::disabled()
             };
-        let limits = adapter.limits();
+        let limits = match limits_choice {
+            LimitsChoice::Adapter => adapter.limits(),
+            // Alignments are minimums, not capacities: keep the adapter's.
+            LimitsChoice::WebGpu => wgpu::Limits::default().using_alignment(adapter.limits()),
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("hebb"),
             required_features: features,
@@ -267,6 +330,8 @@ impl GpuContext {
             workspace: Mutex::new(None),
             spare: Mutex::new(None),
             tuning,
+            policy,
+            limits_choice,
             shape_log: Mutex::new(None),
         })
     }
@@ -309,8 +374,16 @@ impl GpuContext {
     /// loop in a shader"), silently. Launchers whose loop counts grow with the data split the
     /// work or refuse with an error below this. None where no such limit is known.
     pub fn loop_iteration_limit(&self) -> Option<u64> {
-        let names = format!("{} {}", self.info.name, self.info.driver_info).to_lowercase();
-        names.contains("llvmpipe").then_some(65_535)
+        self.policy.loop_iteration_limit
+    }
+
+    /// `policy cpu, limits adapter`: what a report needs to reproduce this context's choices.
+    pub fn settings(&self) -> String {
+        format!(
+            "policy {}, limits {}",
+            self.policy.kind,
+            self.limits_choice.name()
+        )
     }
 
     /// `name (backend)`, as printed in reports.

@@ -56,6 +56,15 @@ impl KernelCache {
         self.compiled.load(Ordering::SeqCst)
     }
 
+    /// `shader::entry` of every pipeline compiled so far, sorted: which kernel variants a run
+    /// used (tests check that a device policy's choices ran).
+    pub fn compiled_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.names.lock().values().cloned().collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// `shader::entry` of a pipeline this cache compiled (profiles label dispatches with it).
     pub fn name_of(&self, pipeline: &wgpu::ComputePipeline) -> String {
         let address = pipeline as *const wgpu::ComputePipeline as usize;

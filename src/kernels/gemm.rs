@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{HebbError, Result};
 use crate::gpu::tuning::{ShapeClass, TunedKernel};
-use crate::gpu::{DType, GpuContext, LoggedShape, Recorder, Tensor};
+use crate::gpu::{DType, GpuContext, LoggedShape, PolicyKind, Recorder, Tensor};
 use crate::kernels::elementwise;
 use crate::kernels::hebbian::OptimStep;
 use crate::kernels::{
@@ -167,25 +167,21 @@ impl GemmTiles {
             t(128, 16, 8, 4),
             t(16, 128, 4, 8),
         ];
-        if ctx.info.device_type == wgpu::DeviceType::Cpu {
-            &CPU_SET
-        } else {
-            &GPU_SET
+        match ctx.policy.kind {
+            PolicyKind::Cpu => &CPU_SET,
+            PolicyKind::Gpu => &GPU_SET,
         }
     }
 
     /// The candidate with the least estimated work for an M x N output: the padded output
     /// Mp·Np (what the workgroups compute, ragged edges included) times a tile-load overhead
     /// 1 + L·(1/BM + 1/BN) (each BK step loads BM + BN values for BM·BN FMAs). A load costs
-    /// L = 8 FMAs on GPUs; on CPU adapters workgroup memory and its barriers cost far more,
-    /// and L = 64 matches lavapipe: its 96 x 75 x 10,240 update product runs 2.2x faster on
-    /// 128 x 128 blocks than on the 64 x 16 blocks that L = 8 picks (BENCHMARKS.md).
+    /// L = `policy.gemm_load_cost`: 8 FMAs on GPUs; under the CPU policy workgroup memory and
+    /// its barriers cost far more, and L = 64 matches lavapipe: its 96 x 75 x 10,240 update
+    /// product runs 2.2x faster on 128 x 128 blocks than on the 64 x 16 blocks that L = 8
+    /// picks (BENCHMARKS.md).
     pub fn for_shape(ctx: &GpuContext, m: usize, n: usize) -> GemmTiles {
-        let load = if ctx.info.device_type == wgpu::DeviceType::Cpu {
-            64.0
-        } else {
-            8.0
-        };
+        let load = ctx.policy.gemm_load_cost;
         let cost = |t: &GemmTiles| {
             let (bm, bn) = (t.bm as usize, t.bn as usize);
             let padded = (m.div_ceil(bm) * bm * n.div_ceil(bn) * bn) as f64;
@@ -200,23 +196,22 @@ impl GemmTiles {
         best
     }
 
-    /// Default kernel for this adapter, without tuning: on CPU adapters with subgroups the
-    /// subgroup kernel (16 rows; 1.7–2.5x the tiled kernel on lavapipe, BENCHMARKS.md), else
-    /// the tiled kernel with the device type's tiles.
+    /// Default kernel for this adapter, without tuning: where the policy prefers it and the
+    /// adapter has subgroups, the subgroup kernel (16 rows; 1.7–2.5x the tiled kernel on
+    /// lavapipe, BENCHMARKS.md), else the tiled kernel with the policy's tiles.
     pub fn for_adapter(ctx: &GpuContext) -> GemmTiles {
-        if ctx.info.device_type == wgpu::DeviceType::Cpu && Self::subgroup_available(ctx) {
+        if ctx.policy.prefer_subgroup_gemm && Self::subgroup_available(ctx) {
             GemmTiles::subgroup(16)
         } else {
             Self::tiled_for_adapter(ctx)
         }
     }
 
-    /// Default tiled-kernel tiles for this adapter's device type.
+    /// Default tiled-kernel tiles of the device policy's kind.
     pub fn tiled_for_adapter(ctx: &GpuContext) -> GemmTiles {
-        if ctx.info.device_type == wgpu::DeviceType::Cpu {
-            GemmTiles::CPU
-        } else {
-            GemmTiles::GPU
+        match ctx.policy.kind {
+            PolicyKind::Cpu => GemmTiles::CPU,
+            PolicyKind::Gpu => GemmTiles::GPU,
         }
     }
 
@@ -427,6 +422,23 @@ impl GemmTiles {
         if !self.bm.is_multiple_of(4) || !self.bn.is_multiple_of(4) || !self.bk.is_multiple_of(4) {
             return bad("BM, BN and BK must be multiples of 4 (vec4 tile loads)".into());
         }
+        self.within_limits(ctx)
+    }
+
+    /// Whether a well-formed tiled configuration fits this device's limits (invocations per
+    /// workgroup, workgroup size, workgroup memory): an error naming the limit if not. Under
+    /// WebGPU's default limits (16 KiB of workgroup memory) the double-buffered CPU and GPU
+    /// tiles do not fit, and launches asking for them are refused with this error.
+    pub fn within_limits(&self, ctx: &GpuContext) -> Result<()> {
+        if self.kind != GemmKind::Tiled {
+            return Ok(());
+        }
+        let bad = |message: String| {
+            Err(HebbError::Launch {
+                kernel: "gemm_tiled".into(),
+                message: format!("tiles {}: {message}", self.label()),
+            })
+        };
         let l = &ctx.limits;
         let (wx, wy) = self.workgroup();
         if self.threads() > l.max_compute_invocations_per_workgroup
@@ -751,13 +763,8 @@ impl Gemm {
                 let blocks = self.m.div_ceil(tiles.bm as usize)
                     * self.n.div_ceil(tiles.bn as usize)
                     * self.batch;
-                // Enough workgroups to fill the device: a software rasteriser runs one per
-                // core, a GPU wants several per compute unit.
-                let target = if ctx.info.device_type == wgpu::DeviceType::Cpu {
-                    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
-                } else {
-                    512
-                };
+                // Enough workgroups to fill the device (`policy.split_k_workgroups`).
+                let target = ctx.policy.split_k_workgroups;
                 // Keep each split at least 16 K-steps long, so the partial sums stay cheap.
                 let max_by_k = (k / (16 * bk)).max(1);
                 target.div_ceil(blocks).clamp(1, max_by_k)

@@ -220,15 +220,15 @@ impl CompetitionKernel {
         (ctx.has(wgpu::Features::SUBGROUP) && width >= 4).then_some(width)
     }
 
-    /// The default for rows of C entries: the subgroup kernel on GPUs that have it (coalesced
-    /// loads), and on CPU adapters for rows of 1024 entries or more; the per-row kernel
+    /// The default for rows of C entries: the subgroup kernel where the adapter has one and the
+    /// row has at least `policy.subgroup_competition_from` entries (every row under the GPU
+    /// policy, for coalesced loads; 1024 or more under the CPU policy), the per-row kernel
     /// elsewhere. On CPU adapters (lavapipe) each invocation is a SIMD lane, so the per-row
     /// kernel already runs 8 rows per instruction. `hebb bench competition` (BENCHMARKS.md)
     /// measured the subgroup kernel at 0.61–0.89x of the per-row kernel's speed at C = 128,
     /// 0.75–1.34x at 384, and 0.99–1.39x at 1536.
     pub fn for_row(ctx: &GpuContext, c: usize) -> CompetitionKernel {
-        let cpu = ctx.info.device_type == wgpu::DeviceType::Cpu;
-        if Self::subgroup_width(ctx).is_some() && (!cpu || c >= 1024) {
+        if Self::subgroup_width(ctx).is_some() && c >= ctx.policy.subgroup_competition_from {
             CompetitionKernel::Subgroup
         } else {
             CompetitionKernel::PerRow

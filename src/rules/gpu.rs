@@ -136,15 +136,16 @@ enum UpdateLeft {
     Applied,
 }
 
-/// Whether rules use the fused projection + competition kernel unless told otherwise: on GPU
-/// adapters, where it saves five N x C passes over memory per step (U written and read twice,
-/// Y written; `hebb bench rules` counts them), and not on CPU adapters. There the separate
+/// Whether rules use the fused projection + competition kernel unless told otherwise
+/// (`policy.fused_projection`): under the GPU policy, where it saves five N x C passes over
+/// memory per step (U written and read twice, Y written; `hebb bench rules` counts them), and
+/// not under the CPU policy. On lavapipe the separate
 /// kernels won in every case `hebb bench rules` timed on lavapipe (the fused step ran at
 /// 0.22–0.84x, BENCHMARKS.md). The likely reason, not measured apart: the fused kernel stages
 /// tiles through workgroup memory behind barriers, which llvmpipe runs slowly, and the
 /// subgroup GEMM it is compared with uses neither.
 pub fn fused_projection_by_default(ctx: &GpuContext) -> bool {
-    ctx.info.device_type != wgpu::DeviceType::Cpu
+    ctx.policy.fused_projection
 }
 
 /// The presets whose step can run the fused projection + competition kernel: a plain
