@@ -10,7 +10,8 @@
 //! - `train`: `hebb train` end to end; `zca`: input whitening (GPU vs reference, covariance ≈ I);
 //!   `tune`: the autotuning cache; `hostile`: hostile files, recipes, flags and run folders
 //!   end in clear errors; `crash`: runs killed at random points resume to the same result; `spiking`: the culture simulator (kernels vs reference per
-//!   backend, culture builder, recipes, `hebb spiking` end to end).
+//!   backend, culture builder, recipes, `hebb spiking` end to end); `scripts`: the prepared
+//!   GPU check (`benches/gpu_check.sh`) in its quick mode.
 
 mod cases_reference;
 mod common;
@@ -21,6 +22,7 @@ mod fuzz_corpus;
 mod hostile;
 mod portability;
 mod runtime;
+mod scripts;
 mod spiking;
 mod train;
 mod tune;

@@ -43,7 +43,10 @@ pub const GEMM_COOP_WGSL: Shader = Shader {
     name: "gemm_coop",
     source: include_str!("../../shaders/gemm_coop.wgsl"),
     requires: wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
-    launcher_checks_bounds: true,
+    // Never executed yet: no adapter hebb has run on offers cooperative matrices. Until the
+    // kernel passes conformance on a real GPU (BENCHMARKS.md will record the day), naga keeps
+    // its runtime bounds checks, whatever the launcher proves.
+    launcher_checks_bounds: false,
 };
 pub const SPIKING_WGSL: Shader = Shader {
     name: "spiking",

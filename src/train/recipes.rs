@@ -46,6 +46,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../recipes/lagani-hpca-cifar10.toml"),
     ),
     (
+        "lagani-hpca-cifar10-1layer",
+        include_str!("../../recipes/lagani-hpca-cifar10-1layer.toml"),
+    ),
+    (
         "lagani-swta-cifar10",
         include_str!("../../recipes/lagani-swta-cifar10.toml"),
     ),
