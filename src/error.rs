@@ -57,6 +57,19 @@ pub enum HebbError {
     #[error("{kernel}: {message}")]
     Launch { kernel: String, message: String },
 
+    /// Training diverged: weights or the loss became NaN/Inf. `stage` names the layer or the
+    /// classifier; the message says when, and which checkpoint was kept.
+    #[error("{stage}: {message}")]
+    Divergence { stage: String, message: String },
+
+    /// A dataset file or folder that cannot be read as the recipe's dataset.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+
+    /// A recipe that does not describe a valid network or protocol.
+    #[error(transparent)]
+    Recipe(#[from] crate::nn::recipe::RecipeError),
+
     #[error("{what} needs the adapter feature {feature}, which {adapter:?} does not offer")]
     MissingFeature {
         what: String,

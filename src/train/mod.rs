@@ -248,10 +248,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn data_err(e: crate::data::DataError) -> HebbError {
-    HebbError::Format {
-        path: e.path,
-        message: e.message,
-    }
+    HebbError::Data(e)
 }
 
 /// The recipe with the overrides applied.
@@ -962,8 +959,8 @@ impl<'a> Trainer<'a> {
         let sums = self.check.to_f32_vec(self.ctx)?;
         for &i in learning {
             if !sums[i].is_finite() {
-                return Err(HebbError::Launch {
-                    kernel: format!("layer {i} ({})", self.recipe.layers[i].rule.name),
+                return Err(HebbError::Divergence {
+                    stage: format!("layer {i} ({})", self.recipe.layers[i].rule.name),
                     message: format!(
                         "weights became NaN/Inf at {} epoch {epoch}, by batch {batch} (rule step {}); training stopped, the last good checkpoint in {} is kept",
                         stage.label(),
@@ -1446,8 +1443,8 @@ impl<'a> Trainer<'a> {
                 let (loss, correct) = (report.loss_sum, report.correct);
                 if !loss.is_finite() || !report.weights_finite {
                     pb.abandon();
-                    return Err(HebbError::Launch {
-                        kernel: "classifier".into(),
+                    return Err(HebbError::Divergence {
+                        stage: "classifier".into(),
                         message: format!(
                             "loss or weights became NaN/Inf at epoch {epoch}, batch {number} (step {}); training stopped, the last good checkpoint in {} is kept",
                             step + 1,
@@ -1648,10 +1645,7 @@ pub fn evaluate_checkpoint(
 ) -> Result<(String, f64, usize)> {
     let ck = checkpoint::load(path)?;
     let text = ck.meta("recipe")?.to_string();
-    let recipe = Recipe::parse(&text, &ck.path).map_err(|e| HebbError::Io {
-        path: e.path,
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.message),
-    })?;
+    let recipe = Recipe::parse(&text, &ck.path)?;
     let overrides: Overrides = ck
         .meta("overrides")
         .ok()
@@ -1676,13 +1670,11 @@ pub fn evaluate_checkpoint(
     let splits = data::open(&recipe, &root).map_err(data_err)?;
     let zca = ck.zca();
     if recipe.preprocess.zca.is_some() && zca.is_none() {
-        return Err(HebbError::Io {
+        return Err(HebbError::Format {
             path: ck.path.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the recipe whitens its input (preprocess.zca) but the checkpoint has no \
-                 input.zca / input.zca_mean tensors",
-            ),
+            message: "the recipe whitens its input (preprocess.zca) but the checkpoint has no \
+                      input.zca / input.zca_mean tensors"
+                .into(),
         });
     }
     let net = Network::new(

@@ -91,7 +91,6 @@ pub fn resolve(arg: Option<&str>) -> Result<(Recipe, String, String)> {
             }
         }
     };
-    let recipe =
-        Recipe::parse(&text, Path::new(&origin)).map_err(|e| invalid(&e.path, e.message))?;
+    let recipe = Recipe::parse(&text, Path::new(&origin))?;
     Ok((recipe, text, origin))
 }
