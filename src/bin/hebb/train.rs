@@ -1,0 +1,246 @@
+//! `hebb train`, `hebb eval` and `hebb filters`: training runs and their checkpoints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use hebb::gpu::GpuContext;
+use hebb::train::{self, recipes};
+
+use crate::AdapterArgs;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// A recipe file (recipes/*.toml) or the name of a bundled recipe.
+    pub recipe: Option<String>,
+    /// Dataset folder (overrides the recipe's [data] path).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Classifier epochs (overrides the recipe).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Hebbian epochs per stage (overrides the recipe).
+    #[arg(long)]
+    pub hebbian_epochs: Option<usize>,
+    /// Fraction of the training labels the classifier sees, in (0, 1].
+    #[arg(long)]
+    pub label_fraction: Option<f64>,
+    /// Use only the first N training and N test items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// The seed of this run (weights, data order, label subset), instead of the recipe's.
+    #[arg(long, conflicts_with_all = ["seeds", "resume"])]
+    pub seed: Option<u64>,
+    /// Train once per seed (comma-separated) into <out>/seed<N> and print the mean ± s.d.
+    /// of the test accuracies, as papers that average over seeds report (default: the
+    /// recipe's `seeds`, if it lists any). Finished seeds are read, interrupted ones resumed.
+    #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
+    pub seeds: Option<Vec<u64>>,
+    /// Output folder: checkpoint, metrics.json, filters.png (default runs/<recipe>). A
+    /// folder that already holds a run is refused unless --overwrite is given.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace the run already in the output folder (its checkpoint, metrics.json and
+    /// filters.png are removed first).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+    /// Continue the run whose checkpoint is in DIR (recipe and options come from it; --data
+    /// may name the dataset folder again if it moved).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["recipe", "epochs", "hebbian_epochs", "label_fraction", "limit"])]
+    pub resume: Option<PathBuf>,
+    /// Seconds of training between checkpoints inside an epoch (each epoch end writes one
+    /// too): 0 writes one after every batch, inf only at epoch ends.
+    #[arg(long, value_name = "SECONDS", default_value_t = train::CHECKPOINT_SECONDS)]
+    pub checkpoint_every: f64,
+    /// Stop with a checkpoint after N batches (to test interruption; Ctrl-C does the same).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    /// No progress bars (log lines only).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A checkpoint file or the folder holding checkpoint.safetensors.
+    pub checkpoint: PathBuf,
+    /// Dataset folder (default: the one the run used).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use only the first N test items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct FiltersArgs {
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value = "filters.png")]
+    pub out: PathBuf,
+}
+
+pub fn train(adapter: &AdapterArgs, args: TrainArgs) -> Result<ExitCode> {
+    let TrainArgs {
+        recipe,
+        data,
+        epochs,
+        hebbian_epochs,
+        label_fraction,
+        limit,
+        seed,
+        seeds,
+        out,
+        overwrite,
+        resume,
+        checkpoint_every,
+        stop_after,
+        quiet,
+    } = args;
+    if checkpoint_every.is_nan() || checkpoint_every < 0.0 {
+        bail!(
+            "--checkpoint-every {checkpoint_every}: expected seconds ≥ 0 (inf: only at epoch ends)"
+        );
+    }
+    let ctx = GpuContext::new(&adapter.choice()?)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // Ctrl-C, SIGTERM and SIGHUP (timeout, systemd, Slurm, docker stop) all stop at
+        // the next batch boundary with a checkpoint. A second signal while the
+        // checkpoint is written kills the process as usual; the atomic write leaves
+        // the previous checkpoint whole.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: finishing this batch and writing a checkpoint");
+        });
+    }
+    let overrides = train::Overrides {
+        data,
+        epochs,
+        hebbian_epochs,
+        label_fraction,
+        limit,
+        seed,
+    };
+    let outcome = match resume {
+        Some(dir) => {
+            let opts = train::TrainOptions {
+                overrides,
+                out: out.unwrap_or_else(|| dir.clone()),
+                stop,
+                checkpoint_seconds: checkpoint_every,
+                overwrite: false,
+                stop_after_batches: stop_after,
+                progress_bars: !quiet,
+            };
+            train::resume(&ctx, &dir, &opts)?
+        }
+        None => {
+            let (recipe, text, path) = recipes::resolve(recipe.as_deref())?;
+            let opts = train::TrainOptions {
+                overrides,
+                out: out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
+                stop,
+                checkpoint_seconds: checkpoint_every,
+                overwrite,
+                stop_after_batches: stop_after,
+                progress_bars: !quiet,
+            };
+            eprintln!(
+                "training {} ({}) on {}",
+                recipe.name,
+                path,
+                ctx.adapter_name()
+            );
+            let seeds = match (seed, seeds, &recipe.seeds) {
+                (Some(_), _, _) => None,
+                (None, Some(list), _) => Some(list),
+                (None, None, Some(list)) if list.len() > 1 => Some(list.clone()),
+                _ => None,
+            };
+            if let Some(seeds) = seeds {
+                let Some(summary) = train::train_seeds(&ctx, &recipe, &text, &opts, &seeds)? else {
+                    return Ok(ExitCode::from(130));
+                };
+                for r in &summary.runs {
+                    println!(
+                        "  seed {}: test accuracy {:.2}%  ({})",
+                        r.seed,
+                        100.0 * r.test_accuracy,
+                        r.out.display()
+                    );
+                }
+                println!(
+                    "{}: test accuracy {:.2}% ± {:.2} (mean ± s.d. over {} seeds); {}",
+                    summary.recipe,
+                    100.0 * summary.mean,
+                    100.0 * summary.std,
+                    summary.runs.len(),
+                    opts.out.join("seeds.json").display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            train::train(&ctx, &recipe, &text, &opts)?
+        }
+    };
+    match outcome {
+        train::Outcome::Finished(m) => {
+            let selected = match m.validation_accuracy {
+                Some(v) if m.selection == hebb::nn::recipe::Selection::BestValidation => {
+                    format!(
+                        " (classifier epoch {} of best validation accuracy, {:.2}% on {} \
+                         held-out images; the last epoch: {:.2}%)",
+                        m.selected_epoch + 1,
+                        100.0 * v,
+                        m.validation_items,
+                        100.0 * m.last_epoch_test_accuracy
+                    )
+                }
+                _ => String::new(),
+            };
+            println!(
+                "{}: test accuracy {:.2}% on {} test images{selected} ({} labelled training images); {}",
+                m.recipe,
+                100.0 * m.test_accuracy,
+                m.test_items,
+                m.labeled_items,
+                m.checkpoint.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        train::Outcome::Interrupted(_) => Ok(ExitCode::from(130)),
+    }
+}
+
+pub fn eval(adapter: &AdapterArgs, args: EvalArgs) -> Result<ExitCode> {
+    let EvalArgs {
+        checkpoint,
+        data,
+        limit,
+    } = args;
+    let ctx = GpuContext::new(&adapter.choice()?)?;
+    let (name, acc, n) = train::evaluate_checkpoint(&ctx, &checkpoint, data.as_deref(), limit)?;
+    println!(
+        "{name}: test accuracy {:.2}% on {n} test images",
+        100.0 * acc
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn filters(args: FiltersArgs) -> Result<ExitCode> {
+    let FiltersArgs { checkpoint, out } = args;
+    let ck = train::checkpoint::load(&checkpoint)?;
+    let (shape, w) = ck
+        .tensors
+        .get("layers.0.weight")
+        .with_context(|| format!("{}: no tensor layers.0.weight", ck.path.display()))?;
+    train::filters::write_png(&out, shape, w)?;
+    println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
