@@ -921,3 +921,35 @@ fn device_policy_and_limits_choices_are_named_and_applied() {
         );
     }
 }
+
+/// The competition mode numbers are written once in WGSL (shaders/competition_modes.wgsl,
+/// prepended to the three competition kernels) and once in Rust (`kernels::hebbian::modes`):
+/// every name has the same value on both sides, and no mode is missing from either.
+#[test]
+fn competition_mode_numbers_match_wgsl() {
+    use hebb::kernels::hebbian::modes;
+    let (module, _) = validate_wgsl("competition_modes", HEBBIAN_WGSL.source).unwrap();
+    let mut wgsl: Vec<(String, u32)> = module
+        .constants
+        .iter()
+        .filter_map(|(_, c)| {
+            let name = c.name.clone()?;
+            if !name.starts_with("MODE_") {
+                return None;
+            }
+            match module.global_expressions[c.init] {
+                naga::Expression::Literal(naga::Literal::U32(v)) => Some((name, v)),
+                ref other => panic!("{name} is not a u32 literal: {other:?}"),
+            }
+        })
+        .collect();
+    wgsl.sort_by_key(|(_, v)| *v);
+    let rust: Vec<(String, u32)> = modes::ALL
+        .iter()
+        .map(|(n, v)| (n.to_string(), *v))
+        .collect();
+    assert_eq!(wgsl, rust);
+    // Distinct values 0..14, so a switch over them has one arm per mode.
+    let values: Vec<u32> = rust.iter().map(|(_, v)| *v).collect();
+    assert_eq!(values, (0..values.len() as u32).collect::<Vec<_>>());
+}

@@ -1,5 +1,5 @@
 // Row-wise competition, subgroup variant (needs SUBGROUP): the same modes, parameters and
-// outputs as `competition` in hebbian.wgsl (see the mode table there), with one workgroup per
+// outputs as `competition` in hebbian.wgsl (modes named in competition_modes.wgsl), with one workgroup per
 // row instead of one invocation per row. The WG invocations of a row's workgroup form one
 // subgroup (the launcher sets WG to at most the adapter's minimum subgroup size), walk the
 // row's C entries with stride WG, and combine their partial results with subgroupAdd,
@@ -80,15 +80,15 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     if (row >= p.n) { return; }
     let base = row * p.c;
     switch (p.mode) {
-        case 0u, 1u, 12u: {
+        case MODE_RELU, MODE_TANH, MODE_RELU_ONLY: {
             for (var i = lane; i < p.c; i += WG) {
                 let u = in0[base + i];
-                let y = select(max(u, 0.0), tanh(u), p.mode == 1u);
+                let y = select(max(u, 0.0), tanh(u), p.mode == MODE_TANH);
                 out0[base + i] = y;
-                out1[base + i] = select(y * teacher(base, i), y, p.mode == 12u);
+                out1[base + i] = select(y * teacher(base, i), y, p.mode == MODE_RELU_ONLY);
             }
         }
-        case 2u: {
+        case MODE_KWTA: {
             let kth = kth_largest(base, p.k, true, lane).value;
             for (var i = lane; i < p.c; i += WG) {
                 let t = teacher(base, i);
@@ -97,11 +97,11 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                 out1[base + i] = z * t;
             }
         }
-        case 3u, 4u: {
+        case MODE_SOFT_EXP, MODE_SOFT_POW: {
             var part = 0.0;
             for (var i = lane; i < p.c; i += WG) {
                 let u = in0[base + i];
-                let e = select(pow_nonneg(u, p.a), exp(u / p.a), p.mode == 3u) * teacher(base, i);
+                let e = select(pow_nonneg(u, p.a), exp(u / p.a), p.mode == MODE_SOFT_EXP) * teacher(base, i);
                 out0[base + i] = e;
                 part += e;
             }
@@ -112,7 +112,7 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                 out1[base + i] = z * teacher(base, i);
             }
         }
-        case 5u, 6u: {
+        case MODE_SOFTMAX, MODE_SOFT_KROTOV: {
             let top = kth_largest(base, 1u, false, lane);
             // softmax(a·u) is stabilised by max(a·u) = a·max(u) for a > 0, a·min(u) otherwise.
             var shift = p.a * top.value;
@@ -130,15 +130,15 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
             let total = subgroupAdd(part);
             for (var i = lane; i < p.c; i += WG) {
                 let q = out0[base + i] / total;
-                let y = select(q, select(-q, q, i == top.index), p.mode == 6u);
+                let y = select(q, select(-q, q, i == top.index), p.mode == MODE_SOFT_KROTOV);
                 out0[base + i] = y;
                 out1[base + i] = y;
             }
         }
-        case 7u, 8u: {
+        case MODE_HARD, MODE_KROTOV: {
             let top = kth_largest(base, 1u, false, lane).index;
             var kth = p.c;
-            if (p.mode == 8u) { kth = kth_largest(base, p.k, false, lane).index; }
+            if (p.mode == MODE_KROTOV) { kth = kth_largest(base, p.k, false, lane).index; }
             for (var i = lane; i < p.c; i += WG) {
                 var g = select(0.0, 1.0, i == top);
                 if (i == kth) { g = -p.a; }
@@ -146,7 +146,7 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                 out1[base + i] = g;
             }
         }
-        case 13u: {
+        case MODE_TRIANGLE: {
             var part = 0.0;
             for (var i = lane; i < p.c; i += WG) { part += in0[base + i]; }
             let mean = subgroupAdd(part) / f32(p.c);
@@ -156,7 +156,7 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                 out1[base + i] = y;
             }
         }
-        case 9u: {
+        case MODE_TEACHER: {
             for (var i = lane; i < p.c; i += WG) {
                 out0[base + i] = in0[base + i];
                 out1[base + i] = teacher(base, i);
@@ -165,7 +165,7 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
         default: {
             for (var i = lane; i < p.c; i += WG) {
                 let u = in0[base + i];
-                let y = select(u, 1.0 / (1.0 + exp(-u)), p.mode == 10u);
+                let y = select(u, 1.0 / (1.0 + exp(-u)), p.mode == MODE_LOGISTIC);
                 out0[base + i] = y;
                 out1[base + i] = y * teacher(base, i);
             }

@@ -111,15 +111,15 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
     if (row >= p.n) { return; }
     let base = row * p.c;
     switch (p.mode) {
-        case 0u, 1u, 12u: {
+        case MODE_RELU, MODE_TANH, MODE_RELU_ONLY: {
             for (var i = 0u; i < p.c; i++) {
                 let u = in0[base + i];
-                let y = select(max(u, 0.0), tanh(u), p.mode == 1u);
+                let y = select(max(u, 0.0), tanh(u), p.mode == MODE_TANH);
                 out0[base + i] = y;
-                out1[base + i] = select(y * teacher(base, i), y, p.mode == 12u);
+                out1[base + i] = select(y * teacher(base, i), y, p.mode == MODE_RELU_ONLY);
             }
         }
-        case 2u: {
+        case MODE_KWTA: {
             let kth = kth_largest(base, p.k, true).value;
             for (var i = 0u; i < p.c; i++) {
                 let t = teacher(base, i);
@@ -128,11 +128,11 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
                 out1[base + i] = z * t;
             }
         }
-        case 3u, 4u: {
+        case MODE_SOFT_EXP, MODE_SOFT_POW: {
             var total = 0.0;
             for (var i = 0u; i < p.c; i++) {
                 let u = in0[base + i];
-                let e = select(pow_nonneg(u, p.a), exp(u / p.a), p.mode == 3u) * teacher(base, i);
+                let e = select(pow_nonneg(u, p.a), exp(u / p.a), p.mode == MODE_SOFT_EXP) * teacher(base, i);
                 out0[base + i] = e;
                 total += e;
             }
@@ -143,7 +143,7 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
                 out1[base + i] = z * teacher(base, i);
             }
         }
-        case 5u, 6u: {
+        case MODE_SOFTMAX, MODE_SOFT_KROTOV: {
             var m = in0[base];
             var winner = 0u;
             for (var i = 1u; i < p.c; i++) {
@@ -164,15 +164,15 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
             }
             for (var i = 0u; i < p.c; i++) {
                 let q = out0[base + i] / total;
-                let y = select(q, select(-q, q, i == winner), p.mode == 6u);
+                let y = select(q, select(-q, q, i == winner), p.mode == MODE_SOFT_KROTOV);
                 out0[base + i] = y;
                 out1[base + i] = y;
             }
         }
-        case 7u, 8u: {
+        case MODE_HARD, MODE_KROTOV: {
             let top = kth_largest(base, 1u, false).index;
             var kth = p.c;
-            if (p.mode == 8u) { kth = kth_largest(base, p.k, false).index; }
+            if (p.mode == MODE_KROTOV) { kth = kth_largest(base, p.k, false).index; }
             for (var i = 0u; i < p.c; i++) {
                 var g = select(0.0, 1.0, i == top);
                 if (i == kth) { g = -p.a; }
@@ -180,7 +180,7 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
                 out1[base + i] = g;
             }
         }
-        case 13u: {
+        case MODE_TRIANGLE: {
             var mean = 0.0;
             for (var i = 0u; i < p.c; i++) { mean += in0[base + i]; }
             mean /= f32(p.c);
@@ -190,7 +190,7 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
                 out1[base + i] = y;
             }
         }
-        case 9u: {
+        case MODE_TEACHER: {
             for (var i = 0u; i < p.c; i++) {
                 out0[base + i] = in0[base + i];
                 out1[base + i] = teacher(base, i);
@@ -199,7 +199,7 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
         default: {
             for (var i = 0u; i < p.c; i++) {
                 let u = in0[base + i];
-                let y = select(u, 1.0 / (1.0 + exp(-u)), p.mode == 10u);
+                let y = select(u, 1.0 / (1.0 + exp(-u)), p.mode == MODE_LOGISTIC);
                 out0[base + i] = y;
                 out1[base + i] = y * teacher(base, i);
             }

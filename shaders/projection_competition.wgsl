@@ -193,10 +193,10 @@ fn projection_competition(@builtin(workgroup_id) wg: vec3<u32>,
     let mode = p.mode;
     var total: array<f32, MAX_RM>;
     var kth: array<u32, MAX_RM>;
-    if (mode == 5u || mode == 6u || mode == 7u || mode == 8u) {
+    if (mode == MODE_SOFTMAX || mode == MODE_SOFT_KROTOV || mode == MODE_HARD || mode == MODE_KROTOV) {
         top = row_best(top, tx, ty);
     }
-    if (mode == 5u || mode == 6u) {
+    if (mode == MODE_SOFTMAX || mode == MODE_SOFT_KROTOV) {
         shift = row_best(shift, tx, ty);
         var part: array<f32, MAX_RM>;
         for (var r = 0u; r < RM; r++) {
@@ -210,10 +210,10 @@ fn projection_competition(@builtin(workgroup_id) wg: vec3<u32>,
         }
         total = row_sums(part, tx, ty);
     }
-    if (mode == 13u) {
+    if (mode == MODE_TRIANGLE) {
         total = row_sums(sums, tx, ty);
     }
-    if (mode == 8u) {
+    if (mode == MODE_KROTOV) {
         // The k-th entry in rank order (duplicates counted, ties by index): k passes, each
         // taking the first-ranked entry after the previous pass's.
         var prev = top;
@@ -255,22 +255,22 @@ fn projection_competition(@builtin(workgroup_id) wg: vec3<u32>,
                 let u = acc[r * NQ + q][j];
                 var y = u;
                 switch (mode) {
-                    case 0u, 12u: { y = max(u, 0.0); }
-                    case 1u: { y = tanh(u); }
-                    case 10u: { y = 1.0 / (1.0 + exp(-u)); }
-                    case 5u, 6u: {
+                    case MODE_RELU, MODE_RELU_ONLY: { y = max(u, 0.0); }
+                    case MODE_TANH: { y = tanh(u); }
+                    case MODE_LOGISTIC: { y = 1.0 / (1.0 + exp(-u)); }
+                    case MODE_SOFTMAX, MODE_SOFT_KROTOV: {
                         let share = exp(p.a * u - shift.v[r]) / total[r];
-                        y = select(share, select(-share, share, col == top.i[r]), mode == 6u);
+                        y = select(share, select(-share, share, col == top.i[r]), mode == MODE_SOFT_KROTOV);
                     }
-                    case 7u, 8u: {
+                    case MODE_HARD, MODE_KROTOV: {
                         y = select(0.0, 1.0, col == top.i[r]);
-                        if (mode == 8u && col == kth[r]) { y = -p.a; }
+                        if (mode == MODE_KROTOV && col == kth[r]) { y = -p.a; }
                     }
-                    case 13u: { y = pow_nonneg(u - total[r] / f32(p.c), p.a); }
+                    case MODE_TRIANGLE: { y = pow_nonneg(u - total[r] / f32(p.c), p.a); }
                     default: {}
                 }
                 var g = y;
-                if (with_teacher && (mode == 0u || mode == 1u || mode == 10u || mode == 11u)) {
+                if (with_teacher && (mode == MODE_RELU || mode == MODE_TANH || mode == MODE_LOGISTIC || mode == MODE_IDENTITY)) {
                     g = y * teacher[idx];
                 }
                 if (write_u) { u_out[idx] = u; }

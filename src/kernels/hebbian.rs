@@ -48,7 +48,44 @@ pub struct OptimParams {
     pub divisor_a: f32,
 }
 
-/// Row-wise competitions of `competition` (mode numbers in hebbian.wgsl).
+/// The mode numbers of `HebbParams.mode` for the row-wise competitions, as
+/// shaders/competition_modes.wgsl names them (`ALL` lists them for the test that compares the
+/// two).
+pub mod modes {
+    pub const RELU: u32 = 0;
+    pub const TANH: u32 = 1;
+    pub const KWTA: u32 = 2;
+    pub const SOFT_EXP: u32 = 3;
+    pub const SOFT_POW: u32 = 4;
+    pub const SOFTMAX: u32 = 5;
+    pub const SOFT_KROTOV: u32 = 6;
+    pub const HARD: u32 = 7;
+    pub const KROTOV: u32 = 8;
+    pub const TEACHER: u32 = 9;
+    pub const LOGISTIC: u32 = 10;
+    pub const IDENTITY: u32 = 11;
+    pub const RELU_ONLY: u32 = 12;
+    pub const TRIANGLE: u32 = 13;
+    /// (WGSL name, value) of every mode.
+    pub const ALL: &[(&str, u32)] = &[
+        ("MODE_RELU", RELU),
+        ("MODE_TANH", TANH),
+        ("MODE_KWTA", KWTA),
+        ("MODE_SOFT_EXP", SOFT_EXP),
+        ("MODE_SOFT_POW", SOFT_POW),
+        ("MODE_SOFTMAX", SOFTMAX),
+        ("MODE_SOFT_KROTOV", SOFT_KROTOV),
+        ("MODE_HARD", HARD),
+        ("MODE_KROTOV", KROTOV),
+        ("MODE_TEACHER", TEACHER),
+        ("MODE_LOGISTIC", LOGISTIC),
+        ("MODE_IDENTITY", IDENTITY),
+        ("MODE_RELU_ONLY", RELU_ONLY),
+        ("MODE_TRIANGLE", TRIANGLE),
+    ];
+}
+
+/// Row-wise competitions of `competition` (their mode numbers: `modes`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Competition {
     /// out0 = relu(u), G = out0 ⊙ T.
@@ -98,20 +135,20 @@ impl Competition {
     /// (mode number, k, a) of the shaders' `HebbParams` for this competition.
     pub(crate) fn mode(self) -> (u32, u32, f32) {
         match self {
-            Competition::Relu => (0, 0, 0.0),
-            Competition::Tanh => (1, 0, 0.0),
-            Competition::Kwta { k } => (2, k, 0.0),
-            Competition::SoftExp { temperature } => (3, 0, temperature),
-            Competition::SoftPow { power } => (4, 0, power),
-            Competition::Softmax { t_invert } => (5, 0, t_invert),
-            Competition::SoftKrotov { t_invert } => (6, 0, t_invert),
-            Competition::Hard => (7, 0, 0.0),
-            Competition::Krotov { k, delta } => (8, k, delta),
-            Competition::Teacher => (9, 0, 0.0),
-            Competition::Logistic => (10, 0, 0.0),
-            Competition::Identity => (11, 0, 0.0),
-            Competition::ReluOnly => (12, 0, 0.0),
-            Competition::Triangle { power } => (13, 0, power),
+            Competition::Relu => (modes::RELU, 0, 0.0),
+            Competition::Tanh => (modes::TANH, 0, 0.0),
+            Competition::Kwta { k } => (modes::KWTA, k, 0.0),
+            Competition::SoftExp { temperature } => (modes::SOFT_EXP, 0, temperature),
+            Competition::SoftPow { power } => (modes::SOFT_POW, 0, power),
+            Competition::Softmax { t_invert } => (modes::SOFTMAX, 0, t_invert),
+            Competition::SoftKrotov { t_invert } => (modes::SOFT_KROTOV, 0, t_invert),
+            Competition::Hard => (modes::HARD, 0, 0.0),
+            Competition::Krotov { k, delta } => (modes::KROTOV, k, delta),
+            Competition::Teacher => (modes::TEACHER, 0, 0.0),
+            Competition::Logistic => (modes::LOGISTIC, 0, 0.0),
+            Competition::Identity => (modes::IDENTITY, 0, 0.0),
+            Competition::ReluOnly => (modes::RELU_ONLY, 0, 0.0),
+            Competition::Triangle { power } => (modes::TRIANGLE, 0, power),
         }
     }
 }

@@ -74,19 +74,28 @@ pub const CLASSIFIER_WGSL: Shader = Shader {
 };
 pub const HEBBIAN_WGSL: Shader = Shader {
     name: "hebbian",
-    source: include_str!("../../shaders/hebbian.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/competition_modes.wgsl"),
+        include_str!("../../shaders/hebbian.wgsl")
+    ),
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
 pub const COMPETITION_SUBGROUP_WGSL: Shader = Shader {
     name: "competition_subgroup",
-    source: include_str!("../../shaders/competition_subgroup.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/competition_modes.wgsl"),
+        include_str!("../../shaders/competition_subgroup.wgsl")
+    ),
     requires: wgpu::Features::SUBGROUP,
     launcher_checks_bounds: true,
 };
 pub const PROJECTION_COMPETITION_WGSL: Shader = Shader {
     name: "projection_competition",
-    source: include_str!("../../shaders/projection_competition.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/competition_modes.wgsl"),
+        include_str!("../../shaders/projection_competition.wgsl")
+    ),
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
@@ -177,6 +186,10 @@ pub const ALL_SHADERS: &[Shader] = &[
 pub const SHADER_LIBRARIES: &[(&str, &[&str])] = &[
     ("weight_update", &["gemm", "gemm_subgroup", "optim"]),
     ("gemm_epilogue", &["gemm", "gemm_subgroup"]),
+    (
+        "competition_modes",
+        &["hebbian", "competition_subgroup", "projection_competition"],
+    ),
 ];
 
 /// Bind group 0 of `pipeline` from (binding, resource) pairs.

@@ -10,7 +10,7 @@
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::hebbian::{Competition, HebbParams, need};
+use crate::kernels::hebbian::{Competition, HebbParams, modes, need};
 use crate::kernels::{
     PROJECTION_COMPETITION_WGSL, check_loop_budget, record_dispatch_with, to_u32,
 };
@@ -179,7 +179,7 @@ pub fn projection_competition(
         )));
     }
     let (mode, k, a) = kind.mode();
-    if mode == 8 && (k == 0 || k as usize > c) {
+    if mode == modes::KROTOV && (k == 0 || k as usize > c) {
         return Err(refuse(format!(
             "k = {k} must be in 1..={c} (the number of neurons)"
         )));
@@ -223,7 +223,7 @@ pub fn projection_competition(
             ctx.limits.max_compute_workgroup_storage_size
         )));
     }
-    let ranks = if mode == 8 { k } else { 0 };
+    let ranks = if mode == modes::KROTOV { k } else { 0 };
     check_loop_budget(
         ctx,
         KERNEL,
