@@ -475,8 +475,9 @@ fn bar(total: usize, prefix: String, visible: bool) -> ProgressBar {
     pb
 }
 
-/// Frozen features of `items` kept on the host when they fit the budget.
-enum FeatureCache {
+/// Frozen features of a list of items kept on the host (row j: the j-th item's features)
+/// when they fit the feature-cache budget, in f32 or, where only that fits, f16.
+pub enum FeatureCache {
     F32(Vec<f32>),
     F16(Vec<f16>),
 }
@@ -1267,68 +1268,16 @@ impl<'a> Trainer<'a> {
         items: &[usize],
         cache: Option<&FeatureCache>,
     ) -> Result<f64> {
-        let f = self.net.feature_len();
-        let cap = self.net.capacity;
-        let last = self.net.layers.len() - 1;
-        let mut correct = 0usize;
-        let mut seen = 0usize;
-        let mut host = Vec::with_capacity(cap * f);
-        for (start, chunk) in items.chunks(cap).enumerate().map(|(j, c)| (j * cap, c)) {
-            let mut rec = Recorder::new(self.ctx);
-            let labels: Vec<u32> = match cache {
-                Some(c) => {
-                    host.clear();
-                    for j in 0..chunk.len() {
-                        c.row(start + j, f, &mut host);
-                    }
-                    self.features.write_f32(self.ctx, &host)?;
-                    chunk.iter().map(|&i| source.label(i)).collect()
-                }
-                None => {
-                    let item = self.net.input.len();
-                    let mut images = vec![0f32; chunk.len() * item];
-                    let mut labels = Vec::new();
-                    for &i in chunk {
-                        let n = labels.len();
-                        match source.load(i, None, &mut images[n * item..(n + 1) * item]) {
-                            Ok(()) => labels.push(source.label(i)),
-                            Err(e) => self.note_skipped(&[(i, e.to_string())]),
-                        }
-                    }
-                    if labels.is_empty() {
-                        continue;
-                    }
-                    let n = labels.len();
-                    let out = self.net.forward(
-                        self.ctx,
-                        &mut rec,
-                        &images[..n * item],
-                        n,
-                        last,
-                        |_| Mode::Frozen,
-                    )?;
-                    copy_prefix(&mut rec, out, &self.features, n * f);
-                    labels
-                }
-            };
-            let n = labels.len();
-            self.net.classifier.set_labels(self.ctx, &labels)?;
-            self.net.classifier.evaluate(&mut rec, &self.features, n)?;
-            rec.submit();
-            correct += self.net.classifier.read_report(self.ctx, n)?.correct;
-            seen += n;
-        }
-        if seen == 0 {
-            return Err(HebbError::Format {
-                path: source.describe().into(),
-                message: format!(
-                    "none of the {} items could be read; the first: {}",
-                    items.len(),
-                    self.first_skipped.as_deref().unwrap_or("?")
-                ),
-            });
-        }
-        Ok(correct as f64 / seen as f64)
+        let e = evaluate(
+            self.ctx,
+            &mut self.net,
+            &self.features,
+            source,
+            items,
+            cache,
+        )?;
+        self.note_skipped(&e.skipped);
+        Ok(e.accuracy)
     }
 
     /// Runs the classifier epochs from `pos`; false when interrupted.
@@ -1636,6 +1585,93 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// What `evaluate` measured.
+pub struct Evaluation {
+    /// Fraction of the readable items classified correctly.
+    pub accuracy: f64,
+    /// Items evaluated.
+    pub seen: usize,
+    /// Items that could not be read, with the reason (skipped, not counted).
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Accuracy of `net` (its frozen layers, then its classifier) over `items` of `source`, in
+/// batches of the network's capacity. With `cache`, row j of the cache holds the frozen
+/// features of `items[j]` and the layers do not run. `features` is the classifier's input
+/// buffer (capacity x feature_len). Unreadable items are skipped and listed; an error only
+/// when none could be read.
+pub fn evaluate(
+    ctx: &GpuContext,
+    net: &mut Network,
+    features: &Tensor,
+    source: &Arc<dyn Source>,
+    items: &[usize],
+    cache: Option<&FeatureCache>,
+) -> Result<Evaluation> {
+    let f = net.feature_len();
+    let cap = net.capacity;
+    let last = net.layers.len() - 1;
+    let mut correct = 0usize;
+    let mut seen = 0usize;
+    let mut skipped = Vec::new();
+    let mut host = Vec::with_capacity(cap * f);
+    for (start, chunk) in items.chunks(cap).enumerate().map(|(j, c)| (j * cap, c)) {
+        let mut rec = Recorder::new(ctx);
+        let labels: Vec<u32> = match cache {
+            Some(c) => {
+                host.clear();
+                for j in 0..chunk.len() {
+                    c.row(start + j, f, &mut host);
+                }
+                features.write_f32(ctx, &host)?;
+                chunk.iter().map(|&i| source.label(i)).collect()
+            }
+            None => {
+                let item = net.input.len();
+                let mut images = vec![0f32; chunk.len() * item];
+                let mut labels = Vec::new();
+                for &i in chunk {
+                    let n = labels.len();
+                    match source.load(i, None, &mut images[n * item..(n + 1) * item]) {
+                        Ok(()) => labels.push(source.label(i)),
+                        Err(e) => skipped.push((i, e.to_string())),
+                    }
+                }
+                if labels.is_empty() {
+                    continue;
+                }
+                let n = labels.len();
+                let out = net.forward(ctx, &mut rec, &images[..n * item], n, last, |_| {
+                    Mode::Frozen
+                })?;
+                copy_prefix(&mut rec, out, features, n * f);
+                labels
+            }
+        };
+        let n = labels.len();
+        net.classifier.set_labels(ctx, &labels)?;
+        net.classifier.evaluate(&mut rec, features, n)?;
+        rec.submit();
+        correct += net.classifier.read_report(ctx, n)?.correct;
+        seen += n;
+    }
+    if seen == 0 {
+        return Err(HebbError::Format {
+            path: source.describe().into(),
+            message: format!(
+                "none of the {} items could be read; the first: {}",
+                items.len(),
+                skipped.first().map_or("?", |(_, e)| e.as_str())
+            ),
+        });
+    }
+    Ok(Evaluation {
+        accuracy: correct as f64 / seen as f64,
+        seen,
+        skipped,
+    })
+}
+
 /// Test accuracy of a checkpoint on the test split of `data` (or the recipe's folder).
 pub fn evaluate_checkpoint(
     ctx: &GpuContext,
@@ -1656,15 +1692,6 @@ pub fn evaluate_checkpoint(
         limit,
         ..overrides
     };
-    let opts = TrainOptions {
-        overrides: overrides.clone(),
-        out: std::env::temp_dir(),
-        stop: Arc::new(AtomicBool::new(false)),
-        checkpoint_seconds: f64::INFINITY,
-        overwrite: false,
-        stop_after_batches: None,
-        progress_bars: false,
-    };
     let recipe = effective_recipe(&recipe, &overrides);
     let root = data::data_root(&recipe, overrides.data.as_deref()).map_err(data_err)?;
     let splits = data::open(&recipe, &root).map_err(data_err)?;
@@ -1677,7 +1704,7 @@ pub fn evaluate_checkpoint(
                 .into(),
         });
     }
-    let net = Network::new(
+    let mut net = Network::new(
         ctx,
         &recipe,
         splits.train.shape(),
@@ -1692,35 +1719,7 @@ pub fn evaluate_checkpoint(
         &[net.capacity * net.feature_len()],
         DType::F32,
     )?;
-    let check = Tensor::empty(ctx, "finite check", &[recipe.layers.len()], DType::F32)?;
-    let sums = Vec::new();
     let test_items = data::limited(splits.test.len(), limit);
-    let mut t = Trainer {
-        ctx,
-        recipe_text: text,
-        overrides,
-        opts: &opts,
-        net,
-        train: splits.train,
-        test: splits.test,
-        train_items: Vec::new(),
-        val_items: Vec::new(),
-        test_items,
-        labeled: Vec::new(),
-        history: Vec::new(),
-        skipped: 0,
-        first_skipped: None,
-        batches_run: 0,
-        features,
-        check,
-        sums,
-        resumed: false,
-        last_save: std::cell::Cell::new(Instant::now()),
-        checkpoints: std::cell::Cell::new((0, 0.0)),
-        feature_cache_bytes: 0,
-        replaces: std::cell::Cell::new(None),
-        recipe: recipe.clone(),
-    };
-    let acc = t.evaluate(None)?;
-    Ok((recipe.name, acc, t.test_items.len()))
+    let e = evaluate(ctx, &mut net, &features, &splits.test, &test_items, None)?;
+    Ok((recipe.name, e.accuracy, test_items.len()))
 }
