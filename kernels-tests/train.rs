@@ -499,6 +499,43 @@ fn image_folder_training_skips_a_corrupt_jpeg_and_finishes() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The Hebbian and classifier weights after one short run of the tiny recipe (96 images, one
+/// classifier epoch: 6 Hebbian steps and 3 classifier steps) on `ctx`.
+fn short_run_weights(ctx: &GpuContext, name: &str) -> (Vec<f32>, Vec<f32>) {
+    let out = scratch(name);
+    let mut opts = options(&out, None);
+    opts.overrides.limit = Some(96);
+    opts.overrides.epochs = Some(1);
+    let Outcome::Finished(m) = train::train(ctx, &tiny(), TINY, &opts).unwrap() else {
+        panic!("the {name} run stopped")
+    };
+    assert_eq!(m.test_items, 96);
+    let ck = checkpoint::load(&out).unwrap();
+    let weights = (
+        ck.tensors["layers.0.weight"].1.clone(),
+        ck.tensors["classifier.weight"].1.clone(),
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    weights
+}
+
+/// Two short runs learned the same weights up to f32 rounding: the kernels they ran differ
+/// (backend compilers, or device policies) but compute the same step. Argmax ties could break
+/// this; none occur on real images.
+fn assert_same_learning(a: &(Vec<f32>, Vec<f32>), b: &(Vec<f32>, Vec<f32>), what: &str) {
+    use hebb::conformance::{rel_err, widen};
+    let hebb = rel_err(&widen(&a.0), &widen(&b.0));
+    let head = rel_err(&widen(&a.1), &widen(&b.1));
+    assert!(
+        hebb < 1e-4,
+        "Hebbian weights: {what} relative error {hebb:.2e}"
+    );
+    assert!(
+        head < 1e-3,
+        "classifier weights: {what} relative error {head:.2e}"
+    );
+}
+
 /// The same small run on lavapipe's GL adapter and on Vulkan: every kernel of a training run
 /// compiles and runs through the GL backend too, and both learn the same weights up to f32
 /// rounding (one short run: GL compiles each pipeline in seconds).
@@ -508,36 +545,9 @@ fn a_run_on_gl_learns_what_vulkan_learns() {
         return;
     };
     let Some(vk) = vulkan() else { return };
-    let mut weights = Vec::new();
-    for (name, ctx) in [("gl", &gl), ("vulkan", &vk)] {
-        let out = scratch(&format!("backend-{name}"));
-        let mut opts = options(&out, None);
-        opts.overrides.limit = Some(96);
-        opts.overrides.epochs = Some(1);
-        let Outcome::Finished(m) = train::train(ctx, &tiny(), TINY, &opts).unwrap() else {
-            panic!("the {name} run stopped")
-        };
-        assert_eq!(m.test_items, 96);
-        let ck = checkpoint::load(&out).unwrap();
-        weights.push((
-            ck.tensors["layers.0.weight"].1.clone(),
-            ck.tensors["classifier.weight"].1.clone(),
-        ));
-        let _ = std::fs::remove_dir_all(&out);
-    }
-    use hebb::conformance::widen;
-    // 6 Hebbian steps and 3 classifier steps: f32 differences between the backends' compilers
-    // stay near rounding level (argmax ties could break them; none occur on real images).
-    let hebb = hebb::conformance::rel_err(&widen(&weights[0].0), &widen(&weights[1].0));
-    let head = hebb::conformance::rel_err(&widen(&weights[0].1), &widen(&weights[1].1));
-    assert!(
-        hebb < 1e-4,
-        "Hebbian weights: GL vs Vulkan relative error {hebb:.2e}"
-    );
-    assert!(
-        head < 1e-3,
-        "classifier weights: GL vs Vulkan relative error {head:.2e}"
-    );
+    let on_gl = short_run_weights(&gl, "backend-gl");
+    let on_vulkan = short_run_weights(&vk, "backend-vulkan");
+    assert_same_learning(&on_gl, &on_vulkan, "GL vs Vulkan");
 }
 
 /// `data.validation` holds out a seeded subset of the training items (learned from by nothing);
@@ -707,14 +717,7 @@ fn a_run_under_the_gpu_policy_learns_what_the_cpu_policy_learns() {
         let Some(ctx) = common::context_with("vulkan", Some(policy), None) else {
             return;
         };
-        let out = scratch(&format!("policy-{policy}"));
-        let mut opts = options(&out, None);
-        opts.overrides.limit = Some(96);
-        opts.overrides.epochs = Some(1);
-        let Outcome::Finished(m) = train::train(&ctx, &tiny(), TINY, &opts).unwrap() else {
-            panic!("the {policy} run stopped")
-        };
-        assert_eq!(m.test_items, 96);
+        weights.push(short_run_weights(&ctx, &format!("policy-{policy}")));
         // The policy's projection ran: fused under the GPU policy, never under the CPU one.
         let fused = ctx
             .kernels
@@ -727,22 +730,6 @@ fn a_run_under_the_gpu_policy_learns_what_the_cpu_policy_learns() {
             "{policy} policy: compiled {:?}",
             ctx.kernels.compiled_names()
         );
-        let ck = checkpoint::load(&out).unwrap();
-        weights.push((
-            ck.tensors["layers.0.weight"].1.clone(),
-            ck.tensors["classifier.weight"].1.clone(),
-        ));
-        let _ = std::fs::remove_dir_all(&out);
     }
-    use hebb::conformance::widen;
-    let hebb = hebb::conformance::rel_err(&widen(&weights[0].0), &widen(&weights[1].0));
-    let head = hebb::conformance::rel_err(&widen(&weights[0].1), &widen(&weights[1].1));
-    assert!(
-        hebb < 1e-4,
-        "Hebbian weights: GPU vs CPU policy relative error {hebb:.2e}"
-    );
-    assert!(
-        head < 1e-3,
-        "classifier weights: GPU vs CPU policy relative error {head:.2e}"
-    );
+    assert_same_learning(&weights[0], &weights[1], "GPU vs CPU policy");
 }
