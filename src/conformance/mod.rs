@@ -193,20 +193,25 @@ impl Row {
         self
     }
 
-    /// The row of a configuration this device's limits exclude (`limit` says which): it passes
-    /// when the launch was refused with an error, and fails if the launch ran anyway or
-    /// succeeded, since a kernel past the limits is undefined behaviour.
+    /// The row of a configuration this device's limits exclude (`limit` is the refusal the
+    /// limits check gives): it passes only when the launch was refused with that error, and
+    /// fails if the launch ran (a kernel past the limits is undefined behaviour) or failed for
+    /// another reason.
     pub fn refusal<T>(
         mut self,
         limit: &str,
         launch: std::result::Result<T, impl ToString>,
     ) -> Self {
         self.tol = 0.0;
-        match launch {
-            Err(e) => {
+        match launch.map_err(|e| e.to_string()) {
+            Err(e) if e.contains(limit) => {
                 self.ok = true;
                 self.rel_err = 0.0;
-                self.error = Some(format!("refused as expected: {}", e.to_string()));
+                self.error = Some(format!("refused as expected: {e}"));
+            }
+            Err(e) => {
+                self.ok = false;
+                self.error = Some(format!("refused, but not for the limit ({limit}): {e}"));
             }
             Ok(_) => {
                 self.ok = false;
