@@ -1071,6 +1071,9 @@ pub fn classifier_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         // at both ends), and at β = 0.5 with the raw spread; m = 6 and a non-integer 4.5.
         for (beta, spread, power) in [(0.01, 100.0, 6.0), (0.5, 1.0, 4.5)] {
             let zs: Vec<f32> = z.iter().map(|v| v * spread).collect();
+            // The reference gets the parameters the kernel receives: β rounded to f32, as the
+            // logits are (β·z feeds an exp, so β's own rounding would count against the kernel).
+            let (beta, power) = (beta as f32 as f64, power as f32 as f64);
             let (want_loss, want_grad) =
                 reference::classifier::tanh_power(&widen(&zs), &labels, k, scale, beta, power);
             // Where c saturates at the label, |c − 1|^m falls below f32's smallest normal
