@@ -43,7 +43,9 @@ fn bench(c: &mut Criterion) {
                 bencher.iter_custom(|iters| {
                     let mut total = 0.0;
                     for _ in 0..iters {
-                        total += timer.time(&ctx, |rec| rule.step(rec, &x, n, None)).unwrap();
+                        total += timer
+                            .time(&ctx, |rec| rule.step(rec, &x, n, None, None))
+                            .unwrap();
                     }
                     Duration::from_secs_f64(total)
                 })

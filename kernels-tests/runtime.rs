@@ -572,7 +572,7 @@ fn fused_projection_leaves_u_unwritten_and_matches_the_separate_kernels() {
             rule.set_fused_update(false);
             let step = |rule: &mut GpuRule| {
                 let mut rec = Recorder::new(&ctx);
-                rule.step(&mut rec, &x, n, None).unwrap();
+                rule.step(&mut rec, &x, n, None, None).unwrap();
                 rec.submit();
             };
             // A first step writes U and Y, to get at their buffers, which are then poisoned.
@@ -727,7 +727,7 @@ fn fused_update_leaves_delta_w_unwritten_and_matches_the_separate_kernels() {
             rule.set_keep_intermediates(keep);
             for _ in 0..3 {
                 let mut rec = Recorder::new(&ctx);
-                rule.step(&mut rec, &x, n, None).unwrap();
+                rule.step(&mut rec, &x, n, None, None).unwrap();
                 rec.submit();
             }
             let dw = rule

@@ -256,7 +256,6 @@ fn a_corrupt_checkpoint_is_an_error_naming_the_file() {
 fn network_forward_matches_the_float64_reference() {
     use hebb::data::source::ItemShape;
     use hebb::gpu::Recorder;
-    use hebb::nn::layer::Mode;
     use hebb::nn::network::Network;
     use hebb::reference::dense::Mat;
     use hebb::reference::network::{BlockStats, block_forward};
@@ -307,6 +306,17 @@ init = {{ kind = "uniform_fan_in" }}
 activation = {{ kind = "relu" }}
 pool = {{ kind = "avg", kernel = 2, stride = 1, padding = 1 }}
 output_norm = "modified""#
+            ),
+        ),
+        (
+            "hebbdemo conv: W̃ = unit rows (w_nrm), identity",
+            ItemShape { channels: 3, height: 9, width: 9 },
+            format!(
+                r#"channels = 7
+kernel = 3
+rule = {{ preset = "hebbdemo/soft-wta", params = {{ t_invert = 50.0, w_nrm = true, activation = "identity", {sgd} }} }}
+init = {{ kind = "normal", std = 0.5 }}
+activation = {{ kind = "identity" }}"#
             ),
         ),
         (
@@ -412,13 +422,9 @@ output_norm = "batch""#
         );
         let len = batch * layer.shape.output.len();
         let mut rec = Recorder::new(&ctx);
-        let out = net
-            .forward(&ctx, &mut rec, &x, batch, 0, |_| Mode::Frozen)
-            .unwrap();
+        let out = net.forward(&ctx, &mut rec, &x, batch, 0).unwrap();
         out.poison_nan(&ctx);
-        let out = net
-            .forward(&ctx, &mut rec, &x, batch, 0, |_| Mode::Frozen)
-            .unwrap();
+        let out = net.forward(&ctx, &mut rec, &x, batch, 0).unwrap();
         rec.submit();
         let got = out.to_f32_vec(&ctx).unwrap();
         let got = hebb::conformance::widen(&got[..len]);
@@ -732,4 +738,53 @@ fn a_run_under_the_gpu_policy_learns_what_the_cpu_policy_learns() {
         );
     }
     assert_same_learning(&weights[0], &weights[1], "GPU vs CPU policy");
+}
+
+/// A learning block whose output is needed (here by its output batch norm) projects once: the
+/// rule's step reads the layer's U = P·W̃ᵀ instead of forming it again, so computing the
+/// output costs no second projection, and the rule learns what it learns projecting alone.
+#[test]
+fn a_learning_block_whose_output_is_needed_projects_once() {
+    use hebb::conformance::{rel_err, widen};
+    use hebb::gpu::{Recorder, Tensor};
+    let Some(ctx) = vulkan() else { return };
+    let recipe = recipes::resolve(Some("default")).unwrap().0;
+    let run = |output: bool| {
+        let (mut net, images) = hebb::bench::train::synthetic_network(&ctx, &recipe).unwrap();
+        let batch = recipe.hebbian.batch;
+        let layer = &mut net.layers[0];
+        assert!(layer.rule.takes_projection() && layer.output_bn.is_some());
+        let x = Tensor::from_f32(&ctx, "images", &[images.len()], &images).unwrap();
+        let mut projections = 0;
+        for step in 0..3 {
+            let mut rec = if step == 0 {
+                Recorder::profiling(&ctx, false)
+            } else {
+                Recorder::new(&ctx)
+            };
+            let out = layer.train_step(&mut rec, &x, batch, output).unwrap();
+            assert_eq!(out.is_some(), output);
+            if step == 0 {
+                let profile = rec.finish_profile().unwrap();
+                let names: Vec<&str> = profile.iter().map(|d| d.kernel.as_str()).collect();
+                // U = P·W̃ᵀ: a GEMM whose output is N x C, or the fused projection kernel.
+                projections = names
+                    .iter()
+                    .filter(|k| k.contains("projection") || k.contains("gemm"))
+                    .count();
+                assert!(projections > 0, "{names:?}");
+            } else {
+                rec.submit();
+            }
+        }
+        (projections, layer.rule.w.to_f32_vec(&ctx).unwrap())
+    };
+    let (with_output, shared) = run(true);
+    let (alone, own) = run(false);
+    assert_eq!(
+        with_output, alone,
+        "products recorded with the output ({with_output}) and without it ({alone})"
+    );
+    let err = rel_err(&widen(&shared), &widen(&own));
+    assert!(err < 1e-5, "weights after 3 steps differ by {err:.2e}");
 }

@@ -173,7 +173,7 @@ fn the_step_profile_names_and_times_every_dispatch() {
         assert!(rows.iter().any(|r| r.device_ms_per_step > 0.0), "{rows:?}");
     }
     // One learning step and one frozen forward, profiled or not, from the same start.
-    let (label, upto, modes) = stages[0].clone();
+    let (label, upto, learning) = stages[0].clone();
     let step = |profiled: Option<bool>| {
         let (mut net, images) = train::synthetic_network(&ctx, &recipe).unwrap();
         let batch = recipe.hebbian.batch;
@@ -181,12 +181,9 @@ fn the_step_profile_names_and_times_every_dispatch() {
             Some(wall) => Recorder::profiling(&ctx, wall),
             None => Recorder::new(&ctx),
         };
-        net.forward(&ctx, &mut rec, &images, batch, upto, |i| modes[i])
+        net.train_step(&ctx, &mut rec, &images, batch, upto, &learning)
             .unwrap();
-        let frozen = vec![hebb::nn::layer::Mode::Frozen; modes.len()];
-        let out = net
-            .forward(&ctx, &mut rec, &images, batch, upto, |i| frozen[i])
-            .unwrap();
+        let out = net.forward(&ctx, &mut rec, &images, batch, upto).unwrap();
         match profiled {
             Some(_) => assert!(!rec.finish_profile().unwrap().is_empty()),
             None => {

@@ -292,13 +292,20 @@ pub fn bench_rules(
             GpuRule::with_path(ctx, config.clone(), c, d, n, &init, UpdatePath::Fused)?;
         fused_rule.set_fused_projection(ctx, false);
         fused_rule.set_fused_update(false);
-        let (sepupd_s, _) =
-            time_launch(ctx, timer, budget, |rec| fused_rule.step(rec, &x, n, None))?;
+        let (sepupd_s, _) = time_launch(ctx, timer, budget, |rec| {
+            fused_rule.step(rec, &x, n, None, None)
+        })?;
         fused_rule.set_fused_update(true);
-        let (fused_s, _) =
-            time_launch(ctx, timer, budget, |rec| fused_rule.step(rec, &x, n, None))?;
+        let (fused_s, _) = time_launch(ctx, timer, budget, |rec| {
+            fused_rule.step(rec, &x, n, None, None)
+        })?;
         let pc_s = if fused_rule.set_fused_projection(ctx, true) {
-            Some(time_launch(ctx, timer, budget, |rec| fused_rule.step(rec, &x, n, None))?.0)
+            Some(
+                time_launch(ctx, timer, budget, |rec| {
+                    fused_rule.step(rec, &x, n, None, None)
+                })?
+                .0,
+            )
         } else {
             None
         };
@@ -315,7 +322,7 @@ pub fn bench_rules(
                 samples: 1,
             };
             let b = if terms > 2e8 { one } else { budget };
-            Some(time_launch(ctx, timer, b, |rec| naive_rule.step(rec, &x, n, None))?.0)
+            Some(time_launch(ctx, timer, b, |rec| naive_rule.step(rec, &x, n, None, None))?.0)
         };
 
         let mut gemm_row = row("gemms", gemm_s);

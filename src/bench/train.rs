@@ -14,7 +14,6 @@ use serde::Serialize;
 use crate::data::source::ItemShape;
 use crate::error::{HebbError, Result};
 use crate::gpu::{GpuContext, Recorder};
-use crate::nn::layer::Mode;
 use crate::nn::network::Network;
 use crate::nn::recipe::{DatasetKind, Recipe, Schedule};
 
@@ -65,29 +64,21 @@ pub fn synthetic_network(ctx: &GpuContext, recipe: &Recipe) -> Result<(Network, 
     Ok((net, images))
 }
 
-/// The modes of each stage `hebb train` runs for this recipe, with their labels: one per
-/// layer (greedy) or one for all layers (simultaneous), then the frozen forward pass.
-pub fn stages(recipe: &Recipe, net: &Network) -> Vec<(String, usize, Vec<Mode>)> {
+/// The stages `hebb train` runs for this recipe, with their labels, last block and learning
+/// blocks: one per layer (greedy) or one for all layers (simultaneous), then the frozen forward
+/// pass (no block learning).
+pub fn stages(recipe: &Recipe, net: &Network) -> Vec<(String, usize, Vec<usize>)> {
     let last = net.layers.len() - 1;
     let mut out = Vec::new();
     if recipe.hebbian.schedule == Schedule::Simultaneous {
         let all: Vec<usize> = (0..=last).collect();
-        out.push((
-            "all layers (simultaneous)".to_string(),
-            last,
-            net.stage_modes(last, &all),
-        ));
+        out.push(("all layers (simultaneous)".to_string(), last, all));
     } else {
         for upto in 0..=last {
-            let modes = net.stage_modes(upto, &[upto]);
-            out.push((format!("layer {upto} (greedy)"), upto, modes));
+            out.push((format!("layer {upto} (greedy)"), upto, vec![upto]));
         }
     }
-    out.push((
-        "frozen forward".to_string(),
-        last,
-        net.stage_modes(last, &[]),
-    ));
+    out.push(("frozen forward".to_string(), last, Vec::new()));
     out
 }
 
@@ -102,10 +93,10 @@ pub fn bench_train(ctx: &GpuContext, recipe: &Recipe, steps: usize) -> Result<Ve
     let (mut net, images) = synthetic_network(ctx, recipe)?;
     let batch = recipe.hebbian.batch;
     let mut rows = Vec::new();
-    for (label, upto, modes) in stages(recipe, &net) {
+    for (label, upto, learning) in stages(recipe, &net) {
         let step = |net: &mut Network| -> Result<()> {
             let mut rec = Recorder::new(ctx);
-            net.forward(ctx, &mut rec, &images, batch, upto, |i| modes[i])?;
+            net.train_step(ctx, &mut rec, &images, batch, upto, &learning)?;
             rec.submit();
             Ok(())
         };
@@ -177,9 +168,9 @@ pub fn profile_train(
     let batch = recipe.hebbian.batch;
     let steps = steps.max(1);
     let mut rows = Vec::new();
-    for (label, upto, modes) in stages(recipe, &net) {
+    for (label, upto, learning) in stages(recipe, &net) {
         let mut plain = Recorder::new(ctx);
-        net.forward(ctx, &mut plain, &images, batch, upto, |i| modes[i])?;
+        net.train_step(ctx, &mut plain, &images, batch, upto, &learning)?;
         plain.submit();
         ctx.wait()?;
         let mut per_kernel: Vec<(String, [u32; 3], usize, f64, f64)> = Vec::new();
@@ -191,7 +182,7 @@ pub fn profile_train(
                 .map(|t| t.name())
                 .unwrap_or("")
                 .to_string();
-            net.forward(ctx, &mut rec, &images, batch, upto, |i| modes[i])?;
+            net.train_step(ctx, &mut rec, &images, batch, upto, &learning)?;
             for d in rec.finish_profile()? {
                 match per_kernel
                     .iter_mut()

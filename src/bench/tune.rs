@@ -54,9 +54,9 @@ pub fn recipe_shapes(ctx: &GpuContext, recipe: &Recipe) -> Result<Vec<LoggedShap
     let batch = recipe.hebbian.batch;
     ctx.log_shapes();
     let run = (|| -> Result<()> {
-        for (_, upto, modes) in stages(recipe, &net) {
+        for (_, upto, learning) in stages(recipe, &net) {
             let mut rec = Recorder::new(ctx);
-            net.forward(ctx, &mut rec, &images, batch, upto, |i| modes[i])?;
+            net.train_step(ctx, &mut rec, &images, batch, upto, &learning)?;
             rec.submit();
         }
         ctx.wait()

@@ -190,7 +190,7 @@ pub fn run_case_gpu(
             }
             None => None,
         };
-        rule.step(&mut rec, x_ref, n, teacher.as_ref())?;
+        rule.step(&mut rec, x_ref, n, teacher.as_ref(), None)?;
         rec.submit();
         if case.expected.contains_key("w_steps") {
             w_steps.extend(rule.w.to_f32_vec(ctx)?);

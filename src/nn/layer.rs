@@ -7,10 +7,12 @@
 //!
 //! N = B·Ho·Wo, D = C_in·kh·kw. A linear layer is a convolution whose kernel covers the whole
 //! input, so its patch matrix is the input itself (N = B) and rows and planes coincide.
-//! W̃ is W, except sign(W)|W|^{p−1} for Krotov's p ≠ 2 and W/‖w_i‖ for Lagani's WTA rules
-//! (their forward is the vector projection). When the block learns, the rule's step runs on
-//! the same P after the forward output was computed with the step's starting weights, as in
-//! the authors' code.
+//! W̃ is the rule's `forward_weights`: W, except sign(W)|W|^{p−1} for Krotov's p ≠ 2 and
+//! W/‖w_i‖ for Lagani's WTA rules (their forward is the vector projection) and hebbdemo's
+//! `w_nrm`. `HebbLayer::forward` runs the frozen block; `HebbLayer::train_step` is one training
+//! step, read top to bottom: the rule's step runs on the same P after the forward output was
+//! computed with the step's starting weights, as in the authors' code, and reads that output's
+//! U instead of projecting again where it can (`GpuRule::takes_projection`).
 //!
 //! Implicit GEMM: a conv block whose patch matrix for its largest batch would exceed
 //! `PATCH_BUDGET` elements, or whose recipe sets `implicit_gemm`, runs its frozen forward as
@@ -38,7 +40,6 @@ use crate::nn::recipe::{
     Activation, Init, LayerKind, LayerSpec, NormKind, PaddingMode, PoolKindSpec,
 };
 use crate::rules::gpu::{GpuRule, RuleInit};
-use crate::rules::preset::Preset;
 
 /// Shapes of one block, checked to chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,17 +202,6 @@ impl BnState {
         };
         norm::batch_norm(rec, &g, x, &self.mean, &self.var, &self.stats, out)
     }
-}
-
-/// What a forward pass does with the block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Frozen: batch norms use running statistics.
-    Frozen,
-    /// Learning: batch statistics, and the rule's step after the output is computed.
-    Learn,
-    /// Learning, output not needed (the last block of a greedy stage).
-    LearnOnly,
 }
 
 /// Patch matrices of more elements than this (for a block's largest batch) are not stored:
@@ -386,154 +376,202 @@ impl HebbLayer {
         self.work.implicit
     }
 
-    /// Records the block on `x` (B planes of the input shape). Returns the tensor holding the
-    /// output (B planes of `shape.output`), valid until the next call; with `Mode::LearnOnly`
-    /// only the rule's step is recorded and the returned tensor holds nothing meaningful.
-    pub fn forward(
-        &mut self,
-        rec: &mut Recorder<'_>,
-        x: &Tensor,
-        batch: usize,
-        mode: Mode,
-    ) -> Result<&Tensor> {
+    /// Records the frozen block on `x` (B planes of the input shape): the batch norms use
+    /// their running statistics. Returns the tensor holding the output (B planes of
+    /// `shape.output`), valid until the next call.
+    pub fn forward(&mut self, rec: &mut Recorder<'_>, x: &Tensor, batch: usize) -> Result<&Tensor> {
         let Self {
             index,
             spec,
-            shape,
+            shape: s,
             rule,
             input_bn,
             output_bn,
             work,
         } = self;
-        let (index, s) = (*index, *shape);
-        if batch == 0 || batch > work.images {
-            return Err(HebbError::Shape {
-                tensor: format!("layer {index} input"),
-                message: format!(
-                    "{batch} images; the layer was built for 1..={}",
-                    work.images
-                ),
-            });
-        }
-        let (c, p) = (spec.channels, s.positions());
-        let learning = mode != Mode::Frozen;
-        // Input batch norm.
-        let x = match input_bn {
-            Some(bn) => {
-                bn.apply(
-                    rec,
-                    batch,
-                    s.input.height * s.input.width,
-                    learning,
-                    x,
-                    &work.bn_in,
-                )?;
-                &work.bn_in
-            }
-            None => x,
-        };
-        // Patch matrix P (N x D): stored, or gathered by the frozen forward's GEMM.
-        let g = ConvGeometry { batch, ..s.conv };
+        check_batch(*index, work, batch, false)?;
+        let x = normalise_input(rec, input_bn.as_ref(), s, batch, false, x, &work.bn_in)?;
         let patches = if s.identity_patches {
             Patches::Stored(x)
-        } else if work.implicit && !learning {
-            Patches::Gathered(x, g)
+        } else if work.implicit {
+            Patches::Gathered(x, ConvGeometry { batch, ..s.conv })
         } else {
-            if batch > work.learn_images && work.implicit {
-                return Err(HebbError::Shape {
-                    tensor: format!("layer {index} input"),
-                    message: format!(
-                        "{batch} images in a learning pass; the layer stores patches for 1..={}",
-                        work.learn_images
-                    ),
-                });
-            }
-            im2col::im2col(rec, &g, x, 0, &work.patches)?;
+            im2col::im2col(rec, &ConvGeometry { batch, ..s.conv }, x, 0, &work.patches)?;
             Patches::Stored(&work.patches)
         };
-        let mut out = &work.out;
-        if mode != Mode::LearnOnly {
-            let a = forward_rows(rec, index, spec, s, rule, work, patches, batch)?;
-            // Rows → planes (the same layout when Ho·Wo = 1), pool, output BN.
-            let planes = if p == 1 {
-                a
-            } else {
-                layout::convert(rec, Layout::RowsToPlanes, batch, c, p, a, &work.planes)?;
-                &work.planes
-            };
-            let pooled = match s.pool {
-                Some(g) => {
-                    let g = Pool2d {
-                        planes: batch * c,
-                        ..g
-                    };
-                    pool::pool2d(rec, &g, planes, &work.pooled)?;
-                    &work.pooled
-                }
-                None => planes,
-            };
-            out = match output_bn {
-                Some(bn) => {
-                    let plane = s.output.height * s.output.width;
-                    bn.apply(rec, batch, plane, learning, pooled, &work.out)?;
-                    &work.out
-                }
-                None => pooled,
-            };
-        }
-        if learning {
-            let Patches::Stored(patches) = patches else {
-                unreachable!("learning passes store their patches");
-            };
-            // Recorded after the forward GEMM, so the output used the step's starting weights.
-            rule.step(rec, patches, batch * p, None)
-                .map_err(|e| HebbError::Launch {
-                    kernel: format!("layer {index} ({})", spec.rule.name),
-                    message: e.to_string(),
-                })?;
-        }
+        project(rec, *index, spec, s, rule, work, patches, batch)?;
+        block_output(rec, spec, s, rule, work, output_bn.as_ref(), batch, false)
+    }
+
+    /// Records one training step of the block on `x` (B planes of the input shape), in the
+    /// authors' order:
+    ///
+    /// 1. normalise the input with this batch's statistics (updating the running ones);
+    /// 2. form the patch matrix P (N x D), stored, since the rule reads it several times;
+    /// 3. where `output` asks for it (a later block, or an output batch norm's statistics),
+    ///    compute the block's output from the step's starting weights, U = P·W̃ᵀ on the way;
+    /// 4. the rule's step on P: project (or read that U, where the rule takes it), compete,
+    ///    update, optimise (`GpuRule::step`).
+    ///
+    /// Returns the output (as `forward`, with batch statistics) when `output` is set.
+    pub fn train_step(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        batch: usize,
+        output: bool,
+    ) -> Result<Option<&Tensor>> {
+        let Self {
+            index,
+            spec,
+            shape: s,
+            rule,
+            input_bn,
+            output_bn,
+            work,
+        } = self;
+        let index = *index;
+        check_batch(index, work, batch, true)?;
+        // 1. Input batch norm with batch statistics.
+        let x = normalise_input(rec, input_bn.as_ref(), s, batch, true, x, &work.bn_in)?;
+        // 2. Patch matrix P (N x D).
+        let patches = if s.identity_patches {
+            x
+        } else {
+            im2col::im2col(rec, &ConvGeometry { batch, ..s.conv }, x, 0, &work.patches)?;
+            &work.patches
+        };
+        // 3. The output from the starting weights; its U = P·W̃ᵀ (rows) is the rule's own
+        // projection unless the output saw unit-norm patches or U went on through BCM's
+        // lateral matrix or SoftHebb's pre-triangle.
+        let (out, projected) = if output {
+            project(
+                rec,
+                index,
+                spec,
+                s,
+                rule,
+                work,
+                Patches::Stored(patches),
+                batch,
+            )?;
+            let out = block_output(rec, spec, s, rule, work, output_bn.as_ref(), batch, true)?;
+            let same_u = rule.takes_projection()
+                && !spec.unit_norm_input
+                && rule.lateral().is_none()
+                && !rule.pre_triangle();
+            (Some(out), same_u.then_some(&work.rows))
+        } else {
+            (None, None)
+        };
+        // 4. The rule's step.
+        let rows = batch * s.positions();
+        rule.step(rec, patches, rows, None, projected)
+            .map_err(|e| HebbError::Launch {
+                kernel: format!("layer {index} ({})", spec.rule.name),
+                message: e.to_string(),
+            })?;
         Ok(out)
     }
 }
 
-/// A = activation(P·W̃ᵀ [·Mᵀ]) (N x C rows); returns the work tensor holding it.
+/// Checks that a pass of `batch` images fits the block's buffers.
+fn check_batch(index: usize, work: &Work, batch: usize, learning: bool) -> Result<()> {
+    let most = if learning && work.implicit {
+        work.learn_images
+    } else {
+        work.images
+    };
+    if batch == 0 || batch > most {
+        let pass = if learning { "learning" } else { "forward" };
+        return Err(HebbError::Shape {
+            tensor: format!("layer {index} input"),
+            message: format!("{batch} images in a {pass} pass; the layer was built for 1..={most}"),
+        });
+    }
+    Ok(())
+}
+
+/// The input batch norm, if the block has one, of `x` into `out` (batch statistics when
+/// `training`); returns the normalised input, or `x`.
+fn normalise_input<'t>(
+    rec: &mut Recorder<'_>,
+    bn: Option<&BnState>,
+    s: &BlockShape,
+    batch: usize,
+    training: bool,
+    x: &'t Tensor,
+    out: &'t Tensor,
+) -> Result<&'t Tensor> {
+    match bn {
+        Some(bn) => {
+            let plane = s.input.height * s.input.width;
+            bn.apply(rec, batch, plane, training, x, out)?;
+            Ok(out)
+        }
+        None => Ok(x),
+    }
+}
+
+/// The block's output from U in `w.rows`: activation [after BCM's lateral product or SoftHebb's
+/// pre-triangle] → rows to planes → pool → output batch norm. Leaves `w.rows` as it was.
 #[allow(clippy::too_many_arguments)]
-fn forward_rows<'w>(
+fn block_output<'w>(
+    rec: &mut Recorder<'_>,
+    spec: &LayerSpec,
+    s: &BlockShape,
+    rule: &GpuRule,
+    w: &'w Work,
+    output_bn: Option<&BnState>,
+    batch: usize,
+    training: bool,
+) -> Result<&'w Tensor> {
+    let (c, p) = (spec.channels, s.positions());
+    let a = activate(rec, spec, rule, w, batch * p)?;
+    // Rows → planes (the same layout when Ho·Wo = 1), pool, output BN.
+    let planes = if p == 1 {
+        a
+    } else {
+        layout::convert(rec, Layout::RowsToPlanes, batch, c, p, a, &w.planes)?;
+        &w.planes
+    };
+    let pooled = match s.pool {
+        Some(g) => {
+            let g = Pool2d {
+                planes: batch * c,
+                ..g
+            };
+            pool::pool2d(rec, &g, planes, &w.pooled)?;
+            &w.pooled
+        }
+        None => planes,
+    };
+    match output_bn {
+        Some(bn) => {
+            let plane = s.output.height * s.output.width;
+            bn.apply(rec, batch, plane, training, pooled, &w.out)?;
+            Ok(&w.out)
+        }
+        None => Ok(pooled),
+    }
+}
+
+/// U = P·W̃ᵀ (N x C rows) into `w.rows`, with the rule's forward weights W̃ and the patches
+/// scaled to unit norm where the recipe says so.
+#[allow(clippy::too_many_arguments)]
+fn project(
     rec: &mut Recorder<'_>,
     index: usize,
     spec: &LayerSpec,
-    s: BlockShape,
+    s: &BlockShape,
     rule: &GpuRule,
-    w: &'w Work,
+    w: &Work,
     patches: Patches<'_>,
     batch: usize,
-) -> Result<&'w Tensor> {
+) -> Result<()> {
     let (c, d, p) = (spec.channels, s.fan_in(), s.positions());
     let n = batch * p;
-    // Forward weights W̃.
-    let weights = match spec.rule.preset {
-        Preset::KrotovHopfield { p: power, .. } if power != 2.0 => {
-            hebbian::signed_pow(rec, &rule.w, c * d, (power - 1.0) as f32, &w.w_fwd)?;
-            &w.w_fwd
-        }
-        Preset::LaganiKwta { .. }
-        | Preset::LaganiSoftWtaExp { .. }
-        | Preset::LaganiSoftWtaPow { .. } => {
-            reduce::row_reduce(rec, ReduceOp::SumSquares, &rule.w, c, d, &w.w_norms)?;
-            hebbian::scale_rows(
-                rec,
-                RowFactor::InverseSqrtGuarded,
-                &rule.w,
-                &w.w_norms,
-                c,
-                d,
-                1.0,
-                &w.w_fwd,
-            )?;
-            &w.w_fwd
-        }
-        _ => &rule.w,
-    };
+    let weights = rule.forward_weights(rec, &w.w_norms, &w.w_fwd)?;
     // Unit-norm patches in every forward output, so an output batch norm's running statistics
     // describe what the classifier will see; the rule's step still reads the raw patches.
     let normed_input = spec.unit_norm_input;
@@ -542,8 +580,7 @@ fn forward_rows<'w>(
         Patches::Gathered(x, g) => {
             // `HebbLayer::new` never gathers for unit-norm inputs.
             debug_assert!(!normed_input);
-            conv::conv_forward_rows(rec, &g, x, 0, weights, c, &w.rows)?;
-            return activate(rec, spec, rule, w, n);
+            return conv::conv_forward_rows(rec, &g, x, 0, weights, c, &w.rows);
         }
     };
     if normed_input {
@@ -570,8 +607,7 @@ fn forward_rows<'w>(
         x,
         weights,
         &w.rows,
-    )?;
-    activate(rec, spec, rule, w, n)
+    )
 }
 
 /// A = activation(U [·Mᵀ]) for U in `w.rows` (N x C); returns the work tensor holding it.

@@ -8,7 +8,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::norm::{self, BatchNorm};
 use crate::nn::classifier::Linear;
-use crate::nn::layer::{HebbLayer, Mode};
+use crate::nn::layer::HebbLayer;
 use crate::nn::recipe::Recipe;
 use crate::nn::zca::{Zca, ZcaGeometry};
 
@@ -134,34 +134,15 @@ impl Network {
         })
     }
 
-    /// The mode of each block in a Hebbian step that runs the blocks up to `upto` with those in
-    /// `learning` learning: the others frozen, and the last learning block skipping its
-    /// forward output unless an output batch norm must update its running statistics from it.
-    pub fn stage_modes(&self, upto: usize, learning: &[usize]) -> Vec<Mode> {
-        self.layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                if !learning.contains(&i) {
-                    Mode::Frozen
-                } else if i == upto && l.output_bn.is_none() {
-                    Mode::LearnOnly
-                } else {
-                    Mode::Learn
-                }
-            })
-            .collect()
-    }
-
     /// Features per image fed to the classifier.
     pub fn feature_len(&self) -> usize {
         self.classifier.features
     }
 
-    /// Uploads `batch` images (B x C x H x W, host) and records the blocks up to and including
-    /// `upto`, each in the mode `mode_of(i)` gives. Returns the last block's output tensor.
-    /// The upload lands before the recorder's commands when the recorder is submitted after
-    /// this call and before any other upload.
+    /// Uploads `batch` images (B x C x H x W, host) and records the frozen blocks up to and
+    /// including `upto`. Returns the last block's output tensor. The upload lands before the
+    /// recorder's commands when the recorder is submitted after this call and before any
+    /// other upload.
     pub fn forward(
         &mut self,
         ctx: &GpuContext,
@@ -169,8 +150,39 @@ impl Network {
         images: &[f32],
         batch: usize,
         upto: usize,
-        mode_of: impl Fn(usize) -> Mode,
     ) -> Result<&Tensor> {
+        let out = self.record(ctx, rec, images, batch, upto, &[])?;
+        Ok(out.expect("frozen blocks always produce their output"))
+    }
+
+    /// One Hebbian training step on `batch` images (uploaded as `forward` does): the blocks up
+    /// to `upto` run, those in `learning` take their training step (`HebbLayer::train_step`)
+    /// and the others are frozen. The last block skips its output unless an output batch norm
+    /// must update its running statistics from it.
+    pub fn train_step(
+        &mut self,
+        ctx: &GpuContext,
+        rec: &mut Recorder<'_>,
+        images: &[f32],
+        batch: usize,
+        upto: usize,
+        learning: &[usize],
+    ) -> Result<()> {
+        self.record(ctx, rec, images, batch, upto, learning)?;
+        Ok(())
+    }
+
+    /// Uploads the images and records the chain up to block `upto` (see `train_step`);
+    /// returns the last block's output where it was computed.
+    fn record(
+        &mut self,
+        ctx: &GpuContext,
+        rec: &mut Recorder<'_>,
+        images: &[f32],
+        batch: usize,
+        upto: usize,
+        learning: &[usize],
+    ) -> Result<Option<&Tensor>> {
         if batch == 0 || batch > self.capacity || images.len() != batch * self.input.len() {
             return Err(HebbError::Shape {
                 tensor: "input batch".into(),
@@ -208,9 +220,18 @@ impl Network {
         if let Some(z) = &self.zca {
             x = z.apply(rec, x, batch)?;
         }
+        let last = upto.min(self.layers.len().saturating_sub(1));
         for (i, layer) in self.layers.iter_mut().enumerate().take(upto + 1) {
-            x = layer.forward(rec, x, batch, mode_of(i))?;
+            if !learning.contains(&i) {
+                x = layer.forward(rec, x, batch)?;
+                continue;
+            }
+            let output = i != last || layer.output_bn.is_some();
+            match layer.train_step(rec, x, batch, output)? {
+                Some(out) => x = out,
+                None => return Ok(None),
+            }
         }
-        Ok(x)
+        Ok(Some(x))
     }
 }

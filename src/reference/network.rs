@@ -74,9 +74,12 @@ pub fn block_forward(
         Preset::KrotovHopfield { p: power, .. } if power != 2.0 => {
             w.map(|v| v.signum() * v.abs().powf(power - 1.0))
         }
+        // Lagani's vector projection; hebbdemo's forward with `w_nrm` (PRESETS.md §2).
         Preset::LaganiKwta { .. }
         | Preset::LaganiSoftWtaExp { .. }
-        | Preset::LaganiSoftWtaPow { .. } => {
+        | Preset::LaganiSoftWtaPow { .. }
+        | Preset::HebbdemoSoftWta { w_nrm: true, .. }
+        | Preset::HebbdemoHpca { w_nrm: true, .. } => {
             let norms = w.row_norms();
             w.scale_rows(
                 &norms

@@ -124,6 +124,76 @@ pub enum Preset {
     },
 }
 
+/// The shape of a preset's update, which decides how its step is composed (`rules::gpu`, one
+/// file per family; PRESETS.md gives each rule's formulas).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateFamily {
+    /// ΔW = s·GᵀX − s·tril(GᵀG)·W: Lagani's HPCA (relu, tanh), hebbdemo's HPCA.
+    Sanger,
+    /// ΔW = diag(1/guard(colsum|G|))·[(G⊙|G|)ᵀX − diag(colsum(G⊙|G|))·W]: Lagani's k-WTA,
+    /// soft-WTA and supervised final layer, hebbdemo's soft-WTA.
+    Wta,
+    /// ΔW = W − M·W with M = (1/N)·YᵀU (lower triangle for HICA), or ICA-NRM's per-row form.
+    Ica,
+    /// R = YᵀX − diag(colsum(Y⊙U))·W, ΔW = R / max|R|: SoftHebb's three presets, Krotov.
+    DecayNormalised,
+    /// ΔW = (1/B)·ΦᵀX with Φ = y(y − θ) from the lateral currents: Curti's BCM.
+    Bcm,
+}
+
+/// The weights W̃ a preset projects onto, U = X·W̃ᵀ (C x D, like W). The layer's forward
+/// output and the rule's step both take W̃ from here (`GpuRule::forward_weights`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ForwardWeights {
+    /// W̃ = W.
+    Raw,
+    /// W̃ = sign(W)·|W|^exponent (Krotov's currents, exponent p − 1).
+    SignedPower { exponent: f32 },
+    /// W̃_i = w_i / guard(‖w_i‖) (Lagani's WTA vector projection, hebbdemo's `w_nrm`).
+    UnitRows,
+}
+
+impl Preset {
+    /// Which update family the preset's step belongs to.
+    pub fn update_family(&self) -> UpdateFamily {
+        match self {
+            Preset::LaganiHpca { .. }
+            | Preset::LaganiHpcaTanh { .. }
+            | Preset::HebbdemoHpca { .. } => UpdateFamily::Sanger,
+            Preset::LaganiKwta { .. }
+            | Preset::LaganiSoftWtaExp { .. }
+            | Preset::LaganiSoftWtaPow { .. }
+            | Preset::LaganiFinalSupervised
+            | Preset::HebbdemoSoftWta { .. } => UpdateFamily::Wta,
+            Preset::LaganiIca | Preset::LaganiHica | Preset::LaganiIcaNrm { .. } => {
+                UpdateFamily::Ica
+            }
+            Preset::SofthebbSoftkrotov { .. }
+            | Preset::SofthebbSoft { .. }
+            | Preset::SofthebbHard
+            | Preset::KrotovHopfield { .. } => UpdateFamily::DecayNormalised,
+            Preset::BcmCurti { .. } => UpdateFamily::Bcm,
+        }
+    }
+
+    /// The weights W̃ of the preset's projection U = X·W̃ᵀ. Lagani's WTA rules divide by ‖w_i‖
+    /// inside their similarity (the raised cosine reads both norms), so their step projects
+    /// onto W and the quotient equals the projection onto these unit rows.
+    pub fn forward_weights(&self) -> ForwardWeights {
+        match *self {
+            Preset::KrotovHopfield { p, .. } if p != 2.0 => ForwardWeights::SignedPower {
+                exponent: (p - 1.0) as f32,
+            },
+            Preset::LaganiKwta { .. }
+            | Preset::LaganiSoftWtaExp { .. }
+            | Preset::LaganiSoftWtaPow { .. }
+            | Preset::HebbdemoSoftWta { w_nrm: true, .. }
+            | Preset::HebbdemoHpca { w_nrm: true, .. } => ForwardWeights::UnitRows,
+            _ => ForwardWeights::Raw,
+        }
+    }
+}
+
 /// A preset with its optimizer: everything needed to run one Hebbian layer's training steps.
 /// Deserialises from `{"preset": "softhebb/softkrotov", "params": {..., "optimizer": {...}}}`
 /// (or the same keys in a TOML table), validating the params against the preset.

@@ -28,7 +28,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise::dropout_hash;
 use crate::kernels::reduce::{self, ReduceOp};
-use crate::nn::layer::{Mode, copy_prefix};
+use crate::nn::layer::copy_prefix;
 use crate::nn::network::Network;
 use crate::nn::recipe::{HebbLrSchedule, Normalize, Recipe, Schedule, Selection};
 use crate::nn::zca::{self, ZcaGeometry};
@@ -1064,16 +1064,12 @@ impl<'a> Trainer<'a> {
             let (_, _, images_before, seconds_before) = pos.running;
             let mut images = images_before;
             let skipped_before = self.skipped;
-            // The last learning block skips its forward output unless an output batch norm
-            // must update its running statistics from it.
-            let modes = self.net.stage_modes(upto, &learning);
             for b in loader {
                 self.note_skipped(&b.skipped);
                 if b.len > 0 {
                     let mut rec = Recorder::new(self.ctx);
-                    let mode_of = |i: usize| modes[i];
                     self.net
-                        .forward(self.ctx, &mut rec, &b.images, b.len, upto, mode_of)?;
+                        .train_step(self.ctx, &mut rec, &b.images, b.len, upto, &learning)?;
                     rec.submit();
                     images += b.len;
                 }
@@ -1235,7 +1231,7 @@ impl<'a> Trainer<'a> {
             let mut rec = Recorder::new(self.ctx);
             let out = self
                 .net
-                .forward(self.ctx, &mut rec, &b.images, b.len, last, |_| Mode::Frozen)?;
+                .forward(self.ctx, &mut rec, &b.images, b.len, last)?;
             copy_prefix(&mut rec, out, &self.features, b.len * f);
             rec.submit();
             let v = self.features.to_f32_vec(self.ctx)?;
@@ -1364,11 +1360,9 @@ impl<'a> Trainer<'a> {
                         if b.len == 0 {
                             continue;
                         }
-                        let out =
-                            self.net
-                                .forward(self.ctx, &mut rec, &b.images, b.len, last, |_| {
-                                    Mode::Frozen
-                                })?;
+                        let out = self
+                            .net
+                            .forward(self.ctx, &mut rec, &b.images, b.len, last)?;
                         copy_prefix(&mut rec, out, &self.features, b.len * f);
                         (b.len, b.labels)
                     }
@@ -1641,9 +1635,7 @@ pub fn evaluate(
                     continue;
                 }
                 let n = labels.len();
-                let out = net.forward(ctx, &mut rec, &images[..n * item], n, last, |_| {
-                    Mode::Frozen
-                })?;
+                let out = net.forward(ctx, &mut rec, &images[..n * item], n, last)?;
                 copy_prefix(&mut rec, out, features, n * f);
                 labels
             }
