@@ -7,7 +7,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use hebb::conformance::random_f32;
 use hebb::gpu::{AdapterChoice, GpuContext, GpuTimer, Tensor};
-use hebb::rules::gpu::{GpuRule, RuleInit, UpdatePath};
+use hebb::rules::gpu::{FromForward, GpuRule, RuleInit, UpdatePath};
 use hebb::rules::preset::RuleConfig;
 use serde_json::json;
 
@@ -44,7 +44,9 @@ fn bench(c: &mut Criterion) {
                     let mut total = 0.0;
                     for _ in 0..iters {
                         total += timer
-                            .time(&ctx, |rec| rule.step(rec, &x, n, None, None))
+                            .time(&ctx, |rec| {
+                                rule.step(rec, &x, n, None, FromForward::default())
+                            })
                             .unwrap();
                     }
                     Duration::from_secs_f64(total)

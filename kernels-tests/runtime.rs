@@ -527,7 +527,7 @@ fn f16_operands_pick_a_kernel_that_takes_them() {
 #[test]
 fn fused_projection_leaves_u_unwritten_and_matches_the_separate_kernels() {
     use hebb::conformance::{random_f32, rel_err, widen};
-    use hebb::rules::gpu::{GpuRule, RuleInit, UpdatePath};
+    use hebb::rules::gpu::{FromForward, GpuRule, RuleInit, UpdatePath};
     use hebb::rules::preset::RuleConfig;
     use serde_json::json;
 
@@ -572,7 +572,8 @@ fn fused_projection_leaves_u_unwritten_and_matches_the_separate_kernels() {
             rule.set_fused_update(false);
             let step = |rule: &mut GpuRule| {
                 let mut rec = Recorder::new(&ctx);
-                rule.step(&mut rec, &x, n, None, None).unwrap();
+                rule.step(&mut rec, &x, n, None, FromForward::default())
+                    .unwrap();
                 rec.submit();
             };
             // A first step writes U and Y, to get at their buffers, which are then poisoned.
@@ -670,7 +671,7 @@ fn fused_update_leaves_delta_w_unwritten_and_matches_the_separate_kernels() {
     use hebb::conformance::{random_f32, rel_err, widen};
     use hebb::kernels::gemm::UpdateEpilogue;
     use hebb::kernels::hebbian::OptimStep;
-    use hebb::rules::gpu::{GpuRule, RuleInit, UpdatePath};
+    use hebb::rules::gpu::{FromForward, GpuRule, RuleInit, UpdatePath};
     use hebb::rules::preset::RuleConfig;
     use serde_json::json;
 
@@ -727,7 +728,8 @@ fn fused_update_leaves_delta_w_unwritten_and_matches_the_separate_kernels() {
             rule.set_keep_intermediates(keep);
             for _ in 0..3 {
                 let mut rec = Recorder::new(&ctx);
-                rule.step(&mut rec, &x, n, None, None).unwrap();
+                rule.step(&mut rec, &x, n, None, FromForward::default())
+                    .unwrap();
                 rec.submit();
             }
             let dw = rule

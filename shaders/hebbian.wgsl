@@ -24,6 +24,11 @@ fn guard(v: f32) -> f32 { return select(v, 1.0, v == 0.0); }
 // v^a for v ≥ 0 and a > 0, with 0^a = 0 spelled out (WGSL leaves pow(0, a) to exp2(a·log2 0)).
 fn pow_nonneg(v: f32, a: f32) -> f32 { return select(pow(v, a), 0.0, v <= 0.0); }
 
+// Elements each invocation of a streaming pass handles (signed_pow), 256 apart, so that a
+// workgroup covers one contiguous block and neighbouring invocations touch neighbouring
+// elements; the launcher sets it (`hebbian::ELEMENTS_PER_INVOCATION`).
+override ELEMENTS_PER_INVOCATION: u32 = 1u;
+
 fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * 256u + lid;
 }
@@ -254,10 +259,21 @@ fn divide_by_max(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256, 1, 1)
 fn signed_pow(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let e = linear_index(wg, nwg, lid);
-    if (e >= p.n) { return; }
-    let w = in0[e];
-    out0[e] = sign(w) * pow_nonneg(abs(w), p.a);
+    let block = (wg.y * nwg.x + wg.x) * 256u * ELEMENTS_PER_INVOCATION;
+    for (var k = 0u; k < ELEMENTS_PER_INVOCATION; k++) {
+        let e = block + k * 256u + lid;
+        if (e >= p.n) { return; }
+        let w = in0[e];
+        // Exponents 1 and 2 (Krotov's p = 2 and 3) exactly: pow's exp2(a·log2 v) is neither
+        // exact nor cheap.
+        var m = abs(w);
+        if (p.a == 2.0) {
+            m = m * m;
+        } else if (p.a != 1.0) {
+            m = pow_nonneg(m, p.a);
+        }
+        out0[e] = sign(w) * m;
+    }
 }
 
 // Variance adaptation statistics (§1.1), one invocation per column i of S = in0 (N x C):

@@ -6,7 +6,7 @@
 // ΔW is `dw`, or with DIVISOR != 0 the normalised R / max_divisor(DIVISOR, max|R|, a), R = dw and
 // max|R| = dw_max[0] (from the update GEMM's ABS_MAX epilogue); WRITE_DW then also stores that
 // ΔW in dw_out (conformance and inspection).
-// Bounds: one invocation per element e < C·D; dw, dw_out and the state buffers hold C·D, eta
+// Bounds: ELEMENTS_PER_INVOCATION elements e < C·D per invocation; dw, dw_out and the state buffers hold C·D, eta
 // holds C, dw_max holds 1.
 
 override DIVISOR: u32 = 0u;
@@ -38,38 +38,51 @@ fn delta(e: u32) -> f32 {
     return v;
 }
 
+// The element e of each entry point below: ELEMENTS_PER_INVOCATION per invocation, 256 apart,
+// so a workgroup covers one contiguous block (the launcher sets it, as in hebbian.wgsl).
+override ELEMENTS_PER_INVOCATION: u32 = 1u;
+fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, k: u32) -> u32 {
+    return linear_index(wg, nwg, 0u) * ELEMENTS_PER_INVOCATION + k * 256u + lid;
+}
+
 @compute @workgroup_size(256, 1, 1)
 fn sgd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
        @builtin(local_invocation_index) lid: u32) {
-    let e = linear_index(wg, nwg, lid);
-    if (e >= p.c * p.d) { return; }
-    // The momentum buffer is read and written only when there is momentum.
-    var buf = 0.0;
-    if (p.momentum != 0.0) { buf = state0[e]; }
-    let s = sgd_update(p, w[e], delta(e), buf);
-    w[e] = s.x;
-    if (p.momentum != 0.0) { state0[e] = s.y; }
+    for (var k = 0u; k < ELEMENTS_PER_INVOCATION; k++) {
+        let e = element(wg, nwg, lid, k);
+        if (e >= p.c * p.d) { return; }
+        // The momentum buffer is read and written only when there is momentum.
+        var buf = 0.0;
+        if (p.momentum != 0.0) { buf = state0[e]; }
+        let s = sgd_update(p, w[e], delta(e), buf);
+        w[e] = s.x;
+        if (p.momentum != 0.0) { state0[e] = s.y; }
+    }
 }
 
 // p.lr holds the bias-corrected rate a_t.
 @compute @workgroup_size(256, 1, 1)
 fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let e = linear_index(wg, nwg, lid);
-    if (e >= p.c * p.d) { return; }
-    let s = adam_update(p, w[e], delta(e), state0[e], state1[e]);
-    w[e] = s.x;
-    state0[e] = s.y;
-    state1[e] = s.z;
+    for (var k = 0u; k < ELEMENTS_PER_INVOCATION; k++) {
+        let e = element(wg, nwg, lid, k);
+        if (e >= p.c * p.d) { return; }
+        let s = adam_update(p, w[e], delta(e), state0[e], state1[e]);
+        w[e] = s.x;
+        state0[e] = s.y;
+        state1[e] = s.z;
+    }
 }
 
 @compute @workgroup_size(256, 1, 1)
 fn adaptive(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let e = linear_index(wg, nwg, lid);
-    if (e >= p.c * p.d) { return; }
-    let i = e / p.d;
-    let rate = p.lr * pow(abs(sqrt(row_sumsq[i]) - 1.0) + 1e-10, p.power);
-    w[e] = w[e] + rate * delta(e);
-    if (e % p.d == 0u) { eta[i] = rate; }
+    for (var k = 0u; k < ELEMENTS_PER_INVOCATION; k++) {
+        let e = element(wg, nwg, lid, k);
+        if (e >= p.c * p.d) { return; }
+        let i = e / p.d;
+        let rate = p.lr * pow(abs(sqrt(row_sumsq[i]) - 1.0) + 1e-10, p.power);
+        w[e] = w[e] + rate * delta(e);
+        if (e % p.d == 0u) { eta[i] = rate; }
+    }
 }

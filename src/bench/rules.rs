@@ -15,7 +15,7 @@ use crate::conformance::random_f32;
 use crate::error::{HebbError, Result};
 use crate::gpu::{GpuContext, GpuTimer, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm};
-use crate::rules::gpu::{GpuRule, RuleInit, UpdatePath};
+use crate::rules::gpu::{FromForward, GpuRule, RuleInit, UpdatePath};
 use crate::rules::preset::{Preset, RuleConfig};
 
 /// A preset on a layer shape: N patch rows, C neurons, fan-in D.
@@ -293,16 +293,16 @@ pub fn bench_rules(
         fused_rule.set_fused_projection(ctx, false);
         fused_rule.set_fused_update(false);
         let (sepupd_s, _) = time_launch(ctx, timer, budget, |rec| {
-            fused_rule.step(rec, &x, n, None, None)
+            fused_rule.step(rec, &x, n, None, FromForward::default())
         })?;
         fused_rule.set_fused_update(true);
         let (fused_s, _) = time_launch(ctx, timer, budget, |rec| {
-            fused_rule.step(rec, &x, n, None, None)
+            fused_rule.step(rec, &x, n, None, FromForward::default())
         })?;
         let pc_s = if fused_rule.set_fused_projection(ctx, true) {
             Some(
                 time_launch(ctx, timer, budget, |rec| {
-                    fused_rule.step(rec, &x, n, None, None)
+                    fused_rule.step(rec, &x, n, None, FromForward::default())
                 })?
                 .0,
             )
@@ -322,7 +322,12 @@ pub fn bench_rules(
                 samples: 1,
             };
             let b = if terms > 2e8 { one } else { budget };
-            Some(time_launch(ctx, timer, b, |rec| naive_rule.step(rec, &x, n, None, None))?.0)
+            Some(
+                time_launch(ctx, timer, b, |rec| {
+                    naive_rule.step(rec, &x, n, None, FromForward::default())
+                })?
+                .0,
+            )
         };
 
         let mut gemm_row = row("gemms", gemm_s);

@@ -15,7 +15,7 @@ use crate::kernels::im2col;
 use crate::reference;
 use crate::reference::dense::{Mat, rows_to_nchw};
 use crate::rules::case::{Array, Case, CaseError, Layer, find_case_files, load_case};
-use crate::rules::gpu::{GpuRule, RuleInit, UpdatePath};
+use crate::rules::gpu::{FromForward, GpuRule, RuleInit, UpdatePath};
 
 /// The float64 reference must match the authors' float64 numbers to this (FORMAT.md §6: an
 /// independent float64 implementation reaches 3e-15).
@@ -190,7 +190,7 @@ pub fn run_case_gpu(
             }
             None => None,
         };
-        rule.step(&mut rec, x_ref, n, teacher.as_ref(), None)?;
+        rule.step(&mut rec, x_ref, n, teacher.as_ref(), FromForward::default())?;
         rec.submit();
         if case.expected.contains_key("w_steps") {
             w_steps.extend(rule.w.to_f32_vec(ctx)?);

@@ -706,6 +706,40 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             });
         }
     }
+    // signed_pow (hebbian.wgsl): out = sign(w)·|w|^a, ELEMENTS_PER_INVOCATION per invocation,
+    // so the sizes also straddle one workgroup's block of 256·8 elements.
+    for &n in RAGGED.iter().chain([2048usize, 2049, 70_001].iter()) {
+        for a in [1.0f32, 2.0, 4.5] {
+            index += 1;
+            let seed = derive_seed(base_seed, index);
+            let row = Row::new("signed_pow", format!("a={a}"), &[("n", n)], seed);
+            let x = random_f32(seed, n);
+            let want: Vec<f64> = widen(&x)
+                .iter()
+                .map(|v| v.signum() * v.abs().powf(a as f64))
+                .collect();
+            // a = 1 is a copy and a = 2 one rounded product; other exponents go through WGSL's
+            // pow = exp2(a·log2 v), whose few-ulp error in log2 v is amplified by a.
+            let tol = match a {
+                1.0 => 0.0,
+                2.0 => 2.0 * U32,
+                _ => 16.0 * U32 * (1.0 + a as f64),
+            };
+            let run = || -> Result<Vec<f64>> {
+                let tx = Tensor::from_f32(ctx, "w", &[n], &x)?;
+                let out = Tensor::empty(ctx, "signed power", &[n], DType::F32)?;
+                out.poison_nan(ctx);
+                let mut rec = Recorder::new(ctx);
+                crate::kernels::hebbian::signed_pow(&mut rec, &tx, n, a, &out)?;
+                rec.submit();
+                Ok(widen(&out.to_f32_vec(ctx)?))
+            };
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want, tol),
+                Err(e) => row.fail(e),
+            });
+        }
+    }
     rows
 }
 

@@ -39,7 +39,8 @@ use crate::kernels::reduce::{self, ReduceOp};
 use crate::nn::recipe::{
     Activation, Init, LayerKind, LayerSpec, NormKind, PaddingMode, PoolKindSpec,
 };
-use crate::rules::gpu::{GpuRule, RuleInit};
+use crate::rules::gpu::{FromForward, GpuRule, RuleInit};
+use crate::rules::preset::ForwardWeights;
 
 /// Shapes of one block, checked to chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -444,7 +445,7 @@ impl HebbLayer {
         // 3. The output from the starting weights; its U = P·W̃ᵀ (rows) is the rule's own
         // projection unless the output saw unit-norm patches or U went on through BCM's
         // lateral matrix or SoftHebb's pre-triangle.
-        let (out, projected) = if output {
+        let (out, from_forward) = if output {
             project(
                 rec,
                 index,
@@ -460,13 +461,18 @@ impl HebbLayer {
                 && !spec.unit_norm_input
                 && rule.lateral().is_none()
                 && !rule.pre_triangle();
-            (Some(out), same_u.then_some(&work.rows))
+            let raw = rule.config().preset.forward_weights() == ForwardWeights::Raw;
+            let from_forward = FromForward {
+                weights: (!raw).then_some(&work.w_fwd),
+                projected: same_u.then_some(&work.rows),
+            };
+            (Some(out), from_forward)
         } else {
-            (None, None)
+            (None, FromForward::default())
         };
         // 4. The rule's step.
         let rows = batch * s.positions();
-        rule.step(rec, patches, rows, None, projected)
+        rule.step(rec, patches, rows, None, from_forward)
             .map_err(|e| HebbError::Launch {
                 kernel: format!("layer {index} ({})", spec.rule.name),
                 message: e.to_string(),

@@ -6,5 +6,5 @@ pub mod gpu;
 pub mod preset;
 
 pub use case::{Case, CaseError, load_case};
-pub use gpu::{GpuRule, RuleInit};
+pub use gpu::{FromForward, GpuRule, RuleInit};
 pub use preset::{Optimizer, Preset, RuleConfig};

@@ -146,12 +146,23 @@ enum UpdateLeft {
     Applied,
 }
 
-/// What one step works on: X (N x D), the teacher where the preset takes one, and the caller's
-/// U = X·W̃ᵀ where the rule `takes_projection`.
+/// What the layer's forward output already computed from a step's starting weights, for the
+/// step to read instead of recomputing (`HebbLayer::train_step`).
+#[derive(Clone, Copy, Default)]
+pub struct FromForward<'t> {
+    /// W̃ (`forward_weights`), where it is not W itself.
+    pub weights: Option<&'t Tensor>,
+    /// U = X·W̃ᵀ (N x C), read where the rule `takes_projection`.
+    pub projected: Option<&'t Tensor>,
+}
+
+/// What one step works on: X (N x D), the teacher where the preset takes one, and what the
+/// caller's forward pass computed.
 struct StepInput<'t> {
     x: &'t Tensor,
     n: usize,
     teacher: Option<&'t Tensor>,
+    weights: Option<&'t Tensor>,
     projected: Option<&'t Tensor>,
 }
 
@@ -509,17 +520,18 @@ impl GpuRule {
     }
 
     /// Records one training step on X (N x D, row-major) with an optional teacher T (N x C):
-    /// project, compete, form the update (each family's file), then optimise. `projected` is
-    /// U = X·W̃ᵀ (N x C) where the caller already computed it with this step's starting
-    /// weights; rules that `takes_projection` read it instead of projecting again.
+    /// project, compete, form the update (each family's file), then optimise. `from_forward`
+    /// holds W̃ and U = X·W̃ᵀ where the caller already computed them with this step's starting
+    /// weights (`FromForward::default()` where it did not).
     pub fn step(
         &mut self,
         rec: &mut Recorder<'_>,
         x: &Tensor,
         n: usize,
         teacher: Option<&Tensor>,
-        projected: Option<&Tensor>,
+        from_forward: FromForward<'_>,
     ) -> Result<()> {
+        let FromForward { weights, projected } = from_forward;
         let (c, d) = (self.c, self.d);
         if n > self.bufs.rows || n == 0 {
             return Err(HebbError::Shape {
@@ -534,6 +546,9 @@ impl GpuRule {
         if let Some(u) = projected {
             u.expect_len(n * c, &format!("U ({n} x {c})"))?;
         }
+        if let Some(w) = weights {
+            w.expect_len(c * d, &format!("W̃ ({c} x {d})"))?;
+        }
         if matches!(self.config.preset, Preset::LaganiFinalSupervised) && teacher.is_none() {
             return Err(HebbError::Launch {
                 kernel: self.config.name.clone(),
@@ -544,6 +559,7 @@ impl GpuRule {
             x,
             n,
             teacher: teacher.filter(|_| self.config.takes_teacher()),
+            weights: weights.filter(|_| self.path == UpdatePath::Fused),
             projected: projected.filter(|_| self.takes_projection()),
         };
         // Project, compete and form ΔW (or leave the rest of it to the optimizer).
@@ -675,15 +691,18 @@ impl GpuRule {
         Ok(())
     }
 
-    /// W̃ for the step's own projection (`forward_weights` into `tmp_cd`); not formed where
-    /// the caller gave U.
+    /// W̃ for the step's own projection: the caller's, else `forward_weights` into `tmp_cd`
+    /// (not formed at all where the caller gave U, which is all the step needed it for).
     fn step_weights<'t>(
         &'t self,
         rec: &mut Recorder<'_>,
-        input: &StepInput<'_>,
+        input: &StepInput<'t>,
     ) -> Result<&'t Tensor> {
         if input.projected.is_some() {
             return Ok(&self.w);
+        }
+        if let Some(w) = input.weights {
+            return Ok(w);
         }
         self.forward_weights(rec, &self.bufs.wss, &self.bufs.tmp_cd)
     }
