@@ -788,3 +788,41 @@ fn a_learning_block_whose_output_is_needed_projects_once() {
     let err = rel_err(&widen(&shared), &widen(&own));
     assert!(err < 1e-5, "weights after 3 steps differ by {err:.2e}");
 }
+
+/// After its first steps, a training step allocates nothing for its launches: every kernel's
+/// parameters go to a reused uniform arena chunk, and every bind group comes from the cache.
+#[test]
+fn a_steady_state_training_step_allocates_no_uniforms_or_bind_groups() {
+    use hebb::gpu::Recorder;
+    let Some(ctx) = vulkan() else { return };
+    let recipe = recipes::resolve(Some("default")).unwrap().0;
+    let (mut net, images) = hebb::bench::train::synthetic_network(&ctx, &recipe).unwrap();
+    let batch = recipe.hebbian.batch;
+    let step = |net: &mut hebb::nn::network::Network| {
+        let mut rec = Recorder::new(&ctx);
+        net.train_step(&ctx, &mut rec, &images, batch, 0, &[0])
+            .unwrap();
+        rec.submit();
+        let mut rec = Recorder::new(&ctx);
+        net.forward(&ctx, &mut rec, &images, batch, 0).unwrap();
+        rec.submit();
+    };
+    step(&mut net);
+    step(&mut net);
+    ctx.wait().unwrap();
+    let (chunks, groups) = (ctx.uniform_chunks.created(), ctx.bind_groups.created());
+    assert!(
+        chunks > 0 && groups > 0,
+        "{chunks} chunks, {groups} bind groups"
+    );
+    for _ in 0..5 {
+        step(&mut net);
+    }
+    ctx.wait().unwrap();
+    assert_eq!(
+        ctx.uniform_chunks.created(),
+        chunks,
+        "uniform chunks allocated"
+    );
+    assert_eq!(ctx.bind_groups.created(), groups, "bind groups created");
+}

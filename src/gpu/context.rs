@@ -236,6 +236,10 @@ pub struct GpuContext {
     /// Which limits were requested (`limits` holds their values).
     pub limits_choice: LimitsChoice,
     shape_log: Mutex<Option<Vec<LoggedShape>>>,
+    /// Uniform arena chunks for recorders (`bindings::UniformArena`).
+    pub uniform_chunks: Arc<crate::gpu::bindings::ChunkPool>,
+    /// Bind groups by pipeline and bound buffer ranges.
+    pub bind_groups: crate::gpu::bindings::BindGroupCache,
 }
 
 /// A GEMM-family launch as `hebb tune` replays it.
@@ -333,6 +337,8 @@ impl GpuContext {
             policy,
             limits_choice,
             shape_log: Mutex::new(None),
+            uniform_chunks: Default::default(),
+            bind_groups: Default::default(),
         })
     }
 

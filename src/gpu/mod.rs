@@ -1,7 +1,9 @@
 //! The GPU runtime: adapter and device (`context`), every device-dependent choice (`policy`),
 //! the pipeline cache (`kernel_cache`), typed device tensors (`tensor`), command batching
-//! (`recorder`), timing (`timing`) and the autotuning cache (`tuning`).
+//! (`recorder`), parameter slots and cached bind groups (`bindings`), timing (`timing`) and the
+//! autotuning cache (`tuning`).
 
+pub mod bindings;
 pub mod context;
 pub mod kernel_cache;
 pub mod policy;

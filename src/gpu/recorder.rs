@@ -7,9 +7,9 @@
 use std::time::Instant;
 
 use bytemuck::Pod;
-use wgpu::util::DeviceExt;
 
 use crate::error::{HebbError, Result};
+use crate::gpu::bindings::{UniformArena, UniformSlot};
 use crate::gpu::context::GpuContext;
 use crate::gpu::timing::{TimerKind, read_timestamps};
 
@@ -53,6 +53,8 @@ pub struct Recorder<'c> {
     timestamps: Option<wgpu::QuerySet>,
     dispatches: usize,
     profile: Option<Profile>,
+    /// This recorder's kernel parameters, uploaded before each submission.
+    uniforms: UniformArena,
 }
 
 impl<'c> Recorder<'c> {
@@ -69,6 +71,10 @@ impl<'c> Recorder<'c> {
             timestamps: None,
             dispatches: 0,
             profile: None,
+            uniforms: UniformArena::new(
+                ctx.uniform_chunks.clone(),
+                ctx.limits.min_uniform_buffer_offset_alignment,
+            ),
         }
     }
 
@@ -116,15 +122,11 @@ impl<'c> Recorder<'c> {
         self
     }
 
-    /// A small uniform buffer holding `params` for one launch.
-    pub fn uniform<T: Pod>(&self, params: &T) -> wgpu::Buffer {
-        self.ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            })
+    /// A uniform slot holding `params` for one launch (in this recorder's arena, uploaded when
+    /// it submits).
+    pub fn uniform<T: Pod>(&mut self, params: &T) -> UniformSlot {
+        self.uniforms
+            .push(&self.ctx.device, bytemuck::bytes_of(params))
     }
 
     /// Records one dispatch of `pipeline` with `bind_group` as group 0.
@@ -212,6 +214,7 @@ impl<'c> Recorder<'c> {
                     })
                 };
                 let before = std::mem::replace(&mut self.encoder, fresh());
+                self.uniforms.flush(&self.ctx.queue);
                 self.ctx.queue.submit([before.finish()]);
                 let waited = self.ctx.wait();
                 record(&mut self.encoder, None);
@@ -245,6 +248,7 @@ impl<'c> Recorder<'c> {
                 message: "this recorder was not created with Recorder::profiling".into(),
             }),
             Some(Profile::Wall { times, error, .. }) => {
+                self.uniforms.flush(&ctx.queue);
                 ctx.queue.submit([self.encoder.finish()]);
                 ctx.wait()?;
                 match error {
@@ -265,6 +269,7 @@ impl<'c> Recorder<'c> {
                         ),
                     });
                 }
+                self.uniforms.flush(&ctx.queue);
                 let ticks = read_timestamps(ctx, self.encoder, &set, 2 * timed as u32)?;
                 let period = ctx.queue.get_timestamp_period() as f64 * 1e-9;
                 Ok(kernels
@@ -296,6 +301,7 @@ impl<'c> Recorder<'c> {
     /// Ends recording and submits everything as one command buffer. Does not wait.
     pub fn submit(mut self) -> wgpu::SubmissionIndex {
         self.pass = None;
+        self.uniforms.flush(&self.ctx.queue);
         self.ctx.queue.submit([self.encoder.finish()])
     }
 

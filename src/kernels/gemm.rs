@@ -1022,9 +1022,9 @@ impl UpdateEpilogue<'_> {
     /// The epilogue's bindings (7 and up, gemm_epilogue.wgsl).
     fn entries<'t>(
         &'t self,
-        rec: &Recorder<'_>,
+        rec: &mut Recorder<'_>,
         (m, n): (u32, u32),
-        uniform: &'t mut Option<wgpu::Buffer>,
+        uniform: &'t mut Option<crate::gpu::bindings::UniformSlot>,
         spare: &'t mut Option<std::sync::Arc<Tensor>>,
     ) -> Result<Vec<(u32, wgpu::BindingResource<'t>)>> {
         let ctx = rec.ctx;

@@ -198,18 +198,7 @@ pub(crate) fn bind_group(
     pipeline: &wgpu::ComputePipeline,
     entries: &[(u32, wgpu::BindingResource<'_>)],
 ) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
-        .iter()
-        .map(|(binding, resource)| wgpu::BindGroupEntry {
-            binding: *binding,
-            resource: resource.clone(),
-        })
-        .collect();
-    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    })
+    ctx.bind_groups.get(&ctx.device, pipeline, entries)
 }
 
 /// Records one dispatch of `shader::entry` (no overrides) with `params` as the uniform at

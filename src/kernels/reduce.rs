@@ -2,6 +2,8 @@
 //! row-major [rows, cols] f32 matrix, and a global max |x| over a whole tensor.
 //! Bindings: 0 uniform ReduceParams, 1 x: array<f32> (read), 2 out: array<f32> (written).
 
+use std::sync::Arc;
+
 use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
 
@@ -209,8 +211,24 @@ fn col_reduce_impl(
     let target = if chunks == 1 {
         out
     } else {
-        partials = Tensor::empty(ctx, "col_reduce partials", &[chunks, cols], DType::F32)?;
-        &partials
+        // The context's workspace (no allocation per launch), unless this pass reads it: the
+        // second pass over more than COL_CHUNK_ROWS chunks.
+        let workspace = ctx.workspace(chunks * cols)?;
+        let reads_it = [Some(x), x2, Some(out)]
+            .into_iter()
+            .flatten()
+            .any(|t| t.buffer == workspace.buffer);
+        partials = if reads_it {
+            Arc::new(Tensor::empty(
+                ctx,
+                "col_reduce partials",
+                &[chunks, cols],
+                DType::F32,
+            )?)
+        } else {
+            workspace
+        };
+        &*partials
     };
     let params = ReduceParams {
         rows: to_u32("col_reduce", "rows", rows)?,
