@@ -199,3 +199,37 @@ fn the_step_profile_names_and_times_every_dispatch() {
         assert_eq!(step(Some(wall)), plain, "{label}, profiled (wall: {wall})");
     }
 }
+
+/// A launch timed by `GpuTimer`, with timestamps and by the wall clock, computes what an
+/// untimed one does: its kernel parameters reach the GPU on both paths (the timestamp path
+/// submits the recorder's encoder itself).
+#[test]
+fn a_timed_launch_computes_its_result() {
+    let Some(ctx) = common::context("vulkan") else {
+        return;
+    };
+    let (m, n, k) = (33, 65, 7);
+    let seed = 0x71AE;
+    let a = random_f32(seed, m * k);
+    let b = random_f32(seed ^ 1, k * n);
+    let want = reference::dense::Mat::from_vec(m, k, widen(&a))
+        .matmul(&reference::dense::Mat::from_vec(k, n, widen(&b)));
+    for force_wall in [false, true] {
+        let timer = GpuTimer::new(&ctx, force_wall);
+        let ta = Tensor::from_f32(&ctx, "a", &[m, k], &a).unwrap();
+        let tb = Tensor::from_f32(&ctx, "b", &[k, n], &b).unwrap();
+        let tc = Tensor::from_f32(&ctx, "c", &[m, n], &vec![0.0; m * n]).unwrap();
+        tc.poison_nan(&ctx);
+        let g = Gemm::new(m, n, k).shaped();
+        let seconds = timer
+            .time(&ctx, |rec| gemm::gemm(rec, &g, &ta, &tb, &tc))
+            .unwrap();
+        assert!(seconds > 0.0);
+        let got = widen(&tc.to_f32_vec(&ctx).unwrap());
+        let err = rel_err(&got, &want.data);
+        assert!(
+            err < 1e-5,
+            "seed {seed}: timed GEMM (wall {force_wall}) relative error {err:e}"
+        );
+    }
+}

@@ -116,6 +116,12 @@ impl UniformArena {
             }
         }
     }
+
+    /// Keeps the chunks out of the pool (dropped once the GPU is done with them): for commands
+    /// submitted by the caller after the recorder is gone.
+    pub fn detach(&mut self) {
+        self.chunks.clear();
+    }
 }
 
 impl Drop for UniformArena {

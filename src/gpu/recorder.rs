@@ -306,14 +306,21 @@ impl<'c> Recorder<'c> {
     }
 
     /// Ends recording and returns the open encoder, for callers that append commands to it.
+    /// The parameters are uploaded now, ahead of the caller's submission; their arena chunks
+    /// leave the pool with this recorder (another recorder must not overwrite them first).
     pub fn finish_encoder(mut self) -> wgpu::CommandEncoder {
         self.pass = None;
+        self.uniforms.flush(&self.ctx.queue);
+        self.uniforms.detach();
         self.encoder
     }
 
     /// Ends recording and returns the command buffer, for callers that append to it.
+    /// As `finish_encoder`, the parameters are uploaded now and their chunks leave the pool.
     pub fn finish(mut self) -> wgpu::CommandBuffer {
         self.pass = None;
+        self.uniforms.flush(&self.ctx.queue);
+        self.uniforms.detach();
         self.encoder.finish()
     }
 }
