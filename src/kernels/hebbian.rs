@@ -494,8 +494,9 @@ pub fn divide_by_max(
 /// Elements each invocation of the streaming passes over C x D (`signed_pow`, the optimizer
 /// steps) handles, 256 apart within its workgroup's contiguous block. On llvmpipe one element
 /// per invocation left these passes at about 1.3 GB/s (Krotov's 1.57 M-element signed_pow:
-/// 9.7 ms; 8 per invocation: 5.3 ms, `hebb bench train krotov-mnist --profile`); GPUs
-/// coalesce either layout.
+/// 9.7 ms; 8 per invocation: 5.3 ms, `hebb bench train krotov-mnist --profile`). Neighbouring
+/// invocations still touch neighbouring elements, the layout GPUs coalesce (not measured on a
+/// GPU here).
 pub const ELEMENTS_PER_INVOCATION: usize = 8;
 
 /// out = sign(w)·|w|^exponent over `len` elements.
