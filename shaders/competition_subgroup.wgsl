@@ -14,11 +14,7 @@
 // Bounds: row < n (workgroups past the last row return before any access), i < c; the
 // launcher checks every bound tensor holds n·c.
 
-struct HebbParams {
-    n: u32, c: u32, d: u32, mode: u32,
-    k: u32, flags: u32, _pad0: u32, _pad1: u32,
-    a: f32, b: f32, e: f32, s: f32,
-}
+// HebbParams, the modes and their formulas come from competition_modes.wgsl, prepended.
 
 @group(0) @binding(0) var<uniform> p: HebbParams;
 @group(0) @binding(1) var<storage, read> in0: array<f32>;
@@ -34,8 +30,6 @@ const LOWEST: f32 = -3.4028234663852886e38;
 // −inf entry still ranks (the index reduction counts only lanes that found one).
 fn neg_inf() -> f32 { return bitcast<f32>(0xff800000u); }
 
-fn guard(v: f32) -> f32 { return select(v, 1.0, v == 0.0); }
-fn pow_nonneg(v: f32, a: f32) -> f32 { return select(pow(v, a), 0.0, v <= 0.0); }
 fn teacher(base: u32, i: u32) -> f32 {
     return select(1.0, in1[base + i], (p.flags & 1u) != 0u);
 }
@@ -57,7 +51,7 @@ fn kth_largest(base: u32, r: u32, with_teacher: bool, lane: u32) -> Ranked {
         var best = Ranked(0.0, 0u);
         for (var i = lane; i < p.c; i += WG) {
             let v = row_value(base, i, with_teacher);
-            let after = pass_ == 0u || v < prev.value || (v == prev.value && i > prev.index);
+            let after = pass_ == 0u || ranks_after(v, i, prev.value, prev.index);
             if (after && (!found || v > best.value)) {
                 best = Ranked(v, i);
                 found = true;
@@ -80,41 +74,33 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     if (row >= p.n) { return; }
     let base = row * p.c;
     switch (p.mode) {
-        case MODE_RELU, MODE_TANH, MODE_RELU_ONLY: {
-            for (var i = lane; i < p.c; i += WG) {
-                let u = in0[base + i];
-                let y = select(max(u, 0.0), tanh(u), p.mode == MODE_TANH);
-                out0[base + i] = y;
-                out1[base + i] = select(y * teacher(base, i), y, p.mode == MODE_RELU_ONLY);
-            }
-        }
         case MODE_KWTA: {
             let kth = kth_largest(base, p.k, true, lane).value;
             for (var i = lane; i < p.c; i += WG) {
                 let t = teacher(base, i);
-                let z = select(0.0, 1.0, in0[base + i] * t >= kth);
-                out0[base + i] = z;
-                out1[base + i] = z * t;
+                let y = kwta_y(in0[base + i] * t, kth);
+                out0[base + i] = y;
+                out1[base + i] = y * t;
             }
         }
         case MODE_SOFT_EXP, MODE_SOFT_POW: {
             var part = 0.0;
             for (var i = lane; i < p.c; i += WG) {
-                let u = in0[base + i];
-                let e = select(pow_nonneg(u, p.a), exp(u / p.a), p.mode == MODE_SOFT_EXP) * teacher(base, i);
+                let e = soft_share(p.mode, in0[base + i], p.a) * teacher(base, i);
                 out0[base + i] = e;
                 part += e;
             }
             let g = guard(subgroupAdd(part));
             for (var i = lane; i < p.c; i += WG) {
-                let z = out0[base + i] / g;
-                out0[base + i] = z;
-                out1[base + i] = z * teacher(base, i);
+                let y = out0[base + i] / g;
+                out0[base + i] = y;
+                out1[base + i] = y * teacher(base, i);
             }
         }
         case MODE_SOFTMAX, MODE_SOFT_KROTOV: {
             let top = kth_largest(base, 1u, false, lane);
-            // softmax(a·u) is stabilised by max(a·u) = a·max(u) for a > 0, a·min(u) otherwise.
+            let winner = top.index;
+            // max_i a·u_i: a·max u for a > 0 (rounding is monotone), else a pass of its own.
             var shift = p.a * top.value;
             if (p.a < 0.0) {
                 var m = LOWEST;
@@ -123,27 +109,25 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
             }
             var part = 0.0;
             for (var i = lane; i < p.c; i += WG) {
-                let e = exp(p.a * in0[base + i] - shift);
+                let e = softmax_exp(in0[base + i], p.a, shift);
                 out0[base + i] = e;
                 part += e;
             }
             let total = subgroupAdd(part);
             for (var i = lane; i < p.c; i += WG) {
-                let q = out0[base + i] / total;
-                let y = select(q, select(-q, q, i == top.index), p.mode == MODE_SOFT_KROTOV);
+                let y = softmax_y(p.mode, out0[base + i] / total, i == winner);
                 out0[base + i] = y;
                 out1[base + i] = y;
             }
         }
         case MODE_HARD, MODE_KROTOV: {
-            let top = kth_largest(base, 1u, false, lane).index;
+            let winner = kth_largest(base, 1u, false, lane).index;
             var kth = p.c;
             if (p.mode == MODE_KROTOV) { kth = kth_largest(base, p.k, false, lane).index; }
             for (var i = lane; i < p.c; i += WG) {
-                var g = select(0.0, 1.0, i == top);
-                if (i == kth) { g = -p.a; }
-                out0[base + i] = g;
-                out1[base + i] = g;
+                let y = hard_y(p.mode, i == winner, i == kth, p.a);
+                out0[base + i] = y;
+                out1[base + i] = y;
             }
         }
         case MODE_TRIANGLE: {
@@ -151,23 +135,17 @@ fn competition_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
             for (var i = lane; i < p.c; i += WG) { part += in0[base + i]; }
             let mean = subgroupAdd(part) / f32(p.c);
             for (var i = lane; i < p.c; i += WG) {
-                let y = pow_nonneg(in0[base + i] - mean, p.a);
+                let y = triangle_y(in0[base + i], mean, p.a);
                 out0[base + i] = y;
                 out1[base + i] = y;
             }
         }
-        case MODE_TEACHER: {
-            for (var i = lane; i < p.c; i += WG) {
-                out0[base + i] = in0[base + i];
-                out1[base + i] = teacher(base, i);
-            }
-        }
         default: {
+            // The pointwise modes.
             for (var i = lane; i < p.c; i += WG) {
-                let u = in0[base + i];
-                let y = select(u, 1.0 / (1.0 + exp(-u)), p.mode == MODE_LOGISTIC);
+                let y = pointwise_y(p.mode, in0[base + i]);
                 out0[base + i] = y;
-                out1[base + i] = y * teacher(base, i);
+                out1[base + i] = pointwise_g(p.mode, y, teacher(base, i));
             }
         }
     }

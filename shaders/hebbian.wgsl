@@ -6,11 +6,8 @@
 // Bounds: every entry point guards its index against n·c, c·d, c·c, n or c from the params,
 // and the launchers check each bound tensor holds that extent.
 
-struct HebbParams {
-    n: u32, c: u32, d: u32, mode: u32,
-    k: u32, flags: u32, _pad0: u32, _pad1: u32,
-    a: f32, b: f32, e: f32, s: f32,
-}
+// HebbParams, the competition modes, their formulas and guard / pow_nonneg come from
+// competition_modes.wgsl, prepended to this file.
 
 @group(0) @binding(0) var<uniform> p: HebbParams;
 @group(0) @binding(1) var<storage, read> in0: array<f32>;
@@ -18,11 +15,6 @@ struct HebbParams {
 @group(0) @binding(3) var<storage, read> in2: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out1: array<f32>;
-
-fn guard(v: f32) -> f32 { return select(v, 1.0, v == 0.0); }
-
-// v^a for v ≥ 0 and a > 0, with 0^a = 0 spelled out (WGSL leaves pow(0, a) to exp2(a·log2 0)).
-fn pow_nonneg(v: f32, a: f32) -> f32 { return select(pow(v, a), 0.0, v <= 0.0); }
 
 // Elements each invocation of a streaming pass handles (signed_pow), 256 apart, so that a
 // workgroup covers one contiguous block and neighbouring invocations touch neighbouring
@@ -96,7 +88,7 @@ fn kth_largest(base: u32, r: u32, with_teacher: bool) -> Ranked {
         for (var i = 0u; i < p.c; i++) {
             let v = row_value(base, i, with_teacher);
             // Only entries after the previous one in the order are candidates.
-            let after = pass_ == 0u || v < prev_value || (v == prev_value && i > prev_index);
+            let after = pass_ == 0u || ranks_after(v, i, prev_value, prev_index);
             if (after && (!found || v > best_value)) {
                 best_value = v;
                 best_index = i;
@@ -116,73 +108,59 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
     if (row >= p.n) { return; }
     let base = row * p.c;
     switch (p.mode) {
-        case MODE_RELU, MODE_TANH, MODE_RELU_ONLY: {
-            for (var i = 0u; i < p.c; i++) {
-                let u = in0[base + i];
-                let y = select(max(u, 0.0), tanh(u), p.mode == MODE_TANH);
-                out0[base + i] = y;
-                out1[base + i] = select(y * teacher(base, i), y, p.mode == MODE_RELU_ONLY);
-            }
-        }
         case MODE_KWTA: {
             let kth = kth_largest(base, p.k, true).value;
             for (var i = 0u; i < p.c; i++) {
                 let t = teacher(base, i);
-                let z = select(0.0, 1.0, in0[base + i] * t >= kth);
-                out0[base + i] = z;
-                out1[base + i] = z * t;
+                let y = kwta_y(in0[base + i] * t, kth);
+                out0[base + i] = y;
+                out1[base + i] = y * t;
             }
         }
         case MODE_SOFT_EXP, MODE_SOFT_POW: {
             var total = 0.0;
             for (var i = 0u; i < p.c; i++) {
-                let u = in0[base + i];
-                let e = select(pow_nonneg(u, p.a), exp(u / p.a), p.mode == MODE_SOFT_EXP) * teacher(base, i);
+                let e = soft_share(p.mode, in0[base + i], p.a) * teacher(base, i);
                 out0[base + i] = e;
                 total += e;
             }
             let g = guard(total);
             for (var i = 0u; i < p.c; i++) {
-                let z = out0[base + i] / g;
-                out0[base + i] = z;
-                out1[base + i] = z * teacher(base, i);
+                let y = out0[base + i] / g;
+                out0[base + i] = y;
+                out1[base + i] = y * teacher(base, i);
             }
         }
         case MODE_SOFTMAX, MODE_SOFT_KROTOV: {
-            var m = in0[base];
+            // The first argmax of u, and the shift max_i a·u_i.
+            var top = in0[base];
             var winner = 0u;
+            var shift = p.a * top;
             for (var i = 1u; i < p.c; i++) {
                 let u = in0[base + i];
-                if (u > m) { m = u; winner = i; }
-            }
-            // softmax(a·u) is stabilised by max(a·u) = a·max(u) for a > 0, a·min(u) otherwise.
-            var shift = p.a * m;
-            if (p.a < 0.0) {
-                shift = p.a * in0[base];
-                for (var i = 1u; i < p.c; i++) { shift = max(shift, p.a * in0[base + i]); }
+                if (u > top) { top = u; winner = i; }
+                shift = max(shift, p.a * u);
             }
             var total = 0.0;
             for (var i = 0u; i < p.c; i++) {
-                let e = exp(p.a * in0[base + i] - shift);
+                let e = softmax_exp(in0[base + i], p.a, shift);
                 out0[base + i] = e;
                 total += e;
             }
             for (var i = 0u; i < p.c; i++) {
-                let q = out0[base + i] / total;
-                let y = select(q, select(-q, q, i == winner), p.mode == MODE_SOFT_KROTOV);
+                let y = softmax_y(p.mode, out0[base + i] / total, i == winner);
                 out0[base + i] = y;
                 out1[base + i] = y;
             }
         }
         case MODE_HARD, MODE_KROTOV: {
-            let top = kth_largest(base, 1u, false).index;
+            let winner = kth_largest(base, 1u, false).index;
             var kth = p.c;
             if (p.mode == MODE_KROTOV) { kth = kth_largest(base, p.k, false).index; }
             for (var i = 0u; i < p.c; i++) {
-                var g = select(0.0, 1.0, i == top);
-                if (i == kth) { g = -p.a; }
-                out0[base + i] = g;
-                out1[base + i] = g;
+                let y = hard_y(p.mode, i == winner, i == kth, p.a);
+                out0[base + i] = y;
+                out1[base + i] = y;
             }
         }
         case MODE_TRIANGLE: {
@@ -190,23 +168,17 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
             for (var i = 0u; i < p.c; i++) { mean += in0[base + i]; }
             mean /= f32(p.c);
             for (var i = 0u; i < p.c; i++) {
-                let y = pow_nonneg(in0[base + i] - mean, p.a);
+                let y = triangle_y(in0[base + i], mean, p.a);
                 out0[base + i] = y;
                 out1[base + i] = y;
             }
         }
-        case MODE_TEACHER: {
-            for (var i = 0u; i < p.c; i++) {
-                out0[base + i] = in0[base + i];
-                out1[base + i] = teacher(base, i);
-            }
-        }
         default: {
+            // The pointwise modes.
             for (var i = 0u; i < p.c; i++) {
-                let u = in0[base + i];
-                let y = select(u, 1.0 / (1.0 + exp(-u)), p.mode == MODE_LOGISTIC);
+                let y = pointwise_y(p.mode, in0[base + i]);
                 out0[base + i] = y;
-                out1[base + i] = y * teacher(base, i);
+                out1[base + i] = pointwise_g(p.mode, y, teacher(base, i));
             }
         }
     }

@@ -24,11 +24,7 @@
 // outputs are written only at n < N, i < C, and S at [w < ceil(N / BM), i < C]; the launcher
 // checks each bound tensor holds that extent.
 
-struct HebbParams {
-    n: u32, c: u32, d: u32, mode: u32,
-    k: u32, flags: u32, _pad0: u32, _pad1: u32,
-    a: f32, b: f32, e: f32, s: f32,
-}
+// HebbParams, the modes and their formulas come from competition_modes.wgsl, prepended.
 
 @group(0) @binding(0) var<uniform> p: HebbParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -60,7 +56,6 @@ var<workgroup> red_i: array<u32, TY * RM * TX>;
 var<workgroup> col_red: array<vec4<f32>, TX * TY>;
 
 fn flag(bit: u32) -> bool { return (p.flags & (1u << bit)) != 0u; }
-fn pow_nonneg(v: f32, a: f32) -> f32 { return select(pow(v, a), 0.0, v <= 0.0); }
 
 // Entry (v, i) ranks before (bv, bi): larger value, then smaller index; NONE ranks last.
 fn ranks_before(v: f32, i: u32, bv: f32, bi: u32) -> bool {
@@ -204,7 +199,7 @@ fn projection_competition(@builtin(workgroup_id) wg: vec3<u32>,
                 for (var j = 0u; j < 4u; j++) {
                     let col = 4u * (tx + TX * q) + j;
                     if (col >= p.c) { break; }
-                    part[r] += exp(p.a * acc[r * NQ + q][j] - shift.v[r]);
+                    part[r] += softmax_exp(acc[r * NQ + q][j], p.a, shift.v[r]);
                 }
             }
         }
@@ -226,7 +221,7 @@ fn projection_competition(@builtin(workgroup_id) wg: vec3<u32>,
                         let col = 4u * (tx + TX * q) + j;
                         if (col >= p.c) { break; }
                         let u = acc[r * NQ + q][j];
-                        let after = u < prev.v[r] || (u == prev.v[r] && col > prev.i[r]);
+                        let after = ranks_after(u, col, prev.v[r], prev.i[r]);
                         if (after && ranks_before(u, col, cand.v[r], cand.i[r])) {
                             cand.v[r] = u;
                             cand.i[r] = col;
@@ -253,25 +248,26 @@ fn projection_competition(@builtin(workgroup_id) wg: vec3<u32>,
                 if (col >= p.c) { break; }
                 let idx = row * p.c + col;
                 let u = acc[r * NQ + q][j];
-                var y = u;
+                var y: f32;
+                var g: f32;
                 switch (mode) {
-                    case MODE_RELU, MODE_RELU_ONLY: { y = max(u, 0.0); }
-                    case MODE_TANH: { y = tanh(u); }
-                    case MODE_LOGISTIC: { y = 1.0 / (1.0 + exp(-u)); }
                     case MODE_SOFTMAX, MODE_SOFT_KROTOV: {
-                        let share = exp(p.a * u - shift.v[r]) / total[r];
-                        y = select(share, select(-share, share, col == top.i[r]), mode == MODE_SOFT_KROTOV);
+                        y = softmax_y(mode, softmax_exp(u, p.a, shift.v[r]) / total[r], col == top.i[r]);
+                        g = y;
                     }
                     case MODE_HARD, MODE_KROTOV: {
-                        y = select(0.0, 1.0, col == top.i[r]);
-                        if (mode == MODE_KROTOV && col == kth[r]) { y = -p.a; }
+                        y = hard_y(mode, col == top.i[r], col == kth[r], p.a);
+                        g = y;
                     }
-                    case MODE_TRIANGLE: { y = pow_nonneg(u - total[r] / f32(p.c), p.a); }
-                    default: {}
-                }
-                var g = y;
-                if (with_teacher && (mode == MODE_RELU || mode == MODE_TANH || mode == MODE_LOGISTIC || mode == MODE_IDENTITY)) {
-                    g = y * teacher[idx];
+                    case MODE_TRIANGLE: {
+                        y = triangle_y(u, total[r] / f32(p.c), p.a);
+                        g = y;
+                    }
+                    default: {
+                        // The pointwise modes (the launcher refuses the teacher mode).
+                        y = pointwise_y(mode, u);
+                        g = pointwise_g(mode, y, select(1.0, teacher[idx], with_teacher));
+                    }
                 }
                 if (write_u) { u_out[idx] = u; }
                 if (write_y) { y_out[idx] = y; }
