@@ -8,7 +8,7 @@ use crate::conformance::random_f32;
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, GpuTimer, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmTiles};
-use crate::kernels::hebbian::OptimStep;
+use crate::kernels::optim::OptimStep;
 
 /// A named GEMM shape to time.
 #[derive(Clone, Debug)]

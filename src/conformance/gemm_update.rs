@@ -19,7 +19,7 @@ use crate::conformance::{Row, U32, derive_seed, random_f32, widen};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm, GemmKind, GemmTiles, SplitK, UpdateEpilogue};
-use crate::kernels::hebbian::OptimStep;
+use crate::kernels::optim::OptimStep;
 use crate::reference;
 
 /// Which epilogue a check runs.

@@ -1,15 +1,16 @@
-//! Launchers for `shaders/hebbian.wgsl` (similarities, row-wise competition and the small
-//! maps around the update GEMMs) and `shaders/optim.wgsl` (in-place weight updates).
+//! Launchers for `shaders/hebbian.wgsl`: similarities, the row-wise competition (which also
+//! picks between its per-row kernel here and `kernels::competition_subgroup`) and the small
+//! maps around the update GEMMs.
 //! hebbian.wgsl bindings: 0 uniform HebbParams, 1..3 inputs in0..in2, 4..5 outputs out0..out1
 //! (each entry point binds only the ones it uses; shapes in the shader's comments).
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
-use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
+use crate::gpu::{GpuContext, Recorder, Tensor, grid_1d};
 use crate::kernels::{
-    COMPETITION_SUBGROUP_WGSL, HEBBIAN_NAIVE_WGSL, HEBBIAN_WGSL, OPTIM_WGSL, bind_group,
-    check_grid, check_loop_budget, record_dispatch, record_dispatch_with, to_u32,
+    ELEMENTS_PER_INVOCATION, HEBBIAN_WGSL, check_loop_budget, competition_subgroup,
+    distinct_outputs, need, record_dispatch, record_dispatch_with, to_u32,
 };
 
 /// Mirrors `HebbParams` in hebbian.wgsl (48 bytes).
@@ -28,24 +29,6 @@ pub struct HebbParams {
     pub b: f32,
     pub e: f32,
     pub s: f32,
-}
-
-/// Mirrors `OptimParams` in weight_update.wgsl (48 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct OptimParams {
-    pub c: u32,
-    pub d: u32,
-    pub first: u32,
-    pub nesterov: u32,
-    pub lr: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub power: f32,
-    pub divisor_a: f32,
 }
 
 /// The mode numbers of `HebbParams.mode` for the row-wise competitions, as
@@ -151,31 +134,6 @@ impl Competition {
             Competition::Triangle { power } => (modes::TRIANGLE, 0, power),
         }
     }
-}
-
-pub(crate) fn need(t: &Tensor, len: usize, role: &str) -> Result<()> {
-    t.expect_dtype(DType::F32, role)?;
-    t.expect_len(len, role)
-}
-
-fn distinct_outputs(kernel: &str, inputs: &[&Tensor], outputs: &[&Tensor]) -> Result<()> {
-    for o in outputs {
-        for i in inputs {
-            if i.buffer == o.buffer {
-                return Err(HebbError::Launch {
-                    kernel: kernel.into(),
-                    message: format!("output {} must not also be an input", o.label),
-                });
-            }
-        }
-    }
-    if outputs.len() == 2 && outputs[0].buffer == outputs[1].buffer {
-        return Err(HebbError::Launch {
-            kernel: kernel.into(),
-            message: "the two outputs must be different tensors".into(),
-        });
-    }
-    Ok(())
 }
 
 /// Records one hebbian.wgsl entry over `elements` invocations (256 per workgroup) or, for
@@ -363,26 +321,7 @@ pub fn competition_with(
     match kernel {
         CompetitionKernel::PerRow => launch(rec, "competition", p, &inputs, &outputs, n, 64),
         CompetitionKernel::Subgroup => {
-            let ctx = rec.ctx;
-            let Some(width) = CompetitionKernel::subgroup_width(ctx) else {
-                return Err(HebbError::MissingFeature {
-                    what: "the subgroup competition kernel".into(),
-                    feature: "SUBGROUP (with subgroups of at least 4)",
-                    adapter: ctx.adapter_name(),
-                });
-            };
-            distinct_outputs("competition_subgroup", &[u, inputs[1].1], &[out0, g])?;
-            let groups = grid_1d(ctx, to_u32("competition_subgroup", "N", n)?);
-            let tensors: Vec<(u32, &Tensor)> = inputs.iter().chain(&outputs).copied().collect();
-            record_dispatch_with(
-                rec,
-                &COMPETITION_SUBGROUP_WGSL,
-                "competition_subgroup",
-                &[("WG", width as f64)],
-                &p,
-                &tensors,
-                groups,
-            )
+            competition_subgroup::record(rec, &p, u, inputs[1].1, n, out0, g)
         }
     }
 }
@@ -490,14 +429,6 @@ pub fn divide_by_max(
         256,
     )
 }
-
-/// Elements each invocation of the streaming passes over C x D (`signed_pow`, the optimizer
-/// steps) handles, 256 apart within its workgroup's contiguous block. On llvmpipe one element
-/// per invocation left these passes at about 1.3 GB/s (Krotov's 1.57 M-element signed_pow:
-/// 9.7 ms; 8 per invocation: 5.3 ms, `hebb bench train krotov-mnist --profile`). Neighbouring
-/// invocations still touch neighbouring elements, the layout GPUs coalesce (not measured on a
-/// GPU here).
-pub const ELEMENTS_PER_INVOCATION: usize = 8;
 
 /// out = sign(w)·|w|^exponent over `len` elements.
 pub fn signed_pow(
@@ -684,318 +615,4 @@ pub fn softhebb_bias_raw(
         c,
         64,
     )
-}
-
-/// The optimizers of optim.wgsl.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum OptimStep {
-    Sgd {
-        lr: f32,
-        momentum: f32,
-        nesterov: bool,
-        weight_decay: f32,
-        first: bool,
-    },
-    /// `rate` is the bias-corrected a_t.
-    Adam {
-        rate: f32,
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        weight_decay: f32,
-        first: bool,
-    },
-    Adaptive {
-        lr: f32,
-        power: f32,
-    },
-}
-
-impl OptimStep {
-    /// The uniform of optim.wgsl and of the GEMM optimizer epilogue for a C x D matrix.
-    pub fn params(&self, c: u32, d: u32) -> OptimParams {
-        let mut p = OptimParams {
-            c,
-            d,
-            ..Default::default()
-        };
-        match *self {
-            OptimStep::Sgd {
-                lr,
-                momentum,
-                nesterov,
-                weight_decay,
-                first,
-            } => {
-                (p.lr, p.momentum, p.nesterov, p.weight_decay, p.first) =
-                    (lr, momentum, nesterov as u32, weight_decay, first as u32);
-            }
-            OptimStep::Adam {
-                rate,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                first,
-            } => {
-                (p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.first) =
-                    (rate, beta1, beta2, eps, weight_decay, first as u32);
-            }
-            OptimStep::Adaptive { lr, power } => (p.lr, p.power) = (lr, power),
-        }
-        p
-    }
-}
-
-/// ΔW normalised inside the optimizer step (SoftHebb, Krotov): ΔW = R / divisor(max|R|), with R
-/// the step's `dw` and max|R| in `max` (one element, as the update GEMM's ABS_MAX epilogue
-/// leaves it). With `write`, the normalised ΔW is also stored there.
-#[derive(Clone, Copy)]
-pub struct Normalised<'a> {
-    pub max: &'a Tensor,
-    pub divisor: MaxDivisor,
-    pub write: Option<&'a Tensor>,
-}
-
-/// Applies one optimizer step to W (C x D) in place. `state0` / `state1` are the momentum or
-/// Adam moments (C x D); `row_sumsq` (Σ_d w², C, taken before the step) and `eta` (C, written)
-/// are for the adaptive rate. With `normalised`, `dw` holds R and the step divides it first.
-#[allow(clippy::too_many_arguments)]
-pub fn optimizer_step(
-    rec: &mut Recorder<'_>,
-    step: OptimStep,
-    w: &Tensor,
-    dw: &Tensor,
-    c: usize,
-    d: usize,
-    state0: &Tensor,
-    state1: &Tensor,
-    row_sumsq: &Tensor,
-    eta: &Tensor,
-    normalised: Option<Normalised<'_>>,
-) -> Result<()> {
-    let ctx: &GpuContext = rec.ctx;
-    need(w, c * d, "W")?;
-    need(dw, c * d, "ΔW")?;
-    let mut all = vec![w, dw, state0, state1, row_sumsq, eta];
-    if let Some(n) = normalised {
-        all.extend(std::iter::once(n.max).chain(n.write));
-    }
-    for (i, t) in all.iter().enumerate() {
-        if all[..i].iter().any(|u| u.buffer == t.buffer) {
-            return Err(HebbError::Launch {
-                kernel: "optimizer".into(),
-                message: format!("{} is bound twice; every tensor must be distinct", t.label),
-            });
-        }
-    }
-    let mut p = step.params(to_u32("optimizer", "C", c)?, to_u32("optimizer", "D", d)?);
-    let (entry, extra): (&'static str, Vec<(u32, &Tensor)>) = match step {
-        OptimStep::Sgd { .. } => {
-            need(state0, c * d, "momentum buffer")?;
-            ("sgd", vec![(3, state0)])
-        }
-        OptimStep::Adam { .. } => {
-            need(state0, c * d, "Adam m")?;
-            need(state1, c * d, "Adam v")?;
-            ("adam", vec![(3, state0), (4, state1)])
-        }
-        OptimStep::Adaptive { .. } => {
-            need(row_sumsq, c, "Σw² per neuron")?;
-            need(eta, c, "η per neuron")?;
-            ("adaptive", vec![(5, row_sumsq), (6, eta)])
-        }
-    };
-    // Bindings 7 and 8 are read only under DIVISOR / WRITE_DW. Otherwise 7 repeats ΔW (both
-    // read-only) and 8 holds the context's spare buffer.
-    let spare_buffer = ctx.spare()?;
-    let spare = spare_buffer.as_ref();
-    let (divisor, max, out) = match normalised {
-        None => (0.0, dw, spare),
-        Some(n) => {
-            need(n.max, 1, "max|R|")?;
-            let out = match n.write {
-                Some(out) => {
-                    need(out, c * d, "normalised ΔW")?;
-                    out
-                }
-                None => spare,
-            };
-            let (mode, a) = match n.divisor {
-                MaxDivisor::Plus(a) => (1.0, a),
-                MaxDivisor::AtLeast(a) => (2.0, a),
-            };
-            p.divisor_a = a;
-            (mode, n.max, out)
-        }
-    };
-    let write = normalised.is_some_and(|n| n.write.is_some());
-    let pipeline = ctx.kernels.get(
-        &ctx.device,
-        ctx.features,
-        &OPTIM_WGSL,
-        entry,
-        &[
-            ("DIVISOR", divisor),
-            ("WRITE_DW", write as u32 as f64),
-            ("ELEMENTS_PER_INVOCATION", ELEMENTS_PER_INVOCATION as f64),
-        ],
-    )?;
-    let per_workgroup = 256 * ELEMENTS_PER_INVOCATION;
-    let groups = grid_1d(
-        ctx,
-        to_u32(entry, "workgroups", (c * d).div_ceil(per_workgroup))?,
-    );
-    check_grid(ctx, entry, groups)?;
-    let uniform = rec.uniform(&p);
-    let mut entries = vec![
-        (0, uniform.as_entire_binding()),
-        (1, w.binding(ctx)?),
-        (2, dw.binding(ctx)?),
-        (7, max.binding(ctx)?),
-        (8, out.binding(ctx)?),
-    ];
-    for (slot, t) in extra {
-        entries.push((slot, t.binding(ctx)?));
-    }
-    let bg = bind_group(ctx, &pipeline, &entries);
-    rec.dispatch(&pipeline, &bg, groups);
-    Ok(())
-}
-
-/// Mirrors `NaiveParams` in hebbian_naive.wgsl (48 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct NaiveParams {
-    pub n0: u32,
-    pub rows: u32,
-    pub c: u32,
-    pub d: u32,
-    pub mode: u32,
-    pub flags: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub s: f32,
-    pub _pad2: f32,
-    pub _pad3: f32,
-    pub _pad4: f32,
-}
-
-/// The per-sample update terms of the naive (pre-FastHebb) path, hebbian_naive.wgsl.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NaiveTerms {
-    /// a_ni·x_nd − b_ni·w_id
-    Outer,
-    /// g_ni·(x_nd − Σ_{k≤i} g_nk·w_kd), g = a
-    Sanger,
-    /// y_ni·Σ_k s_nk·w_kd (y = a, s = b); `lower`: k ≤ i only
-    Mixing { lower: bool },
-    /// a_ni·(x_nd − b_ni·w_id)
-    Decay,
-    /// a_ni·x_nd
-    Hebb,
-}
-
-/// Rows per chunk so that a chunk's terms stay near `budget` elements.
-pub fn naive_chunk_rows(n: usize, c: usize, d: usize, budget: usize) -> usize {
-    (budget / (c * d).max(1)).clamp(1, n.max(1))
-}
-
-/// out = s·Σ_n terms(n) for X (N x D), W (C x D), coefficients a, b (N x C), materialising the
-/// terms of `chunk` rows at a time in `scratch` (chunk·C·D elements).
-#[allow(clippy::too_many_arguments)]
-pub fn naive_update(
-    rec: &mut Recorder<'_>,
-    kind: NaiveTerms,
-    x: &Tensor,
-    w: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    n: usize,
-    c: usize,
-    d: usize,
-    s: f32,
-    chunk: usize,
-    scratch: &Tensor,
-    out: &Tensor,
-) -> Result<()> {
-    let ctx: &GpuContext = rec.ctx;
-    need(x, n * d, "X")?;
-    need(w, c * d, "W")?;
-    need(a, n * c, "coefficients a")?;
-    need(b, n * c, "coefficients b")?;
-    need(scratch, chunk * c * d, "naive terms")?;
-    need(out, c * d, "ΔW")?;
-    distinct_outputs("naive_update", &[x, w, a, b], &[scratch, out])?;
-    let mode = match kind {
-        NaiveTerms::Outer => 0,
-        NaiveTerms::Sanger => 1,
-        NaiveTerms::Mixing { lower: false } => 2,
-        NaiveTerms::Mixing { lower: true } => 3,
-        NaiveTerms::Decay => 4,
-        NaiveTerms::Hebb => 5,
-    };
-    let terms = ctx.kernels.get(
-        &ctx.device,
-        ctx.features,
-        &HEBBIAN_NAIVE_WGSL,
-        "naive_terms",
-        &[],
-    )?;
-    let accumulate = ctx.kernels.get(
-        &ctx.device,
-        ctx.features,
-        &HEBBIAN_NAIVE_WGSL,
-        "naive_accumulate",
-        &[],
-    )?;
-    let mut n0 = 0;
-    while n0 < n {
-        let rows = chunk.min(n - n0);
-        let params = NaiveParams {
-            n0: to_u32("naive_update", "n0", n0)?,
-            rows: to_u32("naive_update", "rows", rows)?,
-            c: to_u32("naive_update", "C", c)?,
-            d: to_u32("naive_update", "D", d)?,
-            mode,
-            flags: (n0 == 0) as u32,
-            s,
-            ..Default::default()
-        };
-        let uniform = rec.uniform(&params);
-        let groups = grid_1d(
-            ctx,
-            to_u32("naive_terms", "workgroups", (rows * c * d).div_ceil(256))?,
-        );
-        check_grid(ctx, "naive_terms", groups)?;
-        let bg = bind_group(
-            ctx,
-            &terms,
-            &[
-                (0, uniform.as_entire_binding()),
-                (1, x.binding(ctx)?),
-                (2, w.binding(ctx)?),
-                (3, a.binding(ctx)?),
-                (4, b.binding(ctx)?),
-                (5, scratch.binding(ctx)?),
-            ],
-        );
-        rec.dispatch(&terms, &bg, groups);
-        let groups = grid_1d(
-            ctx,
-            to_u32("naive_accumulate", "workgroups", (c * d).div_ceil(256))?,
-        );
-        let bg = bind_group(
-            ctx,
-            &accumulate,
-            &[
-                (0, uniform.as_entire_binding()),
-                (5, scratch.binding(ctx)?),
-                (6, out.binding(ctx)?),
-            ],
-        );
-        rec.dispatch(&accumulate, &bg, groups);
-        n0 += rows;
-    }
-    Ok(())
 }

@@ -10,7 +10,8 @@
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::hebbian::{Competition, HebbParams, modes, need};
+use crate::kernels::hebbian::{Competition, HebbParams, modes};
+use crate::kernels::need;
 use crate::kernels::{
     PROJECTION_COMPETITION_WGSL, check_loop_budget, record_dispatch_with, to_u32,
 };

@@ -16,7 +16,8 @@ use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::classifier as head;
 use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Gemm};
-use crate::kernels::hebbian::{self, OptimStep};
+use crate::kernels::hebbian;
+use crate::kernels::optim::{self, OptimStep};
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::nn::recipe::{ClassifierHead, ClassifierOptimizer};
 
@@ -222,7 +223,7 @@ impl Linear {
         };
         let [s0, s1, s2, s3] = &self.state;
         // row_sumsq and eta are only read by the adaptive rule; placeholders here.
-        hebbian::optimizer_step(
+        optim::optimizer_step(
             rec,
             step,
             &self.w,
@@ -238,7 +239,7 @@ impl Linear {
         // The bias takes the same step (PyTorch's single parameter group); Krotov's head has
         // none.
         if self.head == ClassifierHead::Softmax {
-            hebbian::optimizer_step(
+            optim::optimizer_step(
                 rec,
                 step,
                 &self.b,

@@ -2,7 +2,7 @@
 //! epilogue and optim.wgsl apply to each element. ΔW is an ascent direction; the gradient is
 //! g = −ΔW + λ·W.
 
-use crate::kernels::hebbian::OptimStep;
+use crate::kernels::optim::OptimStep;
 
 /// One step of `step` on a weight w by ΔW = dw with state (s0, s1) (momentum buffer, or Adam's
 /// m and v): the new (w, s0, s1). None for the adaptive rate, which needs the whole row.

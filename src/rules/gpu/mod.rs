@@ -33,7 +33,9 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Gemm, UpdateEpilogue};
-use crate::kernels::hebbian::{self, Competition, MaxDivisor, Normalised, OptimStep, RowFactor};
+use crate::kernels::hebbian::{self, Competition, MaxDivisor, RowFactor};
+use crate::kernels::hebbian_naive;
+use crate::kernels::optim::{self, Normalised, OptimStep};
 use crate::kernels::projection_competition::{
     self as fused, ProjectionOutputs, ProjectionPlan, projection_competition,
 };
@@ -315,11 +317,11 @@ impl GpuRule {
                 "colsum(G⊙U) partials",
                 plan_for_buffers.map_or(1, |p| p.blocks(rows) * c),
             )?,
-            chunk: hebbian::naive_chunk_rows(rows, c, d, NAIVE_TERM_BUDGET),
+            chunk: hebbian_naive::naive_chunk_rows(rows, c, d, NAIVE_TERM_BUDGET),
             terms: match path {
                 UpdatePath::Naive => t(
                     "naive terms",
-                    hebbian::naive_chunk_rows(rows, c, d, NAIVE_TERM_BUDGET) * c * d,
+                    hebbian_naive::naive_chunk_rows(rows, c, d, NAIVE_TERM_BUDGET) * c * d,
                 )?,
                 UpdatePath::Fused => t("naive terms (unused)", 1)?,
             },
@@ -772,7 +774,7 @@ impl GpuRule {
             ),
         };
         let step = self.optim_step(rec)?;
-        hebbian::optimizer_step(
+        optim::optimizer_step(
             rec,
             step,
             &self.w,

@@ -1,12 +1,12 @@
 //! The naive twins of the update products: the pre-FastHebb baseline (`UpdatePath::Naive`),
 //! which materialises per-sample, per-neuron terms in chunks of `NAIVE_TERM_BUDGET` elements
-//! and reduces them in a separate pass (`hebbian::naive_update`). The default path of each
+//! and reduces them in a separate pass (`hebbian_naive::naive_update`). The default path of each
 //! family forms the same sums as GEMMs.
 
 use super::{GpuRule, UpdateLeft};
 use crate::error::Result;
 use crate::gpu::{Recorder, Tensor};
-use crate::kernels::hebbian::{self, NaiveTerms};
+use crate::kernels::hebbian_naive::{self, NaiveTerms};
 
 impl GpuRule {
     /// Records the `kind` terms of (`a`, `b_op`) reduced over the batch into `out`, scaled by
@@ -25,7 +25,7 @@ impl GpuRule {
     ) -> Result<()> {
         let (c, d, b) = (self.c, self.d, &self.bufs);
         let (chunk, terms) = (b.chunk, &b.terms);
-        hebbian::naive_update(
+        hebbian_naive::naive_update(
             rec, kind, x, &self.w, a, b_op, n, c, d, scale, chunk, terms, out,
         )
     }
