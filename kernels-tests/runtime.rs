@@ -10,10 +10,12 @@ use hebb::kernels::classifier::ClassifierParams;
 use hebb::kernels::conv::ConvParams;
 use hebb::kernels::elementwise::{CastParams, ElementwiseParams};
 use hebb::kernels::gemm::{self, Gemm, GemmParams};
-use hebb::kernels::hebbian::{HebbParams, NaiveParams, OptimParams};
+use hebb::kernels::hebbian::HebbParams;
+use hebb::kernels::hebbian_naive::NaiveParams;
 use hebb::kernels::im2col::Im2colParams;
 use hebb::kernels::layout::LayoutParams;
 use hebb::kernels::norm::NormParams;
+use hebb::kernels::optim::OptimParams;
 use hebb::kernels::pool::PoolParams;
 use hebb::kernels::reduce::ReduceParams;
 use hebb::kernels::{
@@ -670,7 +672,7 @@ fn fused_projection_leaves_u_unwritten_and_matches_the_separate_kernels() {
 fn fused_update_leaves_delta_w_unwritten_and_matches_the_separate_kernels() {
     use hebb::conformance::{random_f32, rel_err, widen};
     use hebb::kernels::gemm::UpdateEpilogue;
-    use hebb::kernels::hebbian::OptimStep;
+    use hebb::kernels::optim::OptimStep;
     use hebb::rules::gpu::{FromForward, GpuRule, RuleInit, UpdatePath};
     use hebb::rules::preset::RuleConfig;
     use serde_json::json;
