@@ -830,10 +830,11 @@ fn fused_update_leaves_delta_w_unwritten_and_matches_the_separate_kernels() {
     assert!(err.contains("one dense M x N matrix"), "{err}");
 }
 
-/// Double-buffered tiles: `+db` in labels, twice the workgroup memory in validation, refused by
-/// the conv kernels (single-buffered), and a stage count other than 1 or 2 is an error.
+/// Double-buffered tiles: `+db` in labels, twice the workgroup memory in validation, taken by
+/// the conv kernels (which share the GEMM's tile engine), and a stage count other than 1 or 2
+/// is an error.
 #[test]
-fn double_buffered_tiles_parse_validate_and_are_refused_where_unsupported() {
+fn double_buffered_tiles_parse_validate_and_are_taken_by_gemm_and_conv() {
     use hebb::kernels::conv::{self, ConvOptions};
     use hebb::kernels::gemm::GemmTiles;
     use hebb::kernels::im2col::ConvGeometry;
@@ -872,14 +873,22 @@ fn double_buffered_tiles_parse_validate_and_are_refused_where_unsupported() {
         padding: [1, 1],
         reflect: false,
     };
+    // The conv kernels run the GEMM's tile engine, so they take double-buffered tiles too (their
+    // results are conformance's); configurations of the other GEMM kernels are refused.
     let opts = ConvOptions {
         tiles: Some(db),
+        ..Default::default()
+    };
+    let (planned, _, _) = conv::plan(&ctx, conv::ConvKernel::Update, &g, 8, &opts).unwrap();
+    assert_eq!(planned.stages, 2);
+    let opts = ConvOptions {
+        tiles: Some(GemmTiles::subgroup(16)),
         ..Default::default()
     };
     let err = conv::plan(&ctx, conv::ConvKernel::Update, &g, 8, &opts)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("single-buffered"), "{err}");
+    assert!(err.contains("take tiled configurations"), "{err}");
 }
 
 /// `--policy` / `HEBB_POLICY` and `--limits` / `HEBB_LIMITS` name their choices or fail

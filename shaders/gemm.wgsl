@@ -13,9 +13,11 @@
 // Every element of C is written exactly once, by exactly one invocation (except by the optim
 // epilogue without WRITE_DELTA, which writes W and its state instead; see gemm_epilogue.wgsl).
 //
-// Update epilogues: the entry points *_decay and *_optim (gemm_tiled, gemm_splitk_reduce here,
-// gemm_subgroup in its file) run gemm_epilogue.wgsl on each element as it is written; the
-// module's source starts with weight_update.wgsl and gemm_epilogue.wgsl.
+// The tiled kernel is gemm_tile_engine.wgsl's engine (tile shape, workgroup tiles, inner loop,
+// double buffering) with this file's operand loads. Update epilogues: the entry points *_decay
+// and *_optim (gemm_tiled, gemm_splitk_reduce here, gemm_subgroup in its file) run
+// gemm_epilogue.wgsl on each element as it is written. The module's source starts with
+// weight_update.wgsl, gemm_epilogue.wgsl and gemm_tile_engine.wgsl.
 //
 // Storage precision: A and B are f32, or IEEE halves packed two per 32-bit word (little-endian:
 // element i is the low half of word i / 2 when i is even) when A_HALF / B_HALF are set; either
@@ -51,16 +53,6 @@ struct GemmParams {
 // Split-K partial products, [batch * splits, M, N] (bound by the gemm_splitk_reduce entry points).
 @group(0) @binding(6) var<storage, read> partials: array<f32>;
 
-// Tile shape: a workgroup computes a BM x BN block of C in steps of BK along K; each
-// invocation owns a TM x TN register block (TM, TN in {4, 8}) made of 4 x 4 sub-blocks.
-// Sub-block (r, c) of invocation (lx, ly) covers rows 4 * (ly + r * BM / TM) + 0..3 and
-// columns 4 * (lx + c * BN / TN) + 0..3, so neighbouring invocations read neighbouring vec4s
-// of workgroup memory, and each step of the inner loop is two vec4 loads per 16 FMAs.
-override BM: u32 = 64u;
-override BN: u32 = 64u;
-override BK: u32 = 16u;
-override TM: u32 = 8u;
-override TN: u32 = 8u;
 // Read A / B as vec4 along their contiguous dimension. The launcher sets these only when the
 // leading dimension, batch stride and offset of that operand are multiples of 4.
 override VEC4_A: bool = false;
@@ -68,21 +60,6 @@ override VEC4_B: bool = false;
 // Operands stored as packed halves (the launcher sets these from the tensors' dtypes).
 override A_HALF: bool = false;
 override B_HALF: bool = false;
-// Workgroup tile buffers: 1, or 2 for double buffering (the next BK step's tiles are loaded
-// into the other buffer while this one is multiplied: one barrier per step instead of two).
-override STAGES: u32 = 1u;
-// Sub-blocks per invocation along M and N, at most 2 x 2 (an 8 x 8 register block).
-const MAX_SUB: u32 = 2u;
-
-// Buffer st holds rows kk = st * BK .. st * BK + BK - 1 of each tile:
-// a_tile[kk * BM / 4 + mm / 4][mm % 4] = op(A)[m0 + mm, k0 + kk % BK]
-// b_tile[kk * BN / 4 + nn / 4][nn % 4] = op(B)[k0 + kk % BK, n0 + nn]
-var<workgroup> a_tile: array<vec4<f32>, STAGES * BK * BM / 4u>;
-var<workgroup> b_tile: array<vec4<f32>, STAGES * BK * BN / 4u>;
-
-fn store_a(kk: u32, mm: u32, v: f32) { a_tile[kk * (BM / 4u) + mm / 4u][mm % 4u] = v; }
-fn store_b(kk: u32, nn: u32, v: f32) { b_tile[kk * (BN / 4u) + nn / 4u][nn % 4u] = v; }
-
 // Element i of a (or b), widened to f32.
 fn a_at(i: u32) -> f32 {
     if (A_HALF) { return unpack2x16float(a[i >> 1u])[i & 1u]; }
@@ -212,127 +189,49 @@ fn load_b_tile(base: u32, n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32, 
     }
 }
 
-// This invocation's TM x TN register block of op(A)·op(B) for workgroup wg: the block of C
-// at rows m0 + 4 * (lid.y + r * BM / TM) + i, columns n0 + 4 * (lid.x + cg * BN / TN) + 0..3 is
-// acc[(r * 4 + i) * MAX_SUB + cg], summed over split wg.z % splits of K.
-fn tile_product(wg: vec3<u32>, lid: vec3<u32>) -> array<vec4<f32>, 4u * MAX_SUB * MAX_SUB> {
-    let wx = BN / TN;
-    let wy = BM / TM;
-    let threads = wx * wy;
-    let tid = lid.y * wx + lid.x;
-    let m0 = wg.y * BM;
-    let n0 = wg.x * BN;
+// The engine's operand hooks (gemm_tile_engine.wgsl): op(A) and op(B) of the batch whose
+// elements start at base_a and base_b, which each entry point sets from its workgroup.
+var<private> base_a: u32;
+var<private> base_b: u32;
+
+fn stage_a(m0: u32, k0: u32, k_end: u32, tid: u32, threads: u32, row0: u32) {
+    load_a_tile(base_a, m0, k0, k_end, tid, threads, row0);
+}
+fn stage_b(n0: u32, k0: u32, k_end: u32, tid: u32, threads: u32, row0: u32) {
+    load_b_tile(base_b, n0, k0, k_end, tid, threads, row0);
+}
+
+// The engine's register block for workgroup wg: batch wg.z / splits, K split wg.z % splits.
+fn batch_tile_product(wg: vec3<u32>, lid: vec3<u32>) -> array<vec4<f32>, 4u * MAX_SUB * MAX_SUB> {
     let batch = wg.z / p.splits;
     let split = wg.z % p.splits;
     let k_begin = split * p.k_per_split;
     let k_end = min(k_begin + p.k_per_split, p.k);
-    let base_a = p.offset_a + batch * p.stride_a;
-    let base_b = p.offset_b + batch * p.stride_b;
-
-    let rm = TM / 4u;
-    let cn = TN / 4u;
-    // acc[(r * 4 + i) * MAX_SUB + cg] = row i of sub-block (r, cg): four columns of C.
-    var acc: array<vec4<f32>, 4u * MAX_SUB * MAX_SUB>;
-    var a_reg: array<vec4<f32>, MAX_SUB>;
-    var b_reg: array<vec4<f32>, MAX_SUB>;
-    // Single buffer: load, barrier, multiply, barrier. Double: the prologue loads buffer 0; each
-    // step's barrier completes the buffer about to be multiplied and ends every read of the
-    // other one (multiplied the step before), which is then refilled with the next step's tiles.
-    var st = 0u;
-    if (STAGES == 2u && k_begin < k_end) {
-        load_a_tile(base_a, m0, k_begin, k_end, tid, threads, 0u);
-        load_b_tile(base_b, n0, k_begin, k_end, tid, threads, 0u);
-    }
-    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        if (STAGES == 1u) {
-            load_a_tile(base_a, m0, k0, k_end, tid, threads, 0u);
-            load_b_tile(base_b, n0, k0, k_end, tid, threads, 0u);
-        }
-        workgroupBarrier();
-        if (STAGES == 2u && k0 + BK < k_end) {
-            load_a_tile(base_a, m0, k0 + BK, k_end, tid, threads, (1u - st) * BK);
-            load_b_tile(base_b, n0, k0 + BK, k_end, tid, threads, (1u - st) * BK);
-        }
-        let row0 = st * BK;
-        for (var kk = 0u; kk < BK; kk++) {
-            let ka = (row0 + kk) * (BM / 4u);
-            let kb = (row0 + kk) * (BN / 4u);
-            for (var r = 0u; r < rm; r++) { a_reg[r] = a_tile[ka + lid.y + r * wy]; }
-            for (var cg = 0u; cg < cn; cg++) { b_reg[cg] = b_tile[kb + lid.x + cg * wx]; }
-            for (var r = 0u; r < rm; r++) {
-                for (var i = 0u; i < 4u; i++) {
-                    for (var cg = 0u; cg < cn; cg++) {
-                        let slot = (r * 4u + i) * MAX_SUB + cg;
-                        acc[slot] = fma(vec4<f32>(a_reg[r][i]), b_reg[cg], acc[slot]);
-                    }
-                }
-            }
-        }
-        if (STAGES == 1u) { workgroupBarrier(); }
-        st = (st + 1u) % STAGES;
-    }
-
-    return acc;
+    base_a = p.offset_a + batch * p.stride_a;
+    base_b = p.offset_b + batch * p.stride_b;
+    return tile_product(lid, wg.y * BM, wg.x * BN, k_begin, k_end);
 }
 
 // Grid: (ceil(N / BN), ceil(M / BM), batch * splits).
 @compute @workgroup_size(BN / TN, BM / TM, 1)
 fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
               @builtin(local_invocation_id) lid: vec3<u32>) {
-    var acc = tile_product(wg, lid);
-    let wx = BN / TN;
-    let wy = BM / TM;
-    let m0 = wg.y * BM;
-    let n0 = wg.x * BN;
-    let rm = TM / 4u;
-    let cn = TN / 4u;
+    var acc = batch_tile_product(wg, lid);
     // Slot z of C: batch b when splits == 1, workspace slot b * splits + s otherwise.
-    let base_c = p.offset_c + wg.z * p.stride_c;
-    for (var r = 0u; r < rm; r++) {
-        for (var i = 0u; i < 4u; i++) {
-            let row = m0 + 4u * (lid.y + r * wy) + i;
-            if (row >= p.m) { break; }
-            for (var cg = 0u; cg < cn; cg++) {
-                let v4 = p.alpha * acc[(r * 4u + i) * MAX_SUB + cg];
-                for (var j = 0u; j < 4u; j++) {
-                    let col = n0 + 4u * (lid.x + cg * wx) + j;
-                    if (col >= p.n) { break; }
-                    let idx = base_c + row * p.ldc + col;
-                    var v = v4[j];
-                    if (p.beta != 0.0) { v = fma(p.beta, c[idx], v); }
-                    c[idx] = v;
-                }
-            }
-        }
-    }
-}
-
-// Element e < TM * TN of this invocation's register block: its row and column of C (which may
-// lie past M or N on edge tiles) and alpha times its product.
-struct Element { row: u32, col: u32, v: f32 }
-
-fn tile_element(wg: vec3<u32>, lid: vec3<u32>, acc: ptr<function, array<vec4<f32>, 4u * MAX_SUB * MAX_SUB>>,
-                e: u32) -> Element {
-    let cn = TN / 4u;
-    let j = e % 4u;
-    let cg = (e / 4u) % cn;
-    let i = (e / (4u * cn)) % 4u;
-    let r = e / (16u * cn);
-    let row = wg.y * BM + 4u * (lid.y + r * (BM / TM)) + i;
-    let col = wg.x * BN + 4u * (lid.x + cg * (BN / TN)) + j;
-    return Element(row, col, p.alpha * (*acc)[(r * 4u + i) * MAX_SUB + cg][j]);
+    store_block(lid, wg.y * BM, wg.x * BN, &acc, p.offset_c + wg.z * p.stride_c, p.ldc, p.m, p.n,
+                p.alpha, p.beta);
 }
 
 // The decay epilogue (gemm_epilogue.wgsl) on a single, unsplit product.
 @compute @workgroup_size(BN / TN, BM / TM, 1)
 fn gemm_tiled_decay(@builtin(workgroup_id) wg: vec3<u32>,
                     @builtin(local_invocation_id) lid: vec3<u32>) {
-    var acc = tile_product(wg, lid);
+    var acc = batch_tile_product(wg, lid);
     var bits = 0u;
     for (var e = 0u; e < TM * TN; e++) {
-        let el = tile_element(wg, lid, &acc, e);
+        let el = tile_element(lid, wg.y * BM, wg.x * BN, &acc, e);
         if (el.row < p.m && el.col < p.n) {
-            bits = max(bits, epilogue_decay(el.row * p.n + el.col, el.row, el.v));
+            bits = max(bits, epilogue_decay(el.row * p.n + el.col, el.row, p.alpha * el.v));
         }
     }
     fold_abs_max(bits);
@@ -342,10 +241,10 @@ fn gemm_tiled_decay(@builtin(workgroup_id) wg: vec3<u32>,
 @compute @workgroup_size(BN / TN, BM / TM, 1)
 fn gemm_tiled_optim(@builtin(workgroup_id) wg: vec3<u32>,
                     @builtin(local_invocation_id) lid: vec3<u32>) {
-    var acc = tile_product(wg, lid);
+    var acc = batch_tile_product(wg, lid);
     for (var e = 0u; e < TM * TN; e++) {
-        let el = tile_element(wg, lid, &acc, e);
-        if (el.row < p.m && el.col < p.n) { epilogue_optim(el.row * p.n + el.col, el.v); }
+        let el = tile_element(lid, wg.y * BM, wg.x * BN, &acc, e);
+        if (el.row < p.m && el.col < p.n) { epilogue_optim(el.row * p.n + el.col, p.alpha * el.v); }
     }
 }
 

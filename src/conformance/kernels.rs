@@ -816,16 +816,19 @@ pub fn im2col_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
-/// The condition number of alpha·product + beta·c0 (1 when beta == 0), as in `run_gemm`.
-fn scaled_cond(scaled_product: &[f64], beta: f32, c0: &[f32], want: &[f64]) -> f64 {
-    if beta == 0.0 {
-        return 1.0;
-    }
-    let spread: Vec<f64> = scaled_product
-        .iter()
-        .zip(c0)
-        .map(|(ab, c)| ab.abs() + (beta as f64 * *c as f64).abs())
-        .collect();
+/// The condition number of alpha·A·B + beta·c0 from the magnitudes that round:
+/// ‖|alpha|·|A|·|B| + |beta·c0|‖ / ‖result‖, with `abs_product` = |alpha|·|A|·|B| (c0 is not
+/// read when beta == 0; it may hold the NaN poison).
+fn bound_cond(abs_product: &[f64], beta: f32, c0: &[f32], want: &[f64]) -> f64 {
+    let spread: Vec<f64> = if beta == 0.0 {
+        abs_product.to_vec()
+    } else {
+        abs_product
+            .iter()
+            .zip(c0)
+            .map(|(ab, c)| ab + (beta as f64 * *c as f64).abs())
+            .collect()
+    };
     cancellation(&spread, want)
 }
 
@@ -833,8 +836,8 @@ fn scaled_cond(scaled_product: &[f64], beta: f32, c0: &[f32], want: &[f64]) -> f
 /// geometries: batch 1..3, C_in 1/3/7, 1x1 to 7x7 and rectangular kernels (one as large as
 /// the padded input), strides 1 and 2, zero and reflect padding, C_out 1..65, step offsets,
 /// beta = 0 (output poisoned with NaN) and beta != 0, explicit and automatic split-K. The
-/// forward output is also compared with im2col + the tiled GEMM. Two tile configurations
-/// (the adapter's default and the small one) keep the pipeline count low.
+/// forward output is also compared with im2col + the tiled GEMM. Few tile configurations (the
+/// adapter's default and the small one, each also double-buffered) keep the pipeline count low.
 pub fn conv_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     use crate::kernels::conv::{self, ConvKernel, ConvOptions};
     use crate::reference::dense::Mat;
@@ -875,10 +878,19 @@ pub fn conv_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 continue;
             }
         };
-        let tiles = if index == 2 || index == 7 {
-            GemmTiles::SMALL
-        } else {
-            default_tiles
+        // The small tiles on two cases and double buffering on two more (the engine's other
+        // paths), the adapter's default tiles on the rest.
+        let tiles = match index {
+            2 | 7 => GemmTiles::SMALL,
+            5 => GemmTiles {
+                stages: 2,
+                ..default_tiles
+            },
+            8 => GemmTiles {
+                stages: 2,
+                ..GemmTiles::SMALL
+            },
+            _ => default_tiles,
         };
         let odd = index % 2 == 1;
         let fwd = ConvOptions {
@@ -940,10 +952,22 @@ pub fn conv_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             &u0_mat,
         )
         .data;
-        let product_u =
-            reference::conv::conv_forward_rows(&g, &xs, &w_mat, fwd.alpha as f64, 0.0, &u0_mat)
-                .data;
-        let cond_u = scaled_cond(&product_u, fwd.beta, &u0, &want_u);
+        // The condition numbers take |alpha|·|P|·|W|ᵀ (the patches of |x| are |P|: padding
+        // maps zeros to zeros and reflects entries), so a dot product that cancels, as a single
+        // output element of a 1 x 1 convolution can, widens its bound as rounding does.
+        let abs = |v: &[f64]| v.iter().map(|t| t.abs()).collect::<Vec<f64>>();
+        let xs_abs = abs(&xs);
+        let w_abs = Mat::from_vec(c_out, d, abs(&w_mat.data));
+        let product_u = reference::conv::conv_forward_rows(
+            &g,
+            &xs_abs,
+            &w_abs,
+            fwd.alpha.abs() as f64,
+            0.0,
+            &u0_mat,
+        )
+        .data;
+        let cond_u = bound_cond(&product_u, fwd.beta, &u0, &want_u);
         let g_mat = Mat::from_vec(n, c_out, widen(&gm));
         let dw0_mat = Mat::from_vec(c_out, d, widen(&dw0));
         let want_dw = reference::conv::conv_update(
@@ -955,9 +979,17 @@ pub fn conv_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             &dw0_mat,
         )
         .data;
-        let product_dw =
-            reference::conv::conv_update(&g, &g_mat, &xs, upd.alpha as f64, 0.0, &dw0_mat).data;
-        let cond_dw = scaled_cond(&product_dw, upd.beta, &dw0, &want_dw);
+        let g_abs = Mat::from_vec(n, c_out, abs(&g_mat.data));
+        let product_dw = reference::conv::conv_update(
+            &g,
+            &g_abs,
+            &xs_abs,
+            upd.alpha.abs() as f64,
+            0.0,
+            &dw0_mat,
+        )
+        .data;
+        let cond_dw = bound_cond(&product_dw, upd.beta, &dw0, &want_dw);
 
         let run = || -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
             let tx = Tensor::from_f32(ctx, "x", &[x.len()], &x)?;
@@ -997,6 +1029,19 @@ pub fn conv_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             &shape,
             seed,
         );
+        // Tiles past this device's limits (double buffering under WebGPU's 16 KiB of
+        // workgroup memory): both launchers must refuse them.
+        if let Err(limit) = tiles.within_limits(ctx) {
+            let limit = match limit {
+                crate::error::HebbError::Launch { message, .. } => message,
+                other => other.to_string(),
+            };
+            let outcome = run().map_err(|e| e.to_string());
+            rows.push(fwd_row.refusal(&limit, outcome.clone()));
+            rows.push(upd_row.refusal(&limit, outcome.clone()));
+            rows.push(same_row.refusal(&limit, outcome));
+            continue;
+        }
         match run() {
             Ok((u, dw, u_gemm)) => {
                 rows.push(fwd_row.compare(&u, &want_u, gemm_tol(d) * cond_u));

@@ -12,8 +12,9 @@
 //!   3 out: array<f32>    U (N x C) or ΔW (C x D), or the split-K workspace [splits, M, N_out]
 //!   4 mat4               the same buffer as 2, viewed as vec4
 //!
-//! Tiles are `GemmTiles` (chosen by `GemmTiles::for_shape` unless given), as for `gemm`; the
-//! split-K reduction is gemm.wgsl's `gemm_splitk_reduce`.
+//! The kernels run gemm_tile_engine.wgsl's engine, as `gemm`'s tiled kernel does, so tiles are
+//! `GemmTiles` (chosen by `GemmTiles::for_shape` unless given), double-buffered (`+db`) ones
+//! included; the split-K reduction is gemm.wgsl's `gemm_splitk_reduce`.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -121,11 +122,11 @@ pub fn plan(
         ctx.tuned(&kernel.shape_class(m, n_out, k))
             .unwrap_or_else(|| GemmTiles::for_shape(ctx, m, n_out))
     });
-    if tiles.kind != GemmKind::Tiled || tiles.stages != 1 {
+    if tiles.kind != GemmKind::Tiled {
         return Err(HebbError::Launch {
             kernel: "conv".into(),
             message: format!(
-                "tiles {}: the conv kernels take single-buffered tiled configurations (BMxBNxBK/TMxTN)",
+                "tiles {}: the conv kernels take tiled configurations (BMxBNxBK/TMxTN, +db for double buffering)",
                 tiles.label()
             ),
         });
@@ -313,13 +314,10 @@ fn launch(
         &CONV_WGSL,
         name,
         &[
-            ("BM", tiles.bm as f64),
-            ("BN", tiles.bn as f64),
-            ("BK", tiles.bk as f64),
-            ("TM", tiles.tm as f64),
-            ("TN", tiles.tn as f64),
-            ("VEC4", vec4 as u32 as f64),
-        ],
+            tiles.engine_overrides().as_slice(),
+            &[("VEC4", vec4 as u32 as f64)],
+        ]
+        .concat(),
     )?;
     let groups = [
         to_u32(name, "N_out blocks", n_out.div_ceil(tiles.bn as usize))?,

@@ -23,10 +23,12 @@ use crate::gpu::{DType, GpuContext, Shader, Tensor};
 
 pub const GEMM_WGSL: Shader = Shader {
     name: "gemm",
-    // The update epilogues and the optimizer math they share with optim.wgsl come first.
+    // The update epilogues and the optimizer math they share with optim.wgsl come first, then
+    // the tiled engine it shares with conv.wgsl.
     source: concat!(
         include_str!("../../shaders/weight_update.wgsl"),
         include_str!("../../shaders/gemm_epilogue.wgsl"),
+        include_str!("../../shaders/gemm_tile_engine.wgsl"),
         include_str!("../../shaders/gemm.wgsl")
     ),
     requires: wgpu::Features::empty(),
@@ -137,7 +139,10 @@ pub const IM2COL_WGSL: Shader = Shader {
 };
 pub const CONV_WGSL: Shader = Shader {
     name: "conv",
-    source: include_str!("../../shaders/conv.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/gemm_tile_engine.wgsl"),
+        include_str!("../../shaders/conv.wgsl")
+    ),
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
@@ -189,6 +194,7 @@ pub const ALL_SHADERS: &[Shader] = &[
 pub const SHADER_LIBRARIES: &[(&str, &[&str])] = &[
     ("weight_update", &["gemm", "gemm_subgroup", "optim"]),
     ("gemm_epilogue", &["gemm", "gemm_subgroup"]),
+    ("gemm_tile_engine", &["gemm", "conv"]),
     (
         "competition_modes",
         &["hebbian", "competition_subgroup", "projection_competition"],

@@ -411,18 +411,13 @@ fn gemm_with(
         GemmKind::Tiled => {
             let vec4_a = Gemm::vec4_ok(g.lda(), g.stride_a(), g.offset_a, g.batch);
             let vec4_b = Gemm::vec4_ok(g.ldb(), g.stride_b(), g.offset_b, g.batch);
-            let mut overrides = vec![
-                ("BM", tiles.bm as f64),
-                ("BN", tiles.bn as f64),
-                ("BK", tiles.bk as f64),
-                ("TM", tiles.tm as f64),
-                ("TN", tiles.tn as f64),
+            let mut overrides = tiles.engine_overrides().to_vec();
+            overrides.extend([
                 ("VEC4_A", vec4_a as u32 as f64),
                 ("VEC4_B", vec4_b as u32 as f64),
                 ("A_HALF", a_half as u32 as f64),
                 ("B_HALF", b_half as u32 as f64),
-                ("STAGES", tiles.stages as f64),
-            ];
+            ]);
             overrides.extend(epilogue_overrides);
             ctx.kernels.get(
                 &ctx.device,

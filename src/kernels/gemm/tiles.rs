@@ -96,6 +96,19 @@ impl GemmTiles {
         tn: 4,
     };
 
+    /// The override constants of gemm_tile_engine.wgsl for a tiled configuration: the tile
+    /// shape and the number of tile buffers (the engine's, so gemm.wgsl and conv.wgsl alike).
+    pub fn engine_overrides(&self) -> [(&'static str, f64); 6] {
+        [
+            ("BM", self.bm as f64),
+            ("BN", self.bn as f64),
+            ("BK", self.bk as f64),
+            ("TM", self.tm as f64),
+            ("TN", self.tn as f64),
+            ("STAGES", self.stages as f64),
+        ]
+    }
+
     /// The subgroup kernel: `rows` (8, 16 or 24) x 32 per workgroup of 8, 4 k per step.
     pub const fn subgroup(rows: u32) -> GemmTiles {
         GemmTiles {
