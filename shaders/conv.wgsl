@@ -12,7 +12,12 @@
 // Both run gemm_tile_engine.wgsl's engine, the one gemm.wgsl's `gemm_tiled` runs (the same
 // tiles, register blocks, double buffering and store), on the GEMM view M x N_out x K =
 // N x C x D (forward) or C x D x N (update); this file supplies the operand loads, which
-// gather P. With beta == 0 the output is not read. The module's source starts with the engine.
+// gather P. With beta == 0 the output is not read.
+//
+// Update epilogues: conv_update_decay and conv_update_optim run gemm_epilogue.wgsl on each
+// element of an unsplit ΔW as it is written (a split update runs them in gemm.wgsl's
+// reduction instead). The module's source starts with weight_update.wgsl, gemm_epilogue.wgsl
+// and the engine.
 //
 // Split-K: the grid's z dimension is the split s, which sums k in
 // [s * k_per_split, min((s + 1) * k_per_split, K)). With splits > 1 the launcher binds a
@@ -26,8 +31,9 @@
 // Bounds: x is read only at offset_x + ((b·C_in + c)·H + y)·W + z with b < B, c < C_in and the
 // padded coordinate mapped to y < H, z < W (reflect needs ph < H and pw < W, which the launcher
 // checks); W only at [c < C, d < D], G only at [n < N, c < C]; the output only at
-// z·stride_c + [m < M, n < N_out]. The launcher checks every tensor holds its extent, so no
-// access is out of bounds (the module is compiled without naga's runtime checks).
+// z·stride_c + [m < M, n < N_out]; the epilogues index W, r and the optimizer state at
+// row·N_out + col and row only (gemm_epilogue.wgsl). The launcher checks every tensor holds its
+// extent, so no access is out of bounds (the module is compiled without naga's runtime checks).
 
 struct ConvParams {
     batch: u32, c_in: u32, h: u32, w: u32,
@@ -228,15 +234,52 @@ fn conv_forward_rows(@builtin(workgroup_id) wg: vec3<u32>,
     conv_tile(wg, lid);
 }
 
+// The update's setup: this invocation's kernel taps. Columns past D are clamped to D - 1:
+// tile column nn feeds only output column n0 + nn, which is not stored then.
+fn begin_update(wg: vec3<u32>, lid: vec3<u32>) {
+    update = true;
+    let c4 = (tile_tid(lid) % (BN / 4u)) * 4u;
+    for (var q = 0u; q < 4u; q++) { taps[q] = tap(min(wg.x * BN + c4 + q, p.n - 1u)); }
+}
+
 // ΔW (C x D) = alpha · Gᵀ·P + beta · ΔW: M = C, N_out = D, K = N; P gathered in the B tile.
 // Grid: (ceil(D / BN), ceil(C / BM), splits).
 @compute @workgroup_size(BN / TN, BM / TM, 1)
 fn conv_update(@builtin(workgroup_id) wg: vec3<u32>,
                @builtin(local_invocation_id) lid: vec3<u32>) {
-    // Columns past D are clamped to D - 1: tile column nn feeds only output column n0 + nn,
-    // which is not stored then.
-    update = true;
-    let c4 = (tile_tid(lid) % (BN / 4u)) * 4u;
-    for (var q = 0u; q < 4u; q++) { taps[q] = tap(min(wg.x * BN + c4 + q, p.n - 1u)); }
+    begin_update(wg, lid);
     conv_tile(wg, lid);
+}
+
+// The update epilogues (gemm_epilogue.wgsl, as gemm.wgsl's gemm_tiled_decay / _optim) on an
+// unsplit update: ΔW is one dense C x D matrix, element (row, col) at row · D + col.
+// Grid: (ceil(D / BN), ceil(C / BM), 1).
+@compute @workgroup_size(BN / TN, BM / TM, 1)
+fn conv_update_decay(@builtin(workgroup_id) wg: vec3<u32>,
+                     @builtin(local_invocation_id) lid: vec3<u32>) {
+    begin_update(wg, lid);
+    let m0 = wg.y * BM;
+    let n0 = wg.x * BN;
+    var acc = tile_product(lid, m0, n0, 0u, p.k);
+    var bits = 0u;
+    for (var e = 0u; e < TM * TN; e++) {
+        let el = tile_element(lid, m0, n0, &acc, e);
+        if (el.row < p.m && el.col < p.n) {
+            bits = max(bits, epilogue_decay(el.row * p.n + el.col, el.row, p.alpha * el.v));
+        }
+    }
+    fold_abs_max(bits);
+}
+
+@compute @workgroup_size(BN / TN, BM / TM, 1)
+fn conv_update_optim(@builtin(workgroup_id) wg: vec3<u32>,
+                     @builtin(local_invocation_id) lid: vec3<u32>) {
+    begin_update(wg, lid);
+    let m0 = wg.y * BM;
+    let n0 = wg.x * BN;
+    var acc = tile_product(lid, m0, n0, 0u, p.k);
+    for (var e = 0u; e < TM * TN; e++) {
+        let el = tile_element(lid, m0, n0, &acc, e);
+        if (el.row < p.m && el.col < p.n) { epilogue_optim(el.row * p.n + el.col, p.alpha * el.v); }
+    }
 }

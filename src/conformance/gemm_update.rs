@@ -9,18 +9,22 @@
 //! - max|R| (ABS_MAX): exactly the largest |R| among the values the kernel stored; any lost,
 //!   extra or mis-ordered candidate shows as a mismatch (tolerance 0).
 //! - optim: W' = W − lr·d(Δ). Δ carries the GEMM bound; SGD's direction is linear in Δ and Adam's
-//!   m/(√v + ε) is smooth in it for the magnitudes drawn, so an error of ε in Δ moves W', m and
-//!   v by at most a few ε relative: 4x Δ's bound, plus 16·u for the update arithmetic, times
-//!   the condition number of W' = W − lr·d.
+//!   m/(√v + ε) is usually smooth in it, so an error of ε in Δ moves W', m and v by a few ε
+//!   relative: 4x Δ's bound, or twice the measured float64 effect of moving each Δ_i by its
+//!   bound where that is larger (a tiny drawn v makes m/√v steep), plus 16·u for the update
+//!   arithmetic, times the condition number of W' = W − lr·d.
 //! - Outputs the epilogue must not write (C when `write_delta` is off) stay NaN, bit for bit.
 
 use crate::conformance::kernels::{cancellation, gemm_tol};
 use crate::conformance::{Row, U32, derive_seed, random_f32, widen};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Recorder, Tensor};
+use crate::kernels::conv::{self, ConvKernel, ConvOptions};
 use crate::kernels::gemm::{self, Gemm, GemmKind, GemmTiles, SplitK, UpdateEpilogue};
+use crate::kernels::im2col::ConvGeometry;
 use crate::kernels::optim::OptimStep;
 use crate::reference;
+use crate::reference::dense::Mat;
 
 /// Which epilogue a check runs.
 #[derive(Clone, Copy, Debug)]
@@ -223,7 +227,7 @@ pub fn gemm_update_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             ),
         ]);
     }
-    cases
+    let mut rows: Vec<Row> = cases
         .into_iter()
         .enumerate()
         .map(|(i, (m, n, k, ta, beta, epi, tiles, splits))| {
@@ -235,7 +239,145 @@ pub fn gemm_update_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             let seed = derive_seed(base_seed, 0x6e0 + i as u64);
             check_update(ctx, &g, epi, seed)
         })
-        .collect()
+        .collect();
+    // conv.wgsl's update under each epilogue (the engine's tiles, single and double
+    // buffered), unsplit (its own entry points) and split (the reduction's).
+    let conv_cases = [
+        // (batch, c_in, h, w, kernel, c_out, beta, epilogue, tiles, splits)
+        (
+            2,
+            3,
+            9,
+            9,
+            3,
+            7,
+            0.0,
+            Epi::Decay { abs_max: true },
+            tiled,
+            1,
+        ),
+        (
+            1,
+            3,
+            13,
+            11,
+            5,
+            33,
+            0.0,
+            Epi::Decay { abs_max: true },
+            GemmTiles::SMALL,
+            3,
+        ),
+        (
+            3,
+            1,
+            7,
+            7,
+            3,
+            65,
+            0.5,
+            sgd(0.9, true, false, true),
+            doubled,
+            1,
+        ),
+        (
+            2,
+            7,
+            9,
+            9,
+            3,
+            1,
+            0.0,
+            Epi::Adam {
+                first: true,
+                write_delta: false,
+            },
+            tiled,
+            2,
+        ),
+    ];
+    for (i, (batch, c_in, h, w, kernel, c_out, beta, epi, tiles, splits)) in
+        conv_cases.into_iter().enumerate()
+    {
+        let geometry = ConvGeometry {
+            batch,
+            in_channels: c_in,
+            h,
+            w,
+            kernel: [kernel, kernel],
+            stride: [1, 1],
+            padding: [1, 1],
+            reflect: i % 2 == 1,
+        };
+        let opts = ConvOptions {
+            alpha: 1.25,
+            beta,
+            tiles: Some(tiles),
+            split_k: SplitK::Fixed(splits),
+        };
+        let seed = derive_seed(base_seed, 0x6f0 + i as u64);
+        rows.push(check_conv_update(ctx, geometry, c_out, opts, epi, seed));
+    }
+    rows
+}
+
+/// One conv update under an epilogue, as `check_update` for a GEMM.
+fn check_conv_update(
+    ctx: &GpuContext,
+    geometry: ConvGeometry,
+    c_out: usize,
+    opts: ConvOptions,
+    epi: Epi,
+    seed: u64,
+) -> Row {
+    let tiles = opts.tiles.expect("the conv cases give their tiles");
+    let splits = conv::plan(ctx, ConvKernel::Update, &geometry, c_out, &opts).map_or(0, |p| p.1);
+    let kernel = if splits > 1 {
+        "gemm_splitk_reduce"
+    } else {
+        "conv_update"
+    };
+    let [kh, kw] = geometry.kernel;
+    let row = Row::new(
+        &format!("{kernel} update"),
+        format!(
+            "{} conv {kh}x{kw}{} {} split={splits} beta={}",
+            epi.label(),
+            if geometry.reflect { " refl" } else { "" },
+            tiles.label(),
+            opts.beta
+        ),
+        &[
+            ("b", geometry.batch),
+            ("cin", geometry.in_channels),
+            ("h", geometry.h),
+            ("w", geometry.w),
+            ("cout", c_out),
+        ],
+        seed,
+    );
+    let product = Product::Conv {
+        geometry,
+        c_out,
+        opts,
+    };
+    // Tiles past this device's limits (double buffering under WebGPU's 16 KiB of workgroup
+    // memory): the launcher must refuse them.
+    if let Err(limit) = tiles.within_limits(ctx) {
+        let limit = match limit {
+            crate::error::HebbError::Launch { message, .. } => message,
+            other => other.to_string(),
+        };
+        return row.refusal(
+            &limit,
+            run_update(ctx, &product, epi, seed).map_err(|e| e.to_string()),
+        );
+    }
+    match run_update(ctx, &product, epi, seed) {
+        Ok(Outcome::Ok { got, want, tol }) => row.compare(&got, &want, tol),
+        Ok(Outcome::Fail(message)) => row.fail(message),
+        Err(e) => row.fail(e),
+    }
 }
 
 fn check_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Row {
@@ -265,10 +407,10 @@ fn check_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Row {
     if let Some(Err(limit)) = g.tiles.map(|t| t.within_limits(ctx)) {
         return row.refusal(
             &limit.to_string(),
-            run_update(ctx, g, epi, seed).map_err(|e| e.to_string()),
+            run_update(ctx, &Product::Gemm(g), epi, seed).map_err(|e| e.to_string()),
         );
     }
-    match run_update(ctx, g, epi, seed) {
+    match run_update(ctx, &Product::Gemm(g), epi, seed) {
         Ok(Outcome::Ok { got, want, tol }) => row.compare(&got, &want, tol),
         Ok(Outcome::Fail(message)) => row.fail(message),
         Err(e) => row.fail(e),
@@ -284,14 +426,46 @@ enum Outcome {
     Fail(String),
 }
 
-fn run_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Result<Outcome> {
-    let (m, n, k) = (g.m, g.n, g.k);
+/// The product an update epilogue follows: a GEMM, or conv.wgsl's update ΔW = α·Gᵀ·P + β·ΔW
+/// with P gathered from the input.
+enum Product<'g> {
+    Gemm(&'g Gemm),
+    Conv {
+        geometry: ConvGeometry,
+        c_out: usize,
+        opts: ConvOptions,
+    },
+}
+
+impl Product<'_> {
+    /// (M, N, K) of the product.
+    fn dims(&self) -> Result<(usize, usize, usize)> {
+        Ok(match self {
+            Product::Gemm(g) => (g.m, g.n, g.k),
+            Product::Conv {
+                geometry, c_out, ..
+            } => {
+                let (n, d) = geometry.patch_shape()?;
+                ConvKernel::Update.gemm_dims(n, d, *c_out)
+            }
+        })
+    }
+
+    fn beta(&self) -> f32 {
+        match self {
+            Product::Gemm(g) => g.beta,
+            Product::Conv { opts, .. } => opts.beta,
+        }
+    }
+}
+
+fn run_update(ctx: &GpuContext, product: &Product<'_>, epi: Epi, seed: u64) -> Result<Outcome> {
+    let (m, n, k) = product.dims()?;
+    let beta = product.beta();
     let mn = m * n;
-    let a = random_f32(seed, m * k);
-    let b = random_f32(seed ^ 1, k * n);
     // With beta == 0 the kernel must not read C (NaN there would show); where it must not write
     // C, C keeps its bits.
-    let c0: Vec<f32> = if g.beta == 0.0 {
+    let c0: Vec<f32> = if beta == 0.0 {
         vec![f32::NAN; mn]
     } else {
         random_f32(seed ^ 2, mn)
@@ -304,7 +478,7 @@ fn run_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Result<Outcome
         .map(|v| 0.01 * v * v)
         .collect();
     let t = |label: &str, v: &[f32]| Tensor::from_f32(ctx, label, &[v.len()], v);
-    let (ta, tb, tc) = (t("A", &a)?, t("B", &b)?, t("C", &c0)?);
+    let tc = t("C", &c0)?;
     let (tw, tr, ts0, ts1) = (
         t("W", &w0)?,
         t("r", &r)?,
@@ -313,23 +487,66 @@ fn run_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Result<Outcome
     );
     let tmax = t("max|R|", &[f32::NAN])?;
 
-    // P = α·op(A)op(B) + β·C0 in float64, and the spread |α·AB| + |β·C0| for the bounds.
-    let mut p = widen(&c0);
-    reference::gemm::gemm(g, &widen(&a), &widen(&b), &mut p);
-    let mut ab = vec![0.0; mn];
-    reference::gemm::gemm(
-        &g.clone().scale(g.alpha, 0.0),
-        &widen(&a),
-        &widen(&b),
-        &mut ab,
-    );
+    // The operands (A, B or G, x), P = α·AB + β·C0 in float64, α·AB's magnitude for the
+    // norm-wise bound (|α·AB| for a GEMM, as `gemm_checks`; |α|·|G|ᵀ·|P| for a conv update, as
+    // `conv_checks`: one output element can be a single cancelling dot product), and
+    // |α|·|A|·|B|, what each element's rounding error scales with.
+    let (ta, tb, p, ab_magnitude, ab_abs) = match product {
+        Product::Gemm(g) => {
+            let a = random_f32(seed, m * k);
+            let b = random_f32(seed ^ 1, k * n);
+            let mut p = widen(&c0);
+            reference::gemm::gemm(g, &widen(&a), &widen(&b), &mut p);
+            let mut ab = vec![0.0; mn];
+            reference::gemm::gemm(
+                &(*g).clone().scale(g.alpha, 0.0),
+                &widen(&a),
+                &widen(&b),
+                &mut ab,
+            );
+            let ab: Vec<f64> = ab.iter().map(|v| v.abs()).collect();
+            let abs = |v: &[f32]| v.iter().map(|t| t.abs() as f64).collect::<Vec<f64>>();
+            let mut ab_abs = vec![0.0; mn];
+            reference::gemm::gemm(
+                &(*g).clone().scale(g.alpha.abs(), 0.0),
+                &abs(&a),
+                &abs(&b),
+                &mut ab_abs,
+            );
+            (t("A", &a)?, t("B", &b)?, p, ab, ab_abs)
+        }
+        Product::Conv {
+            geometry,
+            c_out,
+            opts,
+        } => {
+            let x = random_f32(seed, geometry.input_len());
+            let gm = random_f32(seed ^ 1, k * c_out);
+            let (xs, gs) = (widen(&x), Mat::from_vec(k, *c_out, widen(&gm)));
+            let c0_mat = Mat::from_vec(m, n, widen(&c0));
+            let (alpha, beta) = (opts.alpha as f64, opts.beta as f64);
+            let p = reference::conv::conv_update(geometry, &gs, &xs, alpha, beta, &c0_mat).data;
+            let abs = |v: &[f64]| v.iter().map(|t| t.abs()).collect::<Vec<f64>>();
+            let gs_abs = Mat::from_vec(k, *c_out, abs(&gs.data));
+            let ab = reference::conv::conv_update(
+                geometry,
+                &gs_abs,
+                &abs(&xs),
+                alpha.abs(),
+                0.0,
+                &c0_mat,
+            )
+            .data;
+            (t("G", &gm)?, t("x", &x)?, p, ab.clone(), ab)
+        }
+    };
     let p_spread: Vec<f64> = (0..mn)
         .map(|i| {
-            ab[i].abs()
-                + if g.beta == 0.0 {
+            ab_magnitude[i]
+                + if beta == 0.0 {
                     0.0
                 } else {
-                    (g.beta * c0[i]).abs() as f64
+                    (beta * c0[i]).abs() as f64
                 }
         })
         .collect();
@@ -350,7 +567,16 @@ fn run_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Result<Outcome
             write_delta: epi.writes_c(),
         },
     };
-    gemm::gemm_update(&mut rec, g, &ta, &tb, &tc, &epilogue)?;
+    match product {
+        Product::Gemm(g) => gemm::gemm_update(&mut rec, g, &ta, &tb, &tc, &epilogue)?,
+        Product::Conv {
+            geometry,
+            c_out,
+            opts,
+        } => conv::conv_update_epilogue(
+            &mut rec, geometry, &ta, &tb, 0, *c_out, opts, &tc, &epilogue,
+        )?,
+    }
     rec.submit();
     let got_c = tc.to_f32_vec(ctx)?;
     if !epi.writes_c()
@@ -404,13 +630,52 @@ fn run_update(ctx: &GpuContext, g: &Gemm, epi: Epi, seed: u64) -> Result<Outcome
             let w_spread: Vec<f64> = (0..mn)
                 .map(|i| (w0[i] as f64).abs() + (w0[i] as f64 - want_w[i]).abs())
                 .collect();
-            let tol = (4.0 * p_tol + 16.0 * U32) * cancellation(&w_spread, &want_w);
+            // Δ's error moves W', m and v through the step. The 4x rule covers Adam where v is
+            // not tiny; where the drawn state makes m/√v steep in Δ it does not, so each bound is
+            // also at least twice the measured effect of moving every Δ_i by its own bound
+            // e_i = gemm_tol(K)·(|α|·|A||B| + |β·C0|)_i either way (float64 evaluations of the
+            // same step: one element of Δ that cancels carries an error far above its size).
+            let e: Vec<f64> = (0..mn)
+                .map(|i| {
+                    let c = if beta == 0.0 {
+                        0.0
+                    } else {
+                        (beta * c0[i]).abs() as f64
+                    };
+                    gemm_tol(k) * (ab_abs[i] + c)
+                })
+                .collect();
+            let (mut moved_w, mut moved_s0, mut moved_s1) =
+                (vec![0.0; mn], vec![0.0; mn], vec![0.0; mn]);
+            for sign in [-1.0, 1.0] {
+                for i in 0..mn {
+                    let (w, a, b) = (w0[i] as f64, s0[i] as f64, s1[i] as f64);
+                    let (mw, ma, mb) = reference::optim::apply(&step, w, p[i] + sign * e[i], a, b)
+                        .expect("not an epilogue");
+                    moved_w[i] = f64::max(moved_w[i], (mw - want_w[i]).abs());
+                    moved_s0[i] = f64::max(moved_s0[i], (ma - want_s0[i]).abs());
+                    moved_s1[i] = f64::max(moved_s1[i], (mb - want_s1[i]).abs());
+                }
+            }
+            let norm = |v: &[f64]| v.iter().map(|t| t * t).sum::<f64>().sqrt();
+            let effect =
+                |moved: &[f64], want: &[f64]| 2.0 * norm(moved) / norm(want).max(f64::MIN_POSITIVE);
+            let w_cond = cancellation(&w_spread, &want_w);
+            let tol =
+                f64::max(4.0 * p_tol, effect(&moved_w, &want_w)) * w_cond + 16.0 * U32 * w_cond;
+            let state_tol = |moved: &[f64], want: &[f64]| {
+                f64::max(4.0 * p_tol, effect(moved, want)) + 16.0 * U32
+            };
+            let (tol_s0, tol_s1) = (
+                state_tol(&moved_s0, &want_s0),
+                state_tol(&moved_s1, &want_s1),
+            );
             // One row: W', both states and (when written) Δ, each under its own bound; the row
             // reports the part furthest into its bound.
             let mut parts: Vec<(&str, Vec<f64>, Vec<f64>, f64)> = vec![
                 ("W", got_w, want_w, tol),
-                ("state 0", got_s0, want_s0, 4.0 * p_tol + 16.0 * U32),
-                ("state 1", got_s1, want_s1, 4.0 * p_tol + 16.0 * U32),
+                ("state 0", got_s0, want_s0, tol_s0),
+                ("state 1", got_s1, want_s1, tol_s1),
             ];
             if epi.writes_c() {
                 parts.push(("Δ", widen(&got_c), p.clone(), p_tol));

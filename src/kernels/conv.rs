@@ -22,7 +22,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::LoggedShape;
 use crate::gpu::tuning::{ShapeClass, TunedKernel};
 use crate::gpu::{DType, Recorder, Tensor};
-use crate::kernels::gemm::{self, Gemm, GemmKind, GemmParams, GemmTiles, SplitK};
+use crate::kernels::gemm::{self, Gemm, GemmKind, GemmParams, GemmTiles, SplitK, UpdateEpilogue};
 use crate::kernels::im2col::{ConvGeometry, ConvWords};
 use crate::kernels::{CONV_WGSL, bind_group, check_grid, to_u32};
 
@@ -170,7 +170,7 @@ pub fn conv_forward_rows_with(
     w.expect_len(c_out * d, &format!("W ({c_out} x {d})"))?;
     u.expect_len(n * c_out, &format!("U ({n} x {c_out})"))?;
     distinct(kernel, u, "U", &[(x, "x"), (w, "W")])?;
-    launch(rec, kernel, g, x, offset_x, w, c_out, opts, u)
+    launch(rec, kernel, g, x, offset_x, w, c_out, opts, u, None)
 }
 
 /// Records ΔW (C x D) = alpha · Gᵀ·P + beta · ΔW for G (N x C, row-major: the rule's
@@ -216,7 +216,44 @@ pub fn conv_update_with(
     gm.expect_len(n * c_out, &format!("G ({n} x {c_out})"))?;
     dw.expect_len(c_out * d, &format!("ΔW ({c_out} x {d})"))?;
     distinct(kernel, dw, "ΔW", &[(x, "x"), (gm, "G")])?;
-    launch(rec, kernel, g, x, offset_x, gm, c_out, opts, dw)
+    launch(rec, kernel, g, x, offset_x, gm, c_out, opts, dw, None)
+}
+
+/// `conv_update_with` followed by an update epilogue on each element of ΔW as it is written
+/// (`gemm::UpdateEpilogue`, as `gemm::gemm_update` applies it): R = ΔW − r ⊙ W with max|R|,
+/// or an optimizer step of W by ΔW. An unsplit update runs it in conv.wgsl's
+/// `conv_update_decay` / `conv_update_optim`, a split one in the split-K reduction.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_update_epilogue(
+    rec: &mut Recorder<'_>,
+    g: &ConvGeometry,
+    gm: &Tensor,
+    x: &Tensor,
+    offset_x: usize,
+    c_out: usize,
+    opts: &ConvOptions,
+    dw: &Tensor,
+    epilogue: &UpdateEpilogue<'_>,
+) -> Result<()> {
+    let kernel = ConvKernel::Update;
+    let (n, d) = check_common(kernel, g, x, offset_x, c_out)?;
+    gm.expect_dtype(DType::F32, "G")?;
+    dw.expect_dtype(DType::F32, "ΔW")?;
+    gm.expect_len(n * c_out, &format!("G ({n} x {c_out})"))?;
+    dw.expect_len(c_out * d, &format!("ΔW ({c_out} x {d})"))?;
+    distinct(kernel, dw, "ΔW", &[(x, "x"), (gm, "G")])?;
+    launch(
+        rec,
+        kernel,
+        g,
+        x,
+        offset_x,
+        gm,
+        c_out,
+        opts,
+        dw,
+        Some(epilogue),
+    )
 }
 
 /// Checks the geometry, x and C; returns (N, D).
@@ -279,12 +316,18 @@ fn launch(
     c_out: usize,
     opts: &ConvOptions,
     out: &Tensor,
+    epilogue: Option<&UpdateEpilogue<'_>>,
 ) -> Result<()> {
     let ctx = rec.ctx;
     let name = kernel.name();
     let (n, d) = g.patch_shape()?;
     let (m, n_out, k) = kernel.gemm_dims(n, d, c_out);
+    if let Some(epi) = epilogue {
+        epi.prepare(rec, "conv_update", &Gemm::new(m, n_out, k), mat, x, out)?;
+    }
     let (tiles, splits, k_per_split) = plan(ctx, kernel, g, c_out, opts)?;
+    // The epilogue runs in the product kernel when K is not split, else in the reduction.
+    let direct = epilogue.filter(|_| splits == 1);
     tiles.validate(ctx).map_err(|e| match e {
         HebbError::Launch { message, .. } => HebbError::Launch {
             kernel: name.into(),
@@ -312,10 +355,11 @@ fn launch(
         &ctx.device,
         ctx.features,
         &CONV_WGSL,
-        name,
+        UpdateEpilogue::entry(direct, name),
         &[
             tiles.engine_overrides().as_slice(),
             &[("VEC4", vec4 as u32 as f64)],
+            &direct.map_or(vec![], |e| e.overrides().to_vec()),
         ]
         .concat(),
     )?;
@@ -350,17 +394,18 @@ fn launch(
     };
     let target = workspace.as_deref().unwrap_or(out);
     let uniform = rec.uniform(&params);
-    let bg = bind_group(
-        ctx,
-        &pipeline,
-        &[
-            (0, uniform.as_entire_binding()),
-            (1, x.binding(ctx)?),
-            (2, mat.binding(ctx)?),
-            (3, target.binding(ctx)?),
-            (4, mat.binding(ctx)?),
-        ],
-    );
+    let mut entries = vec![
+        (0, uniform.as_entire_binding()),
+        (1, x.binding(ctx)?),
+        (2, mat.binding(ctx)?),
+        (3, target.binding(ctx)?),
+        (4, mat.binding(ctx)?),
+    ];
+    let (mut optim_uniform, mut spare) = (None, None);
+    if let Some(e) = direct {
+        entries.extend(e.entries(rec, (params.m, params.n), &mut optim_uniform, &mut spare)?);
+    }
+    let bg = bind_group(ctx, &pipeline, &entries);
     rec.dispatch(&pipeline, &bg, groups);
     let Some(workspace) = workspace else {
         return Ok(());
@@ -387,5 +432,5 @@ fn launch(
         _pad0: 0,
         _pad1: 0,
     };
-    gemm::splitk_reduce(rec, &reduce, &workspace, out)
+    gemm::splitk_reduce(rec, &reduce, &workspace, out, epilogue)
 }

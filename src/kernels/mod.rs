@@ -139,7 +139,10 @@ pub const IM2COL_WGSL: Shader = Shader {
 };
 pub const CONV_WGSL: Shader = Shader {
     name: "conv",
+    // As gemm.wgsl: the update epilogues and their optimizer math, then the tiled engine.
     source: concat!(
+        include_str!("../../shaders/weight_update.wgsl"),
+        include_str!("../../shaders/gemm_epilogue.wgsl"),
         include_str!("../../shaders/gemm_tile_engine.wgsl"),
         include_str!("../../shaders/conv.wgsl")
     ),
@@ -192,8 +195,8 @@ pub const ALL_SHADERS: &[Shader] = &[
 /// and the modules whose source starts with them, in this order (WGSL has no includes, so
 /// `Shader::source` is the concatenation, made with `concat!` at build time).
 pub const SHADER_LIBRARIES: &[(&str, &[&str])] = &[
-    ("weight_update", &["gemm", "gemm_subgroup", "optim"]),
-    ("gemm_epilogue", &["gemm", "gemm_subgroup"]),
+    ("weight_update", &["gemm", "gemm_subgroup", "conv", "optim"]),
+    ("gemm_epilogue", &["gemm", "gemm_subgroup", "conv"]),
     ("gemm_tile_engine", &["gemm", "conv"]),
     (
         "competition_modes",

@@ -5,6 +5,7 @@
 use super::Gemm;
 use crate::error::{HebbError, Result};
 use crate::gpu::{GpuContext, Recorder, Tensor};
+use crate::kernels::elementwise;
 use crate::kernels::optim::OptimStep;
 
 /// What an update GEMM does with each element of its product as it is written
@@ -31,8 +32,40 @@ pub enum UpdateEpilogue<'a> {
 }
 
 impl UpdateEpilogue<'_> {
+    /// Checks that the adapter can run the epilogue and its tensors fit the product `g` (of
+    /// A, B into C, launched as `kernel`), and zeroes max|C| when the epilogue folds it.
+    /// Every launcher of an update epilogue calls this before recording the product.
+    pub(crate) fn prepare(
+        &self,
+        rec: &mut Recorder<'_>,
+        kernel: &str,
+        g: &Gemm,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+    ) -> Result<()> {
+        let ctx = rec.ctx;
+        if !update_epilogues_available(ctx) {
+            return Err(HebbError::Launch {
+                kernel: kernel.into(),
+                message: format!(
+                    "the adapter offers {} storage buffers per shader stage; an update epilogue binds {UPDATE_STORAGE_BUFFERS}",
+                    ctx.limits.max_storage_buffers_per_shader_stage
+                ),
+            });
+        }
+        self.check(kernel, g, a, b, c)?;
+        if let UpdateEpilogue::Decay {
+            abs_max: Some(max), ..
+        } = self
+        {
+            elementwise::fill(rec, max, 0.0)?;
+        }
+        Ok(())
+    }
+
     /// The entry point that runs this epilogue after `base`'s product or reduction.
-    pub(super) fn entry(epilogue: Option<&Self>, base: &'static str) -> &'static str {
+    pub(crate) fn entry(epilogue: Option<&Self>, base: &'static str) -> &'static str {
         let decay = match epilogue {
             None => return base,
             Some(e) => matches!(e, UpdateEpilogue::Decay { .. }),
@@ -44,11 +77,13 @@ impl UpdateEpilogue<'_> {
             ("gemm_subgroup", false) => "gemm_subgroup_optim",
             ("gemm_splitk_reduce", true) => "gemm_splitk_reduce_decay",
             ("gemm_splitk_reduce", false) => "gemm_splitk_reduce_optim",
+            ("conv_update", true) => "conv_update_decay",
+            ("conv_update", false) => "conv_update_optim",
             _ => base,
         }
     }
 
-    pub(super) fn overrides(&self) -> [(&'static str, f64); 3] {
+    pub(crate) fn overrides(&self) -> [(&'static str, f64); 3] {
         let flag = |b: bool| b as u32 as f64;
         match *self {
             UpdateEpilogue::Decay { abs_max, .. } => [
@@ -67,14 +102,7 @@ impl UpdateEpilogue<'_> {
     }
 
     /// Checks the epilogue's tensors against the product's M x N and C.
-    pub(super) fn check(
-        &self,
-        kernel: &str,
-        g: &Gemm,
-        a: &Tensor,
-        b: &Tensor,
-        c: &Tensor,
-    ) -> Result<()> {
+    fn check(&self, kernel: &str, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
         let fail = |message: String| {
             Err(HebbError::Launch {
                 kernel: kernel.into(),
@@ -142,7 +170,7 @@ impl UpdateEpilogue<'_> {
     }
 
     /// The epilogue's bindings (7 and up, gemm_epilogue.wgsl).
-    pub(super) fn entries<'t>(
+    pub(crate) fn entries<'t>(
         &'t self,
         rec: &mut Recorder<'_>,
         (m, n): (u32, u32),

@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{HebbError, Result};
 use crate::gpu::tuning::{ShapeClass, TunedKernel};
 use crate::gpu::{DType, LoggedShape, Recorder, Tensor};
-use crate::kernels::elementwise;
 use crate::kernels::{
     GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL, bind_group, check_grid, check_loop_budget,
     to_u32,
@@ -379,16 +378,7 @@ fn gemm_with(
     let ctx = rec.ctx;
     g.check("gemm_tiled", a, b, c)?;
     if let Some(epi) = epilogue {
-        if !update_epilogues_available(ctx) {
-            return Err(HebbError::Launch {
-                kernel: "gemm_update".into(),
-                message: format!(
-                    "the adapter offers {} storage buffers per shader stage; an update epilogue binds {UPDATE_STORAGE_BUFFERS}",
-                    ctx.limits.max_storage_buffers_per_shader_stage
-                ),
-            });
-        }
-        epi.check("gemm_update", g, a, b, c)?;
+        epi.prepare(rec, "gemm_update", g, a, b, c)?;
     }
     ctx.note_shape(|| LoggedShape::Gemm {
         m: g.m,
@@ -459,12 +449,6 @@ fn gemm_with(
         to_u32("gemm_tiled", "batch * splits", g.batch * splits as usize)?,
     ];
     check_grid(ctx, "gemm_tiled", groups)?;
-    if let Some(UpdateEpilogue::Decay {
-        abs_max: Some(max), ..
-    }) = epilogue
-    {
-        elementwise::fill(rec, max, 0.0)?;
-    }
 
     let mut params = g.params("gemm_tiled")?;
     params.splits = splits;
@@ -509,22 +493,13 @@ fn gemm_with(
     partial.stride_c = to_u32("gemm_tiled", "M * N", plane)?;
     partial.offset_c = 0;
     record(rec, &partial, &workspace, None)?;
-    splitk_reduce_with(rec, &params, &workspace, c, epilogue)
+    splitk_reduce(rec, &params, &workspace, c, epilogue)
 }
 
 /// Records `gemm_splitk_reduce`: C = alpha * sum of the `params.splits` partial products in
-/// `partials` ([batch * splits, M, N], dense) + beta * C, with C's view as in `params`. Also
-/// the second pass of conv.wgsl's split-K update.
+/// `partials` ([batch * splits, M, N], dense) + beta * C, with C's view as in `params`, and
+/// `epilogue` on each element (batch 1). Also the second pass of conv.wgsl's split-K update.
 pub(crate) fn splitk_reduce(
-    rec: &mut Recorder<'_>,
-    params: &GemmParams,
-    partials: &Tensor,
-    c: &Tensor,
-) -> Result<()> {
-    splitk_reduce_with(rec, params, partials, c, None)
-}
-
-fn splitk_reduce_with(
     rec: &mut Recorder<'_>,
     params: &GemmParams,
     partials: &Tensor,
