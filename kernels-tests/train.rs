@@ -99,9 +99,22 @@ fn a_run_writes_checkpoint_metrics_and_filters_and_learns() {
     );
     assert!(want.min > 0.0 && want.median < 25.0, "{want:?}");
     assert!(m.epochs[1].weight_norms.is_empty());
-    let (_, acc, n) = train::evaluate_checkpoint(&ctx, &out, None, Some(480)).unwrap();
-    assert_eq!(n, 480);
-    assert_eq!(acc, m.test_accuracy);
+    let e = train::evaluate_checkpoint(&ctx, &out, None, Some(480), true).unwrap();
+    assert_eq!((e.items, e.evaluation.seen), (480, 480));
+    assert_eq!(e.evaluation.accuracy, m.test_accuracy);
+    // `hebb eval --predictions`: one per test item in order, the accuracy's argmax, and as
+    // many right as the accuracy counts.
+    let p = &e.evaluation.predictions;
+    assert_eq!(
+        p.iter().map(|q| q.index).collect::<Vec<_>>(),
+        (0..480).collect::<Vec<_>>()
+    );
+    assert!(p.iter().all(|q| q.scores.len() == 10
+        && q.scores.iter().all(|v| v.is_finite())
+        && q.predicted == train::Prediction::first_argmax(&q.scores)
+        && q.scores.iter().all(|&v| v <= q.scores[q.predicted])));
+    let right = p.iter().filter(|q| q.predicted == q.label as usize).count();
+    assert_eq!(right as f64 / 480.0, m.test_accuracy);
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -604,8 +617,9 @@ fn best_validation_selection_reports_and_keeps_the_selected_epoch() {
     assert_eq!(Some(m.last_epoch_test_accuracy), epochs[3].test_accuracy);
     let best_ck = out.join(train::BEST_FILE);
     assert_eq!(m.best_checkpoint.as_deref(), Some(best_ck.as_path()));
-    let (_, acc, _) = train::evaluate_checkpoint(&ctx, &best_ck, None, Some(480)).unwrap();
-    assert_eq!(acc, m.test_accuracy);
+    let e = train::evaluate_checkpoint(&ctx, &best_ck, None, Some(480), false).unwrap();
+    assert_eq!(e.evaluation.accuracy, m.test_accuracy);
+    assert!(e.evaluation.predictions.is_empty());
     // Without validation items the selection has nothing to select on.
     let bad = TINY.replace("epochs = 2\n", "epochs = 2\nselect = \"best-validation\"\n");
     let e = Recipe::parse(&bad, Path::new("bad.toml"))

@@ -335,8 +335,8 @@ fn a_whitened_run_checkpoints_resumes_and_evaluates_with_its_transform() {
     let (mean, z) = ca.zca().unwrap();
     assert!(mean.iter().chain(&z).all(|v| v.is_finite()));
     // Evaluation rebuilds the network with the stored transform.
-    let (_, acc, _) = train::evaluate_checkpoint(&ctx, &straight, None, Some(320)).unwrap();
-    assert_eq!(acc, a.test_accuracy);
+    let e = train::evaluate_checkpoint(&ctx, &straight, None, Some(320), false).unwrap();
+    assert_eq!(e.evaluation.accuracy, a.test_accuracy);
     // Stop inside the Hebbian epoch (20 batches of 16), resume to the end: the transform is
     // restored from the checkpoint and the run repeats the straight one.
     let split = scratch("split");

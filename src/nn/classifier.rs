@@ -286,6 +286,15 @@ impl Linear {
         })
     }
 
+    /// The head's scores of the last `n`-row evaluation (n x classes, row-major): the logits a
+    /// softmax or hinge head turns into probabilities or margins, the pre-activation S·h of
+    /// the tanh head. Waits for the GPU.
+    pub fn read_scores(&self, ctx: &GpuContext, n: usize) -> Result<Vec<f32>> {
+        let mut scores = self.logits.to_f32_vec(ctx)?;
+        scores.truncate(n * self.classes);
+        Ok(scores)
+    }
+
     /// Most rows one call takes.
     pub fn capacity(&self) -> usize {
         self.batch

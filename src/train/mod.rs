@@ -1271,6 +1271,7 @@ impl<'a> Trainer<'a> {
             source,
             items,
             cache,
+            false,
         )?;
         self.note_skipped(&e.skipped);
         Ok(e.accuracy)
@@ -1587,13 +1588,41 @@ pub struct Evaluation {
     pub seen: usize,
     /// Items that could not be read, with the reason (skipped, not counted).
     pub skipped: Vec<(usize, String)>,
+    /// One per evaluated item, in item order, when asked for (else empty).
+    pub predictions: Vec<Prediction>,
+}
+
+/// The classifier's verdict on one item.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Prediction {
+    /// The item's index in its split (the test set's order).
+    pub index: usize,
+    pub label: u32,
+    /// The first index of the largest score, as the accuracy counts it.
+    pub predicted: usize,
+    /// The head's scores, one per class (`Linear::read_scores`).
+    pub scores: Vec<f32>,
+}
+
+impl Prediction {
+    /// The first argmax of `scores`: the class the GPU's `correct` kernel compares (strictly
+    /// greater wins, so the first of equal maxima stays).
+    pub fn first_argmax(scores: &[f32]) -> usize {
+        let mut best = 0;
+        for (j, &v) in scores.iter().enumerate().skip(1) {
+            if v > scores[best] {
+                best = j;
+            }
+        }
+        best
+    }
 }
 
 /// Accuracy of `net` (its frozen layers, then its classifier) over `items` of `source`, in
 /// batches of the network's capacity. With `cache`, row j of the cache holds the frozen
 /// features of `items[j]` and the layers do not run. `features` is the classifier's input
 /// buffer (capacity x feature_len). Unreadable items are skipped and listed; an error only
-/// when none could be read.
+/// when none could be read. With `with_predictions`, each item's scores are also read back.
 pub fn evaluate(
     ctx: &GpuContext,
     net: &mut Network,
@@ -1601,6 +1630,7 @@ pub fn evaluate(
     source: &Arc<dyn Source>,
     items: &[usize],
     cache: Option<&FeatureCache>,
+    with_predictions: bool,
 ) -> Result<Evaluation> {
     let f = net.feature_len();
     let cap = net.capacity;
@@ -1608,9 +1638,12 @@ pub fn evaluate(
     let mut correct = 0usize;
     let mut seen = 0usize;
     let mut skipped = Vec::new();
+    let mut predictions = Vec::new();
     let mut host = Vec::with_capacity(cap * f);
     for (start, chunk) in items.chunks(cap).enumerate().map(|(j, c)| (j * cap, c)) {
         let mut rec = Recorder::new(ctx);
+        // The items of this batch that were read, in row order.
+        let mut evaluated: Vec<usize> = Vec::with_capacity(chunk.len());
         let labels: Vec<u32> = match cache {
             Some(c) => {
                 host.clear();
@@ -1618,6 +1651,7 @@ pub fn evaluate(
                     c.row(start + j, f, &mut host);
                 }
                 features.write_f32(ctx, &host)?;
+                evaluated.extend_from_slice(chunk);
                 chunk.iter().map(|&i| source.label(i)).collect()
             }
             None => {
@@ -1627,7 +1661,10 @@ pub fn evaluate(
                 for &i in chunk {
                     let n = labels.len();
                     match source.load(i, None, &mut images[n * item..(n + 1) * item]) {
-                        Ok(()) => labels.push(source.label(i)),
+                        Ok(()) => {
+                            labels.push(source.label(i));
+                            evaluated.push(i);
+                        }
                         Err(e) => skipped.push((i, e.to_string())),
                     }
                 }
@@ -1646,6 +1683,19 @@ pub fn evaluate(
         rec.submit();
         correct += net.classifier.read_report(ctx, n)?.correct;
         seen += n;
+        if with_predictions {
+            let k = net.classifier.classes;
+            let scores = net.classifier.read_scores(ctx, n)?;
+            for (row, (&index, &label)) in evaluated.iter().zip(&labels).enumerate() {
+                let scores = scores[row * k..(row + 1) * k].to_vec();
+                predictions.push(Prediction {
+                    index,
+                    label,
+                    predicted: Prediction::first_argmax(&scores),
+                    scores,
+                });
+            }
+        }
     }
     if seen == 0 {
         return Err(HebbError::Format {
@@ -1661,16 +1711,28 @@ pub fn evaluate(
         accuracy: correct as f64 / seen as f64,
         seen,
         skipped,
+        predictions,
     })
 }
 
-/// Test accuracy of a checkpoint on the test split of `data` (or the recipe's folder).
+/// A checkpoint's evaluation on its test split.
+pub struct CheckpointEvaluation {
+    /// The recipe's name.
+    pub recipe: String,
+    /// The test items asked for (`limit` applied); `evaluation.seen` of them were read.
+    pub items: usize,
+    pub evaluation: Evaluation,
+}
+
+/// Test accuracy of a checkpoint on the test split of `data` (or the recipe's folder), and with
+/// `with_predictions` every item's prediction and scores.
 pub fn evaluate_checkpoint(
     ctx: &GpuContext,
     path: &Path,
     data: Option<&Path>,
     limit: Option<usize>,
-) -> Result<(String, f64, usize)> {
+    with_predictions: bool,
+) -> Result<CheckpointEvaluation> {
     let ck = checkpoint::load(path)?;
     let text = ck.meta("recipe")?.to_string();
     let recipe = Recipe::parse(&text, &ck.path)?;
@@ -1712,6 +1774,18 @@ pub fn evaluate_checkpoint(
         DType::F32,
     )?;
     let test_items = data::limited(splits.test.len(), limit);
-    let e = evaluate(ctx, &mut net, &features, &splits.test, &test_items, None)?;
-    Ok((recipe.name, e.accuracy, test_items.len()))
+    let evaluation = evaluate(
+        ctx,
+        &mut net,
+        &features,
+        &splits.test,
+        &test_items,
+        None,
+        with_predictions,
+    )?;
+    Ok(CheckpointEvaluation {
+        recipe: recipe.name,
+        items: test_items.len(),
+        evaluation,
+    })
 }

@@ -74,6 +74,12 @@ pub struct EvalArgs {
     /// Use only the first N test items.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Also write every test item's prediction to FILE: JSON (an array of {index, label,
+    /// predicted, scores}) when FILE ends in .json, else CSV (index, label, predicted,
+    /// score_0 .. score_{K-1}). `predicted` is the first index of the largest score, the class
+    /// the accuracy counts; the scores are the head's (logits for the softmax head).
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -223,14 +229,64 @@ pub fn eval(adapter: &AdapterArgs, args: EvalArgs) -> Result<ExitCode> {
         checkpoint,
         data,
         limit,
+        predictions,
     } = args;
     let ctx = GpuContext::new(&adapter.choice()?)?;
-    let (name, acc, n) = train::evaluate_checkpoint(&ctx, &checkpoint, data.as_deref(), limit)?;
+    let result = train::evaluate_checkpoint(
+        &ctx,
+        &checkpoint,
+        data.as_deref(),
+        limit,
+        predictions.is_some(),
+    )?;
+    let e = &result.evaluation;
     println!(
-        "{name}: test accuracy {:.2}% on {n} test images",
-        100.0 * acc
+        "{}: test accuracy {:.2}% on {} test images",
+        result.recipe,
+        100.0 * e.accuracy,
+        e.seen
     );
+    if !e.skipped.is_empty() {
+        println!(
+            "{} of {} test items could not be read and were skipped",
+            e.skipped.len(),
+            result.items
+        );
+    }
+    if let Some(path) = predictions {
+        write_predictions(&path, &e.predictions)?;
+        println!("{} predictions: {}", e.predictions.len(), path.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `hebb eval --predictions`: JSON for a .json path, CSV otherwise, written atomically.
+fn write_predictions(path: &std::path::Path, predictions: &[train::Prediction]) -> Result<()> {
+    let json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let bytes = if json {
+        serde_json::to_vec_pretty(predictions)?
+    } else {
+        let classes = predictions.first().map_or(0, |p| p.scores.len());
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let mut header = vec!["index".to_string(), "label".into(), "predicted".into()];
+        header.extend((0..classes).map(|j| format!("score_{j}")));
+        out.write_record(&header)?;
+        for p in predictions {
+            let mut record = vec![
+                p.index.to_string(),
+                p.label.to_string(),
+                p.predicted.to_string(),
+            ];
+            record.extend(p.scores.iter().map(|v| v.to_string()));
+            out.write_record(&record)?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?
+    };
+    train::checkpoint::write_atomic(path, &bytes)
+        .with_context(|| format!("{}: writing the predictions", path.display()))?;
+    Ok(())
 }
 
 pub fn filters(args: FiltersArgs) -> Result<ExitCode> {
