@@ -81,6 +81,8 @@ fn a_run_writes_checkpoint_metrics_and_filters_and_learns() {
     let ck = checkpoint::load(&out).unwrap();
     assert_eq!(ck.tensors["layers.0.weight"].0, vec![8, 1, 5, 5]);
     assert_eq!(ck.tensors["classifier.weight"].0, vec![10, 8 * 7 * 7]);
+    // SoftHebb's forward uses W itself: the effective forward weights are W, bit for bit.
+    assert_eq!(ck.tensors["layers.0.forward_weight"], ck.tensors["layers.0.weight"]);
     // The Hebbian epoch records its neurons' norms: those of the checkpoint's (final) weights,
     // moved from the radius-25 init towards 1 by the adaptive rate.
     let norms = &m.epochs[0].weight_norms;
@@ -264,7 +266,8 @@ fn a_corrupt_checkpoint_is_an_error_naming_the_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// One-block networks of each forward flavour, frozen, against `reference::network`.
+/// One-block networks of each forward flavour, frozen, against `reference::network`; and each
+/// block's effective forward weights (a checkpoint's `forward_weight`) against its reference.
 #[test]
 fn network_forward_matches_the_float64_reference() {
     use hebb::data::source::ItemShape;
@@ -423,6 +426,14 @@ output_norm = "batch""#
                     .collect(),
             )
         });
+        // The checkpoint's `forward_weight`: M·W̃, what a plain convolution needs.
+        let want_w = hebb::reference::network::effective_weights(&layer.spec, &w, lateral.as_ref());
+        let got_w = hebb::conformance::widen(&layer.effective_weights(&ctx).unwrap());
+        let err = hebb::conformance::rel_err(&got_w, &want_w.data);
+        assert!(
+            err < 1e-5,
+            "{name}: effective weights off by {err:.2e} (seed {seed})"
+        );
         let xs = hebb::conformance::widen(&x);
         let want = block_forward(
             &layer.spec,

@@ -377,6 +377,31 @@ impl HebbLayer {
         self.work.implicit
     }
 
+    /// The weights a standard convolution (or linear layer) of the block's input needs to give
+    /// the block's U: M·W̃ (C x D, row-major, rows in PyTorch's (C_in, kh, kw) order), with W̃
+    /// the rule's forward weights and M BCM's lateral matrix (the identity for every other
+    /// rule; the lateral product is linear, so it folds into the weights). What a checkpoint
+    /// stores as `layers.{i}.forward_weight`. Reads the GPU (waits for it).
+    pub fn effective_weights(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let (c, d) = (self.spec.channels, self.shape.fan_in());
+        let norms = Tensor::empty(ctx, "forward-weight norms", &[c], DType::F32)?;
+        let transformed = Tensor::empty(ctx, "forward weights", &[c, d], DType::F32)?;
+        let folded = Tensor::empty(ctx, "forward weights ·M", &[c, d], DType::F32)?;
+        let mut rec = Recorder::new(ctx);
+        let w = self.rule.forward_weights(&mut rec, &norms, &transformed)?;
+        let out = match self.rule.lateral() {
+            Some(m) => {
+                gemm::gemm(&mut rec, &Gemm::new(c, d, c), m, w, &folded)?;
+                &folded
+            }
+            None => w,
+        };
+        rec.submit();
+        let mut v = out.to_f32_vec(ctx)?;
+        v.truncate(c * d);
+        Ok(v)
+    }
+
     /// Records the frozen block on `x` (B planes of the input shape): the batch norms use
     /// their running statistics. Returns the tensor holding the output (B planes of
     /// `shape.output`), valid until the next call.

@@ -34,6 +34,36 @@ fn bn_eval(
     crate::reference::norm::batch_norm(&g, x, &mut m, &mut v)
 }
 
+/// The weights a standard convolution of the block's (normalised) input uses to give U: M·W̃,
+/// with W̃ the rule's forward transform of W (C x D) and M BCM's lateral matrix (none for the
+/// other rules). U·Mᵀ = P·(M·W̃)ᵀ, so the lateral product folds into the weights.
+pub fn effective_weights(spec: &LayerSpec, w: &Mat, lateral: Option<&Mat>) -> Mat {
+    let wf = match spec.rule.preset {
+        Preset::KrotovHopfield { p: power, .. } if power != 2.0 => {
+            w.map(|v| v.signum() * v.abs().powf(power - 1.0))
+        }
+        // Lagani's vector projection; hebbdemo's forward with `w_nrm` (PRESETS.md §2).
+        Preset::LaganiKwta { .. }
+        | Preset::LaganiSoftWtaExp { .. }
+        | Preset::LaganiSoftWtaPow { .. }
+        | Preset::HebbdemoSoftWta { w_nrm: true, .. }
+        | Preset::HebbdemoHpca { w_nrm: true, .. } => {
+            let norms = w.row_norms();
+            w.scale_rows(
+                &norms
+                    .iter()
+                    .map(|n| 1.0 / crate::reference::dense::guard(*n))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        _ => w.clone(),
+    };
+    match lateral {
+        Some(m) => m.matmul(&wf),
+        None => wf,
+    }
+}
+
 /// The block's output (B, C, Hp, Wp) for input x (B, C_in, H, W), weights W (C x D) and, for
 /// BCM, the lateral matrix M (C x C).
 pub fn block_forward(
@@ -70,30 +100,7 @@ pub fn block_forward(
                 .collect::<Vec<_>>(),
         );
     }
-    let wf = match spec.rule.preset {
-        Preset::KrotovHopfield { p: power, .. } if power != 2.0 => {
-            w.map(|v| v.signum() * v.abs().powf(power - 1.0))
-        }
-        // Lagani's vector projection; hebbdemo's forward with `w_nrm` (PRESETS.md §2).
-        Preset::LaganiKwta { .. }
-        | Preset::LaganiSoftWtaExp { .. }
-        | Preset::LaganiSoftWtaPow { .. }
-        | Preset::HebbdemoSoftWta { w_nrm: true, .. }
-        | Preset::HebbdemoHpca { w_nrm: true, .. } => {
-            let norms = w.row_norms();
-            w.scale_rows(
-                &norms
-                    .iter()
-                    .map(|n| 1.0 / crate::reference::dense::guard(*n))
-                    .collect::<Vec<_>>(),
-            )
-        }
-        _ => w.clone(),
-    };
-    let mut u = p.matmul_t(&wf);
-    if let Some(m) = lateral {
-        u = u.matmul_t(m);
-    }
+    let mut u = p.matmul_t(&effective_weights(spec, w, lateral));
     if let Preset::SofthebbSoftkrotov {
         pre_triangle: true, ..
     } = spec.rule.preset

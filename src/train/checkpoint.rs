@@ -6,6 +6,8 @@
 //!
 //! Tensor names:
 //! - `layers.{i}.weight` (C, C_in, kh, kw); `layers.{i}.{input,output}_bn.running_{mean,var}`
+//! - `layers.{i}.forward_weight` (C, C_in, kh, kw): the weights the block's convolution uses
+//!   (written for readers; a resume reads `weight`). CHECKPOINT.md documents every key.
 //! - `layers.{i}.rule.{bias,theta,bn_mean,bn_var,eta,state0,state1}`: rule state
 //! - `classifier.weight` (K, F), `classifier.bias` (K), `classifier.state{0..3}`
 //! - `input.mean`, `input.std` when the recipe standardises its input
@@ -146,6 +148,23 @@ pub fn save_as(
             ));
         }
         host.push((name, shape, bytemuck::cast_slice(&v[..len]).to_vec()));
+    }
+    // The effective forward weights (`HebbLayer::effective_weights`): what a standard
+    // convolution needs, so no reader re-derives a rule's transform. Written, never read back.
+    for l in &net.layers {
+        let s = l.shape;
+        let shape = vec![
+            l.spec.channels,
+            s.conv.in_channels,
+            s.conv.kernel[0],
+            s.conv.kernel[1],
+        ];
+        let v = l.effective_weights(ctx)?;
+        host.push((
+            format!("layers.{}.forward_weight", l.index),
+            shape,
+            bytemuck::cast_slice(&v).to_vec(),
+        ));
     }
     if let Some(s) = &net.standardize {
         let c = s.mean.len();
