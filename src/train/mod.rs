@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod filters;
+pub mod onnx;
 pub mod recipes;
 
 use std::collections::HashMap;
@@ -1724,15 +1725,14 @@ pub struct CheckpointEvaluation {
     pub evaluation: Evaluation,
 }
 
-/// Test accuracy of a checkpoint on the test split of `data` (or the recipe's folder), and with
-/// `with_predictions` every item's prediction and scores.
-pub fn evaluate_checkpoint(
+/// A checkpoint's recipe (its overrides applied, `data` and `limit` replacing the stored
+/// ones), its dataset's splits, and its network with the checkpoint's weights.
+pub fn load_network(
     ctx: &GpuContext,
     path: &Path,
     data: Option<&Path>,
     limit: Option<usize>,
-    with_predictions: bool,
-) -> Result<CheckpointEvaluation> {
+) -> Result<(Recipe, data::Splits, Network)> {
     let ck = checkpoint::load(path)?;
     let text = ck.meta("recipe")?.to_string();
     let recipe = Recipe::parse(&text, &ck.path)?;
@@ -1758,7 +1758,7 @@ pub fn evaluate_checkpoint(
                 .into(),
         });
     }
-    let mut net = Network::new(
+    let net = Network::new(
         ctx,
         &recipe,
         splits.train.shape(),
@@ -1767,6 +1767,31 @@ pub fn evaluate_checkpoint(
         zca.filter(|_| recipe.preprocess.zca.is_some()),
     )?;
     ck.restore(ctx, &net)?;
+    Ok((recipe, splits, net))
+}
+
+/// The ONNX model of a checkpoint's network (`onnx::export`); `data` names the dataset folder
+/// when the stored one has moved (its image shape and classes shape the network).
+pub fn export_onnx(
+    ctx: &GpuContext,
+    path: &Path,
+    data: Option<&Path>,
+) -> Result<(String, Vec<u8>)> {
+    let (recipe, _, net) = load_network(ctx, path, data, None)?;
+    let bytes = onnx::export(ctx, &net, &recipe.name)?;
+    Ok((recipe.name, bytes))
+}
+
+/// Test accuracy of a checkpoint on the test split of `data` (or the recipe's folder), and with
+/// `with_predictions` every item's prediction and scores.
+pub fn evaluate_checkpoint(
+    ctx: &GpuContext,
+    path: &Path,
+    data: Option<&Path>,
+    limit: Option<usize>,
+    with_predictions: bool,
+) -> Result<CheckpointEvaluation> {
+    let (recipe, splits, mut net) = load_network(ctx, path, data, limit)?;
     let features = Tensor::empty(
         ctx,
         "classifier features",

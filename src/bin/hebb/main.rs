@@ -94,6 +94,8 @@ enum Command {
     Eval(train::EvalArgs),
     /// Write a PNG of a checkpoint's first-layer filters.
     Filters(train::FiltersArgs),
+    /// Export a checkpoint's network (frozen blocks + classifier) as an ONNX model.
+    Export(train::ExportArgs),
 }
 
 /// Mesa's EGL (the GL backend) prints "XDG_RUNTIME_DIR is invalid or not set" on every start
@@ -155,6 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train::train(adapter, args),
         Command::Eval(args) => train::eval(adapter, args),
         Command::Filters(args) => train::filters(args),
+        Command::Export(args) => train::export(adapter, args),
         Command::Data(command) => data::run(command),
         Command::Bench(command) => bench::run(adapter, command),
         Command::Tune(args) => bench::tune(adapter, args),

@@ -83,6 +83,35 @@ pub struct EvalArgs {
 }
 
 #[derive(Args)]
+pub struct ExportArgs {
+    /// A checkpoint file or the folder holding checkpoint.safetensors.
+    pub checkpoint: PathBuf,
+    /// Write the ONNX model (opset 13) to FILE: input `images` (N, C, H, W) with pixels scaled
+    /// as the loader scales them (/255), output `scores` (N, K); standardisation and
+    /// whitening are inside the graph.
+    #[arg(long, value_name = "FILE")]
+    pub onnx: PathBuf,
+    /// Dataset folder (default: the one the run used; its image shape and classes shape the
+    /// network).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+pub fn export(adapter: &AdapterArgs, args: ExportArgs) -> Result<ExitCode> {
+    let ExportArgs {
+        checkpoint,
+        onnx,
+        data,
+    } = args;
+    let ctx = GpuContext::new(&adapter.choice()?)?;
+    let (name, bytes) = train::export_onnx(&ctx, &checkpoint, data.as_deref())?;
+    train::checkpoint::write_atomic(&onnx, &bytes)
+        .with_context(|| format!("{}: writing the ONNX model", onnx.display()))?;
+    println!("{name}: {} ({} bytes)", onnx.display(), bytes.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
 pub struct FiltersArgs {
     pub checkpoint: PathBuf,
     #[arg(long, default_value = "filters.png")]
