@@ -82,7 +82,10 @@ fn a_run_writes_checkpoint_metrics_and_filters_and_learns() {
     assert_eq!(ck.tensors["layers.0.weight"].0, vec![8, 1, 5, 5]);
     assert_eq!(ck.tensors["classifier.weight"].0, vec![10, 8 * 7 * 7]);
     // SoftHebb's forward uses W itself: the effective forward weights are W, bit for bit.
-    assert_eq!(ck.tensors["layers.0.forward_weight"], ck.tensors["layers.0.weight"]);
+    assert_eq!(
+        ck.tensors["layers.0.forward_weight"],
+        ck.tensors["layers.0.weight"]
+    );
     // The Hebbian epoch records its neurons' norms: those of the checkpoint's (final) weights,
     // moved from the radius-25 init towards 1 by the adaptive rate.
     let norms = &m.epochs[0].weight_norms;
