@@ -258,28 +258,14 @@ fn conv_update(@builtin(workgroup_id) wg: vec3<u32>,
 fn conv_update_decay(@builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(local_invocation_id) lid: vec3<u32>) {
     begin_update(wg, lid);
-    let m0 = wg.y * BM;
-    let n0 = wg.x * BN;
-    var acc = tile_product(lid, m0, n0, 0u, p.k);
-    var bits = 0u;
-    for (var e = 0u; e < TM * TN; e++) {
-        let el = tile_element(lid, m0, n0, &acc, e);
-        if (el.row < p.m && el.col < p.n) {
-            bits = max(bits, epilogue_decay(el.row * p.n + el.col, el.row, p.alpha * el.v));
-        }
-    }
-    fold_abs_max(bits);
+    var acc = tile_product(lid, wg.y * BM, wg.x * BN, 0u, p.k);
+    store_block_decay(lid, wg.y * BM, wg.x * BN, &acc, p.m, p.n, p.alpha);
 }
 
 @compute @workgroup_size(BN / TN, BM / TM, 1)
 fn conv_update_optim(@builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(local_invocation_id) lid: vec3<u32>) {
     begin_update(wg, lid);
-    let m0 = wg.y * BM;
-    let n0 = wg.x * BN;
-    var acc = tile_product(lid, m0, n0, 0u, p.k);
-    for (var e = 0u; e < TM * TN; e++) {
-        let el = tile_element(lid, m0, n0, &acc, e);
-        if (el.row < p.m && el.col < p.n) { epilogue_optim(el.row * p.n + el.col, p.alpha * el.v); }
-    }
+    var acc = tile_product(lid, wg.y * BM, wg.x * BN, 0u, p.k);
+    store_block_optim(lid, wg.y * BM, wg.x * BN, &acc, p.m, p.n, p.alpha);
 }

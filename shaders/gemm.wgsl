@@ -227,14 +227,7 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>,
 fn gemm_tiled_decay(@builtin(workgroup_id) wg: vec3<u32>,
                     @builtin(local_invocation_id) lid: vec3<u32>) {
     var acc = batch_tile_product(wg, lid);
-    var bits = 0u;
-    for (var e = 0u; e < TM * TN; e++) {
-        let el = tile_element(lid, wg.y * BM, wg.x * BN, &acc, e);
-        if (el.row < p.m && el.col < p.n) {
-            bits = max(bits, epilogue_decay(el.row * p.n + el.col, el.row, p.alpha * el.v));
-        }
-    }
-    fold_abs_max(bits);
+    store_block_decay(lid, wg.y * BM, wg.x * BN, &acc, p.m, p.n, p.alpha);
 }
 
 // The optimizer epilogue (gemm_epilogue.wgsl) on a single, unsplit product.
@@ -242,10 +235,7 @@ fn gemm_tiled_decay(@builtin(workgroup_id) wg: vec3<u32>,
 fn gemm_tiled_optim(@builtin(workgroup_id) wg: vec3<u32>,
                     @builtin(local_invocation_id) lid: vec3<u32>) {
     var acc = batch_tile_product(wg, lid);
-    for (var e = 0u; e < TM * TN; e++) {
-        let el = tile_element(lid, wg.y * BM, wg.x * BN, &acc, e);
-        if (el.row < p.m && el.col < p.n) { epilogue_optim(el.row * p.n + el.col, p.alpha * el.v); }
-    }
+    store_block_optim(lid, wg.y * BM, wg.x * BN, &acc, p.m, p.n, p.alpha);
 }
 
 // Baseline: one invocation per element of C, reading A and B straight from global memory.

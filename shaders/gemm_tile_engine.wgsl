@@ -6,7 +6,8 @@
 //   fn stage_a(m0, k0, k_end, tid, threads, row0)  op(A)[m0 + mm, k0 + kk] -> store_a(row0 + kk, mm, ·)
 //   fn stage_b(n0, k0, k_end, tid, threads, row0)  op(B)[k0 + kk, n0 + nn] -> store_b(row0 + kk, nn, ·)
 // each zero-filling past M, N or k_end, and the output `c: array<f32>` that `store_block`
-// writes.
+// writes. Both modules also start with gemm_epilogue.wgsl, whose update epilogues the
+// `store_block_decay` / `store_block_optim` below apply to a register block.
 //
 // Tile shape: a workgroup computes a BM x BN block of C in steps of BK along K; each
 // invocation owns a TM x TN register block (TM, TN in {4, 8}) made of 4 x 4 sub-blocks.
@@ -133,4 +134,27 @@ fn tile_element(lid: vec3<u32>, m0: u32, n0: u32, acc: ptr<function, array<vec4<
     let row = m0 + 4u * (lid.y + r * (BM / TM)) + i;
     let col = n0 + 4u * (lid.x + cg * (BN / TN)) + j;
     return Element(row, col, (*acc)[(r * 4u + i) * MAX_SUB + cg][j]);
+}
+
+// The update epilogues (gemm_epilogue.wgsl) on this invocation's register block of an unsplit
+// product, C one dense m x n matrix (element (row, col) at row·n + col), v = alpha·product:
+// decay stores R = v + beta·C − r[row]·W and folds max|R|; optim steps W by Δ = v + beta·C.
+fn store_block_decay(lid: vec3<u32>, m0: u32, n0: u32, acc: ptr<function, array<vec4<f32>, 4u * MAX_SUB * MAX_SUB>>,
+                     m: u32, n: u32, alpha: f32) {
+    var bits = 0u;
+    for (var e = 0u; e < TM * TN; e++) {
+        let el = tile_element(lid, m0, n0, acc, e);
+        if (el.row < m && el.col < n) {
+            bits = max(bits, epilogue_decay(el.row * n + el.col, el.row, alpha * el.v));
+        }
+    }
+    fold_abs_max(bits);
+}
+
+fn store_block_optim(lid: vec3<u32>, m0: u32, n0: u32, acc: ptr<function, array<vec4<f32>, 4u * MAX_SUB * MAX_SUB>>,
+                     m: u32, n: u32, alpha: f32) {
+    for (var e = 0u; e < TM * TN; e++) {
+        let el = tile_element(lid, m0, n0, acc, e);
+        if (el.row < m && el.col < n) { epilogue_optim(el.row * n + el.col, alpha * el.v); }
+    }
 }

@@ -209,14 +209,7 @@ pub fn conv_update_with(
     opts: &ConvOptions,
     dw: &Tensor,
 ) -> Result<()> {
-    let kernel = ConvKernel::Update;
-    let (n, d) = check_common(kernel, g, x, offset_x, c_out)?;
-    gm.expect_dtype(DType::F32, "G")?;
-    dw.expect_dtype(DType::F32, "ΔW")?;
-    gm.expect_len(n * c_out, &format!("G ({n} x {c_out})"))?;
-    dw.expect_len(c_out * d, &format!("ΔW ({c_out} x {d})"))?;
-    distinct(kernel, dw, "ΔW", &[(x, "x"), (gm, "G")])?;
-    launch(rec, kernel, g, x, offset_x, gm, c_out, opts, dw, None)
+    launch_update(rec, g, gm, x, offset_x, c_out, opts, dw, None)
 }
 
 /// `conv_update_with` followed by an update epilogue on each element of ΔW as it is written
@@ -235,6 +228,22 @@ pub fn conv_update_epilogue(
     dw: &Tensor,
     epilogue: &UpdateEpilogue<'_>,
 ) -> Result<()> {
+    launch_update(rec, g, gm, x, offset_x, c_out, opts, dw, Some(epilogue))
+}
+
+/// Checks G (N x C) and ΔW (C x D) against the geometry, then launches the update.
+#[allow(clippy::too_many_arguments)]
+fn launch_update(
+    rec: &mut Recorder<'_>,
+    g: &ConvGeometry,
+    gm: &Tensor,
+    x: &Tensor,
+    offset_x: usize,
+    c_out: usize,
+    opts: &ConvOptions,
+    dw: &Tensor,
+    epilogue: Option<&UpdateEpilogue<'_>>,
+) -> Result<()> {
     let kernel = ConvKernel::Update;
     let (n, d) = check_common(kernel, g, x, offset_x, c_out)?;
     gm.expect_dtype(DType::F32, "G")?;
@@ -242,18 +251,7 @@ pub fn conv_update_epilogue(
     gm.expect_len(n * c_out, &format!("G ({n} x {c_out})"))?;
     dw.expect_len(c_out * d, &format!("ΔW ({c_out} x {d})"))?;
     distinct(kernel, dw, "ΔW", &[(x, "x"), (gm, "G")])?;
-    launch(
-        rec,
-        kernel,
-        g,
-        x,
-        offset_x,
-        gm,
-        c_out,
-        opts,
-        dw,
-        Some(epilogue),
-    )
+    launch(rec, kernel, g, x, offset_x, gm, c_out, opts, dw, epilogue)
 }
 
 /// Checks the geometry, x and C; returns (N, D).
