@@ -137,16 +137,7 @@ pub fn save_as(
     for (name, shape, t) in state_tensors(net) {
         let len: usize = shape.iter().product();
         let v = t.to_f32_vec(ctx)?;
-        if let Some(i) = v[..len].iter().position(|x| !x.is_finite()) {
-            return Err(bad(
-                path,
-                format!(
-                    "tensor {name} holds {} at element {i}; training stopped and the last good \
-                     checkpoint is kept",
-                    v[i]
-                ),
-            ));
-        }
+        all_finite(path, &name, &v[..len])?;
         host.push((name, shape, bytemuck::cast_slice(&v[..len]).to_vec()));
     }
     // The effective forward weights (`HebbLayer::effective_weights`): what a standard
@@ -160,11 +151,9 @@ pub fn save_as(
             s.conv.kernel[1],
         ];
         let v = l.effective_weights(ctx)?;
-        host.push((
-            format!("layers.{}.forward_weight", l.index),
-            shape,
-            bytemuck::cast_slice(&v).to_vec(),
-        ));
+        let name = format!("layers.{}.forward_weight", l.index);
+        all_finite(path, &name, &v)?;
+        host.push((name, shape, bytemuck::cast_slice(&v).to_vec()));
     }
     if let Some(s) = &net.standardize {
         let c = s.mean.len();
@@ -206,6 +195,21 @@ pub fn save_as(
         write_atomic(path, &bytes)?;
     }
     Ok(())
+}
+
+/// An error naming tensor `name` when `v` holds NaN or Inf: nothing of such a state is written.
+fn all_finite(path: &Path, name: &str, v: &[f32]) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(bad(
+            path,
+            format!(
+                "tensor {name} holds {} at element {i}; training stopped and the last good \
+                 checkpoint is kept",
+                v[i]
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary sibling (`<stem>.tmp.<pid>`), fsync and
