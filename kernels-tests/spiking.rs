@@ -116,8 +116,16 @@ fn spiking_run_writes_metrics_checkpoint_and_pngs() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(json["test_accuracy"].as_f64(), Some(m.test_accuracy));
-    for f in ["raster.png", "input_weights.png"] {
+    for f in ["raster.png", "input_weights.png", "validation.png"] {
         image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+    // The validation curve (palette blue) and the tested accuracy (palette green) are drawn.
+    let curve = image::open(out.join("validation.png")).unwrap().to_rgb8();
+    for colour in [[0u8, 114, 178], [0, 158, 115]] {
+        assert!(
+            curve.pixels().any(|p| p.0 == colour),
+            "no pixel of colour {colour:?} in validation.png"
+        );
     }
     let bytes = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();

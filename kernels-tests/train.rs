@@ -77,6 +77,16 @@ fn a_run_writes_checkpoint_metrics_and_filters_and_learns() {
     assert_eq!(json["recipe_sha256"].as_str().map(str::len), Some(64));
     let png = image::open(out.join("filters.png")).unwrap();
     assert!(png.width() > 16 && png.height() > 16);
+    // curves.png: three panels, with the loss line (palette blue) and the test accuracy line
+    // (palette green) drawn.
+    let curves = image::open(out.join("curves.png")).unwrap().to_rgb8();
+    assert_eq!(curves.dimensions(), (3 * 640, 440));
+    for colour in [[0u8, 114, 178], [0, 158, 115]] {
+        assert!(
+            curves.pixels().any(|p| p.0 == colour),
+            "no pixel of colour {colour:?} in curves.png"
+        );
+    }
     // The checkpoint holds PyTorch-layout weights; eval reproduces the accuracy.
     let ck = checkpoint::load(&out).unwrap();
     assert_eq!(ck.tensors["layers.0.weight"].0, vec![8, 1, 5, 5]);

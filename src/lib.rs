@@ -11,6 +11,7 @@ pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod nn;
+pub mod plot;
 pub mod reference;
 pub mod rules;
 pub mod spiking;

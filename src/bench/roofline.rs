@@ -149,6 +149,60 @@ pub fn place_rule(ceilings: &Ceilings, r: &RuleBenchRow) -> RooflineRow {
     )
 }
 
+/// The roofline as a PNG: log10 axes, FLOPs per byte against GFLOP/s, the roof
+/// min(compute ceiling, I · bandwidth) dashed, each kind of kernel in its own colour.
+pub fn write_png(path: &std::path::Path, ceilings: &Ceilings, rows: &[RooflineRow]) -> Result<()> {
+    let (lo, hi) = rows
+        .iter()
+        .map(|r| r.intensity)
+        .filter(|i| i.is_finite() && *i > 0.0)
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), i| {
+            (lo.min(i), hi.max(i))
+        });
+    let ridge = ceilings.gemm_gflops / ceilings.copy_gbps;
+    // The roof spans the kernels and the ridge point, a decade either side at most.
+    let (x0, x1) = (lo.min(ridge) / 2.0, hi.max(ridge) * 2.0);
+    let mut series = vec![crate::plot::Series {
+        label: format!(
+            "roof: {:.1} GFLOP/s, {:.1} GB/s",
+            ceilings.gemm_gflops, ceilings.copy_gbps
+        ),
+        points: vec![
+            (x0, x0 * ceilings.copy_gbps),
+            (ridge, ceilings.gemm_gflops),
+            (x1, ceilings.gemm_gflops),
+        ],
+        mark: crate::plot::Mark::Dashed,
+        colour: 6,
+    }];
+    let mut kinds: Vec<&str> = rows.iter().map(|r| r.kernel.as_str()).collect();
+    kinds.dedup();
+    for (colour, kind) in kinds.into_iter().enumerate() {
+        series.push(crate::plot::Series {
+            label: kind.to_string(),
+            points: rows
+                .iter()
+                .filter(|r| r.kernel == kind)
+                .map(|r| (r.intensity, r.gflops))
+                .collect(),
+            mark: crate::plot::Mark::Dots,
+            colour,
+        });
+    }
+    crate::plot::write_png(
+        path,
+        &[crate::plot::Panel {
+            title: format!("roofline on {}", ceilings.adapter),
+            x_label: "arithmetic intensity (FLOP per compulsory byte)".into(),
+            y_label: "GFLOP/s".into(),
+            log_x: true,
+            log_y: true,
+            series,
+            ..Default::default()
+        }],
+    )
+}
+
 pub fn print_ceilings(c: &Ceilings) {
     println!(
         "ceilings on {}: GEMM {:.2} GFLOP/s ({} at {}³), copy {:.2} GB/s ({} MiB read + written)",

@@ -34,6 +34,7 @@ use crate::data::mnist::{self, MnistSplit, Split};
 use crate::error::{HebbError, Result};
 use crate::gpu::{GpuContext, Recorder};
 use crate::kernels::spiking::SpikingBuffers;
+use crate::plot::{Mark, Panel, Series, write_png};
 use crate::spiking::culture::{
     Culture, ELECTRODE_COLS, ELECTRODE_ROWS, ELECTRODES, HEIGHT, WIDTH, electrode_cell,
     electrode_centre,
@@ -440,6 +441,7 @@ pub fn run(
     // Validation ids and test ids draw their own noise, apart from the training samples'.
     let (val_ids, test_ids) = (1u32 << 28, 1u32 << 29);
     let mut curve = Vec::new();
+    let validation_png = opts.out.join("validation.png");
     // (validation accuracy, samples seen, weights) of the best evaluation so far.
     let mut best: Option<(f64, usize, Weights)> = None;
     for (k, &item) in train_items.iter().enumerate() {
@@ -460,6 +462,8 @@ pub fn run(
             if best.as_ref().is_none_or(|b| acc > b.0) {
                 best = Some((acc, seen, runner.bufs.read_weights(ctx)?));
             }
+            let (best_acc, best_at) = best.as_ref().map_or((acc, seen), |b| (b.0, b.1));
+            write_validation_png(&validation_png, &curve, (best_at, best_acc), None)?;
         }
     }
     // The last training sample always triggers an evaluation, so `best` is set.
@@ -473,6 +477,12 @@ pub fn run(
         100.0 * best_acc
     ));
 
+    write_validation_png(
+        &validation_png,
+        &curve,
+        (best_at, best_acc),
+        Some(test_accuracy),
+    )?;
     let raster = runner.raster(&test, test_items[0].0, test_ids)?;
     write_raster_png(
         &opts.out.join("raster.png"),
@@ -516,6 +526,53 @@ pub fn run(
     let json = serde_json::to_vec_pretty(&metrics).expect("metrics serialise");
     write_atomic(&opts.out.join("metrics.json"), &json)?;
     Ok(metrics)
+}
+
+/// `validation.png`: validation accuracy against training samples seen, the best evaluation
+/// (whose weights are tested) marked, and once tested the test accuracy as a dashed line.
+/// Redrawn after every evaluation, so a running culture has its curve too.
+fn write_validation_png(
+    path: &Path,
+    curve: &[CurvePoint],
+    (best_at, best_acc): (usize, f64),
+    test_accuracy: Option<f64>,
+) -> Result<()> {
+    let last = curve.last().map_or(best_at, |p| p.samples) as f64;
+    let mut series = vec![
+        Series {
+            label: "validation".into(),
+            points: curve
+                .iter()
+                .map(|p| (p.samples as f64, 100.0 * p.validation_accuracy))
+                .collect(),
+            mark: Mark::Line,
+            colour: 0,
+        },
+        Series {
+            label: format!("best: {:.2}% after {best_at}", 100.0 * best_acc),
+            points: vec![(best_at as f64, 100.0 * best_acc)],
+            mark: Mark::Dots,
+            colour: 1,
+        },
+    ];
+    if let Some(test) = test_accuracy {
+        series.push(Series {
+            label: format!("test, best weights: {:.2}%", 100.0 * test),
+            points: vec![(0.0, 100.0 * test), (last, 100.0 * test)],
+            mark: Mark::Dashed,
+            colour: 2,
+        });
+    }
+    write_png(
+        path,
+        &[Panel {
+            title: "culture validation accuracy".into(),
+            x_label: "training samples seen".into(),
+            y_label: "accuracy (%)".into(),
+            series,
+            ..Panel::default()
+        }],
+    )
 }
 
 /// Spikes of one presentation: time along x (one column per step), neurons along y sorted by

@@ -8,6 +8,7 @@
 //! what the uninterrupted run would have done on the same adapter.
 
 pub mod checkpoint;
+pub mod curves;
 pub mod data;
 pub mod filters;
 pub mod onnx;
@@ -201,6 +202,8 @@ pub struct Metrics {
     pub checkpoint: PathBuf,
     pub best_checkpoint: Option<PathBuf>,
     pub filters_png: PathBuf,
+    /// Loss, accuracy and weight-norm curves per epoch (`curves.rs`).
+    pub curves_png: PathBuf,
 }
 
 /// How a run ended.
@@ -558,7 +561,13 @@ fn check_options(recipe: &Recipe, overrides: &Overrides) -> Result<()> {
 }
 
 /// The files a finished or interrupted run leaves in its folder.
-const RUN_FILES: [&str; 4] = [checkpoint::FILE, BEST_FILE, "metrics.json", "filters.png"];
+const RUN_FILES: [&str; 5] = [
+    checkpoint::FILE,
+    BEST_FILE,
+    "metrics.json",
+    "filters.png",
+    curves::FILE,
+];
 
 /// Readies `out` for a new run: refuses a file or a folder that already holds a run (unless
 /// `overwrite`, which removes that run's files), removes temporaries left by a crash, and
@@ -603,7 +612,10 @@ fn prepare_out(out: &Path, overwrite: bool) -> Result<Vec<PathBuf>> {
 
 /// A metadata key of a checkpoint parsed as JSON into `T`; malformed or missing metadata is
 /// an error naming the key, never a silent default.
-fn meta_json<T: serde::de::DeserializeOwned>(ck: &checkpoint::Loaded, key: &str) -> Result<T> {
+pub(crate) fn meta_json<T: serde::de::DeserializeOwned>(
+    ck: &checkpoint::Loaded,
+    key: &str,
+) -> Result<T> {
     serde_json::from_str(ck.meta(key)?).map_err(|e| HebbError::Format {
         path: ck.path.clone(),
         message: format!("metadata {key:?} is malformed: {e}"),
@@ -1156,6 +1168,7 @@ impl<'a> Trainer<'a> {
                 norms.join(", ")
             );
             self.history.push(rec);
+            curves::write(&self.opts.out.join(curves::FILE), &self.history)?;
             pos.epoch += 1;
             pos.batch = 0;
             pos.running = (0.0, 0, 0, 0.0);
@@ -1467,6 +1480,7 @@ impl<'a> Trainer<'a> {
                     .all(|best| v > best)
             });
             self.history.push(rec);
+            curves::write(&self.opts.out.join(curves::FILE), &self.history)?;
             pos.epoch += 1;
             pos.batch = 0;
             pos.running = (0.0, 0, 0, 0.0);
@@ -1564,6 +1578,7 @@ impl<'a> Trainer<'a> {
                 .then(|| self.opts.out.join(BEST_FILE))
                 .filter(|p| p.exists()),
             filters_png,
+            curves_png: self.opts.out.join(curves::FILE),
         };
         let json = serde_json::to_vec_pretty(&metrics).map_err(|e| HebbError::Io {
             path: self.opts.out.join("metrics.json"),

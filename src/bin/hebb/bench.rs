@@ -97,6 +97,9 @@ pub struct RooflineArgs {
     /// Also write the ceilings and rows as JSON to FILE.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also draw the roofline (log-log, every row under the two ceilings) as a PNG to FILE.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -257,6 +260,7 @@ pub fn roofline(adapter: &AdapterArgs, args: RooflineArgs) -> Result<ExitCode> {
         samples,
         sample_seconds,
         json,
+        png,
     } = args;
     let ctx = GpuContext::new(&adapter.choice()?)?;
     let timer = GpuTimer::new(&ctx, wall);
@@ -297,6 +301,9 @@ pub fn roofline(adapter: &AdapterArgs, args: RooflineArgs) -> Result<ExitCode> {
             .map(|r| bench::roofline::place_rule(&ceilings, r)),
     );
     bench::roofline::print_rows(&rows);
+    if let Some(path) = png {
+        bench::roofline::write_png(&path, &ceilings, &rows)?;
+    }
     if let Some(path) = json {
         write_json(
             &path,

@@ -85,7 +85,7 @@ enum Command {
     /// Simulate a neuronal culture on a multi-electrode array learning MNIST digits by STDP
     /// (SpikingGrid): train on the recipe's training pool, keep the best weights by
     /// validation, report the test accuracy. Writes metrics.json, checkpoint.safetensors,
-    /// raster.png and input_weights.png.
+    /// raster.png, input_weights.png and validation.png (the validation curve).
     Spiking(spiking::SpikingArgs),
     /// Train a recipe's network: Hebbian layers, then the linear classifier on their frozen
     /// features. With no RECIPE: the default recipe on the bundled MNIST.
@@ -94,6 +94,9 @@ enum Command {
     Eval(train::EvalArgs),
     /// Write a PNG of a checkpoint's first-layer filters.
     Filters(train::FiltersArgs),
+    /// Write a PNG of a run's curves (loss, accuracy, Hebbian weight norms per epoch) from the
+    /// history its checkpoint carries; `hebb train` writes the same figure as curves.png.
+    Curves(train::CurvesArgs),
     /// Export a checkpoint's network (frozen blocks + classifier) as an ONNX model.
     Export(train::ExportArgs),
 }
@@ -157,6 +160,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train::train(adapter, args),
         Command::Eval(args) => train::eval(adapter, args),
         Command::Filters(args) => train::filters(args),
+        Command::Curves(args) => train::curves(args),
         Command::Export(args) => train::export(adapter, args),
         Command::Data(command) => data::run(command),
         Command::Bench(command) => bench::run(adapter, command),

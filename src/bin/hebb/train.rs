@@ -1,4 +1,5 @@
-//! `hebb train`, `hebb eval` and `hebb filters`: training runs and their checkpoints.
+//! `hebb train`, `hebb eval`, `hebb filters`, `hebb curves` and `hebb export`: training runs and
+//! their checkpoints.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,12 +41,13 @@ pub struct TrainArgs {
     /// recipe's `seeds`, if it lists any). Finished seeds are read, interrupted ones resumed.
     #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
     pub seeds: Option<Vec<u64>>,
-    /// Output folder: checkpoint, metrics.json, filters.png (default runs/<recipe>). A
+    /// Output folder: checkpoint, metrics.json, filters.png, curves.png (default
+    /// runs/<recipe>). A
     /// folder that already holds a run is refused unless --overwrite is given.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Replace the run already in the output folder (its checkpoint, metrics.json and
-    /// filters.png are removed first).
+    /// Replace the run already in the output folder (its checkpoint, metrics.json,
+    /// filters.png and curves.png are removed first).
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
     /// Continue the run whose checkpoint is in DIR (recipe and options come from it; --data
@@ -109,6 +111,14 @@ pub fn export(adapter: &AdapterArgs, args: ExportArgs) -> Result<ExitCode> {
         .with_context(|| format!("{}: writing the ONNX model", onnx.display()))?;
     println!("{name}: {} ({} bytes)", onnx.display(), bytes.len());
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct CurvesArgs {
+    /// A checkpoint, or the run folder holding one.
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value = "curves.png")]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]
@@ -316,6 +326,15 @@ fn write_predictions(path: &std::path::Path, predictions: &[train::Prediction]) 
     train::checkpoint::write_atomic(path, &bytes)
         .with_context(|| format!("{}: writing the predictions", path.display()))?;
     Ok(())
+}
+
+pub fn curves(args: CurvesArgs) -> Result<ExitCode> {
+    let CurvesArgs { checkpoint, out } = args;
+    let ck = train::checkpoint::load(&checkpoint)?;
+    let history = train::curves::history_of(&ck)?;
+    train::curves::write(&out, &history)?;
+    println!("{} ({} epochs)", out.display(), history.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn filters(args: FiltersArgs) -> Result<ExitCode> {
