@@ -86,6 +86,22 @@ fn hard_y(mode: u32, is_winner: bool, is_kth: bool, a: f32) -> f32 {
 // Y = G of SoftHebb's triangle: relu(u − mean)^a, the mean over the row's C channels.
 fn triangle_y(u: f32, mean: f32, a: f32) -> f32 { return pow_nonneg(u - mean, a); }
 
+// The backward pass of the activations a network applies (fine-tuning): dY/du.
+// relu^a (relu-only mode; a = 1 is relu) and the triangle's relu(v)^a at v = u − mean:
+// a·v^(a−1) for v > 0, else 0 (PyTorch's relu sends no gradient through v ≤ 0, where
+// v^(a−1) may be infinite).
+fn relu_pow_dy(v: f32, a: f32) -> f32 { return select(a * pow(max(v, 0.0), a - 1.0), 0.0, v <= 0.0); }
+
+// dY/du of a pointwise mode: tanh 1 − Y², logistic Y(1 − Y), identity 1.
+fn pointwise_dy(mode: u32, u: f32, a: f32) -> f32 {
+    switch (mode) {
+        case MODE_RELU_ONLY: { return relu_pow_dy(u, a); }
+        case MODE_TANH: { let y = tanh(u); return 1.0 - y * y; }
+        case MODE_LOGISTIC: { let y = 1.0 / (1.0 + exp(-u)); return y * (1.0 - y); }
+        default: { return 1.0; }
+    }
+}
+
 // The rank order of every ranking mode: larger value first, then smaller index (so among
 // equal values the first index wins and duplicates count toward k). True when entry (v, i)
 // comes after (pv, pi), the previous entry taken.

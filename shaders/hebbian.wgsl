@@ -184,6 +184,37 @@ fn competition(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
+// The activations' backward pass (fine-tuning) over N x C rows: in0 = u (the pre-activations),
+// in1 = dY = ∂L/∂Y, out0 = dU = ∂L/∂u; p.a is the power of relu^a (mode relu-only) and of the
+// triangle.
+//   pointwise modes: dU = dY ⊙ Y'(u)
+//   triangle: Y_j = relu(v_j)^a with v_j = u_j − mean_k u_k, so with g_j = dY_j·a·relu(v_j)^(a−1),
+//             dU_j = g_j − mean_k g_k (∂v_j/∂u_i = δ_ij − 1/C)
+@compute @workgroup_size(64, 1, 1)
+fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * 64u + gid.x;
+    if (row >= p.n) { return; }
+    let base = row * p.c;
+    if (p.mode == MODE_TRIANGLE) {
+        var mean = 0.0;
+        for (var i = 0u; i < p.c; i++) { mean += in0[base + i]; }
+        mean /= f32(p.c);
+        var mean_g = 0.0;
+        for (var i = 0u; i < p.c; i++) {
+            let g = in1[base + i] * relu_pow_dy(in0[base + i] - mean, p.a);
+            out0[base + i] = g;
+            mean_g += g;
+        }
+        mean_g /= f32(p.c);
+        for (var i = 0u; i < p.c; i++) { out0[base + i] -= mean_g; }
+        return;
+    }
+    for (var i = 0u; i < p.c; i++) {
+        out0[base + i] = in1[base + i] * pointwise_dy(p.mode, in0[base + i], p.a);
+    }
+}
+
 // Weight-shaped row scaling over C x D: out0[i, d] = s · f(in1[i]) · in0[i, d], with
 //   mode 0: f(v) = v,   mode 1: f(v) = 1 / guard(v),   mode 2: f(v) = 1 / guard(sqrt(v)).
 @compute @workgroup_size(256, 1, 1)

@@ -7,8 +7,15 @@
 // `im2col` writes f32 patches; `im2col_f16` writes them as IEEE halves packed two per word
 // (element e in word e / 2, the low half when e is even; rounded to nearest), which the GEMM
 // reads with A_HALF / B_HALF: half the bytes for the update's largest operand.
+// `col2im` is the adjoint (a convolution's backward-data, for fine-tuning): it gathers, for
+// each input element x[b, c, y, z], dx = Σ dP[n, d] over the patch elements that read it. With
+// reflect padding an element is also read through its mirror images, so the padded rows that
+// read row y are y itself, −y (1 ≤ y ≤ ph) and 2(H − 1) − y (H − 2 − ph < y ≤ H − 2), and the
+// same for columns; each pairs with the kernel offsets i whose output row
+// oh = (row + ph − i)/sh is whole and below Ho.
 // Bounds: one invocation per kernel row r < N·C_in·kh = N·D / kw, writing elements r·kw + j < N·D
-// for j < kw (per word w < ceil(N·D / 2) for f16); the source index is inside (B, C_in, H, W)
+// for j < kw (per word w < ceil(N·D / 2) for f16); col2im: one per input element
+// e < B·C_in·H·W, reading dP at n < N, d < D by the ranges above; the source index is inside (B, C_in, H, W)
 // by the padding rules; the launcher checks both tensors hold their extents.
 
 struct Im2colParams {
@@ -22,6 +29,8 @@ struct Im2colParams {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out_f16: array<u32>;
+@group(0) @binding(4) var<storage, read> patch_grad: array<f32>;
+@group(0) @binding(5) var<storage, read_write> input_grad: array<f32>;
 
 // The unpadded coordinate for padded coordinate q (= position - padding), or -1 for a zero.
 fn source(q: i32, len: u32) -> i32 {
@@ -89,4 +98,51 @@ fn im2col_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     var hi = 0.0;
     if (e + 1u < p.total) { hi = patch_value(e + 1u); }
     out_f16[w] = pack2x16float(vec2<f32>(patch_value(e), hi));
+}
+
+// The padded coordinates (position − padding) that read unpadded coordinate y of a dimension
+// of length `len` with padding `pad`: y, and with reflect padding its mirror images; unused
+// slots are −len − pad − 1 (no kernel offset reaches them).
+fn readers(y: u32, len: u32, pad: u32) -> array<i32, 3> {
+    let none = -i32(len + pad) - 1;
+    var r = array<i32, 3>(i32(y), none, none);
+    if (p.reflect != 0u) {
+        if (y >= 1u && y <= pad) { r[1] = -i32(y); }
+        if (y + 2u <= len && y + 2u + pad > len) { r[2] = 2 * (i32(len) - 1) - i32(y); }
+    }
+    return r;
+}
+
+// Grid: 256-wide workgroups covering the B·C_in·H·W input elements.
+@compute @workgroup_size(256, 1, 1)
+fn col2im(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let e = (wg.y * nwg.x + wg.x) * 256u + lid;
+    if (e >= p.total) { return; }
+    let z = e % p.w;
+    let y = (e / p.w) % p.h;
+    let c = (e / (p.w * p.h)) % p.c_in;
+    let b = e / (p.w * p.h * p.c_in);
+    let d_len = p.c_in * p.kh * p.kw;
+    let rows = readers(y, p.h, p.ph);
+    let cols = readers(z, p.w, p.pw);
+    var sum = 0.0;
+    for (var a = 0u; a < 3u; a++) {
+        for (var i = 0u; i < p.kh; i++) {
+            // Output row oh with oh·sh + i − ph = rows[a].
+            let t = rows[a] + i32(p.ph) - i32(i);
+            if (t < 0 || t % i32(p.sh) != 0 || u32(t) / p.sh >= p.ho) { continue; }
+            let oh = u32(t) / p.sh;
+            for (var q = 0u; q < 3u; q++) {
+                for (var j = 0u; j < p.kw; j++) {
+                    let v = cols[q] + i32(p.pw) - i32(j);
+                    if (v < 0 || v % i32(p.sw) != 0 || u32(v) / p.sw >= p.wo) { continue; }
+                    let ow = u32(v) / p.sw;
+                    let n = (b * p.ho + oh) * p.wo + ow;
+                    sum += patch_grad[n * d_len + (c * p.kh + i) * p.kw + j];
+                }
+            }
+        }
+    }
+    input_grad[e] = sum;
 }

@@ -5,6 +5,11 @@
 //   y = (x − μ_c) / sqrt(σ²_c + ε) · f_c, with f_c = 1, or for Lagani's variance-preserving
 //   "modified BN" f_c = sqrt((running_var_c + ε) / (mean_k running_var_k + ε)).
 // bn_stats writes μ and σ² of this pass to `stats` (2·C: means, then variances).
+// The backward pass (fine-tuning), from dy = ∂L/∂y, with x̂ = (x − μ_c)/s_c, s_c = sqrt(σ²_c + ε)
+// and the forward's `stats`; f_c is a function of a buffer and carries no gradient (PyTorch):
+//   bn_backward_stats: grad_stats = (mean(dy), mean(dy·x̂)) per channel over (B, H, W) when
+//                      training, zeros in eval (the statistics are then constants);
+//   bn_backward_apply: dx = f_c / s_c · (dy − mean(dy) − x̂ · mean(dy·x̂)).
 // Bounds: channels c < C, elements e < B·C·H·W; the launcher checks every extent.
 
 struct NormParams {
@@ -18,6 +23,18 @@ struct NormParams {
 @group(0) @binding(3) var<storage, read_write> running_var: array<f32>;
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> dy: array<f32>;
+@group(0) @binding(7) var<storage, read_write> grad_stats: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+
+// f_c of the modified BN (flags bit 1), else 1.
+fn modified_factor(c: u32) -> f32 {
+    if ((p.flags & 2u) == 0u) { return 1.0; }
+    var mean_var = 0.0;
+    for (var k = 0u; k < p.channels; k++) { mean_var += running_var[k]; }
+    mean_var /= f32(p.channels);
+    return sqrt((running_var[c] + p.eps) / (mean_var + p.eps));
+}
 
 // flags: bit 0 training (batch statistics, update the running ones), bit 1 modified BN.
 @compute @workgroup_size(64, 1, 1)
@@ -59,12 +76,39 @@ fn bn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     let e = (wg.y * nwg.x + wg.x) * 256u + lid;
     if (e >= p.batch * p.channels * p.plane) { return; }
     let c = (e / p.plane) % p.channels;
-    var y = (x[e] - stats[c]) / sqrt(stats[p.channels + c] + p.eps);
-    if ((p.flags & 2u) != 0u) {
-        var mean_var = 0.0;
-        for (var k = 0u; k < p.channels; k++) { mean_var += running_var[k]; }
-        mean_var /= f32(p.channels);
-        y *= sqrt((running_var[c] + p.eps) / (mean_var + p.eps));
+    out[e] = (x[e] - stats[c]) / sqrt(stats[p.channels + c] + p.eps) * modified_factor(c);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_backward_stats(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = gid.y * nwg.x * 64u + gid.x;
+    if (c >= p.channels) { return; }
+    var sum_dy = 0.0;
+    var sum_dy_xhat = 0.0;
+    if ((p.flags & 1u) != 0u) {
+        let mu = stats[c];
+        let s = sqrt(stats[p.channels + c] + p.eps);
+        for (var b = 0u; b < p.batch; b++) {
+            let base = (b * p.channels + c) * p.plane;
+            for (var i = 0u; i < p.plane; i++) {
+                sum_dy += dy[base + i];
+                sum_dy_xhat += dy[base + i] * (x[base + i] - mu) / s;
+            }
+        }
     }
-    out[e] = y;
+    let count = f32(p.batch * p.plane);
+    grad_stats[c] = sum_dy / count;
+    grad_stats[p.channels + c] = sum_dy_xhat / count;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn bn_backward_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let e = (wg.y * nwg.x + wg.x) * 256u + lid;
+    if (e >= p.batch * p.channels * p.plane) { return; }
+    let c = (e / p.plane) % p.channels;
+    let s = sqrt(stats[p.channels + c] + p.eps);
+    let xhat = (x[e] - stats[c]) / s;
+    dx[e] = modified_factor(c) / s * (dy[e] - grad_stats[c] - xhat * grad_stats[p.channels + c]);
 }

@@ -1,6 +1,7 @@
 //! Conformance: every kernel against its float64 reference on fresh seeded random inputs, ragged
 //! shapes and NaN-poisoned outputs. `hebb conformance` and `cargo test` run the same checks.
 
+pub mod backward;
 pub mod cases;
 pub mod gemm_update;
 pub mod kernels;
@@ -53,6 +54,12 @@ pub const FAMILIES: &[Family] = &[
         name: "classifier",
         about: "the read-outs' losses, gradients and argmax",
         run: kernels::classifier_checks,
+    },
+    Family {
+        name: "backward",
+        about: "fine-tuning's backward passes: col2im, a conv's dW and dX, pooling, batch \
+                norm, activations, dropout",
+        run: backward::backward_checks,
     },
     Family {
         name: "pool",

@@ -326,6 +326,64 @@ pub fn competition_with(
     }
 }
 
+/// An activation whose backward pass `activation_backward` runs (those of `nn::recipe`'s
+/// blocks).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActivationGrad {
+    Identity,
+    /// relu(u)^power (power 1: relu).
+    ReluPow {
+        power: f32,
+    },
+    Tanh,
+    Logistic,
+    /// SoftHebb's relu(u − row mean)^power.
+    Triangle {
+        power: f32,
+    },
+}
+
+/// dU = ∂L/∂u (N x C) of the activation Y(u) from dY = ∂L/∂Y, by rows (the triangle's mean
+/// couples a row's entries).
+pub fn activation_backward(
+    rec: &mut Recorder<'_>,
+    kind: ActivationGrad,
+    u: &Tensor,
+    dy: &Tensor,
+    n: usize,
+    c: usize,
+    du: &Tensor,
+) -> Result<()> {
+    need(u, n * c, "pre-activations U")?;
+    need(dy, n * c, "activation gradient dY")?;
+    need(du, n * c, "pre-activation gradient dU")?;
+    let (mode, a) = match kind {
+        ActivationGrad::Identity => (modes::IDENTITY, 1.0),
+        ActivationGrad::ReluPow { power } => (modes::RELU_ONLY, power),
+        ActivationGrad::Tanh => (modes::TANH, 1.0),
+        ActivationGrad::Logistic => (modes::LOGISTIC, 1.0),
+        ActivationGrad::Triangle { power } => (modes::TRIANGLE, power),
+    };
+    check_loop_budget(
+        rec.ctx,
+        "activation_backward",
+        3 * c as u64,
+        &format!("{kind:?} over rows of {c}"),
+    )?;
+    let mut p = dims("activation_backward", n, c, 0)?;
+    p.mode = mode;
+    p.a = a;
+    launch(
+        rec,
+        "activation_backward",
+        p,
+        &[(1, u), (2, dy)],
+        &[(4, du)],
+        n,
+        64,
+    )
+}
+
 /// How `scale_rows` turns the per-row vector v into a factor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowFactor {

@@ -1,6 +1,7 @@
 //! Launcher for `shaders/im2col.wgsl`: the patch matrix X (N x D) of a 2-D convolution.
 //! Bindings: 0 uniform Im2colParams, 1 x (B, C_in, H, W) f32 (read), 2 out (N x D) f32, or
-//! 3 out_f16 (N x D) as packed halves (`im2col_f16`, core WGSL: no SHADER_F16 needed).
+//! 3 out_f16 (N x D) as packed halves (`im2col_f16`, core WGSL: no SHADER_F16 needed);
+//! `col2im` (the adjoint, for fine-tuning): 4 dP (N x D) f32 (read), 5 dx (B, C_in, H, W).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -161,6 +162,34 @@ pub fn im2col(
         entry,
         &params,
         &[(1, x), (binding, out)],
+        groups,
+    )
+}
+
+/// Records dx = col2im(dP), the adjoint of `im2col` (a convolution's backward-data): each
+/// input element of geometry `g` receives the sum of the patch gradients dP (N x D) of the
+/// patch elements that read it, mirror images included under reflect padding.
+pub fn col2im(rec: &mut Recorder<'_>, g: &ConvGeometry, dp: &Tensor, dx: &Tensor) -> Result<()> {
+    let (n, d) = g.patch_shape()?;
+    crate::kernels::need(dp, n * d, &format!("col2im patch gradient ({n} x {d})"))?;
+    crate::kernels::need(dx, g.input_len(), "col2im input gradient (B, C_in, H, W)")?;
+    crate::kernels::distinct_outputs("col2im", &[dp], &[dx])?;
+    let params = Im2colParams {
+        geometry: g.words("col2im", 0)?,
+        total: to_u32("col2im", "B * C_in * H * W", g.input_len())?,
+        _pad0: 0,
+    };
+    to_u32("col2im", "N * D", n * d)?;
+    let groups = grid_1d(
+        rec.ctx,
+        to_u32("col2im", "workgroups", g.input_len().div_ceil(256))?,
+    );
+    record_dispatch(
+        rec,
+        &IM2COL_WGSL,
+        "col2im",
+        &params,
+        &[(4, dp), (5, dx)],
         groups,
     )
 }

@@ -1,13 +1,17 @@
 //! Launcher for `shaders/norm.wgsl`: batch normalisation without affine parameters (training
 //! and eval), and Lagani's variance-preserving modified BN.
 //! Bindings: 0 uniform NormParams, 1 x (B, C, H, W), 2 running mean (C), 3 running variance
-//! (C), 4 this pass's statistics (2·C), 5 out (B, C, H, W).
+//! (C), 4 this pass's statistics (2·C), 5 out (B, C, H, W); the backward pass: 6 dy
+//! (B, C, H, W), 7 its per-channel means (2·C), 8 dx (B, C, H, W).
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::{NORM_WGSL, bind_group, check_grid, check_loop_budget, to_u32};
+use crate::kernels::{
+    NORM_WGSL, bind_group, check_grid, check_loop_budget, distinct_outputs, need, record_dispatch,
+    to_u32,
+};
 
 /// Mirrors `NormParams` in norm.wgsl (32 bytes).
 #[repr(C)]
@@ -128,4 +132,84 @@ pub fn batch_norm(
     );
     rec.dispatch(&apply, &bg, groups);
     Ok(())
+}
+
+/// Records dx = ∂L/∂x of the `batch_norm` pass `g` that read x and wrote `stats`, from
+/// dy = ∂L/∂out; `running_var` as that pass left it (the modified BN's factor reads it).
+/// `grad_stats` (2·C) receives the per-channel means of dy and dy·x̂ the formula needs.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    rec: &mut Recorder<'_>,
+    g: &BatchNorm,
+    x: &Tensor,
+    running_var: &Tensor,
+    stats: &Tensor,
+    dy: &Tensor,
+    grad_stats: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    let ctx: &GpuContext = rec.ctx;
+    let len = g.batch * g.channels * g.plane;
+    if g.channels == 0 || len == 0 {
+        return Err(HebbError::Launch {
+            kernel: "batch_norm_backward".into(),
+            message: "empty input".into(),
+        });
+    }
+    for (t, n, role) in [
+        (x, len, "x"),
+        (running_var, g.channels, "running variance"),
+        (stats, 2 * g.channels, "batch statistics"),
+        (dy, len, "output gradient"),
+        (grad_stats, 2 * g.channels, "gradient statistics"),
+        (dx, len, "input gradient"),
+    ] {
+        need(t, n, role)?;
+    }
+    distinct_outputs(
+        "batch_norm_backward",
+        &[x, running_var, stats, dy],
+        &[grad_stats, dx],
+    )?;
+    if g.training {
+        // bn_backward_stats: one invocation per channel walks the batch's planes once.
+        let iterations = (g.batch as u64) * (g.plane as u64 + 1);
+        let work = format!("gradient statistics over {} images of {}", g.batch, g.plane);
+        check_loop_budget(ctx, "bn_backward_stats", iterations, &work)?;
+    }
+    let u = |what: &str, v: usize| to_u32("batch_norm_backward", what, v);
+    let params = NormParams {
+        batch: u("batch", g.batch)?,
+        channels: u("channels", g.channels)?,
+        plane: u("H·W", g.plane)?,
+        flags: g.training as u32 | (g.modified as u32) << 1,
+        momentum: g.momentum,
+        eps: g.eps,
+        ..Default::default()
+    };
+    let groups = grid_1d(ctx, u("channels / 64", g.channels.div_ceil(64))?);
+    record_dispatch(
+        rec,
+        &NORM_WGSL,
+        "bn_backward_stats",
+        &params,
+        &[(1, x), (4, stats), (6, dy), (7, grad_stats)],
+        groups,
+    )?;
+    let groups = grid_1d(ctx, u("elements / 256", len.div_ceil(256))?);
+    record_dispatch(
+        rec,
+        &NORM_WGSL,
+        "bn_backward_apply",
+        &params,
+        &[
+            (1, x),
+            (3, running_var),
+            (4, stats),
+            (6, dy),
+            (7, grad_stats),
+            (8, dx),
+        ],
+        groups,
+    )
 }

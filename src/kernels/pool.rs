@@ -1,11 +1,13 @@
-//! Launcher for `shaders/pool.wgsl`: 2-D max and average pooling of NCHW tensors.
-//! Bindings: 0 uniform PoolParams, 1 x (B, C, H, W), 2 out (B, C, Ho, Wo).
+//! Launcher for `shaders/pool.wgsl`: 2-D max and average pooling of NCHW tensors, and their
+//! backward passes for fine-tuning.
+//! Bindings: 0 uniform PoolParams, 1 x (B, C, H, W), 2 out (B, C, Ho, Wo), 3 argmax
+//! (B, C, Ho, Wo; f32 indices y·W + z), 4 dy (B, C, Ho, Wo), 5 dx (B, C, H, W).
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{HebbError, Result};
-use crate::gpu::{DType, GpuContext, Recorder, Tensor, grid_1d};
-use crate::kernels::{POOL_WGSL, record_dispatch, to_u32};
+use crate::gpu::{Recorder, Tensor, grid_1d};
+use crate::kernels::{POOL_WGSL, distinct_outputs, need, record_dispatch, to_u32};
 
 /// Mirrors `PoolParams` in pool.wgsl (48 bytes).
 #[repr(C)]
@@ -84,22 +86,105 @@ impl Pool2d {
 
 /// Records out = pool(x).
 pub fn pool2d(rec: &mut Recorder<'_>, g: &Pool2d, x: &Tensor, out: &Tensor) -> Result<()> {
-    let ctx: &GpuContext = rec.ctx;
-    let (ho, wo) = g.output_hw()?;
-    x.expect_dtype(DType::F32, "pooling input")?;
-    out.expect_dtype(DType::F32, "pooling output")?;
-    x.expect_len(g.planes * g.h * g.w, "pooling input (B, C, H, W)")?;
-    out.expect_len(g.planes * ho * wo, "pooling output (B, C, Ho, Wo)")?;
-    if x.buffer == out.buffer {
+    let (params, outputs) = check(g, "pool2d")?;
+    need(x, g.planes * g.h * g.w, "pooling input (B, C, H, W)")?;
+    need(out, outputs, "pooling output (B, C, Ho, Wo)")?;
+    distinct_outputs("pool2d", &[x], &[out])?;
+    let entry = match g.kind {
+        PoolKind::Max => "max_pool",
+        PoolKind::Avg { .. } => "avg_pool",
+    };
+    launch(rec, entry, &params, &[(1, x), (2, out)], outputs)
+}
+
+/// Records out = max_pool(x) and the argmax of each window (its index y·W + z in the plane,
+/// as f32), which `pool2d_backward` reads.
+pub fn max_pool_indexed(
+    rec: &mut Recorder<'_>,
+    g: &Pool2d,
+    x: &Tensor,
+    out: &Tensor,
+    argmax: &Tensor,
+) -> Result<()> {
+    let (params, outputs) = check(g, "max_pool_indexed")?;
+    if g.kind != PoolKind::Max {
         return Err(HebbError::Launch {
-            kernel: "pool2d".into(),
-            message: "input and output must be different tensors".into(),
+            kernel: "max_pool_indexed".into(),
+            message: format!("{:?} pooling has no argmax", g.kind),
         });
     }
-    let u = |what: &str, v: usize| to_u32("pool2d", what, v);
-    let (entry, flags) = match g.kind {
-        PoolKind::Max => ("max_pool", 0),
-        PoolKind::Avg { count_include_pad } => ("avg_pool", count_include_pad as u32),
+    need(x, g.planes * g.h * g.w, "pooling input (B, C, H, W)")?;
+    need(out, outputs, "pooling output (B, C, Ho, Wo)")?;
+    need(argmax, outputs, "pooling argmax (B, C, Ho, Wo)")?;
+    distinct_outputs("max_pool_indexed", &[x], &[out, argmax])?;
+    launch(
+        rec,
+        "max_pool_indexed",
+        &params,
+        &[(1, x), (2, out), (3, argmax)],
+        outputs,
+    )
+}
+
+/// Records dx = ∂L/∂x from dy = ∂L/∂out: max pooling sends each window's gradient to its
+/// argmax (from `max_pool_indexed`, required), average pooling spreads it over the window
+/// divided by the forward's divisor.
+pub fn pool2d_backward(
+    rec: &mut Recorder<'_>,
+    g: &Pool2d,
+    argmax: Option<&Tensor>,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    let (params, outputs) = check(g, "pool2d_backward")?;
+    need(dy, outputs, "pooling output gradient (B, C, Ho, Wo)")?;
+    need(
+        dx,
+        g.planes * g.h * g.w,
+        "pooling input gradient (B, C, H, W)",
+    )?;
+    let inputs = match (g.kind, argmax) {
+        (PoolKind::Max, Some(a)) => {
+            need(a, outputs, "pooling argmax (B, C, Ho, Wo)")?;
+            vec![(3, a), (4, dy)]
+        }
+        (PoolKind::Max, None) => {
+            return Err(HebbError::Launch {
+                kernel: "max_pool_backward".into(),
+                message: "max pooling's backward needs the forward's argmax".into(),
+            });
+        }
+        (PoolKind::Avg { .. }, _) => vec![(4, dy)],
+    };
+    let ins: Vec<&Tensor> = inputs.iter().map(|(_, t)| *t).collect();
+    distinct_outputs("pool2d_backward", &ins, &[dx])?;
+    let entry = match g.kind {
+        PoolKind::Max => "max_pool_backward",
+        PoolKind::Avg { .. } => "avg_pool_backward",
+    };
+    let mut tensors = inputs;
+    tensors.push((5, dx));
+    launch(rec, entry, &params, &tensors, g.planes * g.h * g.w)
+}
+
+/// The uniform of geometry `g` and its output length, or an error naming what does not fit.
+fn check(g: &Pool2d, kernel: &str) -> Result<(PoolParams, usize)> {
+    let (ho, wo) = g.output_hw()?;
+    let u = |what: &str, v: usize| to_u32(kernel, what, v);
+    if g.h * g.w > 1 << 24 {
+        return Err(HebbError::Launch {
+            kernel: kernel.into(),
+            message: format!(
+                "planes of {}x{} = {} elements: argmax indices are f32, exact up to 2^24",
+                g.h,
+                g.w,
+                g.h * g.w
+            ),
+        });
+    }
+    let flags = match g.kind {
+        PoolKind::Max => 0,
+        PoolKind::Avg { count_include_pad } => count_include_pad as u32,
     };
     let params = PoolParams {
         planes: u("planes", g.planes)?,
@@ -115,6 +200,21 @@ pub fn pool2d(rec: &mut Recorder<'_>, g: &Pool2d, x: &Tensor, out: &Tensor) -> R
         pw: u("pw", g.padding[1])?,
         flags,
     };
-    let groups = grid_1d(ctx, u("outputs / 256", (g.planes * ho * wo).div_ceil(256))?);
-    record_dispatch(rec, &POOL_WGSL, entry, &params, &[(1, x), (2, out)], groups)
+    u("elements", g.planes * g.h.max(ho) * g.w.max(wo))?;
+    Ok((params, g.planes * ho * wo))
+}
+
+/// One invocation per element of `invocations`, 256 per workgroup.
+fn launch(
+    rec: &mut Recorder<'_>,
+    entry: &'static str,
+    params: &PoolParams,
+    tensors: &[(u32, &Tensor)],
+    invocations: usize,
+) -> Result<()> {
+    let groups = grid_1d(
+        rec.ctx,
+        to_u32(entry, "workgroups", invocations.div_ceil(256))?,
+    );
+    record_dispatch(rec, &POOL_WGSL, entry, params, tensors, groups)
 }

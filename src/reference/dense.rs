@@ -213,11 +213,33 @@ pub fn im2col(layer: &Layer, x: &[f64], batch: usize, hw: (usize, usize)) -> Mat
 
 /// im2col of a convolution input (B, C_in, H, W); the geometry must be valid.
 pub fn im2col_conv(g: &ConvGeometry, x: &[f64]) -> Mat {
+    let (n, d) = g.patch_shape().expect("valid convolution geometry");
+    let mut out = Mat::zeros(n, d);
+    patch_sources(g, |row, col, src| {
+        out.set(row, col, src.map_or(0.0, |i| x[i]));
+    });
+    out
+}
+
+/// col2im, the adjoint of `im2col_conv` (a convolution's backward-data): each patch element's
+/// gradient dP[n, d] is added to the input element it was read from (padding zeros take none;
+/// a reflected element takes the gradients of its mirror images too). Returns dx (B, C_in, H, W).
+pub fn col2im_conv(g: &ConvGeometry, dp: &Mat) -> Vec<f64> {
+    let mut dx = vec![0.0; g.input_len()];
+    patch_sources(g, |row, col, src| {
+        if let Some(i) = src {
+            dx[i] += dp.at(row, col);
+        }
+    });
+    dx
+}
+
+/// Visits every patch element (n, d) of a convolution with the index of the input element
+/// (B, C_in, H, W) it reads, or None for a zero of the padding.
+fn patch_sources(g: &ConvGeometry, mut visit: impl FnMut(usize, usize, Option<usize>)) {
     let (h, w) = (g.h, g.w);
     let (ho, wo) = g.output_hw().expect("valid convolution geometry");
     let [kh, kw] = g.kernel;
-    let d = g.in_channels * kh * kw;
-    let mut out = Mat::zeros(g.batch * ho * wo, d);
     // Index into the unpadded input, or None for a zero pad.
     let source = |p: isize, len: usize| -> Option<usize> {
         if p >= 0 && (p as usize) < len {
@@ -242,18 +264,19 @@ pub fn im2col_conv(g: &ConvGeometry, x: &[f64]) -> Mat {
                         for j in 0..kw {
                             let ih = (oh * g.stride[0] + i) as isize - g.padding[0] as isize;
                             let iw = (ow * g.stride[1] + j) as isize - g.padding[1] as isize;
-                            let v = match (source(ih, h), source(iw, w)) {
-                                (Some(y), Some(z)) => x[((b * g.in_channels + c) * h + y) * w + z],
-                                _ => 0.0,
+                            let src = match (source(ih, h), source(iw, w)) {
+                                (Some(y), Some(z)) => {
+                                    Some(((b * g.in_channels + c) * h + y) * w + z)
+                                }
+                                _ => None,
                             };
-                            out.set(n, (c * kh + i) * kw + j, v);
+                            visit(n, (c * kh + i) * kw + j, src);
                         }
                     }
                 }
             }
         }
     }
-    out
 }
 
 /// Rows (N x C, row n = (b·Ho + oh)·Wo + ow) to NCHW (B, C, Ho, Wo).

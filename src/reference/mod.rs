@@ -4,6 +4,7 @@
 // Index loops mirror the subscripts of the math they implement.
 #![allow(clippy::needless_range_loop)]
 
+pub mod activation;
 pub mod classifier;
 pub mod conv;
 pub mod dense;
