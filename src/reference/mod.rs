@@ -5,6 +5,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod activation;
+pub mod backprop;
 pub mod classifier;
 pub mod conv;
 pub mod dense;
