@@ -188,7 +188,7 @@ impl Net {
 
     /// The loss with every batch norm's running statistics reset to `state` first and the
     /// modified factors frozen at `factors` (finite differences evaluate the same function).
-    fn loss_at(
+    pub fn loss_at(
         &mut self,
         x: &[f64],
         labels: &[u32],
