@@ -18,6 +18,7 @@ mod common;
 mod conformance;
 mod crash;
 mod data;
+mod finetune;
 mod fuzz_corpus;
 mod hostile;
 mod portability;

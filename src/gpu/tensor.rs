@@ -43,6 +43,17 @@ fn padded_bytes(len: usize, dtype: DType) -> u64 {
 }
 
 impl Tensor {
+    /// Another handle to the same buffer (no copy): for holding a tensor that a `&mut`
+    /// borrow of its owner would otherwise lock.
+    pub fn share(&self) -> Tensor {
+        Tensor {
+            label: self.label.clone(),
+            shape: self.shape.clone(),
+            dtype: self.dtype,
+            buffer: self.buffer.clone(),
+        }
+    }
+
     /// An uninitialised (zero-filled by wgpu) tensor.
     pub fn empty(ctx: &GpuContext, label: &str, shape: &[usize], dtype: DType) -> Result<Self> {
         let len: usize = shape.iter().product();

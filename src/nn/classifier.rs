@@ -153,6 +153,8 @@ impl Linear {
 
     /// Records one optimizer step on `n` rows with the labels of `set_labels`. `lr` is the
     /// scheduled rate; `read_report` then gives the batch's loss, hits and a finite check.
+    /// With `input_grad` (n x F), also writes −∂L/∂X = G·W there, with the weights of the
+    /// forward (fine-tuning's backward pass continues from it).
     pub fn train_step(
         &mut self,
         rec: &mut Recorder<'_>,
@@ -160,6 +162,7 @@ impl Linear {
         n: usize,
         optimizer: ClassifierOptimizer,
         lr: f64,
+        input_grad: Option<&Tensor>,
     ) -> Result<()> {
         let (f, k) = (self.features, self.classes);
         let labels = &self.labels;
@@ -191,6 +194,10 @@ impl Linear {
             &self.dw,
         )?;
         reduce::col_reduce(rec, ReduceOp::Sum, &self.grad, n, k, &self.db)?;
+        if let Some(dx) = input_grad {
+            // −∂L/∂X (n x F) = G (n x K) · W (K x F).
+            gemm::gemm(rec, &Gemm::new(n, f, k).shaped(), &self.grad, &self.w, dx)?;
+        }
         let first = self.steps == 0;
         let t = (self.steps + 1) as i32;
         let step = match optimizer {

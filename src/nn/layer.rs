@@ -30,10 +30,12 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::conv;
 use crate::kernels::gemm::{self, Gemm};
+use crate::kernels::hebbian::ActivationGrad;
 use crate::kernels::hebbian::{self, Competition, RowFactor};
 use crate::kernels::im2col::{self, ConvGeometry};
 use crate::kernels::layout::{self, Layout};
 use crate::kernels::norm::{self, BatchNorm};
+use crate::kernels::optim::{self, OptimStep};
 use crate::kernels::pool::{self, Pool2d, PoolKind};
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::nn::recipe::{
@@ -182,6 +184,29 @@ impl BnState {
         }))
     }
 
+    /// dx of the last training-mode `apply` that read `x`, from dy (`grad_stats`: 2·C).
+    fn backward(
+        &self,
+        rec: &mut Recorder<'_>,
+        batch: usize,
+        plane: usize,
+        x: &Tensor,
+        dy: &Tensor,
+        grad_stats: &Tensor,
+        dx: &Tensor,
+    ) -> Result<()> {
+        let g = BatchNorm {
+            batch,
+            channels: self.channels,
+            plane,
+            training: true,
+            modified: self.kind == NormKind::Modified,
+            momentum: 0.1,
+            eps: 1e-5,
+        };
+        norm::batch_norm_backward(rec, &g, x, &self.var, &self.stats, dy, grad_stats, dx)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
@@ -238,6 +263,30 @@ struct Work {
     out: Tensor,
 }
 
+/// Fine-tuning's buffers of a block (`HebbLayer::enable_fine_tuning`), for batches of up to
+/// `images` images: the block's input as the forward saw it, max pooling's argmaxes, the
+/// gradients G = −∂L/∂(·) of each intermediate (the optimizer's ascent direction, so that
+/// dW = Gᵀ·P is what `optim` steps along), and the optimizer's state for W.
+struct Tune {
+    images: usize,
+    input: Tensor,
+    argmax: Tensor,
+    grad_pooled: Tensor,
+    grad_planes: Tensor,
+    grad_rows: Tensor,
+    grad_u: Tensor,
+    grad_patches: Tensor,
+    grad_x: Tensor,
+    grad_in: Tensor,
+    grad_stats_in: Tensor,
+    grad_stats_out: Tensor,
+    dw: Tensor,
+    state: [Tensor; 2],
+    /// Placeholders for the adaptive rule's bindings, which SGD and Adam do not read.
+    unused: [Tensor; 2],
+    steps: u32,
+}
+
 pub struct HebbLayer {
     pub index: usize,
     pub spec: LayerSpec,
@@ -246,6 +295,7 @@ pub struct HebbLayer {
     pub input_bn: Option<BnState>,
     pub output_bn: Option<BnState>,
     work: Work,
+    tune: Option<Tune>,
 }
 
 /// Draws the initial weights (C x D, row-major) of a block.
@@ -363,6 +413,7 @@ impl HebbLayer {
             shape,
             rule,
             work,
+            tune: None,
         })
     }
 
@@ -414,6 +465,7 @@ impl HebbLayer {
             input_bn,
             output_bn,
             work,
+            ..
         } = self;
         check_batch(*index, work, batch, false)?;
         let x = normalise_input(rec, input_bn.as_ref(), s, batch, false, x, &work.bn_in)?;
@@ -426,7 +478,17 @@ impl HebbLayer {
             Patches::Stored(&work.patches)
         };
         project(rec, *index, spec, s, rule, work, patches, batch)?;
-        block_output(rec, spec, s, rule, work, output_bn.as_ref(), batch, false)
+        block_output(
+            rec,
+            spec,
+            s,
+            rule,
+            work,
+            output_bn.as_ref(),
+            batch,
+            false,
+            None,
+        )
     }
 
     /// Records one training step of the block on `x` (B planes of the input shape), in the
@@ -455,6 +517,7 @@ impl HebbLayer {
             input_bn,
             output_bn,
             work,
+            ..
         } = self;
         let index = *index;
         check_batch(index, work, batch, true)?;
@@ -481,7 +544,17 @@ impl HebbLayer {
                 Patches::Stored(patches),
                 batch,
             )?;
-            let out = block_output(rec, spec, s, rule, work, output_bn.as_ref(), batch, true)?;
+            let out = block_output(
+                rec,
+                spec,
+                s,
+                rule,
+                work,
+                output_bn.as_ref(),
+                batch,
+                true,
+                None,
+            )?;
             let same_u = rule.takes_projection()
                 && !spec.unit_norm_input
                 && rule.lateral().is_none()
@@ -504,6 +577,328 @@ impl HebbLayer {
             })?;
         Ok(out)
     }
+}
+
+impl HebbLayer {
+    /// The activation's backward pass, or an error naming what fine-tuning cannot yet
+    /// differentiate in this block.
+    fn differentiable(&self) -> Result<ActivationGrad> {
+        let unsupported = |what: &str| {
+            Err(HebbError::Config(format!(
+                "layer {} ({}): fine-tuning does not differentiate {what} yet",
+                self.index, self.spec.rule.name
+            )))
+        };
+        if self.rule.lateral().is_some() {
+            return unsupported("BCM's lateral product");
+        }
+        if self.rule.pre_triangle() {
+            return unsupported("SoftHebb's pre-triangle");
+        }
+        if self.spec.unit_norm_input {
+            return unsupported("unit-norm patches (unit_norm_input)");
+        }
+        match self.rule.config().preset.forward_weights() {
+            ForwardWeights::Raw => {}
+            ForwardWeights::SignedPower { .. } => {
+                return unsupported("Krotov's forward weights sign(w)|w|^(p−1)");
+            }
+            ForwardWeights::UnitRows => return unsupported("the unit-norm forward weights w/‖w‖"),
+        }
+        Ok(match self.spec.activation {
+            Activation::Identity => ActivationGrad::Identity,
+            Activation::Relu => ActivationGrad::ReluPow { power: 1.0 },
+            Activation::ReluPow { power } => ActivationGrad::ReluPow { power },
+            Activation::Tanh => ActivationGrad::Tanh,
+            Activation::Logistic => ActivationGrad::Logistic,
+            Activation::Triangle { power } => ActivationGrad::Triangle { power },
+        })
+    }
+
+    /// Allocates the block's fine-tuning buffers for batches of up to `images` images, or
+    /// explains what in the block fine-tuning cannot differentiate.
+    pub fn enable_fine_tuning(&mut self, ctx: &GpuContext, images: usize) -> Result<()> {
+        self.differentiable()?;
+        let s = self.shape;
+        let (c, d, p) = (self.spec.channels, s.fan_in(), s.positions());
+        let most = if self.work.implicit {
+            self.work.learn_images
+        } else {
+            self.work.images
+        };
+        if images == 0 || images > most {
+            return Err(HebbError::Shape {
+                tensor: format!("layer {} fine-tuning batch", self.index),
+                message: format!("{images} images; the layer was built for 1..={most}"),
+            });
+        }
+        let index = self.index;
+        let t = |label: &str, len: usize| {
+            Tensor::empty(
+                ctx,
+                &format!("layer {index} fine-tuning {label}"),
+                &[len.max(1)],
+                DType::F32,
+            )
+        };
+        let zeros = |label: &str, len: usize| {
+            Tensor::from_f32(
+                ctx,
+                &format!("layer {index} fine-tuning {label}"),
+                &[len],
+                &vec![0.0; len],
+            )
+        };
+        let n = images * p;
+        let pooled = images * c * s.output.height * s.output.width;
+        self.tune = Some(Tune {
+            images,
+            input: t("input", images * s.input.len())?,
+            argmax: t("pooling argmax", pooled)?,
+            grad_pooled: t("G pooled", pooled)?,
+            grad_planes: t("G planes", n * c)?,
+            grad_rows: t("G activation", n * c)?,
+            grad_u: t("G U", n * c)?,
+            grad_patches: t("G patches", if s.identity_patches { 1 } else { n * d })?,
+            grad_x: t("G input", images * s.input.len())?,
+            grad_in: t("G block input", images * s.input.len())?,
+            grad_stats_in: t("G input BN statistics", 2 * s.input.channels)?,
+            grad_stats_out: t("G output BN statistics", 2 * c)?,
+            dw: t("ΔW", c * d)?,
+            state: [zeros("W state 0", c * d)?, zeros("W state 1", c * d)?],
+            unused: [t("unused", 1)?, t("unused", 1)?],
+            steps: 0,
+        });
+        Ok(())
+    }
+
+    /// Fine-tuning's forward on `x` (B planes of the input shape): as `train_step`'s output
+    /// with batch statistics (the running ones update, as PyTorch's training mode), keeping
+    /// what the backward pass reads: the input, P, U, the planes, the pooling's argmaxes and
+    /// the output batch norm's input.
+    pub fn fine_tune_forward(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        batch: usize,
+    ) -> Result<&Tensor> {
+        let Self {
+            index,
+            spec,
+            shape: s,
+            rule,
+            input_bn,
+            output_bn,
+            work,
+            tune,
+        } = self;
+        let tune = fine_tuning(*index, tune.as_ref(), batch)?;
+        copy_prefix(rec, x, &tune.input, batch * s.input.len());
+        let x = normalise_input(
+            rec,
+            input_bn.as_ref(),
+            s,
+            batch,
+            true,
+            &tune.input,
+            &work.bn_in,
+        )?;
+        let patches = if s.identity_patches {
+            x
+        } else {
+            im2col::im2col(rec, &ConvGeometry { batch, ..s.conv }, x, 0, &work.patches)?;
+            &work.patches
+        };
+        project(
+            rec,
+            *index,
+            spec,
+            s,
+            rule,
+            work,
+            Patches::Stored(patches),
+            batch,
+        )?;
+        block_output(
+            rec,
+            spec,
+            s,
+            rule,
+            work,
+            output_bn.as_ref(),
+            batch,
+            true,
+            Some(&tune.argmax),
+        )
+    }
+
+    /// Fine-tuning's backward pass after `fine_tune_forward`, from `grad_out` = −∂L/∂output
+    /// (B planes of the output shape), reading the block in reverse:
+    ///
+    /// ```text
+    /// G_out ─[output BN]→ ─[pool]→ planes → rows G_A ─[activation at U]→ G_U (N x C)
+    ///   ΔW = G_Uᵀ·P (C x D), stepped by `step` (when the block learns)
+    ///   G_P = G_U·W (N x D) ─[col2im]→ G_x ─[input BN]→ −∂L/∂x (when `input_grad`)
+    /// ```
+    ///
+    /// The input gradient uses the weights of the forward: it is recorded before the step.
+    /// Returns −∂L/∂x when `input_grad`.
+    pub fn fine_tune_backward(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        grad_out: &Tensor,
+        batch: usize,
+        step: Option<OptimStep>,
+        input_grad: bool,
+    ) -> Result<Option<&Tensor>> {
+        let kind = self.differentiable()?;
+        let Self {
+            index,
+            spec,
+            shape: s,
+            rule,
+            input_bn,
+            output_bn,
+            work,
+            tune,
+        } = self;
+        let tune = fine_tuning(*index, tune.as_mut(), batch)?;
+        let (c, d, p) = (spec.channels, s.fan_in(), s.positions());
+        let n = batch * p;
+        // Output batch norm: its input is w.pooled with pooling, w.planes without.
+        let g_pooled = match output_bn.as_ref() {
+            Some(bn) => {
+                let bn_in = if s.pool.is_some() {
+                    &work.pooled
+                } else {
+                    &work.planes
+                };
+                let plane = s.output.height * s.output.width;
+                bn.backward(
+                    rec,
+                    batch,
+                    plane,
+                    bn_in,
+                    grad_out,
+                    &tune.grad_stats_out,
+                    &tune.grad_pooled,
+                )?;
+                &tune.grad_pooled
+            }
+            None => grad_out,
+        };
+        let g_planes = match s.pool {
+            Some(g) => {
+                let g = Pool2d {
+                    planes: batch * c,
+                    ..g
+                };
+                let argmax = (g.kind == PoolKind::Max).then_some(&tune.argmax);
+                pool::pool2d_backward(rec, &g, argmax, g_pooled, &tune.grad_planes)?;
+                &tune.grad_planes
+            }
+            None => g_pooled,
+        };
+        let g_a = if p == 1 {
+            g_planes
+        } else {
+            layout::convert(
+                rec,
+                Layout::PlanesToRows,
+                batch,
+                c,
+                p,
+                g_planes,
+                &tune.grad_rows,
+            )?;
+            &tune.grad_rows
+        };
+        hebbian::activation_backward(rec, kind, &work.rows, g_a, n, c, &tune.grad_u)?;
+        // The patch matrix of the forward: the (normalised) input itself for identity patches.
+        let patches = match (s.identity_patches, input_bn.is_some()) {
+            (false, _) => &work.patches,
+            (true, true) => &work.bn_in,
+            (true, false) => &tune.input,
+        };
+        if step.is_some() {
+            gemm::gemm(
+                rec,
+                &Gemm::new(c, d, n).shaped().trans(true, false),
+                &tune.grad_u,
+                patches,
+                &tune.dw,
+            )?;
+        }
+        let result = if input_grad {
+            // G_P = G_U·W (forward weights W̃ = W: `differentiable` refuses the others).
+            let g_p = if s.identity_patches {
+                &tune.grad_x
+            } else {
+                &tune.grad_patches
+            };
+            gemm::gemm(
+                rec,
+                &Gemm::new(n, d, c).shaped(),
+                &tune.grad_u,
+                &rule.w,
+                g_p,
+            )?;
+            if !s.identity_patches {
+                im2col::col2im(rec, &ConvGeometry { batch, ..s.conv }, g_p, &tune.grad_x)?;
+            }
+            match input_bn.as_ref() {
+                Some(bn) => {
+                    let plane = s.input.height * s.input.width;
+                    bn.backward(
+                        rec,
+                        batch,
+                        plane,
+                        &tune.input,
+                        &tune.grad_x,
+                        &tune.grad_stats_in,
+                        &tune.grad_in,
+                    )?;
+                    Some(&tune.grad_in)
+                }
+                None => Some(&tune.grad_x),
+            }
+        } else {
+            None
+        };
+        if let Some(step) = step {
+            let ([s0, s1], [u0, u1]) = (&tune.state, &tune.unused);
+            optim::optimizer_step(rec, step, &rule.w, &tune.dw, c, d, s0, s1, u0, u1, None)?;
+            tune.steps += 1;
+        }
+        Ok(result)
+    }
+
+    /// Optimizer steps this block has taken in fine-tuning (0: the next step is the first).
+    pub fn fine_tune_steps(&self) -> u32 {
+        self.tune.as_ref().map_or(0, |t| t.steps)
+    }
+}
+
+/// The block's fine-tuning buffers, or an error when they are missing or too small.
+fn fine_tuning<T: std::ops::Deref<Target = Tune>>(
+    index: usize,
+    tune: Option<T>,
+    batch: usize,
+) -> Result<T> {
+    let tune = tune.ok_or_else(|| HebbError::Launch {
+        kernel: format!("layer {index} fine-tuning"),
+        message: "enable_fine_tuning was not called".into(),
+    })?;
+    if batch == 0 || batch > tune.images {
+        return Err(HebbError::Shape {
+            tensor: format!("layer {index} fine-tuning input"),
+            message: format!(
+                "{batch} images; fine-tuning was enabled for 1..={}",
+                tune.images
+            ),
+        });
+    }
+    Ok(tune)
 }
 
 /// Checks that a pass of `batch` images fits the block's buffers.
@@ -547,6 +942,11 @@ fn normalise_input<'t>(
 /// The block's output from U in `w.rows`: activation [after BCM's lateral product or SoftHebb's
 /// pre-triangle] → rows to planes → pool → output batch norm. Leaves `w.rows` as it was.
 #[allow(clippy::too_many_arguments)]
+///
+/// Fine-tuning's forward passes `argmax` (a max-pooling block's window argmaxes, for the
+/// backward pass): the planes then always land in `w.planes`, so that the backward pass knows
+/// where the output batch norm's input is (`w.pooled` with pooling, `w.planes` without).
+#[allow(clippy::too_many_arguments)]
 fn block_output<'w>(
     rec: &mut Recorder<'_>,
     spec: &LayerSpec,
@@ -556,11 +956,12 @@ fn block_output<'w>(
     output_bn: Option<&BnState>,
     batch: usize,
     training: bool,
+    argmax: Option<&Tensor>,
 ) -> Result<&'w Tensor> {
     let (c, p) = (spec.channels, s.positions());
     let a = activate(rec, spec, rule, w, batch * p)?;
     // Rows → planes (the same layout when Ho·Wo = 1), pool, output BN.
-    let planes = if p == 1 {
+    let planes = if p == 1 && argmax.is_none() {
         a
     } else {
         layout::convert(rec, Layout::RowsToPlanes, batch, c, p, a, &w.planes)?;
@@ -572,7 +973,12 @@ fn block_output<'w>(
                 planes: batch * c,
                 ..g
             };
-            pool::pool2d(rec, &g, planes, &w.pooled)?;
+            match argmax {
+                Some(argmax) if g.kind == PoolKind::Max => {
+                    pool::max_pool_indexed(rec, &g, planes, &w.pooled, argmax)?
+                }
+                _ => pool::pool2d(rec, &g, planes, &w.pooled)?,
+            }
             &w.pooled
         }
         None => planes,

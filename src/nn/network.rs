@@ -7,9 +7,10 @@ use crate::data::source::ItemShape;
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::norm::{self, BatchNorm};
+use crate::kernels::optim::OptimStep;
 use crate::nn::classifier::Linear;
 use crate::nn::layer::HebbLayer;
-use crate::nn::recipe::Recipe;
+use crate::nn::recipe::{ClassifierOptimizer, Recipe};
 use crate::nn::zca::{Zca, ZcaGeometry};
 
 /// Per-channel (x − mean)/std as a batch norm in eval mode with fixed statistics.
@@ -33,6 +34,63 @@ pub struct Network {
     pub capacity: usize,
     images: Tensor,
     standardized: Tensor,
+    tune: Option<NetworkTune>,
+}
+
+/// Fine-tuning's network-level buffers: the features the classifier reads (dropout applied in
+/// place) and their gradient −∂L/∂features.
+struct NetworkTune {
+    batch: usize,
+    /// The lowest block that learns; blocks below it run frozen.
+    lowest: usize,
+    features: Tensor,
+    grad: Tensor,
+}
+
+/// One fine-tuning step's settings: the optimizer and scheduled rate (the classifier's and
+/// the learning blocks'), and the classifier's input dropout with this step's mask seed.
+#[derive(Clone, Copy, Debug)]
+pub struct FineTuneStep {
+    pub optimizer: ClassifierOptimizer,
+    pub lr: f64,
+    pub dropout: f32,
+    pub dropout_seed: u32,
+}
+
+impl FineTuneStep {
+    /// The optimizer step of a parameter that has taken `steps` steps before.
+    pub fn optim(&self, steps: u32) -> OptimStep {
+        let first = steps == 0;
+        let t = (steps + 1) as i32;
+        match self.optimizer {
+            ClassifierOptimizer::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => OptimStep::Sgd {
+                lr: self.lr as f32,
+                momentum: momentum as f32,
+                nesterov,
+                weight_decay: weight_decay as f32,
+                first,
+            },
+            ClassifierOptimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => OptimStep::Adam {
+                rate: (self.lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t))) as f32,
+                beta1: beta1 as f32,
+                beta2: beta2 as f32,
+                eps: eps as f32,
+                weight_decay: weight_decay as f32,
+                first,
+            },
+        }
+    }
 }
 
 /// BN's ε: the stored variance is std² − ε so that BN's √(var + ε) is exactly std.
@@ -131,6 +189,7 @@ impl Network {
                 &[capacity * input.len()],
                 DType::F32,
             )?,
+            tune: None,
         })
     }
 
@@ -172,17 +231,147 @@ impl Network {
         Ok(())
     }
 
-    /// Uploads the images and records the chain up to block `upto` (see `train_step`);
-    /// returns the last block's output where it was computed.
-    fn record(
+    /// Readies fine-tuning for batches of up to `batch` images with the blocks in `learning`
+    /// learning (with the classifier): those blocks and every block above the lowest of them
+    /// keep their forward intermediates and gradients. Errors name a block fine-tuning cannot
+    /// differentiate.
+    pub fn enable_fine_tuning(
+        &mut self,
+        ctx: &GpuContext,
+        batch: usize,
+        learning: &[usize],
+    ) -> Result<()> {
+        let lowest = learning.iter().copied().min().unwrap_or(self.layers.len());
+        if let Some(&bad) = learning.iter().find(|&&i| i >= self.layers.len()) {
+            return Err(HebbError::Config(format!(
+                "fine-tuning names layer {bad}, but the network has {} blocks",
+                self.layers.len()
+            )));
+        }
+        if batch == 0 || batch > self.capacity || batch > self.classifier.capacity() {
+            return Err(HebbError::Shape {
+                tensor: "fine-tuning batch".into(),
+                message: format!(
+                    "{batch} images; the network was built for 1..={}",
+                    self.capacity.min(self.classifier.capacity())
+                ),
+            });
+        }
+        for layer in &mut self.layers[lowest..] {
+            layer.enable_fine_tuning(ctx, batch)?;
+        }
+        let f = self.feature_len();
+        self.tune = Some(NetworkTune {
+            batch,
+            lowest,
+            features: Tensor::empty(ctx, "fine-tuning features", &[batch * f], DType::F32)?,
+            grad: Tensor::empty(
+                ctx,
+                "fine-tuning feature gradient",
+                &[batch * f],
+                DType::F32,
+            )?,
+        });
+        Ok(())
+    }
+
+    /// One fine-tuning step on `batch` images with the classifier's labels set
+    /// (`classifier.set_labels`), read top to bottom:
+    ///
+    /// 1. the blocks below the lowest learning one run frozen (running statistics);
+    /// 2. the others run their training-mode forward, keeping what the backward reads;
+    /// 3. dropout on the features, the classifier's loss, its step, and −∂L/∂features;
+    /// 4. dropout's backward (the same mask), then each block's backward from the top, the
+    ///    learning blocks stepping their W with `step`'s optimizer.
+    ///
+    /// `classifier.read_report` then gives the batch's loss and hits.
+    pub fn fine_tune_step(
         &mut self,
         ctx: &GpuContext,
         rec: &mut Recorder<'_>,
         images: &[f32],
         batch: usize,
-        upto: usize,
         learning: &[usize],
-    ) -> Result<Option<&Tensor>> {
+        step: &FineTuneStep,
+    ) -> Result<()> {
+        self.check_input(images, batch)?;
+        let Self {
+            input,
+            images: images_t,
+            standardize,
+            standardized,
+            zca,
+            layers,
+            classifier,
+            tune,
+            ..
+        } = self;
+        let tune = tune
+            .as_ref()
+            .ok_or_else(|| HebbError::Config("fine_tune_step before enable_fine_tuning".into()))?;
+        if batch > tune.batch {
+            return Err(HebbError::Shape {
+                tensor: "fine-tuning batch".into(),
+                message: format!(
+                    "{batch} images; fine-tuning was enabled for 1..={}",
+                    tune.batch
+                ),
+            });
+        }
+        // 1-2. Forward.
+        let mut x = prepare_input(
+            ctx,
+            rec,
+            *input,
+            (images_t, standardized),
+            standardize.as_ref(),
+            zca.as_ref(),
+            images,
+            batch,
+        )?;
+        for (i, layer) in layers.iter_mut().enumerate() {
+            x = if i < tune.lowest {
+                layer.forward(rec, x, batch)?
+            } else {
+                layer.fine_tune_forward(rec, x, batch)?
+            };
+        }
+        // 3. The classifier on the features (NCHW flattened: the same memory).
+        let f = classifier.features;
+        crate::nn::layer::copy_prefix(rec, x, &tune.features, batch * f);
+        Linear::dropout(
+            rec,
+            &tune.features,
+            batch * f,
+            step.dropout,
+            step.dropout_seed,
+        )?;
+        classifier.train_step(
+            rec,
+            &tune.features,
+            batch,
+            step.optimizer,
+            step.lr,
+            Some(&tune.grad),
+        )?;
+        // 4. Backward: dropout's mask, then the blocks from the top.
+        Linear::dropout(rec, &tune.grad, batch * f, step.dropout, step.dropout_seed)?;
+        let mut grad = tune.grad.share();
+        for i in (tune.lowest..layers.len()).rev() {
+            let layer = &mut layers[i];
+            let optim = learning
+                .contains(&i)
+                .then(|| step.optim(layer.fine_tune_steps()));
+            let input_grad = i > tune.lowest;
+            if let Some(g) = layer.fine_tune_backward(rec, &grad, batch, optim, input_grad)? {
+                grad = g.share();
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a host batch against the input shape and the capacity.
+    fn check_input(&self, images: &[f32], batch: usize) -> Result<()> {
         if batch == 0 || batch > self.capacity || images.len() != batch * self.input.len() {
             return Err(HebbError::Shape {
                 tensor: "input batch".into(),
@@ -194,34 +383,42 @@ impl Network {
                 ),
             });
         }
-        self.images.write_f32(ctx, images)?;
-        let mut x: &Tensor = &self.images;
-        if let Some(s) = &self.standardize {
-            let g = BatchNorm {
-                batch,
-                channels: self.input.channels,
-                plane: self.input.height * self.input.width,
-                training: false,
-                modified: false,
-                momentum: 0.0,
-                eps: BN_EPS,
-            };
-            norm::batch_norm(
-                rec,
-                &g,
-                x,
-                &s.mean_t,
-                &s.var_t,
-                &s.stats,
-                &self.standardized,
-            )?;
-            x = &self.standardized;
-        }
-        if let Some(z) = &self.zca {
-            x = z.apply(rec, x, batch)?;
-        }
-        let last = upto.min(self.layers.len().saturating_sub(1));
-        for (i, layer) in self.layers.iter_mut().enumerate().take(upto + 1) {
+        Ok(())
+    }
+
+    /// Uploads the images and records the chain up to block `upto` (see `train_step`);
+    /// returns the last block's output where it was computed.
+    fn record(
+        &mut self,
+        ctx: &GpuContext,
+        rec: &mut Recorder<'_>,
+        images: &[f32],
+        batch: usize,
+        upto: usize,
+        learning: &[usize],
+    ) -> Result<Option<&Tensor>> {
+        self.check_input(images, batch)?;
+        let Self {
+            input,
+            images: images_t,
+            standardize,
+            standardized,
+            zca,
+            layers,
+            ..
+        } = self;
+        let mut x = prepare_input(
+            ctx,
+            rec,
+            *input,
+            (images_t, standardized),
+            standardize.as_ref(),
+            zca.as_ref(),
+            images,
+            batch,
+        )?;
+        let last = upto.min(layers.len().saturating_sub(1));
+        for (i, layer) in layers.iter_mut().enumerate().take(upto + 1) {
             if !learning.contains(&i) {
                 x = layer.forward(rec, x, batch)?;
                 continue;
@@ -233,5 +430,41 @@ impl Network {
             }
         }
         Ok(Some(x))
+    }
+}
+
+/// Uploads `images` (B x C x H x W, host) and records the input standardisation and whitening;
+/// returns the tensor the first block reads.
+#[allow(clippy::too_many_arguments)]
+fn prepare_input<'t>(
+    ctx: &GpuContext,
+    rec: &mut Recorder<'_>,
+    input: ItemShape,
+    (images_t, standardized): (&'t Tensor, &'t Tensor),
+    standardize: Option<&'t Standardize>,
+    zca: Option<&'t Zca>,
+    images: &[f32],
+    batch: usize,
+) -> Result<&'t Tensor> {
+    {
+        images_t.write_f32(ctx, images)?;
+        let mut x: &Tensor = images_t;
+        if let Some(s) = standardize {
+            let g = BatchNorm {
+                batch,
+                channels: input.channels,
+                plane: input.height * input.width,
+                training: false,
+                modified: false,
+                momentum: 0.0,
+                eps: BN_EPS,
+            };
+            norm::batch_norm(rec, &g, x, &s.mean_t, &s.var_t, &s.stats, standardized)?;
+            x = standardized;
+        }
+        if let Some(z) = zca {
+            x = z.apply(rec, x, batch)?;
+        }
+        Ok(x)
     }
 }

@@ -1393,9 +1393,14 @@ impl<'a> Trainer<'a> {
                     spec.dropout,
                     seed,
                 )?;
-                self.net
-                    .classifier
-                    .train_step(&mut rec, &self.features, n, spec.optimizer, lr)?;
+                self.net.classifier.train_step(
+                    &mut rec,
+                    &self.features,
+                    n,
+                    spec.optimizer,
+                    lr,
+                    None,
+                )?;
                 rec.submit();
                 let report = self.net.classifier.read_report(self.ctx, n)?;
                 let (loss, correct) = (report.loss_sum, report.correct);
