@@ -185,6 +185,7 @@ impl BnState {
     }
 
     /// dx of the last training-mode `apply` that read `x`, from dy (`grad_stats`: 2·C).
+    #[allow(clippy::too_many_arguments)]
     fn backward(
         &self,
         rec: &mut Recorder<'_>,
@@ -941,7 +942,6 @@ fn normalise_input<'t>(
 
 /// The block's output from U in `w.rows`: activation [after BCM's lateral product or SoftHebb's
 /// pre-triangle] → rows to planes → pool → output batch norm. Leaves `w.rows` as it was.
-#[allow(clippy::too_many_arguments)]
 ///
 /// Fine-tuning's forward passes `argmax` (a max-pooling block's window argmaxes, for the
 /// backward pass): the planes then always land in `w.planes`, so that the backward pass knows
