@@ -247,3 +247,108 @@ fn fine_tuning_steps_along_the_float64_gradient() {
         check(&ctx);
     }
 }
+
+/// A small MNIST network for the trainer: 8 filters 5x5 (Lagani's Hebbian PCA), max pooling,
+/// batch norm; then end-to-end fine-tuning with SGD (Nesterov), weight decay and dropout.
+const TINY_FT: &str = r#"
+name = "tiny-finetune"
+seed = 5
+[data]
+dataset = "mnist"
+[hebbian]
+schedule = "simultaneous"
+epochs = 1
+batch = 16
+[[layer]]
+channels = 8
+kernel = 5
+rule = { preset = "lagani/hpca", params = { adaptive_step = false, optimizer = { kind = "sgd", lr = 0.001, momentum = 0.0, nesterov = false, weight_decay = 0.0 } } }
+init = { kind = "uniform_fan_in" }
+activation = { kind = "relu" }
+pool = { kind = "max", kernel = 2, stride = 2 }
+output_norm = "batch"
+[classifier]
+epochs = 2
+batch = 32
+optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9, nesterov = true, weight_decay = 5e-4 }
+dropout = 0.25
+[finetune]
+"#;
+
+fn options(out: &Path, stop_after: Option<usize>) -> hebb::train::TrainOptions {
+    common::train_options(out, 480, stop_after)
+}
+
+/// Fine-tuning through the trainer learns, moves the Hebbian block's weights, and an
+/// interrupted run (inside the first fine-tuning epoch) resumes to bit-identical weights,
+/// optimizer state included.
+#[test]
+fn fine_tuning_trains_and_resumes_to_the_same_weights() {
+    use hebb::train::{self, Outcome};
+    let Some(ctx) = common::context("vulkan") else {
+        return;
+    };
+    let recipe = Recipe::parse(TINY_FT, Path::new("tiny-finetune.toml")).unwrap();
+    let straight = common::scratch("finetune", "straight");
+    let Outcome::Finished(a) =
+        train::train(&ctx, &recipe, TINY_FT, &options(&straight, None)).unwrap()
+    else {
+        panic!("the straight run stopped")
+    };
+    // 10 classes: chance is 10%; fine-tuning 2 epochs on 480 images does far better.
+    assert!(a.test_accuracy > 0.6, "test accuracy {}", a.test_accuracy);
+    let hebbian_done = a.epochs.iter().filter(|r| r.stage != "classifier").count();
+    assert_eq!(hebbian_done, 1);
+    // The block learned in fine-tuning: its weights differ from the Hebbian epoch's end, whose
+    // norms the epoch record holds.
+    let ck = hebb::train::checkpoint::load(&straight).unwrap();
+    let w = &ck.tensors["layers.0.weight"].1;
+    let now = hebb::train::WeightNorms::of_rows(0, w, 8);
+    assert_ne!(
+        now, a.epochs[0].weight_norms[0],
+        "fine-tuning left the block's weights alone"
+    );
+    assert!(ck.tensors.contains_key("layers.0.finetune.state0"));
+    // 30 Hebbian batches of 16, then 15 fine-tuning batches of 32 per epoch: stop in the
+    // first fine-tuning epoch, resume to the end.
+    let split = common::scratch("finetune", "split");
+    let first = train::train(&ctx, &recipe, TINY_FT, &options(&split, Some(38))).unwrap();
+    assert!(matches!(first, Outcome::Interrupted(_)));
+    let Outcome::Finished(b) = train::resume(&ctx, &split, &options(&split, None)).unwrap() else {
+        panic!("the resumed run stopped again")
+    };
+    common::assert_same_tensors(
+        &straight,
+        &split,
+        &[
+            "layers.0.weight",
+            "layers.0.output_bn.running_var",
+            "layers.0.finetune.state0",
+            "classifier.weight",
+            "classifier.state0",
+        ],
+    );
+    assert_eq!(a.test_accuracy, b.test_accuracy);
+    // The backprop baseline: the same network from its initialisation, no Hebbian stage.
+    let baseline_text = TINY_FT.replace("[finetune]", "[finetune]\nfrom = \"random\"");
+    let baseline = Recipe::parse(&baseline_text, Path::new("baseline.toml")).unwrap();
+    let out = common::scratch("finetune", "baseline");
+    let Outcome::Finished(c) =
+        train::train(&ctx, &baseline, &baseline_text, &options(&out, None)).unwrap()
+    else {
+        panic!("the baseline run stopped")
+    };
+    assert!(
+        c.epochs.iter().all(|r| r.stage == "classifier"),
+        "{:?}",
+        c.epochs
+    );
+    assert!(
+        c.test_accuracy > 0.5,
+        "baseline test accuracy {}",
+        c.test_accuracy
+    );
+    for dir in [straight, split, out] {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

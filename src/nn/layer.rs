@@ -878,6 +878,20 @@ impl HebbLayer {
     pub fn fine_tune_steps(&self) -> u32 {
         self.tune.as_ref().map_or(0, |t| t.steps)
     }
+
+    /// Fine-tuning's optimizer state for W (momentum or Adam's m, Adam's v; C x D each), when
+    /// fine-tuning is enabled: what a checkpoint keeps so a resumed run steps on identically.
+    pub fn fine_tune_state(&self) -> Option<[&Tensor; 2]> {
+        self.tune.as_ref().map(|t| [&t.state[0], &t.state[1]])
+    }
+
+    /// Sets the step count after a resume (Adam's bias correction and the first SGD step read
+    /// it).
+    pub fn set_fine_tune_steps(&mut self, steps: u32) {
+        if let Some(t) = self.tune.as_mut() {
+            t.steps = steps;
+        }
+    }
 }
 
 /// The block's fine-tuning buffers, or an error when they are missing or too small.

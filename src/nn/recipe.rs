@@ -37,6 +37,42 @@ pub struct Recipe {
     #[serde(rename = "layer")]
     pub layers: Vec<LayerSpec>,
     pub classifier: ClassifierSpec,
+    /// End-to-end fine-tuning: with this section the supervised stage trains the blocks it
+    /// names together with the classifier, by backpropagation, with `[classifier]`'s optimizer,
+    /// schedule, epochs, batch, dropout, label fraction and model selection (Lagani's
+    /// semi-supervised protocol; from random weights, the backprop baseline).
+    #[serde(default)]
+    pub finetune: Option<FineTuneSpec>,
+}
+
+/// What `[finetune]` trains, and from which weights.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FineTuneSpec {
+    /// The blocks (0-based) that learn with the classifier; default all. Blocks below the
+    /// lowest of them run frozen.
+    #[serde(default)]
+    pub layers: Option<Vec<usize>>,
+    #[serde(default)]
+    pub from: FineTuneFrom,
+}
+
+/// Where fine-tuning starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FineTuneFrom {
+    /// After the Hebbian stages, from their weights.
+    #[default]
+    Hebbian,
+    /// No Hebbian stage: from the blocks' initialisation (the backprop baseline).
+    Random,
+}
+
+impl FineTuneSpec {
+    /// The learning blocks of a network of `blocks` blocks.
+    pub fn learning(&self, blocks: usize) -> Vec<usize> {
+        self.layers.clone().unwrap_or_else(|| (0..blocks).collect())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -672,6 +708,16 @@ impl Recipe {
             }
         }
         self.classifier.optimizer.validate()?;
+        if let Some(f) = &self.finetune
+            && let Some(layers) = &f.layers
+        {
+            if let Some(&bad) = layers.iter().find(|&&i| i >= self.layers.len()) {
+                return Err(format!(
+                    "finetune.layers names layer {bad}, but the recipe has {} (0-based)",
+                    self.layers.len()
+                ));
+            }
+        }
         if self.data.validation == Some(0) {
             return Err("data.validation must be at least 1 (or left out)".into());
         }

@@ -86,6 +86,10 @@ fn state_tensors(net: &Network) -> Vec<(String, Vec<usize>, &Tensor)> {
         ] {
             out.push((format!("layers.{i}.rule.{name}"), shape, t));
         }
+        if let Some([s0, s1]) = l.fine_tune_state() {
+            out.push((format!("layers.{i}.finetune.state0"), vec![c, d], s0));
+            out.push((format!("layers.{i}.finetune.state1"), vec![c, d], s1));
+        }
     }
     let k = &net.classifier;
     out.push((

@@ -31,8 +31,9 @@ use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise::dropout_hash;
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::nn::layer::copy_prefix;
+use crate::nn::network::FineTuneStep;
 use crate::nn::network::Network;
-use crate::nn::recipe::{HebbLrSchedule, Normalize, Recipe, Schedule, Selection};
+use crate::nn::recipe::{FineTuneFrom, HebbLrSchedule, Normalize, Recipe, Schedule, Selection};
 use crate::nn::zca::{self, ZcaGeometry};
 
 /// What the command line may override; stored in the checkpoint so a resume repeats it.
@@ -204,6 +205,12 @@ pub struct Metrics {
     pub filters_png: PathBuf,
     /// Loss, accuracy and weight-norm curves per epoch (`curves.rs`).
     pub curves_png: PathBuf,
+    /// With `[finetune]`: the blocks that learned with the classifier by backpropagation
+    /// (the supervised stage's epochs, recorded as "classifier", were end to end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fine_tuned_layers: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fine_tuned_from: Option<crate::nn::recipe::FineTuneFrom>,
 }
 
 /// How a run ended.
@@ -236,7 +243,13 @@ impl Stage {
 const FINITE_CHECK_EVERY: usize = 32;
 
 fn stages(recipe: &Recipe) -> Vec<Stage> {
+    let from_random = recipe
+        .finetune
+        .as_ref()
+        .is_some_and(|f| f.from == FineTuneFrom::Random);
     let mut s: Vec<Stage> = match recipe.hebbian.schedule {
+        // The backprop baseline: no Hebbian stage.
+        _ if from_random => Vec::new(),
         Schedule::Greedy => (0..recipe.layers.len()).map(Stage::Layer).collect(),
         Schedule::Simultaneous => vec![Stage::AllLayers],
     };
@@ -633,6 +646,9 @@ pub struct ResumeState {
     pub history: Vec<EpochRecord>,
     pub rule_steps: Vec<u32>,
     pub classifier_steps: u32,
+    /// Fine-tuning's optimizer steps per block (empty in checkpoints written before
+    /// fine-tuning existed, which had none).
+    pub finetune_steps: Vec<u32>,
     /// The run had finished, but its metrics.json is missing (killed while finishing).
     pub finishing: bool,
 }
@@ -652,6 +668,10 @@ impl ResumeState {
         let history: Vec<EpochRecord> = meta_json(ck, "history")?;
         let rule_steps: Vec<u32> = meta_json(ck, "rule_steps")?;
         let classifier_steps: u32 = meta_json(ck, "classifier_steps")?;
+        let finetune_steps: Vec<u32> = match ck.metadata.contains_key("finetune_steps") {
+            true => meta_json(ck, "finetune_steps")?,
+            false => Vec::new(),
+        };
         if let Some(data) = data {
             overrides.data = Some(data.to_path_buf());
         }
@@ -706,6 +726,7 @@ impl ResumeState {
             history,
             rule_steps,
             classifier_steps,
+            finetune_steps,
             finishing,
         })
     }
@@ -736,6 +757,9 @@ pub fn resume(ctx: &GpuContext, dir: &Path, opts: &TrainOptions) -> Result<Outco
         l.rule.set_steps_done(s);
     }
     t.net.classifier.steps = state.classifier_steps;
+    for (l, s) in t.net.layers.iter_mut().zip(state.finetune_steps) {
+        l.set_fine_tune_steps(s);
+    }
     t.history = state.history;
     t.resumed = true;
     let position = state.position;
@@ -797,7 +821,14 @@ impl<'a> Trainer<'a> {
             _ => whitening(&recipe, &*splits.train, &train_items, std.as_ref())?,
         };
         let classes = splits.train.classes();
-        let net = Network::new(ctx, &recipe, splits.train.shape(), classes, std, zca)?;
+        let mut net = Network::new(ctx, &recipe, splits.train.shape(), classes, std, zca)?;
+        if let Some(f) = &recipe.finetune {
+            net.enable_fine_tuning(
+                ctx,
+                recipe.classifier.batch,
+                &f.learning(recipe.layers.len()),
+            )?;
+        }
         let features = Tensor::empty(
             ctx,
             "classifier features",
@@ -913,6 +944,16 @@ impl<'a> Trainer<'a> {
         meta.insert(
             "classifier_steps".into(),
             self.net.classifier.steps.to_string(),
+        );
+        let finetune_steps: Vec<u32> = self
+            .net
+            .layers
+            .iter()
+            .map(|l| l.fine_tune_steps())
+            .collect();
+        meta.insert(
+            "finetune_steps".into(),
+            json(serde_json::to_value(finetune_steps).unwrap_or_default()),
         );
         meta.insert("adapter".into(), self.ctx.adapter_name());
         meta.insert("classes".into(), self.net.classes.to_string());
@@ -1292,8 +1333,16 @@ impl<'a> Trainer<'a> {
     }
 
     /// Runs the classifier epochs from `pos`; false when interrupted.
+    ///
+    /// With `[finetune]` each step is end to end (`Network::fine_tune_step`): the named blocks
+    /// learn with the classifier, so no features are cached (they change every step).
     fn classifier_stage(&mut self, pos: &mut Position) -> Result<bool> {
         let spec = self.recipe.classifier.clone();
+        let fine_tune: Option<Vec<usize>> = self
+            .recipe
+            .finetune
+            .as_ref()
+            .map(|f| f.learning(self.recipe.layers.len()));
         let f = self.net.feature_len();
         let last = self.net.layers.len() - 1;
         let augment = self.recipe.data.augments();
@@ -1301,14 +1350,20 @@ impl<'a> Trainer<'a> {
         let train = self.train.clone();
         let test = self.test.clone();
         let test_items = self.test_items.clone();
-        let train_cache = if augment {
+        let frozen = fine_tune.is_none();
+        let what = if frozen { "classifier" } else { "fine-tuning" };
+        let train_cache = if augment || !frozen {
             None
         } else {
             self.cache_features(&train, &labeled, "train")?
         };
-        let test_cache = self.cache_features(&test, &test_items, "test")?;
+        let test_cache = if frozen {
+            self.cache_features(&test, &test_items, "test")?
+        } else {
+            None
+        };
         let val_items = self.val_items.clone();
-        let val_cache = if val_items.is_empty() {
+        let val_cache = if val_items.is_empty() || !frozen {
             None
         } else {
             self.cache_features(&train, &val_items, "validation")?
@@ -1326,7 +1381,7 @@ impl<'a> Trainer<'a> {
                     .collect();
             let pb = bar(
                 order.len(),
-                format!("classifier epoch {}", epoch + 1),
+                format!("{what} epoch {}", epoch + 1),
                 self.opts.progress_bars,
             );
             pb.set_position((pos.batch * spec.batch).min(order.len()) as u64);
@@ -1352,7 +1407,7 @@ impl<'a> Trainer<'a> {
             let mut host = Vec::with_capacity(spec.batch * f);
             for number in pos.batch..batches {
                 let mut rec = Recorder::new(self.ctx);
-                let (n, labels) = match (&train_cache, loader.as_mut()) {
+                let (n, labels, images) = match (&train_cache, loader.as_mut()) {
                     (Some(cache), _) => {
                         let chunk = &order
                             [number * spec.batch..((number + 1) * spec.batch).min(order.len())];
@@ -1364,6 +1419,7 @@ impl<'a> Trainer<'a> {
                         (
                             chunk.len(),
                             chunk.iter().map(|&i| train.label(i)).collect::<Vec<u32>>(),
+                            None,
                         )
                     }
                     (None, Some(loader)) => {
@@ -1375,32 +1431,50 @@ impl<'a> Trainer<'a> {
                         if b.len == 0 {
                             continue;
                         }
-                        let out = self
-                            .net
-                            .forward(self.ctx, &mut rec, &b.images, b.len, last)?;
-                        copy_prefix(&mut rec, out, &self.features, b.len * f);
-                        (b.len, b.labels)
+                        if fine_tune.is_some() {
+                            (b.len, b.labels, Some(b.images))
+                        } else {
+                            let out = self
+                                .net
+                                .forward(self.ctx, &mut rec, &b.images, b.len, last)?;
+                            copy_prefix(&mut rec, out, &self.features, b.len * f);
+                            (b.len, b.labels, None)
+                        }
                     }
                     (None, None) => unreachable!("a loader exists whenever there is no cache"),
                 };
                 self.net.classifier.set_labels(self.ctx, &labels)?;
                 let step = self.net.classifier.steps;
                 let seed = dropout_hash(self.recipe.seed as u32 ^ dropout_hash(step));
-                crate::nn::classifier::Linear::dropout(
-                    &mut rec,
-                    &self.features,
-                    n * f,
-                    spec.dropout,
-                    seed,
-                )?;
-                self.net.classifier.train_step(
-                    &mut rec,
-                    &self.features,
-                    n,
-                    spec.optimizer,
-                    lr,
-                    None,
-                )?;
+                match (&fine_tune, images) {
+                    (Some(learning), Some(images)) => {
+                        let step = FineTuneStep {
+                            optimizer: spec.optimizer,
+                            lr,
+                            dropout: spec.dropout,
+                            dropout_seed: seed,
+                        };
+                        self.net
+                            .fine_tune_step(self.ctx, &mut rec, &images, n, learning, &step)?;
+                    }
+                    _ => {
+                        crate::nn::classifier::Linear::dropout(
+                            &mut rec,
+                            &self.features,
+                            n * f,
+                            spec.dropout,
+                            seed,
+                        )?;
+                        self.net.classifier.train_step(
+                            &mut rec,
+                            &self.features,
+                            n,
+                            spec.optimizer,
+                            lr,
+                            None,
+                        )?;
+                    }
+                }
                 rec.submit();
                 let report = self.net.classifier.read_report(self.ctx, n)?;
                 let (loss, correct) = (report.loss_sum, report.correct);
@@ -1444,6 +1518,9 @@ impl<'a> Trainer<'a> {
                 seen,
                 self.skipped,
             )?;
+            if let Some(learning) = &fine_tune {
+                self.weights_finite(learning, Stage::Classifier, epoch, batches)?;
+            }
             let seconds = seconds_before + started.elapsed().as_secs_f64();
             let test_accuracy = self.evaluate(test_cache.as_ref())?;
             let validation_accuracy = if val_items.is_empty() {
@@ -1465,7 +1542,7 @@ impl<'a> Trainer<'a> {
                 weight_norms: Vec::new(),
             };
             eprintln!(
-                "classifier epoch {}/{}: loss {:.4}  train {:.2}%  {}test {:.2}%  lr {:.2e}  ({:.0} images/s)",
+                "{what} epoch {}/{}: loss {:.4}  train {:.2}%  {}test {:.2}%  lr {:.2e}  ({:.0} images/s)",
                 epoch + 1,
                 spec.epochs,
                 rec.loss.unwrap_or(0.0),
@@ -1584,6 +1661,12 @@ impl<'a> Trainer<'a> {
                 .filter(|p| p.exists()),
             filters_png,
             curves_png: self.opts.out.join(curves::FILE),
+            fine_tuned_layers: self
+                .recipe
+                .finetune
+                .as_ref()
+                .map(|f| f.learning(self.recipe.layers.len())),
+            fine_tuned_from: self.recipe.finetune.as_ref().map(|f| f.from),
         };
         let json = serde_json::to_vec_pretty(&metrics).map_err(|e| HebbError::Io {
             path: self.opts.out.join("metrics.json"),
