@@ -19,7 +19,7 @@ use hebb::reference::dense::Mat;
 use crate::common;
 
 /// 2 x 9 x 9 inputs; a reflect-padded conv with SoftHebb's triangle, 4/2/1 max pooling and
-/// batch norm; an unpadded conv with relu, 2/1/1 average pooling (padding not counted) and
+/// batch norm; an unpadded conv through Lagani's soft-WTA unit-norm weights w/‖w‖, relu, 2/1/1 average pooling (padding not counted) and
 /// Lagani's modified batch norm; an input batch norm, a linear block with tanh; the classifier
 /// with dropout 0.25. The rules never run: fine-tuning replaces them.
 const RECIPE: &str = r#"
@@ -44,7 +44,7 @@ output_norm = "batch"
 [[layer]]
 channels = 5
 kernel = 3
-rule = { preset = "lagani/hpca", params = { adaptive_step = false, optimizer = { kind = "sgd", lr = 0.001, momentum = 0.0, nesterov = false, weight_decay = 0.0 } } }
+rule = { preset = "lagani/soft-wta-exp", params = { temperature = 0.02, optimizer = { kind = "sgd", lr = 0.001, momentum = 0.0, nesterov = false, weight_decay = 0.0 } } }
 init = { kind = "uniform_fan_in" }
 activation = { kind = "relu" }
 pool = { kind = "avg", kernel = 2, stride = 1, padding = 1, count_include_pad = false }
@@ -147,6 +147,7 @@ fn check(ctx: &GpuContext) {
             Op::Conv {
                 g: conv(2, 9, 3, 1, true),
                 w: mat(4, &before[0]),
+                unit_rows: false,
             },
             Op::Activation {
                 kind: ActivationGrad::Triangle { power: 1.3 },
@@ -157,6 +158,7 @@ fn check(ctx: &GpuContext) {
             Op::Conv {
                 g: conv(4, 4, 3, 0, false),
                 w: mat(5, &before[1]),
+                unit_rows: true,
             },
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 1.0 },
@@ -177,6 +179,7 @@ fn check(ctx: &GpuContext) {
             Op::Conv {
                 g: conv(5, 3, 3, 0, false),
                 w: mat(6, &before[2]),
+                unit_rows: false,
             },
             Op::Activation {
                 kind: ActivationGrad::Tanh,

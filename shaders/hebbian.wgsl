@@ -215,6 +215,27 @@ fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
+// The backward pass of the unit-norm forward weights W̃_i = w_i / guard(‖w_i‖) (Lagani's WTA
+// vector projection) over C x D: in0 = W, in1 = G̃ = the gradient with respect to W̃,
+// out0 = the gradient with respect to W:
+//   G_i = (G̃_i − W̃_i · (W̃_i · G̃_i)) / guard(‖w_i‖)
+// (the Jacobian of w/‖w‖ is (I − w̃w̃ᵀ)/‖w‖, symmetric). One invocation per row.
+@compute @workgroup_size(64, 1, 1)
+fn unit_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * 64u + gid.x;
+    if (row >= p.c) { return; }
+    let base = row * p.d;
+    var sumsq = 0.0;
+    for (var j = 0u; j < p.d; j++) { sumsq += in0[base + j] * in0[base + j]; }
+    let norm = guard(sqrt(sumsq));
+    var dot = 0.0;
+    for (var j = 0u; j < p.d; j++) { dot += in0[base + j] / norm * in1[base + j]; }
+    for (var j = 0u; j < p.d; j++) {
+        out0[base + j] = (in1[base + j] - in0[base + j] / norm * dot) / norm;
+    }
+}
+
 // Weight-shaped row scaling over C x D: out0[i, d] = s · f(in1[i]) · in0[i, d], with
 //   mode 0: f(v) = v,   mode 1: f(v) = 1 / guard(v),   mode 2: f(v) = 1 / guard(sqrt(v)).
 @compute @workgroup_size(256, 1, 1)

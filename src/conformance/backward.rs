@@ -18,6 +18,9 @@
 //!   through mean(g). Entries with |v| ≤ 4·δv are not compared: the mean's rounding can put v
 //!   on either side of the kink, in this kernel as in PyTorch. For powers below 1 such an entry
 //!   sits at a pole, and through mean(g) its whole row is unstable, so that row is not compared.
+//! - the unit-norm weights' backward (G̃ − W̃·(W̃·G̃))/‖w‖: two sums over D (the norm and the
+//!   dot product, 4·u·√D + 4·u each) and a few roundings, so 8·(4·u·√D + 4·u) + 16·u, times
+//!   the cancellation of the difference (large where G̃ is nearly parallel to the row).
 //! - dropout's backward is the forward kernel with the forward's seed: the mask must be
 //!   identical (dx is zero exactly where the forward output is) and each kept gradient is
 //!   scaled by 1/(1 − rate) in one rounding (2·u).
@@ -46,6 +49,7 @@ pub fn backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows.extend(norm_backward_checks(ctx, base_seed));
     rows.extend(activation_backward_checks(ctx, base_seed));
     rows.extend(dropout_backward_checks(ctx, base_seed));
+    rows.extend(unit_rows_backward_checks(ctx, base_seed));
     rows
 }
 
@@ -575,6 +579,53 @@ fn dropout_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                     r.fail("the backward's mask differs from the forward's")
                 }
             }
+            Err(e) => row.fail(e),
+        });
+    }
+    rows
+}
+
+fn unit_rows_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (i, &(c, d)) in [(1usize, 1usize), (7, 33), (65, 7), (33, 257), (257, 65)]
+        .iter()
+        .enumerate()
+    {
+        let seed = derive_seed(base_seed, 14_600 + i as u64);
+        let w = random_f32(seed, c * d);
+        let g = random_f32(seed ^ 1, c * d);
+        let w64 = Mat::from_vec(c, d, widen(&w));
+        let g64 = Mat::from_vec(c, d, widen(&g));
+        let want = reference::activation::unit_rows_backward(&w64, &g64);
+        // |G̃|/‖w‖ + |W̃|·(|W̃|·|G̃|)/‖w‖: the magnitudes of the difference's two terms.
+        let normed = reference::activation::unit_rows(&w64);
+        let mut spread = Vec::with_capacity(c * d);
+        for r in 0..c {
+            let norm = w64
+                .row(r)
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE);
+            let dot: f64 = (0..d).map(|j| (normed.at(r, j) * g64.at(r, j)).abs()).sum();
+            for j in 0..d {
+                spread.push((g64.at(r, j).abs() + normed.at(r, j).abs() * dot) / norm);
+            }
+        }
+        let run = || -> Result<Vec<f64>> {
+            let tw = upload(ctx, "W", &w)?;
+            let tg = upload(ctx, "G̃", &g)?;
+            let out = poisoned(ctx, "G", c * d)?;
+            let mut rec = Recorder::new(ctx);
+            hebbian::unit_rows_backward(&mut rec, &tw, &tg, c, d, &out)?;
+            rec.submit();
+            Ok(widen(&out.to_f32_vec(ctx)?))
+        };
+        let row = Row::new("unit_rows_backward", "w/‖w‖", &[("c", c), ("d", d)], seed);
+        let tol = bound(8.0 * sum_tol(d) + 16.0 * U32, &spread, &want.data);
+        rows.push(match run() {
+            Ok(got) => row.compare(&got, &want.data, tol),
             Err(e) => row.fail(e),
         });
     }

@@ -384,6 +384,37 @@ pub fn activation_backward(
     )
 }
 
+/// G (C x D) = the gradient with respect to W of W̃_i = w_i / guard(‖w_i‖), from G̃, the
+/// gradient with respect to W̃: G_i = (G̃_i − W̃_i·(W̃_i·G̃_i)) / guard(‖w_i‖).
+pub fn unit_rows_backward(
+    rec: &mut Recorder<'_>,
+    w: &Tensor,
+    grad_normed: &Tensor,
+    c: usize,
+    d: usize,
+    grad: &Tensor,
+) -> Result<()> {
+    need(w, c * d, "W")?;
+    need(grad_normed, c * d, "gradient with respect to W̃")?;
+    need(grad, c * d, "gradient with respect to W")?;
+    check_loop_budget(
+        rec.ctx,
+        "unit_rows_backward",
+        3 * d as u64,
+        &format!("rows of {d}"),
+    )?;
+    let p = dims("unit_rows_backward", 0, c, d)?;
+    launch(
+        rec,
+        "unit_rows_backward",
+        p,
+        &[(1, w), (2, grad_normed)],
+        &[(4, grad)],
+        c,
+        64,
+    )
+}
+
 /// How `scale_rows` turns the per-row vector v into a factor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowFactor {

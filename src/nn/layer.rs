@@ -282,6 +282,8 @@ struct Tune {
     grad_stats_in: Tensor,
     grad_stats_out: Tensor,
     dw: Tensor,
+    /// The gradient with respect to the forward weights W̃ where they are W/‖w‖.
+    dw_normed: Tensor,
     state: [Tensor; 2],
     /// Placeholders for the adaptive rule's bindings, which SGD and Adam do not read.
     unused: [Tensor; 2],
@@ -604,7 +606,7 @@ impl HebbLayer {
             ForwardWeights::SignedPower { .. } => {
                 return unsupported("Krotov's forward weights sign(w)|w|^(p−1)");
             }
-            ForwardWeights::UnitRows => return unsupported("the unit-norm forward weights w/‖w‖"),
+            ForwardWeights::UnitRows => {}
         }
         Ok(match self.spec.activation {
             Activation::Identity => ActivationGrad::Identity,
@@ -666,6 +668,7 @@ impl HebbLayer {
             grad_stats_in: t("G input BN statistics", 2 * s.input.channels)?,
             grad_stats_out: t("G output BN statistics", 2 * c)?,
             dw: t("ΔW", c * d)?,
+            dw_normed: t("ΔW̃", c * d)?,
             state: [zeros("W state 0", c * d)?, zeros("W state 1", c * d)?],
             unused: [t("unused", 1)?, t("unused", 1)?],
             steps: 0,
@@ -738,8 +741,8 @@ impl HebbLayer {
     ///
     /// ```text
     /// G_out ─[output BN]→ ─[pool]→ planes → rows G_A ─[activation at U]→ G_U (N x C)
-    ///   ΔW = G_Uᵀ·P (C x D), stepped by `step` (when the block learns)
-    ///   G_P = G_U·W (N x D) ─[col2im]→ G_x ─[input BN]→ −∂L/∂x (when `input_grad`)
+    ///   ΔW̃ = G_Uᵀ·P (C x D) [→ ΔW through w/‖w‖], stepped by `step` (when the block learns)
+    ///   G_P = G_U·W̃ (N x D) ─[col2im]→ G_x ─[input BN]→ −∂L/∂x (when `input_grad`)
     /// ```
     ///
     /// The input gradient uses the weights of the forward: it is recorded before the step.
@@ -821,17 +824,25 @@ impl HebbLayer {
             (true, true) => &work.bn_in,
             (true, false) => &tune.input,
         };
+        // The forward weights W̃: W, or W/‖w‖ (in w_fwd since the forward), whose gradient
+        // goes on to W through unit_rows_backward.
+        let unit_rows = rule.config().preset.forward_weights() == ForwardWeights::UnitRows;
+        let forward_weights = if unit_rows { &work.w_fwd } else { &rule.w };
         if step.is_some() {
+            let dw_tilde = if unit_rows { &tune.dw_normed } else { &tune.dw };
             gemm::gemm(
                 rec,
                 &Gemm::new(c, d, n).shaped().trans(true, false),
                 &tune.grad_u,
                 patches,
-                &tune.dw,
+                dw_tilde,
             )?;
+            if unit_rows {
+                hebbian::unit_rows_backward(rec, &rule.w, &tune.dw_normed, c, d, &tune.dw)?;
+            }
         }
         let result = if input_grad {
-            // G_P = G_U·W (forward weights W̃ = W: `differentiable` refuses the others).
+            // G_P = G_U·W̃.
             let g_p = if s.identity_patches {
                 &tune.grad_x
             } else {
@@ -841,7 +852,7 @@ impl HebbLayer {
                 rec,
                 &Gemm::new(n, d, c).shaped(),
                 &tune.grad_u,
-                &rule.w,
+                forward_weights,
                 g_p,
             )?;
             if !s.identity_patches {

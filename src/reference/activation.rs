@@ -51,3 +51,37 @@ pub fn activation_backward(kind: ActivationGrad, u: &Mat, dy: &Mat) -> Mat {
     }
     du
 }
+
+/// The gradient with respect to W of the unit-norm rows W̃_i = w_i / ‖w_i‖ (1 for a zero row),
+/// from G̃ with respect to W̃, through the Jacobian of each row:
+/// ∂W̃_ij/∂w_ik = (δ_jk − W̃_ij·W̃_ik)/‖w_i‖.
+pub fn unit_rows_backward(w: &Mat, g: &Mat) -> Mat {
+    let mut out = Mat::zeros(w.rows, w.cols);
+    for i in 0..w.rows {
+        let row = w.row(i);
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let norm = if norm == 0.0 { 1.0 } else { norm };
+        for k in 0..w.cols {
+            let mut sum = 0.0;
+            for j in 0..w.cols {
+                let delta = if j == k { 1.0 } else { 0.0 };
+                sum += g.at(i, j) * (delta - row[j] / norm * row[k] / norm) / norm;
+            }
+            out.set(i, k, sum);
+        }
+    }
+    out
+}
+
+/// Rows scaled to unit norm (a zero row stays zero).
+pub fn unit_rows(w: &Mat) -> Mat {
+    let mut out = w.clone();
+    for i in 0..w.rows {
+        let norm = w.row(i).iter().map(|v| v * v).sum::<f64>().sqrt();
+        let norm = if norm == 0.0 { 1.0 } else { norm };
+        for k in 0..w.cols {
+            out.set(i, k, w.at(i, k) / norm);
+        }
+    }
+    out
+}

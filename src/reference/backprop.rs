@@ -12,7 +12,9 @@ use crate::kernels::hebbian::ActivationGrad;
 use crate::kernels::im2col::ConvGeometry;
 use crate::kernels::norm::BatchNorm;
 use crate::kernels::pool::Pool2d;
-use crate::reference::activation::{activation, activation_backward};
+use crate::reference::activation::{
+    activation, activation_backward, unit_rows as rows_normed, unit_rows_backward,
+};
 use crate::reference::classifier::softmax_xent;
 use crate::reference::dense::{Mat, col2im_conv, im2col_conv};
 use crate::reference::norm::{batch_norm, batch_norm_backward};
@@ -21,10 +23,12 @@ use crate::reference::pool::{pool2d, pool2d_backward};
 /// One op of the chain, with the shape of its input where it needs one.
 #[derive(Clone, Debug)]
 pub enum Op {
-    /// U = P·Wᵀ (no bias) for W (C x D), geometry of the whole batch.
+    /// U = P·W̃ᵀ (no bias) for W (C x D), geometry of the whole batch; W̃ = W, or with
+    /// `unit_rows` each row over its norm (Lagani's WTA vector projection).
     Conv {
         g: ConvGeometry,
         w: Mat,
+        unit_rows: bool,
     },
     Activation {
         kind: ActivationGrad,
@@ -88,9 +92,14 @@ impl Net {
         for (i, op) in self.ops.iter_mut().enumerate() {
             let input = h.clone();
             h = match op {
-                Op::Conv { g, w } => {
+                Op::Conv { g, w, unit_rows } => {
                     let (ho, wo) = g.output_hw().expect("valid geometry");
-                    let u = im2col_conv(g, &h).matmul_t(w);
+                    let forward = if *unit_rows {
+                        rows_normed(w)
+                    } else {
+                        w.clone()
+                    };
+                    let u = im2col_conv(g, &h).matmul_t(&forward);
                     crate::reference::dense::rows_to_nchw(&u, batch, (ho, wo))
                 }
                 Op::Activation { kind, channels } => {
@@ -151,12 +160,23 @@ impl Net {
         let mut params = vec![ParamGrad::default(); self.ops.len()];
         for (i, op) in self.ops.iter().enumerate().rev() {
             grad = match (op, &saved[i]) {
-                (Op::Conv { g, w }, Saved::Input(x)) => {
+                (Op::Conv { g, w, unit_rows }, Saved::Input(x)) => {
                     let (ho, wo) = g.output_hw().expect("valid geometry");
                     let du = nchw_to_rows(&grad, batch, w.rows);
                     debug_assert_eq!(du.rows, batch * ho * wo);
-                    params[i].w = du.t_matmul(&im2col_conv(g, x)).data;
-                    col2im_conv(g, &du.matmul(w))
+                    // ∂L/∂W̃, then through w/‖w‖ to W where the forward normalises the rows.
+                    let dw_tilde = du.t_matmul(&im2col_conv(g, x));
+                    let forward = if *unit_rows {
+                        rows_normed(w)
+                    } else {
+                        w.clone()
+                    };
+                    params[i].w = if *unit_rows {
+                        unit_rows_backward(w, &dw_tilde).data
+                    } else {
+                        dw_tilde.data
+                    };
+                    col2im_conv(g, &du.matmul(&forward))
                 }
                 (Op::Activation { kind, channels }, Saved::Input(x)) => {
                     let u = nchw_to_rows(x, batch, *channels);
@@ -305,6 +325,7 @@ mod tests {
             Op::Conv {
                 g: conv(b, 2, 9, 3, 1, true),
                 w: w(4, 18),
+                unit_rows: false,
             },
             Op::Activation {
                 kind: ActivationGrad::Triangle { power: 1.3 },
@@ -313,10 +334,11 @@ mod tests {
             // → 4x4x4 by SoftHebb's 4/2/1 max pooling.
             pool(PoolKind::Max, b * 4, 9, 4, 2, 1),
             norm(b, 4, 16, false),
-            // → 5x2x2, relu.
+            // → 5x2x2 through unit-norm weights (Lagani's WTA forward), relu.
             Op::Conv {
                 g: conv(b, 4, 4, 3, 0, false),
                 w: w(5, 36),
+                unit_rows: true,
             },
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 1.0 },
@@ -338,6 +360,7 @@ mod tests {
             Op::Conv {
                 g: conv(b, 5, 3, 3, 0, false),
                 w: w(6, 45),
+                unit_rows: false,
             },
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 2.0 },
