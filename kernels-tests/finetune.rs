@@ -351,7 +351,36 @@ fn fine_tuning_trains_and_resumes_to_the_same_weights() {
         "baseline test accuracy {}",
         c.test_accuracy
     );
-    for dir in [straight, split, out] {
+    // Regimes: the Hebbian stage once (in the first fraction's run), every other fraction's
+    // supervised stage from its pretrained.safetensors. The full fraction so reached is the
+    // straight run, bit for bit.
+    let regimes = common::scratch("finetune", "regimes");
+    let summary = train::train_regimes(
+        &ctx,
+        &recipe,
+        TINY_FT,
+        &options(&regimes, None),
+        &[0.5, 1.0],
+    )
+    .unwrap()
+    .expect("not interrupted");
+    assert_eq!(summary.regimes.len(), 2);
+    assert_eq!(summary.regimes[0].method, "fine-tuned");
+    assert!(summary.regimes[0].labeled_items < summary.regimes[1].labeled_items);
+    assert!(
+        !regimes
+            .join("regime-1")
+            .join(train::PRETRAINED_FILE)
+            .exists()
+    );
+    assert_eq!(summary.regimes[1].test_accuracy, a.test_accuracy);
+    common::assert_same_tensors(
+        &straight,
+        &regimes.join("regime-1"),
+        &["layers.0.weight", "classifier.weight"],
+    );
+    assert!(regimes.join("regimes.json").exists());
+    for dir in [straight, split, out, regimes] {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -74,6 +74,9 @@ impl Overrides {
 
 /// With `classifier.select = "best-validation"`: the checkpoint after the best epoch so far.
 pub const BEST_FILE: &str = "checkpoint-best.safetensors";
+/// The checkpoint at the end of the Hebbian stages, before any label is seen: `--regimes`
+/// starts each label fraction's supervised stage from it.
+pub const PRETRAINED_FILE: &str = "pretrained.safetensors";
 
 /// Default seconds of training between two checkpoints inside an epoch.
 pub const CHECKPOINT_SECONDS: f64 = 60.0;
@@ -292,6 +295,145 @@ pub struct SeedResult {
     pub seed: u64,
     pub test_accuracy: f64,
     pub out: PathBuf,
+}
+
+/// One row of a regimes table: a label fraction's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct RegimeResult {
+    pub fraction: f64,
+    /// "fine-tuned" (Hebbian pre-training, then end to end), "backprop" (`[finetune]` from
+    /// random weights) or "linear probe" (frozen Hebbian features).
+    pub method: String,
+    pub labeled_items: usize,
+    pub test_accuracy: f64,
+    pub validation_accuracy: Option<f64>,
+    pub out: PathBuf,
+}
+
+/// Lagani's semi-supervised table: one supervised stage per label fraction.
+#[derive(Clone, Debug, Serialize)]
+pub struct RegimesSummary {
+    pub recipe: String,
+    pub regimes: Vec<RegimeResult>,
+}
+
+/// The method a recipe's supervised stage is, as the regimes table names it.
+fn method(recipe: &Recipe) -> &'static str {
+    match recipe.finetune.as_ref().map(|f| f.from) {
+        Some(FineTuneFrom::Hebbian) => "fine-tuned",
+        Some(FineTuneFrom::Random) => "backprop",
+        None => "linear probe",
+    }
+}
+
+/// Trains `recipe` once per label fraction into `opts.out/regime-<fraction>` and writes
+/// `opts.out/regimes.json`, Lagani's semi-supervised regimes. Each fraction is a stratified
+/// subset fixed by the seed (as `--label-fraction`). The Hebbian stages run once, in the first
+/// fraction's run; every other fraction's supervised stage starts from that run's
+/// `pretrained.safetensors`. A fraction whose folder holds a finished run of this recipe is
+/// read; an interrupted one is resumed. Stops (Ok(None)) when a run is interrupted.
+pub fn train_regimes(
+    ctx: &GpuContext,
+    recipe: &Recipe,
+    recipe_text: &str,
+    opts: &TrainOptions,
+    fractions: &[f64],
+) -> Result<Option<RegimesSummary>> {
+    let mut regimes = Vec::new();
+    let mut pretrained: Option<PathBuf> = None;
+    for &fraction in fractions {
+        let out = opts.out.join(format!("regime-{fraction}"));
+        let one = TrainOptions {
+            overrides: Overrides {
+                label_fraction: Some(fraction),
+                ..opts.overrides.clone()
+            },
+            out: out.clone(),
+            stop: opts.stop.clone(),
+            checkpoint_seconds: opts.checkpoint_seconds,
+            overwrite: opts.overwrite,
+            stop_after_batches: opts.stop_after_batches,
+            progress_bars: opts.progress_bars,
+        };
+        one.overrides.validate().map_err(HebbError::Config)?;
+        let metrics_path = out.join("metrics.json");
+        let metrics: serde_json::Value = if metrics_path.exists() && !opts.overwrite {
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&metrics_path).map_err(|e| {
+                    HebbError::Io {
+                        path: metrics_path.clone(),
+                        source: e,
+                    }
+                })?)
+                .map_err(|e| HebbError::Format {
+                    path: metrics_path.clone(),
+                    message: e.to_string(),
+                })?;
+            let same = m["recipe_sha256"].as_str() == Some(&sha256_hex(recipe_text.as_bytes()))
+                && m["label_fraction"].as_f64() == Some(fraction);
+            if !same {
+                return Err(HebbError::Format {
+                    path: metrics_path,
+                    message: format!(
+                        "holds a run of another recipe text or label fraction than {fraction}; \
+                         replace it with --overwrite or choose another --out"
+                    ),
+                });
+            }
+            eprintln!(
+                "label fraction {fraction}: finished earlier ({})",
+                out.display()
+            );
+            m
+        } else {
+            eprintln!("label fraction {fraction}: {}", out.display());
+            let resuming = !opts.overwrite && out.join(checkpoint::FILE).exists();
+            let outcome = match (&pretrained, resuming) {
+                (_, true) => resume(ctx, &out, &one)?,
+                (Some(p), false) => resume_with(ctx, p, &one, Some(fraction))?,
+                (None, false) => train(ctx, recipe, recipe_text, &one)?,
+            };
+            match outcome {
+                Outcome::Finished(m) => {
+                    serde_json::to_value(&*m).map_err(|e| HebbError::Format {
+                        path: metrics_path.clone(),
+                        message: e.to_string(),
+                    })?
+                }
+                Outcome::Interrupted(_) => return Ok(None),
+            }
+        };
+        let field = |key: &str| metrics[key].as_f64();
+        regimes.push(RegimeResult {
+            fraction,
+            method: method(recipe).into(),
+            labeled_items: metrics["labeled_items"].as_u64().unwrap_or(0) as usize,
+            test_accuracy: field("test_accuracy").ok_or_else(|| HebbError::Format {
+                path: metrics_path.clone(),
+                message: "no test_accuracy".into(),
+            })?,
+            validation_accuracy: field("validation_accuracy"),
+            out: out.clone(),
+        });
+        // Later fractions start from this run's Hebbian network, where it has one.
+        if pretrained.is_none() && out.join(PRETRAINED_FILE).exists() {
+            pretrained = Some(out.join(PRETRAINED_FILE));
+        }
+    }
+    let summary = RegimesSummary {
+        recipe: recipe.name.clone(),
+        regimes,
+    };
+    let json = serde_json::to_vec_pretty(&summary).map_err(|e| HebbError::Io {
+        path: opts.out.join("regimes.json"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| HebbError::Io {
+        path: opts.out.clone(),
+        source: e,
+    })?;
+    checkpoint::write_atomic(&opts.out.join("regimes.json"), &json)?;
+    Ok(Some(summary))
 }
 
 /// A recipe trained once per seed, as papers that average over seeds report it.
@@ -574,9 +716,10 @@ fn check_options(recipe: &Recipe, overrides: &Overrides) -> Result<()> {
 }
 
 /// The files a finished or interrupted run leaves in its folder.
-const RUN_FILES: [&str; 5] = [
+const RUN_FILES: [&str; 6] = [
     checkpoint::FILE,
     BEST_FILE,
+    PRETRAINED_FILE,
     "metrics.json",
     "filters.png",
     curves::FILE,
@@ -735,8 +878,39 @@ impl ResumeState {
 /// Continues the run whose checkpoint is in `dir` (recipe and overrides come from it; a
 /// `--data` given now replaces the stored dataset folder, for a dataset that moved).
 pub fn resume(ctx: &GpuContext, dir: &Path, opts: &TrainOptions) -> Result<Outcome> {
-    let ck = checkpoint::load(dir)?;
-    let state = ResumeState::from_checkpoint(&ck, opts.overrides.data.as_deref())?;
+    resume_with(ctx, dir, opts, None)
+}
+
+/// `resume` from the checkpoint at `path` (a file or a run folder) into `opts.out`, with the
+/// label fraction replaced by `label_fraction` when given: `--regimes` runs each fraction's
+/// supervised stage from one Hebbian pre-training (`PRETRAINED_FILE`), whose labels nothing
+/// has seen yet.
+pub fn resume_with(
+    ctx: &GpuContext,
+    path: &Path,
+    opts: &TrainOptions,
+    label_fraction: Option<f64>,
+) -> Result<Outcome> {
+    let ck = checkpoint::load(path)?;
+    let mut state = ResumeState::from_checkpoint(&ck, opts.overrides.data.as_deref())?;
+    if let Some(f) = label_fraction {
+        let supervised = stages(&state.recipe).len() - 1;
+        let start = Position {
+            stage: supervised,
+            ..Default::default()
+        };
+        if state.position != start {
+            return Err(HebbError::Format {
+                path: ck.path.clone(),
+                message: "a label fraction can only change at the start of the supervised stage \
+                          (a pretrained.safetensors)"
+                    .into(),
+            });
+        }
+        state.overrides.label_fraction = Some(f);
+        state.overrides.validate().map_err(HebbError::Config)?;
+    }
+    let dir = ck.path.parent().unwrap_or(Path::new("."));
     // Continued into another folder: the same refusal as a new run there.
     let elsewhere = std::fs::canonicalize(&opts.out).ok() != std::fs::canonicalize(dir).ok();
     if elsewhere {
@@ -1075,6 +1249,10 @@ impl<'a> Trainer<'a> {
                 stage: pos.stage + 1,
                 ..Default::default()
             };
+            // The Hebbian stages are done: keep the network before any label is seen.
+            if stage != Stage::Classifier && stages.get(pos.stage) == Some(&Stage::Classifier) {
+                self.save_as(&pos, &[checkpoint::FILE, PRETRAINED_FILE])?;
+            }
         }
         self.finish(&pos)
     }

@@ -53,6 +53,14 @@ pub const BUNDLED: &[(&str, &str)] = &[
         "lagani-swta-cifar10",
         include_str!("../../recipes/lagani-swta-cifar10.toml"),
     ),
+    (
+        "lagani-hpca-cifar10-finetune",
+        include_str!("../../recipes/lagani-hpca-cifar10-finetune.toml"),
+    ),
+    (
+        "lagani-swta-cifar10-finetune",
+        include_str!("../../recipes/lagani-swta-cifar10-finetune.toml"),
+    ),
 ];
 
 /// The recipe a `hebb train` argument names: a file path, or a bundled recipe's name (with or

@@ -41,6 +41,11 @@ pub struct TrainArgs {
     /// recipe's `seeds`, if it lists any). Finished seeds are read, interrupted ones resumed.
     #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
     pub seeds: Option<Vec<u64>>,
+    /// Lagani's semi-supervised regimes: train once per label fraction (comma-separated, each
+    /// in (0, 1]) into <out>/regime-<F>, the Hebbian stages once, and print and write
+    /// (regimes.json) one table of fraction, method and test accuracy.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["resume", "seeds", "label_fraction"])]
+    pub regimes: Option<Vec<f64>>,
     /// Output folder: checkpoint, metrics.json, filters.png, curves.png (default
     /// runs/<recipe>). A
     /// folder that already holds a run is refused unless --overwrite is given.
@@ -138,6 +143,7 @@ pub fn train(adapter: &AdapterArgs, args: TrainArgs) -> Result<ExitCode> {
         limit,
         seed,
         seeds,
+        regimes,
         out,
         overwrite,
         resume,
@@ -209,6 +215,33 @@ pub fn train(adapter: &AdapterArgs, args: TrainArgs) -> Result<ExitCode> {
                 (None, None, Some(list)) if list.len() > 1 => Some(list.clone()),
                 _ => None,
             };
+            if let Some(fractions) = regimes {
+                let Some(summary) = train::train_regimes(&ctx, &recipe, &text, &opts, &fractions)?
+                else {
+                    return Ok(ExitCode::from(130));
+                };
+                println!(
+                    "{:>9}  {:<13} {:>8}  {:>9}  {:>10}",
+                    "fraction", "method", "labelled", "test", "validation"
+                );
+                for r in &summary.regimes {
+                    println!(
+                        "{:>9}  {:<13} {:>8}  {:>8.2}%  {:>10}",
+                        r.fraction,
+                        r.method,
+                        r.labeled_items,
+                        100.0 * r.test_accuracy,
+                        r.validation_accuracy
+                            .map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v))
+                    );
+                }
+                println!(
+                    "{}: {}",
+                    summary.recipe,
+                    opts.out.join("regimes.json").display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(seeds) = seeds {
                 let Some(summary) = train::train_seeds(&ctx, &recipe, &text, &opts, &seeds)? else {
                     return Ok(ExitCode::from(130));
