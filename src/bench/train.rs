@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::data::source::ItemShape;
 use crate::error::{HebbError, Result};
 use crate::gpu::{GpuContext, Recorder};
-use crate::nn::network::Network;
-use crate::nn::recipe::{DatasetKind, Recipe, Schedule};
+use crate::nn::network::{FineTuneStep, Network};
+use crate::nn::recipe::{ClassifierOptimizer, DatasetKind, Recipe, Schedule};
 
 /// Input shape and class count of a recipe's dataset, as its loader produces them.
 pub fn recipe_input(recipe: &Recipe) -> (ItemShape, usize) {
@@ -117,11 +117,12 @@ pub fn bench_train(ctx: &GpuContext, recipe: &Recipe, steps: usize) -> Result<Ve
             adapter: ctx.adapter_name(),
         });
     }
+    rows.extend(bench_fine_tuning(ctx, recipe, &mut net, steps)?);
     // One Hebbian epoch over the same images for every learning stage: the stages run in
     // sequence, so their times per image add.
     let learning: Vec<&StageRow> = rows
         .iter()
-        .filter(|r| r.stage != "frozen forward")
+        .filter(|r| r.stage != "frozen forward" && !r.stage.starts_with("fine-tuning"))
         .collect();
     let per_image: f64 = learning.iter().map(|r| 1.0 / r.images_per_s).sum();
     rows.push(StageRow {
@@ -133,6 +134,79 @@ pub fn bench_train(ctx: &GpuContext, recipe: &Recipe, steps: usize) -> Result<Ve
         adapter: ctx.adapter_name(),
     });
     Ok(rows)
+}
+
+/// Fine-tuning's throughput (`[finetune]`: every block and the classifier by backprop, SGD with
+/// Nesterov momentum) at the classifier's batch: the forward alone, the whole step, and the
+/// backward as their difference (measured in the same run). None where a block is one
+/// fine-tuning cannot differentiate yet (it says which).
+fn bench_fine_tuning(
+    ctx: &GpuContext,
+    recipe: &Recipe,
+    net: &mut Network,
+    steps: usize,
+) -> Result<Vec<StageRow>> {
+    let batch = recipe.classifier.batch;
+    let learning: Vec<usize> = (0..net.layers.len()).collect();
+    if let Err(e) = net.enable_fine_tuning(ctx, batch, &learning) {
+        eprintln!("fine-tuning not timed: {e}");
+        return Ok(Vec::new());
+    }
+    let (input, classes) = recipe_input(recipe);
+    let images: Vec<f32> = crate::conformance::random_f32(0xF17E, batch * input.len())
+        .into_iter()
+        .map(|v| 0.5 * (v + 1.0))
+        .collect();
+    let labels: Vec<u32> = (0..batch).map(|i| (i % classes) as u32).collect();
+    net.classifier.set_labels(ctx, &labels)?;
+    let step = FineTuneStep {
+        optimizer: ClassifierOptimizer::Sgd {
+            lr: 1e-3,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-2,
+        },
+        lr: 1e-3,
+        dropout: 0.5,
+        dropout_seed: 7,
+    };
+    let time = |net: &mut Network, backward: bool| -> Result<f64> {
+        let run = |net: &mut Network| -> Result<()> {
+            let mut rec = Recorder::new(ctx);
+            net.fine_tune_forward(ctx, &mut rec, &images, batch, &step)?;
+            if backward {
+                net.fine_tune_backward(&mut rec, batch, &learning, &step)?;
+            }
+            rec.submit();
+            Ok(())
+        };
+        run(net)?;
+        ctx.wait()?;
+        let started = Instant::now();
+        for _ in 0..steps.max(1) {
+            run(net)?;
+        }
+        ctx.wait()?;
+        Ok(started.elapsed().as_secs_f64() / steps.max(1) as f64)
+    };
+    let forward = time(net, false)?;
+    let whole = time(net, true)?;
+    let row = |stage: &str, seconds: f64| StageRow {
+        stage: stage.into(),
+        batch,
+        steps: steps.max(1),
+        seconds_per_step: seconds,
+        images_per_s: batch as f64 / seconds,
+        adapter: ctx.adapter_name(),
+    };
+    Ok(vec![
+        row("fine-tuning forward", forward),
+        row(
+            "fine-tuning backward (step − forward)",
+            (whole - forward).max(f64::MIN_POSITIVE),
+        ),
+        row("fine-tuning step (forward + backward)", whole),
+    ])
 }
 
 /// One kernel's share of one stage's step, from `profile_train`.

@@ -276,14 +276,7 @@ impl Network {
     }
 
     /// One fine-tuning step on `batch` images with the classifier's labels set
-    /// (`classifier.set_labels`), read top to bottom:
-    ///
-    /// 1. the blocks below the lowest learning one run frozen (running statistics);
-    /// 2. the others run their training-mode forward, keeping what the backward reads;
-    /// 3. dropout on the features, the classifier's loss, its step, and −∂L/∂features;
-    /// 4. dropout's backward (the same mask), then each block's backward from the top, the
-    ///    learning blocks stepping their W with `step`'s optimizer.
-    ///
+    /// (`classifier.set_labels`): `fine_tune_forward`, then `fine_tune_backward`.
     /// `classifier.read_report` then gives the batch's loss and hits.
     pub fn fine_tune_step(
         &mut self,
@@ -292,6 +285,21 @@ impl Network {
         images: &[f32],
         batch: usize,
         learning: &[usize],
+        step: &FineTuneStep,
+    ) -> Result<()> {
+        self.fine_tune_forward(ctx, rec, images, batch, step)?;
+        self.fine_tune_backward(rec, batch, learning, step)
+    }
+
+    /// Fine-tuning's forward, read top to bottom: the blocks below the lowest learning one
+    /// run frozen (running statistics), the others their training-mode forward, keeping what
+    /// the backward reads; then the features and dropout on them (`step`'s mask).
+    pub fn fine_tune_forward(
+        &mut self,
+        ctx: &GpuContext,
+        rec: &mut Recorder<'_>,
+        images: &[f32],
+        batch: usize,
         step: &FineTuneStep,
     ) -> Result<()> {
         self.check_input(images, batch)?;
@@ -306,19 +314,7 @@ impl Network {
             tune,
             ..
         } = self;
-        let tune = tune
-            .as_ref()
-            .ok_or_else(|| HebbError::Config("fine_tune_step before enable_fine_tuning".into()))?;
-        if batch > tune.batch {
-            return Err(HebbError::Shape {
-                tensor: "fine-tuning batch".into(),
-                message: format!(
-                    "{batch} images; fine-tuning was enabled for 1..={}",
-                    tune.batch
-                ),
-            });
-        }
-        // 1-2. Forward.
+        let tune = fine_tuning(tune.as_ref(), batch)?;
         let mut x = prepare_input(
             ctx,
             rec,
@@ -336,7 +332,7 @@ impl Network {
                 layer.fine_tune_forward(rec, x, batch)?
             };
         }
-        // 3. The classifier on the features (NCHW flattened: the same memory).
+        // The features, NCHW flattened (the same memory), with the classifier's dropout.
         let f = classifier.features;
         crate::nn::layer::copy_prefix(rec, x, &tune.features, batch * f);
         Linear::dropout(
@@ -345,7 +341,27 @@ impl Network {
             batch * f,
             step.dropout,
             step.dropout_seed,
-        )?;
+        )
+    }
+
+    /// Fine-tuning's backward after `fine_tune_forward`: the classifier's loss, its step and
+    /// −∂L/∂features; dropout's backward (the same mask); then each block's backward from the
+    /// top, the blocks in `learning` stepping their W with `step`'s optimizer.
+    pub fn fine_tune_backward(
+        &mut self,
+        rec: &mut Recorder<'_>,
+        batch: usize,
+        learning: &[usize],
+        step: &FineTuneStep,
+    ) -> Result<()> {
+        let Self {
+            layers,
+            classifier,
+            tune,
+            ..
+        } = self;
+        let tune = fine_tuning(tune.as_ref(), batch)?;
+        let f = classifier.features;
         classifier.train_step(
             rec,
             &tune.features,
@@ -354,7 +370,6 @@ impl Network {
             step.lr,
             Some(&tune.grad),
         )?;
-        // 4. Backward: dropout's mask, then the blocks from the top.
         Linear::dropout(rec, &tune.grad, batch * f, step.dropout, step.dropout_seed)?;
         let mut grad = tune.grad.share();
         for i in (tune.lowest..layers.len()).rev() {
@@ -431,6 +446,23 @@ impl Network {
         }
         Ok(Some(x))
     }
+}
+
+/// The network's fine-tuning buffers, or an error when fine-tuning is not enabled for
+/// `batch` images.
+fn fine_tuning(tune: Option<&NetworkTune>, batch: usize) -> Result<&NetworkTune> {
+    let tune =
+        tune.ok_or_else(|| HebbError::Config("fine-tuning before enable_fine_tuning".into()))?;
+    if batch == 0 || batch > tune.batch {
+        return Err(HebbError::Shape {
+            tensor: "fine-tuning batch".into(),
+            message: format!(
+                "{batch} images; fine-tuning was enabled for 1..={}",
+                tune.batch
+            ),
+        });
+    }
+    Ok(tune)
 }
 
 /// Uploads `images` (B x C x H x W, host) and records the input standardisation and whitening;
