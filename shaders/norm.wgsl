@@ -27,12 +27,28 @@ struct NormParams {
 @group(0) @binding(7) var<storage, read_write> grad_stats: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;
 
-// f_c of the modified BN (flags bit 1), else 1.
-fn modified_factor(c: u32) -> f32 {
+var<workgroup> partial: array<f32, 256>;
+
+// mean_k running_var[k] for the modified BN, reduced by a workgroup's 256 invocations together
+// (each loads C/256 values, then a tree sum), so that each element's factor costs O(1) rather
+// than a loop over all C channels (bn5 of Lagani's model_6l has C = 4,096). Returns 0 without
+// the modified BN. Call from uniform control flow, before any bounds check: it holds barriers.
+fn workgroup_mean_running_var(lid: u32) -> f32 {
+    if ((p.flags & 2u) == 0u) { return 0.0; }
+    var sum = 0.0;
+    for (var k = lid; k < p.channels; k += 256u) { sum += running_var[k]; }
+    partial[lid] = sum;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) { partial[lid] += partial[lid + stride]; }
+        workgroupBarrier();
+    }
+    return partial[0] / f32(p.channels);
+}
+
+// f_c of the modified BN (flags bit 1) given mean_k running_var[k], else 1.
+fn modified_factor(c: u32, mean_var: f32) -> f32 {
     if ((p.flags & 2u) == 0u) { return 1.0; }
-    var mean_var = 0.0;
-    for (var k = 0u; k < p.channels; k++) { mean_var += running_var[k]; }
-    mean_var /= f32(p.channels);
     return sqrt((running_var[c] + p.eps) / (mean_var + p.eps));
 }
 
@@ -73,10 +89,11 @@ fn bn_stats(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(256, 1, 1)
 fn bn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
+    let mean_var = workgroup_mean_running_var(lid);
     let e = (wg.y * nwg.x + wg.x) * 256u + lid;
     if (e >= p.batch * p.channels * p.plane) { return; }
     let c = (e / p.plane) % p.channels;
-    out[e] = (x[e] - stats[c]) / sqrt(stats[p.channels + c] + p.eps) * modified_factor(c);
+    out[e] = (x[e] - stats[c]) / sqrt(stats[p.channels + c] + p.eps) * modified_factor(c, mean_var);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -105,10 +122,11 @@ fn bn_backward_stats(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(256, 1, 1)
 fn bn_backward_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
+    let mean_var = workgroup_mean_running_var(lid);
     let e = (wg.y * nwg.x + wg.x) * 256u + lid;
     if (e >= p.batch * p.channels * p.plane) { return; }
     let c = (e / p.plane) % p.channels;
     let s = sqrt(stats[p.channels + c] + p.eps);
     let xhat = (x[e] - stats[c]) / s;
-    dx[e] = modified_factor(c) / s * (dy[e] - grad_stats[c] - xhat * grad_stats[p.channels + c]);
+    dx[e] = modified_factor(c, mean_var) / s * (dy[e] - grad_stats[c] - xhat * grad_stats[p.channels + c]);
 }

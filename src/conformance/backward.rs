@@ -327,6 +327,7 @@ fn norm_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         (7, 3, 33),
         (4, 65, 9),
         (1, 7, 257),
+        (2, 257, 3),
         (33, 2, 7),
     ] {
         for (training, modified) in [(true, false), (true, true), (false, false), (false, true)] {
