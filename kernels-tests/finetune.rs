@@ -9,8 +9,7 @@ use hebb::data::source::ItemShape;
 use hebb::gpu::{GpuContext, Recorder};
 use hebb::kernels::elementwise::dropout_keeps;
 use hebb::kernels::hebbian::ActivationGrad;
-use hebb::kernels::norm::BatchNorm;
-use hebb::kernels::pool::{Pool2d, PoolKind};
+use hebb::kernels::pool::PoolKind;
 use hebb::nn::network::{FineTuneStep, Network};
 use hebb::nn::recipe::{ClassifierOptimizer, Recipe};
 use hebb::reference::backprop::{Net, Op};
@@ -104,67 +103,27 @@ fn check(ctx: &GpuContext) {
     let report = net.classifier.read_report(ctx, batch).unwrap();
 
     // The same network in float64.
-    let conv = |c_in, hw, k, pad, reflect| hebb::kernels::im2col::ConvGeometry {
-        batch,
-        in_channels: c_in,
-        h: hw,
-        w: hw,
-        kernel: [k, k],
-        stride: [1, 1],
-        padding: [pad, pad],
-        reflect,
-    };
-    let norm = |channels, plane, modified| Op::BatchNorm {
-        g: BatchNorm {
-            batch,
-            channels,
-            plane,
-            training: true,
-            modified,
-            momentum: 0.1,
-            eps: 1e-5,
-        },
-        running_mean: vec![0.0; channels],
-        running_var: vec![1.0; channels],
-    };
+    let norm =
+        |channels, plane, modified| Op::batch_norm(batch, plane, modified, vec![1.0; channels]);
     let mat =
         |c: usize, w: &[f32]| Mat::from_vec(c, w.len() / c, w.iter().map(|&v| v as f64).collect());
-    let pool = |kind, planes, hw, k, s, p| {
-        Op::Pool(Pool2d {
-            kind,
-            planes,
-            h: hw,
-            w: hw,
-            kernel: [k, k],
-            stride: [s, s],
-            padding: [p, p],
-        })
-    };
     let f = 6;
     let mut reference = Net {
         batch,
         ops: vec![
-            Op::Conv {
-                g: conv(2, 9, 3, 1, true),
-                w: mat(4, &before[0]),
-                unit_rows: false,
-            },
+            Op::conv(batch, 2, 9, 3, 1, true, mat(4, &before[0]), false),
             Op::Activation {
                 kind: ActivationGrad::Triangle { power: 1.3 },
                 channels: 4,
             },
-            pool(PoolKind::Max, batch * 4, 9, 4, 2, 1),
+            Op::pool(PoolKind::Max, batch * 4, 9, 4, 2, 1),
             norm(4, 16, false),
-            Op::Conv {
-                g: conv(4, 4, 3, 0, false),
-                w: mat(5, &before[1]),
-                unit_rows: true,
-            },
+            Op::conv(batch, 4, 4, 3, 0, false, mat(5, &before[1]), true),
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 1.0 },
                 channels: 5,
             },
-            pool(
+            Op::pool(
                 PoolKind::Avg {
                     count_include_pad: false,
                 },
@@ -176,11 +135,7 @@ fn check(ctx: &GpuContext) {
             ),
             norm(5, 9, true),
             norm(5, 9, false),
-            Op::Conv {
-                g: conv(5, 3, 3, 0, false),
-                w: mat(6, &before[2]),
-                unit_rows: false,
-            },
+            Op::conv(batch, 5, 3, 3, 0, false, mat(6, &before[2]), false),
             Op::Activation {
                 kind: ActivationGrad::Tanh,
                 channels: 6,

@@ -28,7 +28,7 @@
 //!   bound of `kernels` for K = N (dW) and K = C (dP), plus col2im's sum bound, times the
 //!   cancellation.
 
-use crate::conformance::kernels::{RAGGED, cancellation, gemm_tol, sum_tol};
+use crate::conformance::kernels::{RAGGED, cancellation, gemm_tol, pool_cases, sum_tol};
 use crate::conformance::{Row, U32, derive_seed, random_f32, widen};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
@@ -37,7 +37,7 @@ use crate::kernels::gemm::{self, Gemm};
 use crate::kernels::hebbian::{self, ActivationGrad};
 use crate::kernels::im2col::{self, ConvGeometry};
 use crate::kernels::norm::{self, BatchNorm};
-use crate::kernels::pool::{self, Pool2d, PoolKind};
+use crate::kernels::pool::{self, PoolKind};
 use crate::reference;
 use crate::reference::dense::Mat;
 
@@ -225,93 +225,56 @@ fn conv_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
 }
 
 fn pool_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
-    let kinds = [
-        PoolKind::Max,
-        PoolKind::Avg {
-            count_include_pad: true,
-        },
-        PoolKind::Avg {
-            count_include_pad: false,
-        },
-    ];
-    // (planes, h, w, k, s, p): the papers' 4/2/1 (SoftHebb), 2/2/0 (Lagani), 3/2/1, overlapping
-    // and not, on ragged planes.
-    let shapes = [
-        (1, 1, 1, 1, 1, 0),
-        (6, 33, 33, 4, 2, 1),
-        (5, 7, 9, 2, 2, 0),
-        (3, 65, 7, 3, 2, 1),
-        (2, 16, 16, 4, 2, 2),
-        (7, 9, 9, 3, 1, 1),
-    ];
     let mut rows = Vec::new();
-    let mut index = 14_200;
-    for &(planes, h, w, k, s, p) in &shapes {
-        for kind in kinds {
-            index += 1;
-            let seed = derive_seed(base_seed, index);
-            let g = Pool2d {
-                kind,
-                planes,
-                h,
-                w,
-                kernel: [k, k],
-                stride: [s, s],
-                padding: [p, p],
-            };
-            let variant = match kind {
-                PoolKind::Max => format!("max {k}/{s}/{p}"),
-                PoolKind::Avg { count_include_pad } => {
-                    format!("avg {k}/{s}/{p} pad={count_include_pad}")
+    for (index, (g, variant)) in pool_cases().into_iter().enumerate() {
+        let seed = derive_seed(base_seed, 14_201 + index as u64);
+        let (planes, h, w, kind, k, s) = (g.planes, g.h, g.w, g.kind, g.kernel[0], g.stride[0]);
+        let shape = [("planes", planes), ("h", h), ("w", w)];
+        let Ok((ho, wo)) = g.output_hw() else {
+            continue;
+        };
+        let x = random_f32(seed, planes * h * w);
+        let dy = random_f32(seed ^ 1, planes * ho * wo);
+        let want = reference::pool::pool2d_backward(&g, &widen(&x), &widen(&dy));
+        let abs_dy: Vec<f64> = dy.iter().map(|v| v.abs() as f64).collect();
+        let spread = reference::pool::pool2d_backward(&g, &widen(&x), &abs_dy);
+        let run = || -> Result<(Vec<f64>, Vec<f64>)> {
+            let tx = upload(ctx, "x", &x)?;
+            let tdy = upload(ctx, "dy", &dy)?;
+            let out = poisoned(ctx, "pooled", planes * ho * wo)?;
+            let argmax = poisoned(ctx, "argmax", planes * ho * wo)?;
+            let dx = poisoned(ctx, "dx", planes * h * w)?;
+            let mut rec = Recorder::new(ctx);
+            let indices = match kind {
+                PoolKind::Max => {
+                    pool::max_pool_indexed(&mut rec, &g, &tx, &out, &argmax)?;
+                    Some(&argmax)
+                }
+                PoolKind::Avg { .. } => {
+                    pool::pool2d(&mut rec, &g, &tx, &out)?;
+                    None
                 }
             };
-            let shape = [("planes", planes), ("h", h), ("w", w)];
-            let Ok((ho, wo)) = g.output_hw() else {
-                continue;
-            };
-            let x = random_f32(seed, planes * h * w);
-            let dy = random_f32(seed ^ 1, planes * ho * wo);
-            let want = reference::pool::pool2d_backward(&g, &widen(&x), &widen(&dy));
-            let abs_dy: Vec<f64> = dy.iter().map(|v| v.abs() as f64).collect();
-            let spread = reference::pool::pool2d_backward(&g, &widen(&x), &abs_dy);
-            let run = || -> Result<(Vec<f64>, Vec<f64>)> {
-                let tx = upload(ctx, "x", &x)?;
-                let tdy = upload(ctx, "dy", &dy)?;
-                let out = poisoned(ctx, "pooled", planes * ho * wo)?;
-                let argmax = poisoned(ctx, "argmax", planes * ho * wo)?;
-                let dx = poisoned(ctx, "dx", planes * h * w)?;
-                let mut rec = Recorder::new(ctx);
-                let indices = match kind {
-                    PoolKind::Max => {
-                        pool::max_pool_indexed(&mut rec, &g, &tx, &out, &argmax)?;
-                        Some(&argmax)
-                    }
-                    PoolKind::Avg { .. } => {
-                        pool::pool2d(&mut rec, &g, &tx, &out)?;
-                        None
-                    }
-                };
-                pool::pool2d_backward(&mut rec, &g, indices, &tdy, &dx)?;
-                rec.submit();
-                Ok((widen(&out.to_f32_vec(ctx)?), widen(&dx.to_f32_vec(ctx)?)))
-            };
-            let tol = bound(sum_tol(k.div_ceil(s).pow(2).max(k * k)), &spread, &want);
-            match run() {
-                Ok((out, dx)) => {
-                    if kind == PoolKind::Max {
-                        // The indexed forward is the plain forward, exactly.
-                        let want_out = reference::pool::pool2d(&g, &widen(&x));
-                        rows.push(
-                            Row::new("max_pool_indexed", variant.clone(), &shape, seed)
-                                .compare(&out, &want_out, 0.0),
-                        );
-                    }
+            pool::pool2d_backward(&mut rec, &g, indices, &tdy, &dx)?;
+            rec.submit();
+            Ok((widen(&out.to_f32_vec(ctx)?), widen(&dx.to_f32_vec(ctx)?)))
+        };
+        let tol = bound(sum_tol(k.div_ceil(s).pow(2).max(k * k)), &spread, &want);
+        match run() {
+            Ok((out, dx)) => {
+                if kind == PoolKind::Max {
+                    // The indexed forward is the plain forward, exactly.
+                    let want_out = reference::pool::pool2d(&g, &widen(&x));
                     rows.push(
-                        Row::new("pool2d_backward", variant, &shape, seed).compare(&dx, &want, tol),
+                        Row::new("max_pool_indexed", variant.clone(), &shape, seed)
+                            .compare(&out, &want_out, 0.0),
                     );
                 }
-                Err(e) => rows.push(Row::new("pool2d_backward", variant, &shape, seed).fail(e)),
+                rows.push(
+                    Row::new("pool2d_backward", variant, &shape, seed).compare(&dx, &want, tol),
+                );
             }
+            Err(e) => rows.push(Row::new("pool2d_backward", variant, &shape, seed).fail(e)),
         }
     }
     rows

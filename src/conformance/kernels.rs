@@ -1185,9 +1185,10 @@ pub fn classifier_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
-/// Max and average pooling (both divisors) with the papers' settings (4/2/1, 2/2/0, 3/2/1)
-/// on ragged planes.
-pub fn pool_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+/// The pooling geometries both pooling families check, each with its row label: max and
+/// average pooling (both divisors) with the papers' settings (SoftHebb's 4/2/1, Lagani's 2/2/0,
+/// 3/2/1; overlapping windows and not) on ragged planes, in a fixed order.
+pub fn pool_cases() -> Vec<(Pool2d, String)> {
     let kinds = [
         PoolKind::Max,
         PoolKind::Avg {
@@ -1204,13 +1205,17 @@ pub fn pool_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         (5, 7, 9, 2, 2, 0),
         (3, 65, 7, 3, 2, 1),
         (2, 16, 16, 4, 2, 2),
+        (7, 9, 9, 3, 1, 1),
     ];
-    let mut rows = Vec::new();
-    let mut index = 6000;
-    for &(planes, h, w, k, s, p) in &shapes {
+    let mut cases = Vec::new();
+    for (planes, h, w, k, s, p) in shapes {
         for kind in kinds {
-            index += 1;
-            let seed = derive_seed(base_seed, index);
+            let variant = match kind {
+                PoolKind::Max => format!("max {k}/{s}/{p}"),
+                PoolKind::Avg { count_include_pad } => {
+                    format!("avg {k}/{s}/{p} pad={count_include_pad}")
+                }
+            };
             let g = Pool2d {
                 kind,
                 planes,
@@ -1220,40 +1225,45 @@ pub fn pool_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 stride: [s, s],
                 padding: [p, p],
             };
-            let variant = match kind {
-                PoolKind::Max => format!("max {k}/{s}/{p}"),
-                PoolKind::Avg { count_include_pad } => {
-                    format!("avg {k}/{s}/{p} pad={count_include_pad}")
-                }
-            };
-            let row = Row::new(
-                "pool2d",
-                variant,
-                &[("planes", planes), ("h", h), ("w", w)],
-                seed,
-            );
-            let x = random_f32(seed, planes * h * w);
-            let want = reference::pool::pool2d(&g, &widen(&x));
-            let run = || -> Result<Vec<f64>> {
-                let tx = Tensor::from_f32(ctx, "x", &[planes, h, w], &x)?;
-                let out = Tensor::empty(ctx, "pooled", &[want.len()], DType::F32)?;
-                out.poison_nan(ctx);
-                let mut rec = Recorder::new(ctx);
-                pool::pool2d(&mut rec, &g, &tx, &out)?;
-                rec.submit();
-                Ok(widen(&out.to_f32_vec(ctx)?))
-            };
-            // Max is exact; an average of at most k² values rounds k² times and divides once.
-            let tol = if kind == PoolKind::Max {
-                0.0
-            } else {
-                sum_tol(k * k)
-            };
-            rows.push(match run() {
-                Ok(got) => row.compare(&got, &want, tol),
-                Err(e) => row.fail(e),
-            });
+            cases.push((g, variant));
         }
+    }
+    cases
+}
+
+/// `pool_cases` against the float64 pooling.
+pub fn pool_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (index, (g, variant)) in pool_cases().into_iter().enumerate() {
+        let seed = derive_seed(base_seed, 6001 + index as u64);
+        let (planes, h, w, kind, k) = (g.planes, g.h, g.w, g.kind, g.kernel[0]);
+        let row = Row::new(
+            "pool2d",
+            variant,
+            &[("planes", planes), ("h", h), ("w", w)],
+            seed,
+        );
+        let x = random_f32(seed, planes * h * w);
+        let want = reference::pool::pool2d(&g, &widen(&x));
+        let run = || -> Result<Vec<f64>> {
+            let tx = Tensor::from_f32(ctx, "x", &[planes, h, w], &x)?;
+            let out = Tensor::empty(ctx, "pooled", &[want.len()], DType::F32)?;
+            out.poison_nan(ctx);
+            let mut rec = Recorder::new(ctx);
+            pool::pool2d(&mut rec, &g, &tx, &out)?;
+            rec.submit();
+            Ok(widen(&out.to_f32_vec(ctx)?))
+        };
+        // Max is exact; an average of at most k² values rounds k² times and divides once.
+        let tol = if kind == PoolKind::Max {
+            0.0
+        } else {
+            sum_tol(k * k)
+        };
+        rows.push(match run() {
+            Ok(got) => row.compare(&got, &want, tol),
+            Err(e) => row.fail(e),
+        });
     }
     rows
 }

@@ -41,6 +41,22 @@ pub struct BatchNorm {
     pub eps: f32,
 }
 
+impl BatchNorm {
+    /// The uniform of this pass; `kernel` names the launcher in errors.
+    fn params(&self, kernel: &str) -> Result<NormParams> {
+        let u = |what: &str, v: usize| to_u32(kernel, what, v);
+        Ok(NormParams {
+            batch: u("batch", self.batch)?,
+            channels: u("channels", self.channels)?,
+            plane: u("H·W", self.plane)?,
+            flags: self.training as u32 | (self.modified as u32) << 1,
+            momentum: self.momentum,
+            eps: self.eps,
+            ..Default::default()
+        })
+    }
+}
+
 /// Records out = BN(x), updating the running statistics when training.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm(
@@ -87,15 +103,7 @@ pub fn batch_norm(
         check_loop_budget(ctx, "bn_stats", iterations, &work)?;
     }
     let u = |what: &str, v: usize| to_u32("batch_norm", what, v);
-    let params = NormParams {
-        batch: u("batch", g.batch)?,
-        channels: u("channels", g.channels)?,
-        plane: u("H·W", g.plane)?,
-        flags: g.training as u32 | (g.modified as u32) << 1,
-        momentum: g.momentum,
-        eps: g.eps,
-        ..Default::default()
-    };
+    let params = g.params("batch_norm")?;
     let uniform = rec.uniform(&params);
     let stats_pipeline = ctx
         .kernels
@@ -178,15 +186,7 @@ pub fn batch_norm_backward(
         check_loop_budget(ctx, "bn_backward_stats", iterations, &work)?;
     }
     let u = |what: &str, v: usize| to_u32("batch_norm_backward", what, v);
-    let params = NormParams {
-        batch: u("batch", g.batch)?,
-        channels: u("channels", g.channels)?,
-        plane: u("H·W", g.plane)?,
-        flags: g.training as u32 | (g.modified as u32) << 1,
-        momentum: g.momentum,
-        eps: g.eps,
-        ..Default::default()
-    };
+    let params = g.params("batch_norm_backward")?;
     let groups = grid_1d(ctx, u("channels / 64", g.channels.div_ceil(64))?);
     record_dispatch(
         rec,

@@ -21,6 +21,43 @@ use crate::kernels::optim::{self, OptimStep};
 use crate::kernels::reduce::{self, ReduceOp};
 use crate::nn::recipe::{ClassifierHead, ClassifierOptimizer};
 
+/// One step of a recipe's supervised optimizer at the scheduled rate `lr` for a parameter
+/// that has taken `steps` steps before: the first SGD step starts the momentum buffer, and
+/// Adam's rate carries the bias correction a_t = lr·√(1 − β2^t)/(1 − β1^t), t = steps + 1.
+/// The classifier and fine-tuning's blocks step through this one mapping.
+pub fn optim_step(optimizer: ClassifierOptimizer, lr: f64, steps: u32) -> OptimStep {
+    let first = steps == 0;
+    let t = (steps + 1) as i32;
+    match optimizer {
+        ClassifierOptimizer::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+            ..
+        } => OptimStep::Sgd {
+            lr: lr as f32,
+            momentum: momentum as f32,
+            nesterov,
+            weight_decay: weight_decay as f32,
+            first,
+        },
+        ClassifierOptimizer::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            ..
+        } => OptimStep::Adam {
+            rate: (lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t))) as f32,
+            beta1: beta1 as f32,
+            beta2: beta2 as f32,
+            eps: eps as f32,
+            weight_decay: weight_decay as f32,
+            first,
+        },
+    }
+}
+
 pub struct Linear {
     pub features: usize,
     pub classes: usize,
@@ -198,36 +235,7 @@ impl Linear {
             // −∂L/∂X (n x F) = G (n x K) · W (K x F).
             gemm::gemm(rec, &Gemm::new(n, f, k).shaped(), &self.grad, &self.w, dx)?;
         }
-        let first = self.steps == 0;
-        let t = (self.steps + 1) as i32;
-        let step = match optimizer {
-            ClassifierOptimizer::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-                ..
-            } => OptimStep::Sgd {
-                lr: lr as f32,
-                momentum: momentum as f32,
-                nesterov,
-                weight_decay: weight_decay as f32,
-                first,
-            },
-            ClassifierOptimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                ..
-            } => OptimStep::Adam {
-                rate: (lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t))) as f32,
-                beta1: beta1 as f32,
-                beta2: beta2 as f32,
-                eps: eps as f32,
-                weight_decay: weight_decay as f32,
-                first,
-            },
-        };
+        let step = optim_step(optimizer, lr, self.steps);
         let [s0, s1, s2, s3] = &self.state;
         // row_sumsq and eta are only read by the adaptive rule; placeholders here.
         optim::optimizer_step(

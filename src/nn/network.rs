@@ -60,36 +60,7 @@ pub struct FineTuneStep {
 impl FineTuneStep {
     /// The optimizer step of a parameter that has taken `steps` steps before.
     pub fn optim(&self, steps: u32) -> OptimStep {
-        let first = steps == 0;
-        let t = (steps + 1) as i32;
-        match self.optimizer {
-            ClassifierOptimizer::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-                ..
-            } => OptimStep::Sgd {
-                lr: self.lr as f32,
-                momentum: momentum as f32,
-                nesterov,
-                weight_decay: weight_decay as f32,
-                first,
-            },
-            ClassifierOptimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                ..
-            } => OptimStep::Adam {
-                rate: (self.lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t))) as f32,
-                beta1: beta1 as f32,
-                beta2: beta2 as f32,
-                eps: eps as f32,
-                weight_decay: weight_decay as f32,
-                first,
-            },
-        }
+        crate::nn::classifier::optim_step(self.optimizer, self.lr, steps)
     }
 }
 

@@ -3,7 +3,7 @@
 //! kernel's simplified form.
 
 use crate::kernels::hebbian::ActivationGrad;
-use crate::reference::dense::Mat;
+use crate::reference::dense::{Mat, guard};
 
 /// Y(u) per row.
 pub fn activation(kind: ActivationGrad, u: &Mat) -> Mat {
@@ -56,11 +56,10 @@ pub fn activation_backward(kind: ActivationGrad, u: &Mat, dy: &Mat) -> Mat {
 /// from G̃ with respect to W̃, through the Jacobian of each row:
 /// ∂W̃_ij/∂w_ik = (δ_jk − W̃_ij·W̃_ik)/‖w_i‖.
 pub fn unit_rows_backward(w: &Mat, g: &Mat) -> Mat {
+    let norms = w.row_norms();
     let mut out = Mat::zeros(w.rows, w.cols);
     for i in 0..w.rows {
-        let row = w.row(i);
-        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let norm = if norm == 0.0 { 1.0 } else { norm };
+        let (row, norm) = (w.row(i), guard(norms[i]));
         for k in 0..w.cols {
             let mut sum = 0.0;
             for j in 0..w.cols {
@@ -75,13 +74,6 @@ pub fn unit_rows_backward(w: &Mat, g: &Mat) -> Mat {
 
 /// Rows scaled to unit norm (a zero row stays zero).
 pub fn unit_rows(w: &Mat) -> Mat {
-    let mut out = w.clone();
-    for i in 0..w.rows {
-        let norm = w.row(i).iter().map(|v| v * v).sum::<f64>().sqrt();
-        let norm = if norm == 0.0 { 1.0 } else { norm };
-        for k in 0..w.cols {
-            out.set(i, k, w.at(i, k) / norm);
-        }
-    }
-    out
+    let inverse: Vec<f64> = w.row_norms().iter().map(|&n| 1.0 / guard(n)).collect();
+    w.scale_rows(&inverse)
 }

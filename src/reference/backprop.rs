@@ -11,7 +11,7 @@
 use crate::kernels::hebbian::ActivationGrad;
 use crate::kernels::im2col::ConvGeometry;
 use crate::kernels::norm::BatchNorm;
-use crate::kernels::pool::Pool2d;
+use crate::kernels::pool::{Pool2d, PoolKind};
 use crate::reference::activation::{
     activation, activation_backward, unit_rows as rows_normed, unit_rows_backward,
 };
@@ -50,6 +50,65 @@ pub enum Op {
         w: Mat,
         b: Vec<f64>,
     },
+}
+
+impl Op {
+    /// A stride-1 convolution of `c_in` square `hw` x `hw` planes, kernel k, padding `pad`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(
+        batch: usize,
+        c_in: usize,
+        hw: usize,
+        k: usize,
+        pad: usize,
+        reflect: bool,
+        w: Mat,
+        unit_rows: bool,
+    ) -> Op {
+        let g = ConvGeometry {
+            batch,
+            in_channels: c_in,
+            h: hw,
+            w: hw,
+            kernel: [k, k],
+            stride: [1, 1],
+            padding: [pad, pad],
+            reflect,
+        };
+        Op::Conv { g, w, unit_rows }
+    }
+
+    /// Square k/s/p pooling of `planes` square `hw` x `hw` planes.
+    pub fn pool(kind: PoolKind, planes: usize, hw: usize, k: usize, s: usize, p: usize) -> Op {
+        Op::Pool(Pool2d {
+            kind,
+            planes,
+            h: hw,
+            w: hw,
+            kernel: [k, k],
+            stride: [s, s],
+            padding: [p, p],
+        })
+    }
+
+    /// A training-mode batch norm (momentum 0.1, ε 1e-5, PyTorch's) with running means 0 and
+    /// the given running variances.
+    pub fn batch_norm(batch: usize, plane: usize, modified: bool, running_var: Vec<f64>) -> Op {
+        let channels = running_var.len();
+        Op::BatchNorm {
+            g: BatchNorm {
+                batch,
+                channels,
+                plane,
+                training: true,
+                modified,
+                momentum: 0.1,
+                eps: 1e-5,
+            },
+            running_mean: vec![0.0; channels],
+            running_var,
+        }
+    }
 }
 
 /// What the forward of one op keeps for its backward.
@@ -259,7 +318,6 @@ fn plane_hw(x: &[f64], batch: usize, channels: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::pool::PoolKind;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -269,83 +327,34 @@ mod tests {
             .collect()
     }
 
-    fn conv(
-        batch: usize,
-        c_in: usize,
-        hw: usize,
-        k: usize,
-        pad: usize,
-        reflect: bool,
-    ) -> ConvGeometry {
-        ConvGeometry {
-            batch,
-            in_channels: c_in,
-            h: hw,
-            w: hw,
-            kernel: [k, k],
-            stride: [1, 1],
-            padding: [pad, pad],
-            reflect,
-        }
-    }
-
+    /// Running variances 1 + 0.1·c, so that the modified BN's factors differ.
     fn norm(batch: usize, channels: usize, plane: usize, modified: bool) -> Op {
-        Op::BatchNorm {
-            g: BatchNorm {
-                batch,
-                channels,
-                plane,
-                training: true,
-                modified,
-                momentum: 0.1,
-                eps: 1e-5,
-            },
-            running_mean: vec![0.0; channels],
-            running_var: (0..channels).map(|c| 1.0 + 0.1 * c as f64).collect(),
-        }
+        let var = (0..channels).map(|c| 1.0 + 0.1 * c as f64).collect();
+        Op::batch_norm(batch, plane, modified, var)
     }
 
     /// B = 3 images of 2 x 9 x 9 through every layer kind to 3 classes.
     fn tiny(rng: &mut ChaCha8Rng) -> Net {
         let b = 3;
-        let pool = |kind, planes, hw, k, s, p| {
-            Op::Pool(Pool2d {
-                kind,
-                planes,
-                h: hw,
-                w: hw,
-                kernel: [k, k],
-                stride: [s, s],
-                padding: [p, p],
-            })
-        };
         let mut w = |c: usize, d: usize| Mat::from_vec(c, d, random(rng, c * d, 0.5));
         let ops = vec![
             // 2x9x9 → 4x9x9, SoftHebb's triangle (power 1.3: no pole to straddle).
-            Op::Conv {
-                g: conv(b, 2, 9, 3, 1, true),
-                w: w(4, 18),
-                unit_rows: false,
-            },
+            Op::conv(b, 2, 9, 3, 1, true, w(4, 18), false),
             Op::Activation {
                 kind: ActivationGrad::Triangle { power: 1.3 },
                 channels: 4,
             },
             // → 4x4x4 by SoftHebb's 4/2/1 max pooling.
-            pool(PoolKind::Max, b * 4, 9, 4, 2, 1),
+            Op::pool(PoolKind::Max, b * 4, 9, 4, 2, 1),
             norm(b, 4, 16, false),
             // → 5x2x2 through unit-norm weights (Lagani's WTA forward), relu.
-            Op::Conv {
-                g: conv(b, 4, 4, 3, 0, false),
-                w: w(5, 36),
-                unit_rows: true,
-            },
+            Op::conv(b, 4, 4, 3, 0, false, w(5, 36), true),
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 1.0 },
                 channels: 5,
             },
             // → 5x3x3 by average pooling 2/1/1 without the padding in the divisor.
-            pool(
+            Op::pool(
                 PoolKind::Avg {
                     count_include_pad: false,
                 },
@@ -357,11 +366,7 @@ mod tests {
             ),
             norm(b, 5, 9, true),
             // A linear block: a convolution covering its input, → 6x1x1, relu^2 then tanh.
-            Op::Conv {
-                g: conv(b, 5, 3, 3, 0, false),
-                w: w(6, 45),
-                unit_rows: false,
-            },
+            Op::conv(b, 5, 3, 3, 0, false, w(6, 45), false),
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 2.0 },
                 channels: 6,
