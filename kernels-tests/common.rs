@@ -90,6 +90,7 @@ pub fn train_options(
         overwrite: false,
         stop_after_batches: stop_after,
         progress_bars: false,
+        group: std::rc::Rc::new(hebb::dist::Solo),
     }
 }
 

@@ -8,7 +8,7 @@
 // Bounds: every access is at offset + i with i < n; the launcher checks the lengths.
 
 struct ElementwiseParams {
-    n: u32, offset_x: u32, offset_y: u32, _pad0: u32,
+    n: u32, offset_x: u32, offset_y: u32, first: u32,
     alpha: f32, value: f32, _pad1: u32, _pad2: u32,
 }
 
@@ -64,7 +64,9 @@ fn dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
            @builtin(local_invocation_index) lid: u32) {
     let i = index(wg, nwg, lid);
     if (i >= p.n) { return; }
-    let h = mix32(mix32(i) ^ p.offset_y);
+    // The mask of element i is that of element first + i of the whole batch (a process
+    // group's rank holds rows from `first`).
+    let h = mix32(mix32(p.first + i) ^ p.offset_y);
     let keep = f32(h) >= p.alpha * 4294967296.0;
     x[p.offset_x + i] = select(0.0, x[p.offset_x + i] * p.value, keep);
 }

@@ -82,6 +82,9 @@ fn bn_stats(@builtin(global_invocation_id) gid: vec3<u32>,
     let unbiased = sq / f32(max(count, 2u) - 1u);
     stats[c] = mu;
     stats[p.channels + c] = biased;
+    // Bit 2: one rank's share of a process group's batch; the host combines the ranks'
+    // statistics and updates the running ones (`batch_norm` in norm.rs).
+    if ((p.flags & 4u) != 0u) { return; }
     running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mu;
     running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
 }

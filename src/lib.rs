@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod conformance;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod gpu;
 pub mod kernels;

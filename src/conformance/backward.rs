@@ -511,8 +511,8 @@ fn dropout_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             let tx = upload(ctx, "x", &x)?;
             let tdy = upload(ctx, "dy", &dy)?;
             let mut rec = Recorder::new(ctx);
-            elementwise::dropout(&mut rec, &tx, len, rate, step_seed)?;
-            elementwise::dropout(&mut rec, &tdy, len, rate, step_seed)?;
+            elementwise::dropout(&mut rec, &tx, len, 0, rate, step_seed)?;
+            elementwise::dropout(&mut rec, &tdy, len, 0, rate, step_seed)?;
             rec.submit();
             Ok((tx.to_f32_vec(ctx)?, tdy.to_f32_vec(ctx)?))
         };

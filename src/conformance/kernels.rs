@@ -595,7 +595,9 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         for kernel in ["fill", "scale", "axpy", "copy", "dropout"] {
             index += 1;
             let seed = derive_seed(base_seed, index);
-            let row = Row::new(kernel, "f32", &[("n", n)], seed);
+            // dropout: element i takes the mask of element first + i of the batch.
+            let first = if kernel == "dropout" { (seed % 1000) as usize } else { 0 };
+            let row = Row::new(kernel, "f32", &[("n", n), ("first", first)], seed);
             let x = random_f32(seed, n);
             let y = random_f32(seed ^ 1, n);
             let alpha = 0.6f32;
@@ -620,7 +622,7 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 }
                 // Kept elements are x/(1 − rate), one rounding each.
                 "dropout" => (
-                    reference::elementwise::dropout(&widen(&x), 0.3, seed as u32),
+                    reference::elementwise::dropout(&widen(&x), first, 0.3, seed as u32),
                     2.0 * U32,
                 ),
                 _ => (widen(&x), 0.0),
@@ -644,7 +646,7 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                         &ty
                     }
                     "dropout" => {
-                        elementwise::dropout(&mut rec, &tx, n, 0.3, seed as u32)?;
+                        elementwise::dropout(&mut rec, &tx, n, first, 0.3, seed as u32)?;
                         &tx
                     }
                     _ => {

@@ -264,18 +264,35 @@ impl Loader {
         opts: LoaderOptions,
     ) -> Self {
         let batch = opts.batch.max(1);
-        let batches = order.len().div_ceil(batch);
+        let chunks = (0..order.len())
+            .step_by(batch)
+            .map(|s| s..(s + batch).min(order.len()))
+            .collect();
+        Self::over_chunks(source, order, Arc::new(chunks), first, opts)
+    }
+
+    /// Starts decoding batches `first..` of an epoch whose batch j is the items
+    /// `order[chunks[j]]` (a rank's shards of the global batches, `dist::shard_chunks`);
+    /// `opts.batch` is not read.
+    pub fn over_chunks(
+        source: Arc<dyn Source>,
+        order: Arc<Vec<usize>>,
+        chunks: Arc<Vec<std::ops::Range<usize>>>,
+        first: usize,
+        opts: LoaderOptions,
+    ) -> Self {
+        let batches = chunks.len();
         let workers = opts.workers.clamp(1, 64);
         let mut receivers = Vec::new();
         let mut handles = Vec::new();
         for w in 0..workers {
             let (tx, rx) = sync_channel::<Batch>(opts.prefetch.max(1));
             receivers.push(rx);
-            let (source, order) = (source.clone(), order.clone());
+            let (source, order, chunks) = (source.clone(), order.clone(), chunks.clone());
             handles.push(std::thread::spawn(move || {
                 let mut j = first + w;
                 while j < batches {
-                    let b = decode_batch(&*source, &order, j, batch, &opts);
+                    let b = decode_batch(&*source, &order[chunks[j].clone()], j, &opts);
                     if send(&tx, b).is_err() {
                         return;
                     }
@@ -302,15 +319,14 @@ fn send(tx: &SyncSender<Batch>, b: Batch) -> Result<(), ()> {
     tx.send(b).map_err(|_| ())
 }
 
+/// Batch `number` of an epoch: the items `indices`.
 fn decode_batch(
     source: &dyn Source,
-    order: &[usize],
+    indices: &[usize],
     number: usize,
-    batch: usize,
     opts: &LoaderOptions,
 ) -> Batch {
     let item = source.shape().len();
-    let indices = &order[number * batch..((number + 1) * batch).min(order.len())];
     let mut images = vec![0.0f32; indices.len() * item];
     let mut labels = Vec::with_capacity(indices.len());
     let mut skipped = Vec::new();

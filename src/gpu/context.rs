@@ -174,6 +174,35 @@ fn describe(info: &wgpu::AdapterInfo) -> String {
     format!("{} ({:?})", info.name, info.backend)
 }
 
+impl AdapterChoice {
+    /// The adapter of the `local_rank`-th process on a node (one GPU per rank): where no
+    /// adapter was named, the `local_rank`-th (modulo their count) of the adapters with the
+    /// best adapter's backend and device type, so that one GPU is not counted once per
+    /// backend. A named adapter is kept: every rank then opens it.
+    pub fn for_local_rank(&self, local_rank: usize) -> Result<Self> {
+        if self.adapter_filter().is_some() {
+            return Ok(self.clone());
+        }
+        let adapters = list_adapters(self)?;
+        let Some(best) = adapters.first().map(|a| a.get_info()) else {
+            return Ok(self.clone());
+        };
+        let peers: Vec<usize> = adapters
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                let info = a.get_info();
+                info.backend == best.backend && info.device_type == best.device_type
+            })
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Self {
+            adapter: Some(peers[local_rank % peers.len()].to_string()),
+            ..self.clone()
+        })
+    }
+}
+
 fn pick_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     let adapters = list_adapters(choice)?;
     let filter_note = match (&choice.backend, std::env::var("WGPU_BACKEND")) {

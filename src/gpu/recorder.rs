@@ -8,9 +8,11 @@ use std::time::Instant;
 
 use bytemuck::Pod;
 
+use crate::dist::Collective;
 use crate::error::{HebbError, Result};
 use crate::gpu::bindings::{UniformArena, UniformSlot};
 use crate::gpu::context::GpuContext;
+use crate::gpu::tensor::Tensor;
 use crate::gpu::timing::{TimerKind, read_timestamps};
 
 /// Timestamp slots of a profiling recorder: two per dispatch (wgpu's largest query set).
@@ -55,6 +57,17 @@ pub struct Recorder<'c> {
     profile: Option<Profile>,
     /// This recorder's kernel parameters, uploaded before each submission.
     uniforms: UniformArena,
+    /// The process group of a data-parallel step and this rank's share of its global batch.
+    group: Option<GroupStep<'c>>,
+}
+
+/// A step recorded by one rank of a process group: the group, and the images of the global
+/// batch this rank holds and all ranks hold (the rules scale their sums by 1/global).
+#[derive(Clone, Copy)]
+struct GroupStep<'c> {
+    group: &'c dyn Collective,
+    local_images: usize,
+    global_images: usize,
 }
 
 impl<'c> Recorder<'c> {
@@ -75,7 +88,95 @@ impl<'c> Recorder<'c> {
                 ctx.uniform_chunks.clone(),
                 ctx.limits.min_uniform_buffer_offset_alignment,
             ),
+            group: None,
         }
+    }
+
+    /// A recorder for one rank's part of a data-parallel step: this rank holds `local_images`
+    /// of the `global_images` the group's step learns from. With a group of one process it
+    /// records as `new` does.
+    pub fn in_group(
+        ctx: &'c GpuContext,
+        group: &'c dyn Collective,
+        local_images: usize,
+        global_images: usize,
+    ) -> Self {
+        let mut rec = Self::new(ctx);
+        if group.size() > 1 {
+            rec.group = Some(GroupStep {
+                group,
+                local_images: local_images.max(1),
+                global_images,
+            });
+        }
+        rec
+    }
+
+    /// The process group this step is recorded for, where it has more than one process.
+    pub fn group(&self) -> Option<&'c dyn Collective> {
+        self.group.map(|g| g.group)
+    }
+
+    /// The rows of the whole group's step for `rows` rows here (rows per image are the same
+    /// on every rank): what a sum over the global batch is divided by. `rows` alone.
+    pub fn global_rows(&self, rows: usize) -> usize {
+        match self.group {
+            Some(g) => rows / g.local_images * g.global_images,
+            None => rows,
+        }
+    }
+
+    /// Sums `tensors` (f32) over the process group, in place, before anything recorded later
+    /// runs: the work recorded so far is submitted, the tensors are read back, summed in one
+    /// collective and written back. Does nothing outside a group.
+    pub fn all_reduce(&mut self, tensors: &[&Tensor]) -> Result<()> {
+        if self.group.is_none() {
+            return Ok(());
+        }
+        self.host_sync(tensors, |values, group| {
+            let mut flat: Vec<f32> = values.concat();
+            group.all_reduce_sum_f32(&mut flat);
+            let mut at = 0;
+            for v in values.iter_mut() {
+                let len = v.len();
+                v.copy_from_slice(&flat[at..at + len]);
+                at += len;
+            }
+            Ok(())
+        })
+    }
+
+    /// Submits the work recorded so far, reads `tensors` (f32) back, lets `combine` change
+    /// their values with the group's collectives, and writes them back before anything
+    /// recorded later runs. Does nothing outside a group.
+    pub fn host_sync(
+        &mut self,
+        tensors: &[&Tensor],
+        combine: impl FnOnce(&mut [Vec<f32>], &dyn Collective) -> Result<()>,
+    ) -> Result<()> {
+        let Some(g) = self.group else {
+            return Ok(());
+        };
+        self.pass = None;
+        self.timestamps = None;
+        self.uniforms.flush(&self.ctx.queue);
+        let fresh = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("hebb batch (after a group sync)"),
+            });
+        let before = std::mem::replace(&mut self.encoder, fresh);
+        self.ctx.queue.submit([before.finish()]);
+        let mut values = tensors
+            .iter()
+            .map(|t| t.to_f32_vec(self.ctx))
+            .collect::<Result<Vec<_>>>()?;
+        combine(&mut values, g.group)?;
+        for (t, v) in tensors.iter().zip(&values) {
+            t.write_f32(self.ctx, v)?;
+        }
+        Ok(())
     }
 
     /// A recorder that times every dispatch on its own (`finish_profile` returns the times):

@@ -19,7 +19,8 @@ pub struct ElementwiseParams {
     pub n: u32,
     pub offset_x: u32,
     pub offset_y: u32,
-    pub _pad0: u32,
+    /// dropout: the mask index of element 0.
+    pub first: u32,
     pub alpha: f32,
     pub value: f32,
     pub _pad1: u32,
@@ -202,14 +203,24 @@ pub fn dropout_hash(v: u32) -> u32 {
     (w >> 22) ^ w
 }
 
-/// Whether element `i` survives dropout at `rate` for `seed` (the kernel's mask).
+/// Whether element `i` (of the whole batch) survives dropout at `rate` for `seed` (the
+/// kernel's mask).
 pub fn dropout_keeps(seed: u32, i: u32, rate: f32) -> bool {
     dropout_hash(dropout_hash(i) ^ seed) as f32 >= rate * 4_294_967_296.0
 }
 
 /// Inverted dropout in place on the first `n` elements of x: kept elements are scaled by
-/// 1/(1 − rate), dropped ones zeroed; the mask is a function of (seed, index) only.
-pub fn dropout(rec: &mut Recorder<'_>, x: &Tensor, n: usize, rate: f32, seed: u32) -> Result<()> {
+/// 1/(1 − rate), dropped ones zeroed; the mask is a function of (seed, index) only, element
+/// i taking the mask of index `first + i` (a rank of a process group holds the batch's
+/// elements from `first` on, and draws the mask one process would).
+pub fn dropout(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    n: usize,
+    first: usize,
+    rate: f32,
+    seed: u32,
+) -> Result<()> {
     if !(0.0..1.0).contains(&rate) {
         return Err(HebbError::Launch {
             kernel: "dropout".into(),
@@ -219,6 +230,8 @@ pub fn dropout(rec: &mut Recorder<'_>, x: &Tensor, n: usize, rate: f32, seed: u3
     x.expect_len(n, "dropout input")?;
     let mut p = params("dropout", n, rate, 1.0 / (1.0 - rate))?;
     p.offset_y = seed;
+    p.first = to_u32("dropout", "first index", first)?;
+    to_u32("dropout", "last index", first + n)?;
     launch(rec, "dropout", n, p, &[(1, x)])
 }
 

@@ -603,13 +603,15 @@ pub fn va_apply(
     )
 }
 
-/// Φ = y ⊙ (y − θ)/(θ + eps) with θ_i = y_sumsq_i / B, over B x C.
+/// Φ = y ⊙ (y − θ)/(θ + eps) over n x C, with θ_i = y_sumsq_i / `rows`, the rows the sum
+/// ran over (n, or a process group's global batch).
 #[allow(clippy::too_many_arguments)]
 pub fn bcm_phi(
     rec: &mut Recorder<'_>,
     y: &Tensor,
     y_sumsq: &Tensor,
     n: usize,
+    rows: usize,
     c: usize,
     eps: f32,
     out: &Tensor,
@@ -618,7 +620,7 @@ pub fn bcm_phi(
     need(y_sumsq, c, "Σy²")?;
     need(out, n * c, "Φ")?;
     let mut p = dims("bcm_phi", n, c, 0)?;
-    p.s = 1.0 / n as f32;
+    p.s = 1.0 / rows as f32;
     p.e = eps;
     launch(
         rec,

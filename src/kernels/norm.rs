@@ -103,7 +103,11 @@ pub fn batch_norm(
         check_loop_budget(ctx, "bn_stats", iterations, &work)?;
     }
     let u = |what: &str, v: usize| to_u32("batch_norm", what, v);
-    let params = g.params("batch_norm")?;
+    let mut params = g.params("batch_norm")?;
+    let grouped = g.training && rec.group().is_some();
+    if grouped {
+        params.flags |= LOCAL_STATISTICS;
+    }
     let uniform = rec.uniform(&params);
     let stats_pipeline = ctx
         .kernels
@@ -122,6 +126,9 @@ pub fn batch_norm(
         ],
     );
     rec.dispatch(&stats_pipeline, &bg, groups);
+    if grouped {
+        synchronise_statistics(rec, g, stats, running_mean, running_var)?;
+    }
     let apply = ctx
         .kernels
         .get(&ctx.device, ctx.features, &NORM_WGSL, "bn_apply", &[])?;
@@ -140,6 +147,47 @@ pub fn batch_norm(
     );
     rec.dispatch(&apply, &bg, groups);
     Ok(())
+}
+
+/// `NormParams::flags` bit 2: `bn_stats` writes this rank's statistics only and leaves the
+/// running ones to `synchronise_statistics`.
+const LOCAL_STATISTICS: u32 = 4;
+
+/// Synchronised batch norm: replaces this rank's per-channel mean and biased variance in
+/// `stats` with those of the process group's whole batch, and takes the running statistics'
+/// step with them (momentum m: r ← (1 − m)·r + m·batch value, the unbiased variance), as
+/// `bn_stats` does for one process. The ranks' count n, Σx = n·μ and Σx² = n·(σ² + μ²) are
+/// summed in float64, so the cancellation in σ² = Σx²/N − μ² costs nothing at f32 precision.
+fn synchronise_statistics(
+    rec: &mut Recorder<'_>,
+    g: &BatchNorm,
+    stats: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+) -> Result<()> {
+    let (c, local) = (g.channels, (g.batch * g.plane) as f64);
+    let m = g.momentum;
+    rec.host_sync(&[stats, running_mean, running_var], |v, group| {
+        let mut sums = vec![0.0f64; 2 * c + 1];
+        for k in 0..c {
+            let (mu, var) = (v[0][k] as f64, v[0][c + k] as f64);
+            sums[k] = local * mu;
+            sums[c + k] = local * (var + mu * mu);
+        }
+        sums[2 * c] = local;
+        group.all_reduce_sum_f64(&mut sums);
+        let count = sums[2 * c];
+        for k in 0..c {
+            let mu = sums[k] / count;
+            let var = (sums[c + k] / count - mu * mu).max(0.0);
+            let unbiased = var * count / (count.max(2.0) - 1.0);
+            v[0][k] = mu as f32;
+            v[0][c + k] = var as f32;
+            v[1][k] = (1.0 - m) * v[1][k] + m * mu as f32;
+            v[2][k] = (1.0 - m) * v[2][k] + m * unbiased as f32;
+        }
+        Ok(())
+    })
 }
 
 /// Records dx = ∂L/∂x of the `batch_norm` pass `g` that read x and wrote `stats`, from

@@ -219,7 +219,8 @@ impl Linear {
             labels,
             n,
             k,
-            -1.0 / n as f32,
+            // The mean over the batch: of the whole group's batch in a process group.
+            -1.0 / rec.global_rows(n) as f32,
             &self.loss,
             &self.grad,
         )?;
@@ -231,6 +232,8 @@ impl Linear {
             &self.dw,
         )?;
         reduce::col_reduce(rec, ReduceOp::Sum, &self.grad, n, k, &self.db)?;
+        // In a process group: the gradient of the global batch before the optimizer.
+        rec.all_reduce(&[&self.dw, &self.db])?;
         if let Some(dx) = input_grad {
             // −∂L/∂X (n x F) = G (n x K) · W (K x F).
             gemm::gemm(rec, &Gemm::new(n, f, k).shaped(), &self.grad, &self.w, dx)?;
@@ -315,16 +318,18 @@ impl Linear {
         self.batch
     }
 
-    /// Applies dropout in place to the first n·F features of x.
+    /// Applies dropout in place to the first `len` = n·F features of x, which are elements
+    /// `first..first + len` of the whole batch (`elementwise::dropout`).
     pub fn dropout(
         rec: &mut Recorder<'_>,
         x: &Tensor,
         len: usize,
+        first: usize,
         rate: f32,
         seed: u32,
     ) -> Result<()> {
         if rate > 0.0 {
-            elementwise::dropout(rec, x, len, rate, seed)?;
+            elementwise::dropout(rec, x, len, first, rate, seed)?;
         }
         Ok(())
     }

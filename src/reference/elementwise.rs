@@ -15,12 +15,13 @@ pub fn to_f16(x: &[f64]) -> Vec<f64> {
     x.iter().map(|&v| f16::from_f64(v).to_f64()).collect()
 }
 
-/// Inverted dropout with the kernel's mask: x_i·keep_i/(1 − rate).
-pub fn dropout(x: &[f64], rate: f64, seed: u32) -> Vec<f64> {
+/// Inverted dropout with the kernel's mask: x_i·keep_{first+i}/(1 − rate).
+pub fn dropout(x: &[f64], first: usize, rate: f64, seed: u32) -> Vec<f64> {
     x.iter()
         .enumerate()
         .map(|(i, &v)| {
-            if crate::kernels::elementwise::dropout_keeps(seed, i as u32, rate as f32) {
+            let index = (first + i) as u32;
+            if crate::kernels::elementwise::dropout_keeps(seed, index, rate as f32) {
                 v / (1.0 - rate)
             } else {
                 0.0

@@ -16,6 +16,7 @@ pub mod recipes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::source::{Loader, LoaderOptions, Source, epoch_order};
+use crate::dist::{self, Collective};
 use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise::dropout_hash;
@@ -95,6 +97,10 @@ pub struct TrainOptions {
     /// Stop after this many batches of this run (tests of interruption and resume).
     pub stop_after_batches: Option<usize>,
     pub progress_bars: bool,
+    /// The process group that trains this model (`crate::dist`): `Solo`, or the ranks of an
+    /// MPI job, each reading its shard of every global batch of `size` x the recipe's batch.
+    /// Rank 0 writes the run's files.
+    pub group: Rc<dyn Collective>,
 }
 
 /// Where training stands: the next batch to run.
@@ -102,7 +108,17 @@ pub struct TrainOptions {
 pub struct Position {
     pub stage: usize,
     pub epoch: usize,
+    /// Global batches done in this epoch, counted from `first_item`.
     pub batch: usize,
+    /// The item of the epoch's order where its global batches begin: 0, except in an epoch
+    /// resumed with another global batch (another number of ranks), which continues from the
+    /// item the checkpoint reached.
+    #[serde(default)]
+    pub first_item: usize,
+    /// Items per global batch of the epoch in progress (the recipe's batch x ranks; 0 in
+    /// checkpoints written before process groups, which ran one process).
+    #[serde(default)]
+    pub global_batch: usize,
     /// Running sums of the epoch in progress: (Σ loss, correct, items, seconds); a Hebbian
     /// epoch keeps only items and seconds.
     pub running: (f64, usize, usize, f64),
@@ -214,6 +230,9 @@ pub struct Metrics {
     pub fine_tuned_layers: Option<Vec<usize>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fine_tuned_from: Option<crate::nn::recipe::FineTuneFrom>,
+    /// Processes that trained the model (`TrainOptions::group`), each on its shard of every
+    /// global batch of `ranks` x the recipe's batch.
+    pub ranks: usize,
 }
 
 /// How a run ended.
@@ -354,6 +373,7 @@ pub fn train_regimes(
             overwrite: opts.overwrite,
             stop_after_batches: opts.stop_after_batches,
             progress_bars: opts.progress_bars,
+            group: opts.group.clone(),
         };
         one.overrides.validate().map_err(HebbError::Config)?;
         let metrics_path = out.join("metrics.json");
@@ -472,6 +492,7 @@ pub fn train_seeds(
             overwrite: opts.overwrite,
             stop_after_batches: opts.stop_after_batches,
             progress_bars: opts.progress_bars,
+            group: opts.group.clone(),
         };
         let test_accuracy = if metrics.exists() && !opts.overwrite {
             let m: serde_json::Value =
@@ -693,7 +714,11 @@ pub fn train(
     opts: &TrainOptions,
 ) -> Result<Outcome> {
     check_options(recipe, &opts.overrides)?;
-    let replaced = prepare_out(&opts.out, opts.overwrite)?;
+    let replaced = if opts.group.rank() == 0 {
+        prepare_out(&opts.out, opts.overwrite)?
+    } else {
+        Vec::new()
+    };
     let mut t = Trainer::new(ctx, recipe, recipe_text, opts.overrides.clone(), opts, None)?;
     t.replaces.set(Some(replaced));
     let start = Position::default();
@@ -913,10 +938,12 @@ pub fn resume_with(
     let dir = ck.path.parent().unwrap_or(Path::new("."));
     // Continued into another folder: the same refusal as a new run there.
     let elsewhere = std::fs::canonicalize(&opts.out).ok() != std::fs::canonicalize(dir).ok();
-    if elsewhere {
-        prepare_out(&opts.out, false)?;
+    if opts.group.rank() == 0 {
+        if elsewhere {
+            prepare_out(&opts.out, false)?;
+        }
+        checkpoint::remove_stale_temporaries(&opts.out);
     }
-    checkpoint::remove_stale_temporaries(&opts.out);
     // The whitening is restored rather than refitted: the same transform, without the wait.
     let mut t = Trainer::new(
         ctx,
@@ -937,7 +964,7 @@ pub fn resume_with(
     t.history = state.history;
     t.resumed = true;
     let position = state.position;
-    eprintln!(
+    t.say(&format!(
         "resuming {} at {} epoch {} batch {}",
         state.recipe.name,
         stages(&t.recipe)
@@ -945,7 +972,7 @@ pub fn resume_with(
             .map_or("the end".to_string(), |s| s.label()),
         position.epoch,
         position.batch
-    );
+    ));
     t.run(position)
 }
 
@@ -995,7 +1022,20 @@ impl<'a> Trainer<'a> {
             _ => whitening(&recipe, &*splits.train, &train_items, std.as_ref())?,
         };
         let classes = splits.train.classes();
-        let mut net = Network::new(ctx, &recipe, splits.train.shape(), classes, std, zca)?;
+        let size = opts.group.size();
+        if size > 1 && recipe.finetune.is_some() {
+            return Err(HebbError::Config(format!(
+                "recipe {}: [finetune] runs in one process; its gradients through the Hebbian \
+                 blocks are not summed over the {size} ranks of this job (run it without mpirun)",
+                recipe.name
+            )));
+        }
+        // In a process group a rank's last batch of an epoch may hold one item more than the
+        // recipe's batch (`dist::shard_chunks`).
+        let mut sized = recipe.clone();
+        sized.hebbian.batch = dist::local_capacity(recipe.hebbian.batch, size);
+        sized.classifier.batch = dist::local_capacity(recipe.classifier.batch, size);
+        let mut net = Network::new(ctx, &sized, splits.train.shape(), classes, std, zca)?;
         if let Some(f) = &recipe.finetune {
             net.enable_fine_tuning(
                 ctx,
@@ -1042,13 +1082,14 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// The Hebbian batches of an epoch: the first `visit` items of its shuffled order, from
-    /// batch `first` on (no augmentation: the rules learn from the plain images).
+    /// This rank's Hebbian batches of an epoch: its shards of the global batches of the first
+    /// `visit` items of the epoch's shuffled order, from `pos` on (no augmentation: the rules
+    /// learn from the plain images).
     fn loader(
         &self,
         items: &[usize],
         visit: usize,
-        first: usize,
+        pos: &Position,
         batch: usize,
         epoch: u64,
         salt: u64,
@@ -1058,10 +1099,12 @@ impl<'a> Trainer<'a> {
             .take(visit)
             .map(|i| items[i])
             .collect();
-        Loader::new(
+        let chunks = self.shards(order.len(), pos, batch);
+        Loader::over_chunks(
             self.train.clone(),
             Arc::new(order),
-            first,
+            Arc::new(chunks),
+            pos.batch,
             LoaderOptions {
                 batch,
                 workers: workers(&self.recipe),
@@ -1071,6 +1114,109 @@ impl<'a> Trainer<'a> {
                 augment: false,
             },
         )
+    }
+
+    /// The process group training this model.
+    fn group(&self) -> &dyn Collective {
+        &*self.opts.group
+    }
+
+    /// Prints a message of the run once: on rank 0.
+    fn say(&self, text: &str) {
+        if self.group().rank() == 0 {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Whether this process shows progress bars (rank 0 only, where asked).
+    fn bars(&self) -> bool {
+        self.opts.progress_bars && self.group().rank() == 0
+    }
+
+    /// This rank's item ranges of an epoch order of `len` items, one per global batch of the
+    /// group, from `pos.first_item` (`dist::shard_chunks`).
+    fn shards(&self, len: usize, pos: &Position, batch: usize) -> Vec<std::ops::Range<usize>> {
+        let g = self.group();
+        dist::shard_chunks(len, pos.first_item, batch, g.rank(), g.size())
+    }
+
+    /// Sets `pos` up for global batches of `batch` x ranks. A checkpoint written mid-epoch with
+    /// another global batch (another number of ranks) continues from the item it reached: its
+    /// global batches so far were all whole (only an epoch's last one is ever short).
+    fn regroup(&self, pos: &mut Position, batch: usize) {
+        let global = batch * self.group().size();
+        let before = if pos.global_batch == 0 {
+            batch
+        } else {
+            pos.global_batch
+        };
+        if before != global && pos.batch > 0 {
+            pos.first_item += pos.batch * before;
+            pos.batch = 0;
+        }
+        pos.global_batch = global;
+    }
+
+    /// The images of global batch `number` over all ranks, given the `len` this rank read,
+    /// and where this rank's rows begin in it (ranks hold the batch in rank order). Every rank
+    /// must hold at least one: a rank with none cannot take part in the sums of the step (all
+    /// ranks see the same counts and fail together).
+    fn global_images(&self, len: usize, what: &str, number: usize) -> Result<(usize, usize)> {
+        let g = self.group();
+        if g.size() == 1 {
+            return Ok((len, 0));
+        }
+        let lens = g.all_gather_u64(len as u64);
+        let total = lens.iter().sum::<u64>() as usize;
+        let first = lens[..g.rank()].iter().sum::<u64>() as usize;
+        let empty = lens.iter().filter(|&&l| l == 0).count();
+        if total > 0 && empty > 0 {
+            return Err(HebbError::Format {
+                path: self.train.describe().into(),
+                message: format!(
+                    "{what}, global batch {number}: {empty} of {} ranks have no readable item in \
+                     their shard ({total} items in all); every rank needs at least one (fewer \
+                     ranks, a larger batch, or fewer unreadable files)",
+                    g.size()
+                ),
+            });
+        }
+        Ok((total, first))
+    }
+
+    /// Whether any rank was asked to stop (Ctrl-C, SIGTERM, `stop_after_batches`): the ranks
+    /// stop at the same batch.
+    fn stop_agreed(&self) -> bool {
+        let mine = self.should_stop();
+        let g = self.group();
+        if g.size() == 1 {
+            return mine;
+        }
+        let mut votes = [u64::from(mine)];
+        g.all_reduce_sum_u64(&mut votes);
+        votes[0] > 0
+    }
+
+    /// Fails unless every rank holds bit-identical `values` (a layer's weights after an epoch):
+    /// the ranks apply the same summed updates, so any difference is a bug, reported rather
+    /// than trained on.
+    fn check_agreement(&self, what: &str, values: &[f32]) -> Result<()> {
+        let g = self.group();
+        if g.size() == 1 {
+            return Ok(());
+        }
+        let prints = g.all_gather_u64(dist::fingerprint(bytemuck::cast_slice(values)));
+        if prints.iter().any(|&p| p != prints[0]) {
+            return Err(HebbError::Divergence {
+                stage: what.into(),
+                message: format!(
+                    "the {} ranks hold different values (fingerprints {prints:x?}); the run \
+                     stopped at the last checkpoint",
+                    g.size()
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn note_skipped(&mut self, skipped: &[(usize, String)]) {
@@ -1089,6 +1235,15 @@ impl<'a> Trainer<'a> {
     /// The checkpoint at `position` in the output folder under each name of `files`, in order,
     /// from one readback; returns the last file's path.
     fn save_as(&self, position: &Position, files: &[&str]) -> Result<PathBuf> {
+        let paths: Vec<PathBuf> = files.iter().map(|f| self.opts.out.join(f)).collect();
+        let path = paths
+            .last()
+            .cloned()
+            .unwrap_or_else(|| self.opts.out.clone());
+        if self.group().rank() != 0 {
+            self.last_save.set(Instant::now());
+            return Ok(path);
+        }
         let mut meta = HashMap::new();
         let json = |v: serde_json::Value| v.to_string();
         meta.insert("recipe".into(), self.recipe_text.clone());
@@ -1139,12 +1294,8 @@ impl<'a> Trainer<'a> {
                 std::fs::remove_file(&path).map_err(|e| HebbError::Io { path, source: e })?;
             }
         }
-        let paths: Vec<PathBuf> = files.iter().map(|f| self.opts.out.join(f)).collect();
+        meta.insert("ranks".into(), self.group().size().to_string());
         checkpoint::save_as(self.ctx, &self.net, &paths, meta)?;
-        let path = paths
-            .last()
-            .cloned()
-            .unwrap_or_else(|| self.opts.out.clone());
         let (n, seconds) = self.checkpoints.get();
         self.checkpoints
             .set((n + 1, seconds + started.elapsed().as_secs_f64()));
@@ -1235,14 +1386,15 @@ impl<'a> Trainer<'a> {
             };
             if !done {
                 let path = self.save(&pos)?;
-                eprintln!(
+                self.say(&format!(
                     "stopped at {} epoch {} batch {}; checkpoint {} (continue with --resume {})",
                     stage.label(),
                     pos.epoch,
                     pos.batch,
                     path.display(),
                     self.opts.out.display()
-                );
+                ));
+                self.barrier();
                 return Ok(Outcome::Interrupted(path));
             }
             pos = Position {
@@ -1254,7 +1406,24 @@ impl<'a> Trainer<'a> {
                 self.save_as(&pos, &[checkpoint::FILE, PRETRAINED_FILE])?;
             }
         }
-        self.finish(&pos)
+        let outcome = self.finish(&pos)?;
+        self.barrier();
+        Ok(outcome)
+    }
+
+    /// Redraws curves.png from the history (rank 0).
+    fn write_curves(&self) -> Result<()> {
+        if self.group().rank() != 0 {
+            return Ok(());
+        }
+        curves::write(&self.opts.out.join(curves::FILE), &self.history)
+    }
+
+    /// Waits for every rank: no rank leaves the run (and its process, which an MPI launcher
+    /// takes as the job ending) while rank 0 still writes the run's files.
+    fn barrier(&self) {
+        let mut token = [0u64];
+        self.group().all_reduce_sum_u64(&mut token);
     }
 
     /// Runs the epochs of a Hebbian stage from `pos`; false when interrupted.
@@ -1283,14 +1452,15 @@ impl<'a> Trainer<'a> {
                 .images_per_epoch
                 .unwrap_or(items.len())
                 .min(items.len());
-            let loader = self.loader(&items, visit, pos.batch, batch, epoch as u64, salt);
+            self.regroup(pos, batch);
+            let loader = self.loader(&items, visit, pos, batch, epoch as u64, salt);
             let total = visit;
             let pb = bar(
                 total,
                 format!("{} epoch {}", stage.label(), epoch + 1),
-                self.opts.progress_bars,
+                self.bars(),
             );
-            pb.set_position((pos.batch * batch).min(total) as u64);
+            pb.set_position((pos.first_item + pos.batch * pos.global_batch).min(total) as u64);
             let started = Instant::now();
             // Items and seconds of this epoch before a resume (0 on a fresh epoch).
             let (_, _, images_before, seconds_before) = pos.running;
@@ -1298,14 +1468,16 @@ impl<'a> Trainer<'a> {
             let skipped_before = self.skipped;
             for b in loader {
                 self.note_skipped(&b.skipped);
-                if b.len > 0 {
-                    let mut rec = Recorder::new(self.ctx);
+                let (global, _) = self.global_images(b.len, &stage.label(), b.number)?;
+                if global > 0 {
+                    let group = &*self.opts.group;
+                    let mut rec = Recorder::in_group(self.ctx, group, b.len, global);
                     self.net
                         .train_step(self.ctx, &mut rec, &b.images, b.len, upto, &learning)?;
                     rec.submit();
-                    images += b.len;
+                    images += global;
                 }
-                pb.inc(b.len as u64 + b.skipped.len() as u64);
+                pb.inc((global + b.skipped.len() * self.group().size()) as u64);
                 pos.batch = b.number + 1;
                 pos.running = (
                     0.0,
@@ -1314,7 +1486,7 @@ impl<'a> Trainer<'a> {
                     seconds_before + started.elapsed().as_secs_f64(),
                 );
                 self.batches_run += 1;
-                let stopping = self.should_stop();
+                let stopping = self.stop_agreed();
                 let saving = !stopping && self.checkpoint_due();
                 // No readback per step: the weights' finiteness is checked every
                 // FINITE_CHECK_EVERY batches and before anything is saved (NaN and Inf
@@ -1347,11 +1519,9 @@ impl<'a> Trainer<'a> {
             let mut weight_norms = Vec::new();
             for &i in &learning {
                 let rule = &self.net.layers[i].rule;
-                weight_norms.push(WeightNorms::of_rows(
-                    i,
-                    &rule.w.to_f32_vec(self.ctx)?,
-                    rule.c,
-                ));
+                let w = rule.w.to_f32_vec(self.ctx)?;
+                self.check_agreement(&format!("layer {i} weights after epoch {}", epoch + 1), &w)?;
+                weight_norms.push(WeightNorms::of_rows(i, &w, rule.c));
             }
             let rec = EpochRecord {
                 stage: stage.label(),
@@ -1376,7 +1546,7 @@ impl<'a> Trainer<'a> {
                     )
                 })
                 .collect();
-            eprintln!(
+            self.say(&format!(
                 "{} epoch {}/{}: {} images in {:.1} s ({:.0} images/s); {}",
                 stage.label(),
                 epoch + 1,
@@ -1385,11 +1555,12 @@ impl<'a> Trainer<'a> {
                 seconds,
                 rec.images_per_s,
                 norms.join(", ")
-            );
+            ));
             self.history.push(rec);
-            curves::write(&self.opts.out.join(curves::FILE), &self.history)?;
+            self.write_curves()?;
             pos.epoch += 1;
             pos.batch = 0;
+            pos.first_item = 0;
             pos.running = (0.0, 0, 0, 0.0);
             self.save(pos)?;
         }
@@ -1557,20 +1728,25 @@ impl<'a> Trainer<'a> {
                     .into_iter()
                     .map(|j| labeled[j])
                     .collect();
+            self.regroup(pos, spec.batch);
             let pb = bar(
                 order.len(),
                 format!("{what} epoch {}", epoch + 1),
-                self.opts.progress_bars,
+                self.bars(),
             );
-            pb.set_position((pos.batch * spec.batch).min(order.len()) as u64);
+            pb.set_position(
+                (pos.first_item + pos.batch * pos.global_batch).min(order.len()) as u64,
+            );
             let (mut loss_sum, mut hits, mut seen, seconds_before) = pos.running;
             let started = Instant::now();
-            let batches = order.len().div_ceil(spec.batch);
+            let chunks = self.shards(order.len(), pos, spec.batch);
+            let batches = chunks.len();
             let mut loader = match &train_cache {
                 Some(_) => None,
-                None => Some(Loader::new(
+                None => Some(Loader::over_chunks(
                     train.clone(),
                     Arc::new(order.clone()),
+                    Arc::new(chunks.clone()),
                     pos.batch,
                     LoaderOptions {
                         batch: spec.batch,
@@ -1584,11 +1760,11 @@ impl<'a> Trainer<'a> {
             };
             let mut host = Vec::with_capacity(spec.batch * f);
             for number in pos.batch..batches {
-                let mut rec = Recorder::new(self.ctx);
-                let (n, labels, images) = match (&train_cache, loader.as_mut()) {
+                // This rank's share of the global batch: read first, since the recorder of the
+                // step needs the global count.
+                let (n, labels, images, features) = match (&train_cache, loader.as_mut()) {
                     (Some(cache), _) => {
-                        let chunk = &order
-                            [number * spec.batch..((number + 1) * spec.batch).min(order.len())];
+                        let chunk = &order[chunks[number].clone()];
                         host.clear();
                         for i in chunk {
                             cache.row(index_of[i], f, &mut host);
@@ -1598,6 +1774,7 @@ impl<'a> Trainer<'a> {
                             chunk.len(),
                             chunk.iter().map(|&i| train.label(i)).collect::<Vec<u32>>(),
                             None,
+                            false,
                         )
                     }
                     (None, Some(loader)) => {
@@ -1606,20 +1783,24 @@ impl<'a> Trainer<'a> {
                             message: format!("the loader ended before batch {number}"),
                         })?;
                         self.note_skipped(&b.skipped);
-                        if b.len == 0 {
-                            continue;
-                        }
-                        if fine_tune.is_some() {
-                            (b.len, b.labels, Some(b.images))
-                        } else {
-                            let out = self
-                                .net
-                                .forward(self.ctx, &mut rec, &b.images, b.len, last)?;
-                            copy_prefix(&mut rec, out, &self.features, b.len * f);
-                            (b.len, b.labels, None)
-                        }
+                        let frozen_forward = fine_tune.is_none();
+                        (b.len, b.labels, Some(b.images), frozen_forward)
                     }
                     (None, None) => unreachable!("a loader exists whenever there is no cache"),
+                };
+                let (global, first_row) = self.global_images(n, what, number)?;
+                if global == 0 {
+                    continue;
+                }
+                let mut rec = Recorder::in_group(self.ctx, &*self.opts.group, n, global);
+                // Without a cache, the frozen blocks' features of the batch first.
+                let images = match (features, images) {
+                    (true, Some(images)) => {
+                        let out = self.net.forward(self.ctx, &mut rec, &images, n, last)?;
+                        copy_prefix(&mut rec, out, &self.features, n * f);
+                        None
+                    }
+                    (_, images) => images,
                 };
                 self.net.classifier.set_labels(self.ctx, &labels)?;
                 let step = self.net.classifier.steps;
@@ -1640,6 +1821,7 @@ impl<'a> Trainer<'a> {
                             &mut rec,
                             &self.features,
                             n * f,
+                            first_row * f,
                             spec.dropout,
                             seed,
                         )?;
@@ -1655,7 +1837,12 @@ impl<'a> Trainer<'a> {
                 }
                 rec.submit();
                 let report = self.net.classifier.read_report(self.ctx, n)?;
-                let (loss, correct) = (report.loss_sum, report.correct);
+                let (mut loss, mut correct) = (report.loss_sum, report.correct);
+                if self.group().size() > 1 {
+                    let mut sums = [loss, correct as f64];
+                    self.group().all_reduce_sum_f64(&mut sums);
+                    (loss, correct) = (sums[0], sums[1] as usize);
+                }
                 if !loss.is_finite() || !report.weights_finite {
                     pb.abandon();
                     return Err(HebbError::Divergence {
@@ -1669,8 +1856,8 @@ impl<'a> Trainer<'a> {
                 }
                 loss_sum += loss;
                 hits += correct;
-                seen += n;
-                pb.inc(n as u64);
+                seen += global;
+                pb.inc(global as u64);
                 pos.batch = number + 1;
                 self.batches_run += 1;
                 pos.running = (
@@ -1680,7 +1867,7 @@ impl<'a> Trainer<'a> {
                     seconds_before + started.elapsed().as_secs_f64(),
                 );
                 if pos.batch < batches {
-                    if self.should_stop() {
+                    if self.stop_agreed() {
                         pb.abandon();
                         return Ok(false);
                     }
@@ -1719,7 +1906,11 @@ impl<'a> Trainer<'a> {
                 validation_accuracy,
                 weight_norms: Vec::new(),
             };
-            eprintln!(
+            self.check_agreement(
+                &format!("classifier weights after epoch {}", epoch + 1),
+                &self.net.classifier.w.to_f32_vec(self.ctx)?,
+            )?;
+            self.say(&format!(
                 "{what} epoch {}/{}: loss {:.4}  train {:.2}%  {}test {:.2}%  lr {:.2e}  ({:.0} images/s)",
                 epoch + 1,
                 spec.epochs,
@@ -1730,7 +1921,7 @@ impl<'a> Trainer<'a> {
                 100.0 * test_accuracy,
                 lr,
                 rec.images_per_s
-            );
+            ));
             // A new best validation accuracy: keep this classifier as the selected one.
             let improved = validation_accuracy.is_some_and(|v| {
                 self.history
@@ -1740,9 +1931,10 @@ impl<'a> Trainer<'a> {
                     .all(|best| v > best)
             });
             self.history.push(rec);
-            curves::write(&self.opts.out.join(curves::FILE), &self.history)?;
+            self.write_curves()?;
             pos.epoch += 1;
             pos.batch = 0;
+            pos.first_item = 0;
             pos.running = (0.0, 0, 0, 0.0);
             // The best checkpoint first: killed between the two writes, the run resumes before
             // this epoch's end and selects it again.
@@ -1751,7 +1943,7 @@ impl<'a> Trainer<'a> {
             } else {
                 self.save(pos)?;
             }
-            if self.should_stop() && pos.epoch < spec.epochs {
+            if self.stop_agreed() && pos.epoch < spec.epochs {
                 return Ok(false);
             }
         }
@@ -1800,7 +1992,10 @@ impl<'a> Trainer<'a> {
             s.conv.kernel[1],
         ];
         let filters_png = self.opts.out.join("filters.png");
-        filters::write_png(&filters_png, &shape, &w0[..shape.iter().product()])?;
+        let writes = self.group().rank() == 0;
+        if writes {
+            filters::write_png(&filters_png, &shape, &w0[..shape.iter().product()])?;
+        }
         let rate = |pred: &dyn Fn(&EpochRecord) -> bool| {
             let (i, s) = self
                 .history
@@ -1845,16 +2040,24 @@ impl<'a> Trainer<'a> {
                 .as_ref()
                 .map(|f| f.learning(self.recipe.layers.len())),
             fine_tuned_from: self.recipe.finetune.as_ref().map(|f| f.from),
+            ranks: self.group().size(),
         };
         let json = serde_json::to_vec_pretty(&metrics).map_err(|e| HebbError::Io {
             path: self.opts.out.join("metrics.json"),
             source: std::io::Error::other(e.to_string()),
         })?;
-        checkpoint::write_atomic(&self.opts.out.join("metrics.json"), &json)?;
+        if writes {
+            checkpoint::write_atomic(&self.opts.out.join("metrics.json"), &json)?;
+        }
         if self.skipped > 0 {
             eprintln!(
-                "skipped {} unreadable items; the first: {}",
+                "skipped {} unreadable items{}; the first: {}",
                 self.skipped,
+                if self.group().size() > 1 {
+                    format!(" (rank {})", self.group().rank())
+                } else {
+                    String::new()
+                },
                 self.first_skipped.as_deref().unwrap_or("?")
             );
         }

@@ -134,6 +134,29 @@ pub struct FiltersArgs {
 }
 
 pub fn train(adapter: &AdapterArgs, args: TrainArgs) -> Result<ExitCode> {
+    let group = hebb::dist::join()?;
+    if group.size() == 1 {
+        return train_in(adapter, args, group);
+    }
+    // One rank failing must end the job, not leave the others waiting in a collective.
+    let (rank, size) = (group.rank(), group.size());
+    match train_in(adapter, args, group.clone()) {
+        Err(e) => {
+            eprintln!(
+                "error (rank {rank} of {size}; ending the job): {}",
+                crate::error_text(&e)
+            );
+            group.abort(1)
+        }
+        ok => ok,
+    }
+}
+
+fn train_in(
+    adapter: &AdapterArgs,
+    args: TrainArgs,
+    group: std::rc::Rc<dyn hebb::dist::Collective>,
+) -> Result<ExitCode> {
     let TrainArgs {
         recipe,
         data,
@@ -156,7 +179,27 @@ pub fn train(adapter: &AdapterArgs, args: TrainArgs) -> Result<ExitCode> {
             "--checkpoint-every {checkpoint_every}: expected seconds ≥ 0 (inf: only at epoch ends)"
         );
     }
-    let ctx = GpuContext::new(&adapter.choice()?)?;
+    let (rank, size) = (group.rank(), group.size());
+    if size > 1 && (regimes.is_some() || seeds.is_some() && seed.is_none()) {
+        bail!(
+            "--regimes and --seeds run their trainings one after another in one process; under \
+             mpirun train one recipe at a time"
+        );
+    }
+    let choice = if size > 1 {
+        adapter.choice()?.for_local_rank(group.local_rank())?
+    } else {
+        adapter.choice()?
+    };
+    let ctx = GpuContext::new(&choice)?;
+    if size > 1 {
+        eprintln!(
+            "rank {rank} of {size} ({}; local rank {}): {}",
+            group.describe(),
+            group.local_rank(),
+            ctx.adapter_name()
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -189,6 +232,7 @@ pub fn train(adapter: &AdapterArgs, args: TrainArgs) -> Result<ExitCode> {
                 overwrite: false,
                 stop_after_batches: stop_after,
                 progress_bars: !quiet,
+                group: group.clone(),
             };
             train::resume(&ctx, &dir, &opts)?
         }
@@ -202,19 +246,29 @@ pub fn train(adapter: &AdapterArgs, args: TrainArgs) -> Result<ExitCode> {
                 overwrite,
                 stop_after_batches: stop_after,
                 progress_bars: !quiet,
+                group: group.clone(),
             };
-            eprintln!(
+            if rank == 0 {
+                eprintln!(
                 "training {} ({}) on {}",
                 recipe.name,
                 path,
                 ctx.adapter_name()
             );
+            }
             let seeds = match (seed, seeds, &recipe.seeds) {
                 (Some(_), _, _) => None,
                 (None, Some(list), _) => Some(list),
                 (None, None, Some(list)) if list.len() > 1 => Some(list.clone()),
                 _ => None,
             };
+            if size > 1 && seeds.is_some() {
+                bail!(
+                    "recipe {} lists several seeds, which run one after another in one process; \
+                     under mpirun pick one with --seed",
+                    recipe.name
+                );
+            }
             if let Some(fractions) = regimes {
                 let Some(summary) = train::train_regimes(&ctx, &recipe, &text, &opts, &fractions)?
                 else {
@@ -268,6 +322,7 @@ pub fn train(adapter: &AdapterArgs, args: TrainArgs) -> Result<ExitCode> {
         }
     };
     match outcome {
+        train::Outcome::Finished(_) if rank > 0 => Ok(ExitCode::SUCCESS),
         train::Outcome::Finished(m) => {
             let selected = match m.validation_accuracy {
                 Some(v) if m.selection == hebb::nn::recipe::Selection::BestValidation => {

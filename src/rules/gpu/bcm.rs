@@ -47,12 +47,15 @@ impl GpuRule {
         hebbian::competition(rec, act, &b.u, None, n, c, &b.y, &b.g)?;
         // Thresholds: θ_b = (1/B)·Σ_b y²; θ_ma ← γ·θ_ma + (1 − γ)·θ_b; Φ uses θ_b.
         reduce::col_reduce(rec, ReduceOp::SumSquares, &b.y, n, c, &b.col_a)?;
+        // In a process group: Σy² over the global batch (B rows) before θ and Φ read it.
+        rec.all_reduce(&[&b.col_a])?;
+        let rows = rec.global_rows(n);
         elementwise::scale(rec, &self.theta, gamma as f32)?;
-        let weight = ((1.0 - gamma) / n as f64) as f32;
+        let weight = ((1.0 - gamma) / rows as f64) as f32;
         elementwise::axpy(rec, weight, &b.col_a, &self.theta)?;
-        hebbian::bcm_phi(rec, &b.y, &b.col_a, n, c, theta_eps as f32, &b.q)?;
+        hebbian::bcm_phi(rec, &b.y, &b.col_a, n, rows, c, theta_eps as f32, &b.q)?;
         // Update: ΔW = (1/B)·ΦᵀX.
-        let inv_b = 1.0 / n as f32;
+        let inv_b = 1.0 / rows as f32;
         let left = if self.path == UpdatePath::Naive {
             self.hebb_naive(rec, input.x, n, inv_b)?
         } else {
@@ -62,6 +65,9 @@ impl GpuRule {
                 .scale(inv_b, 0.0);
             self.update_gemm(rec, &hebb, &b.q, input.x)?
         };
+        if left == super::UpdateLeft::Delta {
+            rec.all_reduce(&[&b.dw])?;
+        }
         Ok(Stepped {
             left,
             wrote_u_y: true,

@@ -102,7 +102,7 @@ impl GpuRule {
         let (c, d, b) = (self.c, self.d, &self.bufs);
         if self.path == UpdatePath::Naive {
             self.decay_terms_naive(rec, x, n)?;
-        } else if self.fused_update {
+        } else if self.fuses_update(rec) {
             let hebb = Gemm::new(c, d, n).shaped().trans(true, false);
             let epilogue = UpdateEpilogue::Decay {
                 row_decay: &b.col_a,
@@ -120,6 +120,8 @@ impl GpuRule {
                 .scale(1.0, 1.0);
             gemm::gemm(rec, &hebb, &b.g, x, &b.tmp_cd)?;
         }
+        // In a process group: R is complete before max|R|.
+        rec.all_reduce(&[&b.tmp_cd])?;
         reduce::global_reduce(rec, ReduceOp::AbsMax, &b.tmp_cd, &b.max1)?;
         hebbian::divide_by_max(rec, &b.tmp_cd, &b.max1, c * d, divisor, &b.dw)?;
         Ok(UpdateLeft::Delta)
@@ -133,8 +135,10 @@ impl GpuRule {
             return Ok(());
         };
         reduce::col_reduce(rec, ReduceOp::Sum, &b.g, n, c, &b.col_a)?;
+        rec.all_reduce(&[&b.col_a])?;
         let t = t_invert as f32;
-        hebbian::softhebb_bias_raw(rec, &b.col_a, &self.bias, n, c, t, &b.db_raw)?;
+        let rows = rec.global_rows(n);
+        hebbian::softhebb_bias_raw(rec, &b.col_a, &self.bias, rows, c, t, &b.db_raw)?;
         reduce::global_reduce(rec, ReduceOp::AbsMax, &b.db_raw, &b.max1)?;
         let divisor = MaxDivisor::Plus(1e-30);
         hebbian::divide_by_max(rec, &b.db_raw, &b.max1, c, divisor, &b.db)

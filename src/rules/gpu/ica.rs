@@ -40,8 +40,9 @@ impl GpuRule {
             let mixing = Gemm::new(c, c, n)
                 .shaped()
                 .trans(true, false)
-                .scale(1.0 / n as f32, 0.0);
+                .scale(1.0 / rec.global_rows(n) as f32, 0.0);
             gemm::gemm(rec, &mixing, &b.y, u, &b.cc)?;
+            rec.all_reduce(&[&b.cc])?;
             let m = if hica {
                 hebbian::tril_scale(rec, &b.cc, c, 1.0, &b.cc2)?;
                 &b.cc2

@@ -551,6 +551,9 @@ impl GpuRule {
         if let Some(w) = weights {
             w.expect_len(c * d, &format!("W̃ ({c} x {d})"))?;
         }
+        if rec.group().is_some() {
+            self.check_groupable()?;
+        }
         if matches!(self.config.preset, Preset::LaganiFinalSupervised) && teacher.is_none() {
             return Err(HebbError::Launch {
                 kernel: self.config.name.clone(),
@@ -661,7 +664,7 @@ impl GpuRule {
     ) -> Result<UpdateLeft> {
         let b = &self.bufs;
         let adaptive = matches!(self.config.optimizer, Optimizer::SofthebbAdaptive { .. });
-        if !self.fused_update || adaptive {
+        if !self.fuses_update(rec) || adaptive {
             gemm::gemm(rec, g, a, b_op, &b.dw)?;
             return Ok(UpdateLeft::Delta);
         }
@@ -675,6 +678,37 @@ impl GpuRule {
         };
         gemm::gemm_update(rec, g, a, b_op, &b.dw, &epilogue)?;
         Ok(UpdateLeft::Applied)
+    }
+
+    /// Whether this step folds the rest of the update into the update GEMM's epilogue: not in
+    /// a process group, where the GEMM's sum must be summed over the ranks first.
+    fn fuses_update(&self, rec: &Recorder<'_>) -> bool {
+        self.fused_update && rec.group().is_none()
+    }
+
+    /// Whether a step can run in a process group (`crate::dist`): everything but the naive
+    /// baseline and the variance-adaptive presets, whose running batch statistics are not
+    /// summed over the ranks.
+    fn check_groupable(&self) -> Result<()> {
+        let refuse = |why: &str| {
+            Err(HebbError::Launch {
+                kernel: self.config.name.clone(),
+                message: format!("{why}: train this layer in one process (no mpirun)"),
+            })
+        };
+        if self.path == UpdatePath::Naive {
+            return refuse("the naive update path is a single-process baseline");
+        }
+        match self.config.preset {
+            Preset::LaganiHpcaTanh {
+                var_adaptive: true, ..
+            }
+            | Preset::LaganiIcaNrm { .. } => refuse(
+                "the variance adaptation keeps running statistics of each batch that are not \
+                 synchronised across ranks",
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// SoftHebb's bias with plain SGD: b ← b + lr·lr_bias·Δb (Δb formed by the step).

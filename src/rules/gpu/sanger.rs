@@ -34,23 +34,23 @@ impl GpuRule {
                 self.variance_adapt(rec, u, n, bn_momentum, bn_eps, &b.tmp_nc)?;
                 let identity = Competition::Identity;
                 hebbian::competition(rec, identity, &b.tmp_nc, input.teacher, n, c, &b.y, &b.g)?;
-                lagani_step(n, d, adaptive_step)
+                lagani_step(rec.global_rows(n), d, adaptive_step)
             }
             Preset::LaganiHpcaTanh { adaptive_step, .. } => {
                 let tanh = Competition::Tanh;
                 wrote_u_y = self.project_and_compete(rec, input, &self.w, None, tanh, false)?;
-                lagani_step(n, d, adaptive_step)
+                lagani_step(rec.global_rows(n), d, adaptive_step)
             }
             Preset::LaganiHpca { adaptive_step } => {
                 let relu = Competition::Relu;
                 wrote_u_y = self.project_and_compete(rec, input, &self.w, None, relu, false)?;
-                lagani_step(n, d, adaptive_step)
+                lagani_step(rec.global_rows(n), d, adaptive_step)
             }
             Preset::HebbdemoHpca { activation, .. } => {
                 let weights = self.step_weights(rec, input)?;
                 let act = demo_activation(activation);
                 wrote_u_y = self.project_and_compete(rec, input, weights, None, act, false)?;
-                1.0 / n as f32
+                1.0 / rec.global_rows(n) as f32
             }
             ref other => unreachable!("{other:?} is not in Sanger's family"),
         };
@@ -76,7 +76,7 @@ impl GpuRule {
         let gram = Gemm::new(c, c, n).shaped().trans(true, false);
         gemm::gemm(rec, &gram, &b.g, &b.g, &b.cc)?;
         hebbian::tril_scale(rec, &b.cc, c, -s, &b.cc2)?;
-        if self.fused_update {
+        if self.fuses_update(rec) {
             let decay = Gemm::new(c, d, c).shaped();
             gemm::gemm(rec, &decay, &b.cc2, &self.w, &b.dw)?;
             let hebb = Gemm::new(c, d, n).shaped().trans(true, false).scale(s, 1.0);
@@ -86,6 +86,9 @@ impl GpuRule {
         gemm::gemm(rec, &hebb, &b.g, x, &b.dw)?;
         let decay = Gemm::new(c, d, c).shaped().scale(1.0, 1.0);
         gemm::gemm(rec, &decay, &b.cc2, &self.w, &b.dw)?;
+        // In a process group: ΔW is linear in the rows (s = 1/N of the global batch), so the
+        // ranks' ΔW sum to the global batch's.
+        rec.all_reduce(&[&b.dw])?;
         Ok(UpdateLeft::Delta)
     }
 

@@ -78,7 +78,7 @@ impl GpuRule {
         reduce::col_reduce(rec, ReduceOp::SumAbs, &b.g, n, c, &b.col_a)?;
         if self.path == UpdatePath::Naive {
             self.wta_terms_naive(rec, x, n)?;
-        } else if self.fused_update {
+        } else if self.fuses_update(rec) {
             // (G⊙|G|)ᵀX − diag(colsum(G⊙|G|))·W, the decay applied in the GEMM's epilogue.
             reduce::col_reduce(rec, ReduceOp::Sum, &b.q, n, c, &b.col_b)?;
             let hebb = Gemm::new(c, d, n).shaped().trans(true, false);
@@ -98,6 +98,8 @@ impl GpuRule {
                 .scale(1.0, 1.0);
             gemm::gemm(rec, &hebb, &b.q, x, &b.tmp_cd)?;
         }
+        // In a process group: both sums are complete before the division.
+        rec.all_reduce(&[&b.tmp_cd, &b.col_a])?;
         let factor = RowFactor::InverseGuarded;
         hebbian::scale_rows(rec, factor, &b.tmp_cd, &b.col_a, c, d, 1.0, &b.dw)
     }
