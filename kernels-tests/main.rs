@@ -21,6 +21,8 @@ mod data;
 mod finetune;
 mod fuzz_corpus;
 mod hostile;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod portability;
 mod runtime;
 mod scripts;

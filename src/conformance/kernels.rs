@@ -596,7 +596,11 @@ pub fn elementwise_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             index += 1;
             let seed = derive_seed(base_seed, index);
             // dropout: element i takes the mask of element first + i of the batch.
-            let first = if kernel == "dropout" { (seed % 1000) as usize } else { 0 };
+            let first = if kernel == "dropout" {
+                (seed % 1000) as usize
+            } else {
+                0
+            };
             let row = Row::new(kernel, "f32", &[("n", n), ("first", first)], seed);
             let x = random_f32(seed, n);
             let y = random_f32(seed ^ 1, n);

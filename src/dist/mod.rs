@@ -156,7 +156,11 @@ pub fn shard_chunks(
 /// Rows a network must hold per rank for local batches of `local_batch` in a group of `size`
 /// (`shard_chunks` may add one item per rank to the last batch).
 pub fn local_capacity(local_batch: usize, size: usize) -> usize {
-    if size > 1 { local_batch + 1 } else { local_batch }
+    if size > 1 {
+        local_batch + 1
+    } else {
+        local_batch
+    }
 }
 
 /// FNV-1a over bytes: the fingerprint ranks compare to prove they hold the same weights.
@@ -187,7 +191,10 @@ mod tests {
                 .map(|r| shard_chunks(len, first, b, r, size))
                 .collect();
             let batches = per_rank[0].len();
-            assert!(per_rank.iter().all(|c| c.len() == batches), "{len} {b} {size}");
+            assert!(
+                per_rank.iter().all(|c| c.len() == batches),
+                "{len} {b} {size}"
+            );
             let mut seen = vec![0u32; len];
             for k in 0..batches {
                 // The shards of global batch k are adjacent, in rank order.
@@ -195,9 +202,12 @@ mod tests {
                     assert_eq!(per_rank[r - 1][k].end, per_rank[r][k].start);
                 }
                 let total: usize = per_rank.iter().map(|c| c[k].len()).sum();
-                assert!(total <= b * size + size - 1, "{len} {b} {size}: {total}");
+                assert!(total < b * size + size, "{len} {b} {size}: {total}");
                 if size > 1 && (len - first) >= size {
-                    assert!(per_rank.iter().all(|c| !c[k].is_empty()), "{len} {b} {size}");
+                    assert!(
+                        per_rank.iter().all(|c| !c[k].is_empty()),
+                        "{len} {b} {size}"
+                    );
                 }
                 for c in &per_rank {
                     for i in c[k].clone() {
@@ -206,7 +216,10 @@ mod tests {
                 }
             }
             assert!(seen[..first].iter().all(|&s| s == 0));
-            assert!(seen[first..].iter().all(|&s| s == 1), "{len} {first} {b} {size}");
+            assert!(
+                seen[first..].iter().all(|&s| s == 1),
+                "{len} {first} {b} {size}"
+            );
             // A full global batch gives every rank exactly the local batch.
             if len - first >= 2 * b * size {
                 assert!(per_rank.iter().all(|c| c[0].len() == b));

@@ -342,7 +342,14 @@ impl Network {
             step.lr,
             Some(&tune.grad),
         )?;
-        Linear::dropout(rec, &tune.grad, batch * f, 0, step.dropout, step.dropout_seed)?;
+        Linear::dropout(
+            rec,
+            &tune.grad,
+            batch * f,
+            0,
+            step.dropout,
+            step.dropout_seed,
+        )?;
         let mut grad = tune.grad.share();
         for i in (tune.lowest..layers.len()).rev() {
             let layer = &mut layers[i];

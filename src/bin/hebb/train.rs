@@ -250,11 +250,11 @@ fn train_in(
             };
             if rank == 0 {
                 eprintln!(
-                "training {} ({}) on {}",
-                recipe.name,
-                path,
-                ctx.adapter_name()
-            );
+                    "training {} ({}) on {}",
+                    recipe.name,
+                    path,
+                    ctx.adapter_name()
+                );
             }
             let seeds = match (seed, seeds, &recipe.seeds) {
                 (Some(_), _, _) => None,
