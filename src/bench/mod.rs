@@ -5,6 +5,7 @@ pub mod competition;
 pub mod gemm;
 pub mod roofline;
 pub mod rules;
+pub mod scaling;
 pub mod spiking;
 pub mod train;
 pub mod tune;

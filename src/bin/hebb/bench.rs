@@ -21,6 +21,11 @@ pub enum BenchCommand {
     /// Training throughput of RECIPE's network: images/s of each stage's step (frozen blocks,
     /// then the learning block) and of the whole network, on random images.
     Train(TrainBenchArgs),
+    /// The inputs of the data-parallel scaling model, measured: per learning stage and the
+    /// classifier, the step's compute, the host round trips a process group adds, and the
+    /// collectives and bytes it all-reduces per step; then the predicted efficiency on 8 and
+    /// 64 ranks over PCIe, NVLink and 100/400 Gb/s networks (BENCHMARKS.md).
+    Scaling(ScalingArgs),
     /// This adapter's ceilings (best GEMM rate, copy bandwidth), measured here, and each
     /// GEMM and fused rule step as a fraction of them.
     Roofline(RooflineArgs),
@@ -71,6 +76,21 @@ pub struct TrainBenchArgs {
     /// exist.
     #[arg(long)]
     pub wall: bool,
+    /// Also write the rows as a JSON array to FILE.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ScalingArgs {
+    /// A bundled recipe name or a TOML file.
+    pub recipe: String,
+    /// Images per step (default: the recipe's batch); the bytes reduced do not depend on it.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Steps timed per stage (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
     /// Also write the rows as a JSON array to FILE.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -180,6 +200,7 @@ pub fn run(adapter: &AdapterArgs, command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Rules(args) => rules(adapter, args),
         BenchCommand::Train(args) => train(adapter, args),
+        BenchCommand::Scaling(args) => scaling(adapter, args),
         BenchCommand::Roofline(args) => roofline(adapter, args),
         BenchCommand::Competition(args) => competition(adapter, args),
         BenchCommand::Spiking(args) => spiking(adapter, args),
@@ -247,6 +268,28 @@ pub fn train(adapter: &AdapterArgs, args: TrainBenchArgs) -> Result<ExitCode> {
             )?;
         }
     } else if let Some(path) = json {
+        write_json(&path, &rows)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn scaling(adapter: &AdapterArgs, args: ScalingArgs) -> Result<ExitCode> {
+    let ScalingArgs {
+        recipe,
+        batch,
+        steps,
+        json,
+    } = args;
+    let ctx = GpuContext::new(&adapter.choice()?)?;
+    let (recipe, _, origin) = recipes::resolve(Some(&recipe))?;
+    println!(
+        "adapter: {}  recipe: {} ({origin})",
+        ctx.adapter_name(),
+        recipe.name
+    );
+    let rows = bench::scaling::measure(&ctx, &recipe, batch, steps)?;
+    bench::scaling::print(&rows);
+    if let Some(path) = json {
         write_json(&path, &rows)?;
     }
     Ok(ExitCode::SUCCESS)
