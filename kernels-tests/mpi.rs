@@ -1,13 +1,15 @@
 //! Data-parallel training under `mpirun` (cargo feature `mpi`; CI installs Open MPI).
 //!
 //! Equivalence: 2 ranks with local batch b train the same model as one process with batch
-//! 2b. The two differ only in the order of f32 sums: one process sums each batch sum over 2b
-//! rows in one kernel, the group sums two b-row halves and adds them. Each summed value then
-//! differs by a few ulps relative to its magnitude, and the updates of a few steps compound
-//! that. Measured on lavapipe: at most 6e-7 (norm-wise relative, every tensor of the
-//! checkpoint). The bound, 1e-4, leaves two orders of magnitude for other adapters and
-//! orders, while a sum missing on one rank (each rank stepping on its own half) moved the
-//! same tensors by 3e-2 to 1e-1 in these runs.
+//! 2b. The two differ only in the order of the f32 sums: one process sums each batch sum in
+//! one kernel, the group sums two halves and adds them (batch-norm statistics in float64).
+//! The largest sums are a batch norm's over one channel of 20 images of 28 x 28 pixels: 15,680
+//! f32 terms in sequence, whose rounding error is bounded by n·u ≈ 9e-4 relative and is
+//! typically √n·u ≈ 7e-6. Measured on lavapipe: at most 7.1e-6 (norm-wise relative, over every
+//! tensor of the checkpoint; an input BN's running mean), the others 2e-6 or less. The bound,
+//! 5e-4, sits between that and what a missing sum does: each rank stepping on its own half
+//! moved the same tensors by 3e-2 to 1e-1 in these runs (and the ranks' weight fingerprints
+//! then differ, which stops the job).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,7 +17,7 @@ use std::process::{Command, Output};
 use crate::common;
 
 /// The bound on ‖a − b‖/‖a‖ per checkpoint tensor (see the file header).
-const RELATIVE: f64 = 1e-4;
+const RELATIVE: f64 = 5e-4;
 
 /// A SoftHebb conv block: input and output batch norms (synchronised), the soft-Krotov
 /// competition, max|R| and the adaptive rate; then the classifier with dropout.
