@@ -322,3 +322,61 @@ fn a_failing_rank_ends_the_job() {
     assert!(started.elapsed().as_secs() < 240);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `hebb spiking --seeds` under 2 ranks spreads the cultures over the ranks (round-robin) and
+/// gathers one table on rank 0, with the accuracies one process gets for the same search.
+#[test]
+fn a_spiking_search_spreads_its_runs_over_the_ranks() {
+    if !ready() {
+        return;
+    }
+    let dir = common::scratch("mpi", "spiking");
+    let args = |out: &Path| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--backend",
+            "vulkan",
+            "spiking",
+            "spiking-mnist01-240n-bio",
+            "--seeds",
+            "1,2",
+            "--set",
+            "culture.inh_strength=10,5",
+            "--limit",
+            "24",
+            "--quiet",
+            "--out",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.push(out.display().to_string());
+        a
+    };
+    let (two, one) = (dir.join("two-ranks"), dir.join("one-process"));
+    succeeded(
+        "mpirun -np 2 hebb spiking --seeds",
+        mpirun(2).arg(hebb()).args(args(&two)).output().unwrap(),
+    );
+    succeeded(
+        "hebb spiking --seeds",
+        Command::new(hebb()).args(args(&one)).output().unwrap(),
+    );
+    let table = |dir: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("search.json")).unwrap()).unwrap()
+    };
+    let (t2, t1) = (table(&two), table(&one));
+    assert_eq!(
+        (t2["ranks"].as_u64(), t1["ranks"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let runs = t2["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    for (i, (a, b)) in runs.iter().zip(t1["runs"].as_array().unwrap()).enumerate() {
+        assert_eq!(a["rank"].as_u64(), Some(i as u64 % 2), "{a}");
+        assert_eq!(a["point"]["name"], b["point"]["name"]);
+        // The same culture on the same adapter: the same accuracy, wherever it ran.
+        assert_eq!(a["test_accuracy"], b["test_accuracy"], "{a} vs {b}");
+        let name = a["point"]["name"].as_str().unwrap();
+        assert!(two.join(name).join("metrics.json").is_file(), "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

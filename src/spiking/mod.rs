@@ -7,4 +7,5 @@
 
 pub mod culture;
 pub mod recipe;
+pub mod search;
 pub mod task;

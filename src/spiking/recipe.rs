@@ -197,6 +197,20 @@ impl SpikingRecipe {
     /// A file path, or a bundled recipe's name (with or without `.toml`). Returns the recipe
     /// and where it came from.
     pub fn resolve(arg: &str) -> Result<(SpikingRecipe, String)> {
+        let (text, origin) = Self::resolve_text(arg)?;
+        Ok((Self::parse(&text, &origin)?, origin))
+    }
+
+    /// A bundled recipe's TOML text and its origin, by name.
+    pub fn bundled_text(name: &str) -> Option<(&'static str, String)> {
+        BUNDLED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, text)| (*text, format!("bundled recipe {n}")))
+    }
+
+    /// As `resolve`, but the recipe's text (for `--set` to edit) and where it came from.
+    pub fn resolve_text(arg: &str) -> Result<(String, String)> {
         if Path::new(arg).is_file() {
             let text = crate::nn::recipe::read_text(Path::new(arg)).map_err(|message| {
                 HebbError::Format {
@@ -204,15 +218,12 @@ impl SpikingRecipe {
                     message,
                 }
             })?;
-            return Ok((Self::parse(&text, arg)?, arg.to_string()));
+            return Ok((text, arg.to_string()));
         }
         let name = arg.trim_end_matches(".toml");
         let name = name.rsplit('/').next().unwrap_or(name);
-        match BUNDLED.iter().find(|(n, _)| *n == name) {
-            Some((n, text)) => {
-                let origin = format!("bundled recipe {n}");
-                Ok((Self::parse(text, &origin)?, origin))
-            }
+        match Self::bundled_text(name) {
+            Some((text, origin)) => Ok((text.to_string(), origin)),
             None => {
                 let names: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
                 Err(HebbError::Format {

@@ -30,12 +30,140 @@ pub struct SpikingArgs {
     /// of the recipe's: one realisation says little, so compare several.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// A search: one run per seed (and per combination of --set values), into
+    /// OUT/<point>/, gathered into OUT/search.json and one table. Under mpirun the runs are
+    /// spread over the ranks (round-robin), one culture per GPU.
+    #[arg(long, value_delimiter = ',', conflicts_with = "seed")]
+    pub seeds: Option<Vec<u64>>,
+    /// KEY=V1,V2,...: search over a recipe setting (a dotted key such as culture.inh_strength
+    /// or task.rate_hz, TOML values); repeat for a grid. Uses the recipe's seed without
+    /// --seeds.
+    #[arg(long = "set", value_name = "KEY=V1,V2")]
+    pub settings: Vec<String>,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
 }
 
 pub fn run(adapter: &AdapterArgs, args: SpikingArgs) -> Result<ExitCode> {
+    let group = hebb::dist::join()?;
+    let searching = args.seeds.is_some() || !args.settings.is_empty();
+    if !searching && group.size() > 1 {
+        anyhow::bail!(
+            "under mpirun, hebb spiking spreads a search over the ranks: give --seeds and/or \
+             --set (one culture alone runs in one process)"
+        );
+    }
+    if !searching {
+        return run_one(adapter, args);
+    }
+    let (rank, size) = (group.rank(), group.size());
+    // One rank failing must end the job, not leave the others waiting for the gather.
+    match search(adapter, args, &*group) {
+        Err(e) if size > 1 => {
+            eprintln!(
+                "error (rank {rank} of {size}; ending the job): {}",
+                crate::error_text(&e)
+            );
+            group.abort(1)
+        }
+        other => other,
+    }
+}
+
+/// `--seeds` / `--set`: the search's points, this rank's share of them, one table.
+fn search(
+    adapter: &AdapterArgs,
+    args: SpikingArgs,
+    group: &dyn hebb::dist::Collective,
+) -> Result<ExitCode> {
+    use hebb::spiking::search;
+    let SpikingArgs {
+        recipe,
+        data,
+        out,
+        limit,
+        seeds,
+        settings,
+        quiet,
+        ..
+    } = args;
+    let (text, origin) = hebb::spiking::recipe::SpikingRecipe::resolve_text(&recipe)?;
+    let parsed = hebb::spiking::recipe::SpikingRecipe::parse(&text, &origin)?;
+    let grid = settings
+        .iter()
+        .map(|s| search::parse_setting(s))
+        .collect::<hebb::Result<Vec<_>>>()?;
+    let points = search::points(&seeds.unwrap_or_else(|| vec![parsed.seed]), &grid);
+    let choice = if group.size() > 1 {
+        adapter.choice()?.for_local_rank(group.local_rank())?
+    } else {
+        adapter.choice()?
+    };
+    let ctx = GpuContext::new(&choice)?;
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-search", parsed.name)));
+    eprintln!(
+        "{} ({origin}): {} runs; rank {} of {} on {}",
+        parsed.name,
+        points.len(),
+        group.rank(),
+        group.size(),
+        ctx.adapter_name()
+    );
+    let base = hebb::spiking::task::SpikingOptions {
+        data: Some(data.unwrap_or_else(train::data::bundled_mnist)),
+        out: out.clone(),
+        limit,
+        quiet,
+    };
+    let rows = search::run(&ctx, group, &text, &origin, &points, &base)?;
+    if group.rank() == 0 {
+        println!(
+            "{:<40} {:>5} {:>9} {:>11} {:>8}",
+            "run", "rank", "test", "best valid.", "wall s"
+        );
+        for r in &rows {
+            println!(
+                "{:<40} {:>5} {:>8.2}% {:>10.2}% {:>8.0}",
+                r.point.name,
+                r.rank,
+                100.0 * r.test_accuracy,
+                100.0 * r.best_validation_accuracy,
+                r.wall_seconds
+            );
+        }
+        let tests: Vec<f64> = rows.iter().map(|r| r.test_accuracy).collect();
+        let mean = tests.iter().sum::<f64>() / tests.len() as f64;
+        let sd = if tests.len() > 1 {
+            (tests.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (tests.len() - 1) as f64)
+                .sqrt()
+        } else {
+            0.0
+        };
+        println!(
+            "{}: test accuracy {:.2}% ± {:.2} (mean ± s.d. over {} runs); {}",
+            parsed.name,
+            100.0 * mean,
+            100.0 * sd,
+            rows.len(),
+            out.join("search.json").display()
+        );
+        std::fs::create_dir_all(&out)?;
+        crate::write_json(
+            &out.join("search.json"),
+            &serde_json::json!({
+                "recipe": parsed.name,
+                "ranks": group.size(),
+                "runs": rows,
+                "test_accuracy_mean": mean,
+                "test_accuracy_sd": sd,
+            }),
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_one(adapter: &AdapterArgs, args: SpikingArgs) -> Result<ExitCode> {
     let SpikingArgs {
         recipe,
         data,
@@ -43,6 +171,7 @@ pub fn run(adapter: &AdapterArgs, args: SpikingArgs) -> Result<ExitCode> {
         limit,
         seed,
         quiet,
+        ..
     } = args;
     let (mut recipe, origin) = hebb::spiking::recipe::SpikingRecipe::resolve(&recipe)?;
     if let Some(seed) = seed {
