@@ -1662,23 +1662,47 @@ impl<'a> Trainer<'a> {
     }
 
     /// Accuracy of the current classifier over `items` of `source` (cache rows in their order).
+    /// Each rank evaluates its share of `items` (`accuracy_on`); a cache holds that share's rows.
+    fn evaluation_share<'i>(&self, items: &'i [usize]) -> &'i [usize] {
+        let g = self.group();
+        &items[dist::even_share(items.len(), g.rank(), g.size())]
+    }
+
+    /// `cache`: the rows of this rank's `evaluation_share` of `items`, in order. In a process
+    /// group each rank evaluates its share and the hits are summed.
     fn accuracy_on(
         &mut self,
         source: &Arc<dyn Source>,
         items: &[usize],
         cache: Option<&FeatureCache>,
     ) -> Result<f64> {
-        let e = evaluate(
-            self.ctx,
-            &mut self.net,
-            &self.features,
-            source,
-            items,
-            cache,
-            false,
-        )?;
-        self.note_skipped(&e.skipped);
-        Ok(e.accuracy)
+        let share = self.evaluation_share(items).to_vec();
+        let (mut correct, mut seen) = (0.0, 0.0);
+        if !share.is_empty() || self.group().size() == 1 {
+            let e = evaluate(
+                self.ctx,
+                &mut self.net,
+                &self.features,
+                source,
+                &share,
+                cache,
+                false,
+            )?;
+            self.note_skipped(&e.skipped);
+            (correct, seen) = ((e.accuracy * e.seen as f64).round(), e.seen as f64);
+        }
+        if self.group().size() == 1 {
+            return Ok(correct / seen);
+        }
+        let mut sums = [correct, seen];
+        self.group().all_reduce_sum_f64(&mut sums);
+        if sums[1] == 0.0 {
+            return Err(HebbError::Format {
+                path: source.describe().into(),
+                message: format!("none of the {} items could be read", items.len()),
+            });
+        }
+        Ok(sums[0] / sums[1])
     }
 
     /// Runs the classifier epochs from `pos`; false when interrupted.
@@ -1707,7 +1731,9 @@ impl<'a> Trainer<'a> {
             self.cache_features(&train, &labeled, "train")?
         };
         let test_cache = if frozen {
-            self.cache_features(&test, &test_items, "test")?
+            // Each rank evaluates (and caches) its share of the test items.
+            let share = self.evaluation_share(&test_items).to_vec();
+            self.cache_features(&test, &share, "test")?
         } else {
             None
         };
@@ -1715,7 +1741,8 @@ impl<'a> Trainer<'a> {
         let val_cache = if val_items.is_empty() || !frozen {
             None
         } else {
-            self.cache_features(&train, &val_items, "validation")?
+            let share = self.evaluation_share(&val_items).to_vec();
+            self.cache_features(&train, &share, "validation")?
         };
         // Cached rows are indexed by position in `labeled`.
         let index_of: HashMap<usize, usize> =
