@@ -56,6 +56,9 @@ impl Collective for Meter {
     fn local_rank(&self) -> usize {
         0
     }
+    fn local_size(&self) -> usize {
+        1
+    }
     fn all_reduce_sum_f32(&self, data: &mut [f32]) {
         self.add(4 * data.len());
     }

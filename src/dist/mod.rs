@@ -31,6 +31,8 @@ pub trait Collective {
     fn size(&self) -> usize;
     /// Rank among the processes on this node (which GPU of the node this rank drives).
     fn local_rank(&self) -> usize;
+    /// Processes on this node (they share its host memory).
+    fn local_size(&self) -> usize;
     /// Element-wise sum over the ranks, in place; every rank receives the same values.
     fn all_reduce_sum_f32(&self, data: &mut [f32]);
     fn all_reduce_sum_f64(&self, data: &mut [f64]);
@@ -55,6 +57,9 @@ impl Collective for Solo {
     }
     fn local_rank(&self) -> usize {
         0
+    }
+    fn local_size(&self) -> usize {
+        1
     }
     fn all_reduce_sum_f32(&self, _: &mut [f32]) {}
     fn all_reduce_sum_f64(&self, _: &mut [f64]) {}
@@ -99,12 +104,25 @@ fn launched_processes() -> Option<usize> {
 pub fn join() -> crate::Result<std::rc::Rc<dyn Collective>> {
     #[cfg(feature = "mpi")]
     if launched_by_mpi() {
-        return match mpi::MpiGroup::init() {
-            Some(group) => Ok(std::rc::Rc::new(group)),
-            None => Err(crate::HebbError::Config(
-                "MPI was already initialised in this process".into(),
-            )),
-        };
+        let group = mpi::MpiGroup::init().ok_or_else(|| {
+            crate::HebbError::Config("MPI was already initialised in this process".into())
+        })?;
+        // srun with an MPI library built without Slurm's PMI starts N one-rank jobs, which
+        // would all act as rank 0 and write the same files.
+        if let Some(n) = launched_processes()
+            && n != group.size()
+        {
+            return Err(crate::HebbError::Config(format!(
+                "the launcher started {n} processes, but MPI sees a job of {}: this MPI \
+                 library does not talk to the launcher (under Slurm use srun --mpi=pmix or \
+                 pmi2, or mpirun)",
+                group.size()
+            )));
+        }
+        if group.size() > 1 {
+            abort_job_on_panic();
+        }
+        return Ok(std::rc::Rc::new(group));
     }
     match launched_processes() {
         Some(n) if n > 1 => Err(crate::HebbError::Config(format!(
@@ -114,6 +132,19 @@ pub fn join() -> crate::Result<std::rc::Rc<dyn Collective>> {
         ))),
         _ => Ok(std::rc::Rc::new(Solo)),
     }
+}
+
+/// A panic in one rank must end the whole job: unwinding would finalise MPI, which waits for
+/// the other ranks while they wait in a collective. After the usual message the process
+/// aborts, and the launcher ends the others.
+#[cfg(feature = "mpi")]
+fn abort_job_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("error: a rank panicked; ending the job");
+        std::process::abort();
+    }));
 }
 
 /// The contiguous piece of `len` items that rank `rank` of `size` takes: as even as possible,
@@ -151,6 +182,23 @@ pub fn shard_chunks(
             start + share.start..start + share.end
         })
         .collect()
+}
+
+/// The epoch item that follows `batches_done` global batches of `shard_chunks(len, first_item,
+/// local_batch, ·, size)`: where a run continues with another group (the last rank's shard
+/// ends each global batch, and the merged last batch may end past a whole multiple).
+pub fn item_after(
+    len: usize,
+    first_item: usize,
+    local_batch: usize,
+    size: usize,
+    batches_done: usize,
+) -> usize {
+    if batches_done == 0 {
+        return first_item.min(len);
+    }
+    let chunks = shard_chunks(len, first_item, local_batch, size - 1, size);
+    chunks.get(batches_done - 1).map_or(len, |c| c.end).min(len)
 }
 
 /// Rows a network must hold per rank for local batches of `local_batch` in a group of `size`
@@ -225,6 +273,16 @@ mod tests {
                 assert!(per_rank.iter().all(|c| c[0].len() == b));
             }
         }
+    }
+
+    #[test]
+    fn a_resume_continues_after_the_items_done() {
+        // 41 items in global batches of 2 x 10: 0..20, then 20..41 (the lone last item joined).
+        assert_eq!(item_after(41, 0, 10, 2, 1), 20);
+        assert_eq!(item_after(41, 0, 10, 2, 2), 41);
+        assert_eq!(item_after(41, 0, 10, 1, 3), 30);
+        assert_eq!(item_after(41, 5, 10, 1, 1), 15);
+        assert_eq!(item_after(41, 5, 10, 3, 0), 5);
     }
 
     #[test]

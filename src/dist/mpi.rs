@@ -15,18 +15,21 @@ pub struct MpiGroup {
     _universe: mpi::environment::Universe,
     world: SimpleCommunicator,
     local_rank: usize,
+    local_size: usize,
     library: String,
 }
 
 impl MpiGroup {
-    /// Initialises MPI (single-threaded use: only the training thread calls it). None when MPI
-    /// was already initialised in this process.
+    /// Initialises MPI for a process with several threads (loaders, wgpu) of which only the
+    /// main thread calls MPI (`MPI_THREAD_FUNNELED`). None when MPI was already initialised
+    /// in this process.
     pub fn init() -> Option<Self> {
-        let universe = mpi::initialize()?;
+        let (universe, _) = mpi::initialize_with_threading(mpi::environment::Threading::Funneled)?;
         let world = universe.world();
         // The processes sharing this node's memory, ranked by their world rank.
         let node = world.split_shared(world.rank());
         let local_rank = node.rank() as usize;
+        let local_size = node.size() as usize;
         let library = mpi::environment::library_version()
             .map(|v| v.lines().next().unwrap_or_default().trim().to_string())
             .unwrap_or_else(|_| "MPI".into());
@@ -34,6 +37,7 @@ impl MpiGroup {
             _universe: universe,
             world,
             local_rank,
+            local_size,
             library,
         })
     }
@@ -48,6 +52,9 @@ impl Collective for MpiGroup {
     }
     fn local_rank(&self) -> usize {
         self.local_rank
+    }
+    fn local_size(&self) -> usize {
+        self.local_size
     }
     fn all_reduce_sum_f32(&self, data: &mut [f32]) {
         let send = data.to_vec();

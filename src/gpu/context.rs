@@ -179,7 +179,7 @@ impl AdapterChoice {
     /// adapter was named, the `local_rank`-th (modulo their count) of the adapters with the
     /// best adapter's backend and device type, so that one GPU is not counted once per
     /// backend. A named adapter is kept: every rank then opens it.
-    pub fn for_local_rank(&self, local_rank: usize) -> Result<Self> {
+    pub fn for_local_rank(&self, local_rank: usize, local_size: usize) -> Result<Self> {
         if self.adapter_filter().is_some() {
             return Ok(self.clone());
         }
@@ -196,6 +196,14 @@ impl AdapterChoice {
             })
             .map(|(i, _)| i)
             .collect();
+        if local_size > peers.len() && local_rank == 0 {
+            eprintln!(
+                "warning: {local_size} ranks on this node share {} adapter(s) of {} ({:?})",
+                peers.len(),
+                best.name,
+                best.backend
+            );
+        }
         Ok(Self {
             adapter: Some(peers[local_rank % peers.len()].to_string()),
             ..self.clone()

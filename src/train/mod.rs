@@ -918,6 +918,8 @@ pub fn resume_with(
 ) -> Result<Outcome> {
     let ck = checkpoint::load(path)?;
     let mut state = ResumeState::from_checkpoint(&ck, opts.overrides.data.as_deref())?;
+    // Every rank has read the checkpoint before rank 0 may write over it (or finish the run).
+    opts.group.all_reduce_sum_u64(&mut [0]);
     if let Some(f) = label_fraction {
         let supervised = stages(&state.recipe).len() - 1;
         let start = Position {
@@ -1140,10 +1142,11 @@ impl<'a> Trainer<'a> {
         dist::shard_chunks(len, pos.first_item, batch, g.rank(), g.size())
     }
 
-    /// Sets `pos` up for global batches of `batch` x ranks. A checkpoint written mid-epoch with
-    /// another global batch (another number of ranks) continues from the item it reached: its
-    /// global batches so far were all whole (only an epoch's last one is ever short).
-    fn regroup(&self, pos: &mut Position, batch: usize) {
+    /// Sets `pos` up for global batches of `batch` x ranks over an epoch order of `len` items.
+    /// A checkpoint written mid-epoch with another global batch (another number of ranks)
+    /// continues from the item it reached: the end of its last global batch, as
+    /// `dist::shard_chunks` cut them for that group (the last rank's shard ends the batch).
+    fn regroup(&self, pos: &mut Position, batch: usize, len: usize) {
         let global = batch * self.group().size();
         let before = if pos.global_batch == 0 {
             batch
@@ -1151,7 +1154,8 @@ impl<'a> Trainer<'a> {
             pos.global_batch
         };
         if before != global && pos.batch > 0 {
-            pos.first_item += pos.batch * before;
+            let ranks = (before / batch.max(1)).max(1);
+            pos.first_item = dist::item_after(len, pos.first_item, batch, ranks, pos.batch);
             pos.batch = 0;
         }
         pos.global_batch = global;
@@ -1200,12 +1204,12 @@ impl<'a> Trainer<'a> {
     /// Fails unless every rank holds bit-identical `values` (a layer's weights after an epoch):
     /// the ranks apply the same summed updates, so any difference is a bug, reported rather
     /// than trained on.
-    fn check_agreement(&self, what: &str, values: &[f32]) -> Result<()> {
+    fn check_agreement(&self, what: &str, bytes: &[u8]) -> Result<()> {
         let g = self.group();
         if g.size() == 1 {
             return Ok(());
         }
-        let prints = g.all_gather_u64(dist::fingerprint(bytemuck::cast_slice(values)));
+        let prints = g.all_gather_u64(dist::fingerprint(bytes));
         if prints.iter().any(|&p| p != prints[0]) {
             return Err(HebbError::Divergence {
                 stage: what.into(),
@@ -1376,6 +1380,26 @@ impl<'a> Trainer<'a> {
     }
 
     fn run(&mut self, start: Position) -> Result<Outcome> {
+        // The ranks must train the same run: the same recipe, overrides (the data folder
+        // aside, which may be each node's own copy), items and starting point. A difference
+        // (another --seed, a node's copy missing files) would pair mismatched collectives.
+        let mut overrides = self.overrides.clone();
+        overrides.data = None;
+        let run = serde_json::json!([
+            self.recipe_text,
+            overrides,
+            [
+                self.train_items.len(),
+                self.val_items.len(),
+                self.test_items.len(),
+                self.labeled.len()
+            ],
+            start,
+        ]);
+        self.check_agreement(
+            "the run's recipe, options, items and position",
+            run.to_string().as_bytes(),
+        )?;
         let stages = stages(&self.recipe);
         let mut pos = start;
         while pos.stage < stages.len() {
@@ -1452,8 +1476,9 @@ impl<'a> Trainer<'a> {
                 .images_per_epoch
                 .unwrap_or(items.len())
                 .min(items.len());
-            self.regroup(pos, batch);
+            self.regroup(pos, batch, visit);
             let loader = self.loader(&items, visit, pos, batch, epoch as u64, salt);
+            let batches = loader.batches();
             let total = visit;
             let pb = bar(
                 total,
@@ -1505,6 +1530,19 @@ impl<'a> Trainer<'a> {
                     return Ok(false);
                 }
             }
+            // A loader whose decoding thread died ends early: this rank would then pair its
+            // next collectives with the wrong calls of the others.
+            if pos.batch < batches {
+                return Err(HebbError::Launch {
+                    kernel: "loader".into(),
+                    message: format!(
+                        "{} epoch {}: the batches ended at {} of {batches} (a decoding thread failed)",
+                        stage.label(),
+                        epoch + 1,
+                        pos.batch
+                    ),
+                });
+            }
             self.some_items_read(
                 &format!("{} epoch {}", stage.label(), epoch + 1),
                 images,
@@ -1520,7 +1558,8 @@ impl<'a> Trainer<'a> {
             for &i in &learning {
                 let rule = &self.net.layers[i].rule;
                 let w = rule.w.to_f32_vec(self.ctx)?;
-                self.check_agreement(&format!("layer {i} weights after epoch {}", epoch + 1), &w)?;
+                let what = format!("layer {i} weights after epoch {}", epoch + 1);
+                self.check_agreement(&what, bytemuck::cast_slice(&w))?;
                 weight_norms.push(WeightNorms::of_rows(i, &w, rule.c));
             }
             let rec = EpochRecord {
@@ -1577,7 +1616,9 @@ impl<'a> Trainer<'a> {
         let f = self.net.feature_len();
         // Never more than the host can spare, whatever the recipe asks; the train and test
         // caches share the budget.
-        let host = crate::data::limits::host_memory_budget();
+        // The budget is the node's: its ranks share it.
+        let host =
+            crate::data::limits::host_memory_budget() / self.group().local_size().max(1) as u64;
         let total = match self.recipe.classifier.feature_cache_mib {
             Some(mib) => (mib as u64).saturating_mul(1 << 20).min(host),
             None => host,
@@ -1755,7 +1796,7 @@ impl<'a> Trainer<'a> {
                     .into_iter()
                     .map(|j| labeled[j])
                     .collect();
-            self.regroup(pos, spec.batch);
+            self.regroup(pos, spec.batch, labeled.len());
             let pb = bar(
                 order.len(),
                 format!("{what} epoch {}", epoch + 1),
@@ -1935,7 +1976,7 @@ impl<'a> Trainer<'a> {
             };
             self.check_agreement(
                 &format!("classifier weights after epoch {}", epoch + 1),
-                &self.net.classifier.w.to_f32_vec(self.ctx)?,
+                bytemuck::cast_slice(&self.net.classifier.w.to_f32_vec(self.ctx)?),
             )?;
             self.say(&format!(
                 "{what} epoch {}/{}: loss {:.4}  train {:.2}%  {}test {:.2}%  lr {:.2e}  ({:.0} images/s)",
@@ -2049,7 +2090,11 @@ impl<'a> Trainer<'a> {
             epochs: self.history.clone(),
             hebbian_images_per_s: rate(&|r| r.stage != "classifier"),
             classifier_images_per_s: rate(&|r| r.stage == "classifier"),
-            skipped_items: self.skipped,
+            skipped_items: {
+                let mut skipped = [self.skipped as u64];
+                self.group().all_reduce_sum_u64(&mut skipped);
+                skipped[0] as usize
+            },
             first_skipped: self.first_skipped.clone(),
             resumed: self.resumed,
             checkpoints_written: self.checkpoints.get().0,

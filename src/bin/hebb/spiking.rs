@@ -95,8 +95,18 @@ fn search(
         .map(|s| search::parse_setting(s))
         .collect::<hebb::Result<Vec<_>>>()?;
     let points = search::points(&seeds.unwrap_or_else(|| vec![parsed.seed]), &grid);
+    let mut names: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        anyhow::bail!(
+            "the search names run {} twice (a repeated seed or value)",
+            w[0]
+        );
+    }
     let choice = if group.size() > 1 {
-        adapter.choice()?.for_local_rank(group.local_rank())?
+        adapter
+            .choice()?
+            .for_local_rank(group.local_rank(), group.local_size())?
     } else {
         adapter.choice()?
     };

@@ -187,7 +187,9 @@ fn train_in(
         );
     }
     let choice = if size > 1 {
-        adapter.choice()?.for_local_rank(group.local_rank())?
+        adapter
+            .choice()?
+            .for_local_rank(group.local_rank(), group.local_size())?
     } else {
         adapter.choice()?
     };
