@@ -164,63 +164,16 @@ pub fn measure(
     let batch = recipe.hebbian.batch;
     let (mut net, images) = synthetic_network(ctx, &recipe)?;
     let meter = Meter::default();
-    let steps = steps.max(1);
     let mut rows = Vec::new();
-    let time = |net: &mut crate::nn::network::Network,
-                grouped: bool,
-                upto: usize,
-                learning: &[usize]|
-     -> Result<f64> {
-        let run = |net: &mut crate::nn::network::Network| -> Result<()> {
-            let mut rec = if grouped {
-                Recorder::in_group(ctx, &meter, batch, batch)
-            } else {
-                Recorder::new(ctx)
-            };
-            net.train_step(ctx, &mut rec, &images, batch, upto, learning)?;
-            rec.submit();
-            Ok(())
-        };
-        run(net)?;
-        ctx.wait()?;
-        meter.take();
-        let started = Instant::now();
-        for _ in 0..steps {
-            run(net)?;
-        }
-        ctx.wait()?;
-        Ok(started.elapsed().as_secs_f64() / steps as f64)
-    };
     for (label, upto, learning) in stages(&recipe, &net) {
         if learning.is_empty() {
             continue;
         }
-        let compute_s = time(&mut net, false, upto, &learning)?;
-        meter.take();
-        let grouped_s = time(&mut net, true, upto, &learning)?;
-        let (calls, bytes) = meter.take();
-        rows.push(ScalingRow {
-            stage: label,
-            batch,
-            compute_s,
-            grouped_s,
-            all_reduce_calls: calls / steps,
-            all_reduce_bytes: bytes / steps,
-            adapter: ctx.adapter_name(),
-        });
+        rows.push(measure_step(ctx, &meter, label, batch, steps, |rec| {
+            net.train_step(ctx, rec, &images, batch, upto, &learning)
+        })?);
     }
-    rows.push(classifier_row(ctx, &mut net, &meter, batch, steps)?);
-    Ok(rows)
-}
-
-/// The classifier's step on random features (its gradient is the only sum).
-fn classifier_row(
-    ctx: &GpuContext,
-    net: &mut crate::nn::network::Network,
-    meter: &Meter,
-    batch: usize,
-    steps: usize,
-) -> Result<ScalingRow> {
+    // The classifier's step on random features (its gradient is the only sum).
     let f = net.feature_len();
     let features = Tensor::from_f32(
         ctx,
@@ -237,6 +190,25 @@ fn classifier_row(
         eps: 1e-8,
         weight_decay: 0.0,
     };
+    let label = format!("classifier ({f} features)");
+    rows.push(measure_step(ctx, &meter, label, batch, steps, |rec| {
+        net.classifier
+            .train_step(rec, &features, batch, optimizer, 1e-3, None)
+    })?);
+    Ok(rows)
+}
+
+/// One row: `steps` of `step` alone, then inside the metering group (each after a warm-up
+/// step, which compiles the pipelines), with the collectives the grouped steps called.
+fn measure_step(
+    ctx: &GpuContext,
+    meter: &Meter,
+    stage: String,
+    batch: usize,
+    steps: usize,
+    mut step: impl FnMut(&mut Recorder<'_>) -> Result<()>,
+) -> Result<ScalingRow> {
+    let steps = steps.max(1);
     let mut time = |grouped: bool| -> Result<f64> {
         let mut run = || -> Result<()> {
             let mut rec = if grouped {
@@ -244,8 +216,7 @@ fn classifier_row(
             } else {
                 Recorder::new(ctx)
             };
-            net.classifier
-                .train_step(&mut rec, &features, batch, optimizer, 1e-3, None)?;
+            step(&mut rec)?;
             rec.submit();
             Ok(())
         };
@@ -263,7 +234,7 @@ fn classifier_row(
     let grouped_s = time(true)?;
     let (calls, bytes) = meter.take();
     Ok(ScalingRow {
-        stage: format!("classifier ({f} features)"),
+        stage,
         batch,
         compute_s,
         grouped_s,

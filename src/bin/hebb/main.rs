@@ -65,6 +65,38 @@ impl AdapterArgs {
     }
 }
 
+impl AdapterArgs {
+    /// The adapter of this process: in a process group of several ranks, the GPU of its
+    /// local rank on the node (`AdapterChoice::for_local_rank`).
+    pub fn choice_in(&self, group: &dyn hebb::dist::Collective) -> Result<AdapterChoice> {
+        let choice = self.choice()?;
+        if group.size() == 1 {
+            return Ok(choice);
+        }
+        Ok(choice.for_local_rank(group.local_rank(), group.local_size())?)
+    }
+}
+
+/// A command's result in a process group: an error on one rank ends the whole job (printed
+/// with the rank), instead of leaving the other ranks waiting in their next collective.
+pub fn end_job_on_error(
+    group: &dyn hebb::dist::Collective,
+    result: Result<ExitCode>,
+) -> Result<ExitCode> {
+    match result {
+        Err(e) if group.size() > 1 => {
+            eprintln!(
+                "error (rank {} of {}; ending the job): {}",
+                group.rank(),
+                group.size(),
+                error_text(&e)
+            );
+            group.abort(1)
+        }
+        other => other,
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// List every adapter: backend, device type, driver, optional features, key limits and

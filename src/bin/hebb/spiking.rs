@@ -57,18 +57,7 @@ pub fn run(adapter: &AdapterArgs, args: SpikingArgs) -> Result<ExitCode> {
     if !searching {
         return run_one(adapter, args);
     }
-    let (rank, size) = (group.rank(), group.size());
-    // One rank failing must end the job, not leave the others waiting for the gather.
-    match search(adapter, args, &*group) {
-        Err(e) if size > 1 => {
-            eprintln!(
-                "error (rank {rank} of {size}; ending the job): {}",
-                crate::error_text(&e)
-            );
-            group.abort(1)
-        }
-        other => other,
-    }
+    crate::end_job_on_error(&*group, search(adapter, args, &*group))
 }
 
 /// `--seeds` / `--set`: the search's points, this rank's share of them, one table.
@@ -103,14 +92,7 @@ fn search(
             w[0]
         );
     }
-    let choice = if group.size() > 1 {
-        adapter
-            .choice()?
-            .for_local_rank(group.local_rank(), group.local_size())?
-    } else {
-        adapter.choice()?
-    };
-    let ctx = GpuContext::new(&choice)?;
+    let ctx = GpuContext::new(&adapter.choice_in(group)?)?;
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-search", parsed.name)));
     eprintln!(
         "{} ({origin}): {} runs; rank {} of {} on {}",

@@ -138,18 +138,7 @@ pub fn train(adapter: &AdapterArgs, args: TrainArgs) -> Result<ExitCode> {
     if group.size() == 1 {
         return train_in(adapter, args, group);
     }
-    // One rank failing must end the job, not leave the others waiting in a collective.
-    let (rank, size) = (group.rank(), group.size());
-    match train_in(adapter, args, group.clone()) {
-        Err(e) => {
-            eprintln!(
-                "error (rank {rank} of {size}; ending the job): {}",
-                crate::error_text(&e)
-            );
-            group.abort(1)
-        }
-        ok => ok,
-    }
+    crate::end_job_on_error(&*group, train_in(adapter, args, group.clone()))
 }
 
 fn train_in(
@@ -186,14 +175,7 @@ fn train_in(
              mpirun train one recipe at a time"
         );
     }
-    let choice = if size > 1 {
-        adapter
-            .choice()?
-            .for_local_rank(group.local_rank(), group.local_size())?
-    } else {
-        adapter.choice()?
-    };
-    let ctx = GpuContext::new(&choice)?;
+    let ctx = GpuContext::new(&adapter.choice_in(&*group)?)?;
     if size > 1 {
         eprintln!(
             "rank {rank} of {size} ({}; local rank {}): {}",
