@@ -7,9 +7,10 @@
 //! f32 terms in sequence, whose rounding error is bounded by n·u ≈ 9e-4 relative and is
 //! typically √n·u ≈ 7e-6. Measured on lavapipe: at most 7.1e-6 (norm-wise relative, over every
 //! tensor of the checkpoint; an input BN's running mean), the others 2e-6 or less. The bound,
-//! 5e-4, sits between that and what a missing sum does: each rank stepping on its own half
-//! moved the same tensors by 3e-2 to 1e-1 in these runs (and the ranks' weight fingerprints
-//! then differ, which stops the job).
+//! 5e-4, sits well below what a rank-local quantity does: while the dropout masks were still
+//! drawn by each rank's local row (a bug this test found), the classifier's weights differed
+//! by 1.2e-1. With Sanger's ΔW sum removed, the 2-rank run exited with an error instead of
+//! finishing (the ranks' weights differ after the epoch).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
