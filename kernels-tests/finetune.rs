@@ -62,9 +62,16 @@ optimizer = { kind = "sgd", lr = 1.0 }
 dropout = 0.25
 "#;
 
-fn check(ctx: &GpuContext) {
+/// With `affine`, the batch norms have γ, β (`finetune.batch_norm_affine`), set away from the
+/// identity before the step, whose change is checked too.
+fn check(ctx: &GpuContext, affine: bool) {
     let seed = common::seed();
-    let recipe = Recipe::parse(RECIPE, Path::new("fine-tune-check.toml")).unwrap();
+    let text = if affine {
+        format!("{RECIPE}[finetune]\nbatch_norm_affine = true\n")
+    } else {
+        RECIPE.to_string()
+    };
+    let recipe = Recipe::parse(&text, Path::new("fine-tune-check.toml")).unwrap();
     let input = ItemShape {
         channels: 2,
         height: 9,
@@ -84,6 +91,35 @@ fn check(ctx: &GpuContext) {
         net.classifier.w.to_f32_vec(ctx).unwrap(),
         net.classifier.b.to_f32_vec(ctx).unwrap(),
     );
+    // The three batch norms (layer 0 output, layer 1 output, layer 2 input): γ in [0.5, 1.5],
+    // β in [−0.5, 0.5].
+    let bns = |net: &Network| {
+        [
+            net.layers[0].output_bn.as_ref().unwrap(),
+            net.layers[1].output_bn.as_ref().unwrap(),
+            net.layers[2].input_bn.as_ref().unwrap(),
+        ]
+        .map(|bn| bn.affine.as_ref().map(|a| a.to_f32_vec(ctx).unwrap()))
+    };
+    assert_eq!(bns(&net).iter().all(|a| a.is_some()), affine);
+    if affine {
+        let layers = &net.layers;
+        let all = [
+            &layers[0].output_bn,
+            &layers[1].output_bn,
+            &layers[2].input_bn,
+        ];
+        for (k, bn) in all.into_iter().enumerate() {
+            let bn = bn.as_ref().unwrap();
+            let c = bn.channels;
+            let r = hebb::conformance::random_f32(seed ^ (7 + k as u64), 2 * c);
+            let v: Vec<f32> = (0..2 * c)
+                .map(|i| if i < c { 1.0 + 0.5 * r[i] } else { 0.5 * r[i] })
+                .collect();
+            bn.affine.as_ref().unwrap().write_f32(ctx, &v).unwrap();
+        }
+    }
+    let affine_before = bns(&net);
     let step = FineTuneStep {
         optimizer: ClassifierOptimizer::Sgd {
             lr: 1.0,
@@ -103,8 +139,10 @@ fn check(ctx: &GpuContext) {
     let report = net.classifier.read_report(ctx, batch).unwrap();
 
     // The same network in float64.
-    let norm =
-        |channels, plane, modified| Op::batch_norm(batch, plane, modified, vec![1.0; channels]);
+    let wide = |v: &Option<Vec<f32>>| v.as_ref().map(|v| v.iter().map(|&x| x as f64).collect());
+    let norm = |channels, plane, modified, affine: Option<Vec<f64>>| {
+        Op::batch_norm(batch, plane, modified, vec![1.0; channels], affine)
+    };
     let mat =
         |c: usize, w: &[f32]| Mat::from_vec(c, w.len() / c, w.iter().map(|&v| v as f64).collect());
     let f = 6;
@@ -117,7 +155,7 @@ fn check(ctx: &GpuContext) {
                 channels: 4,
             },
             Op::pool(PoolKind::Max, batch * 4, 9, 4, 2, 1),
-            norm(4, 16, false),
+            norm(4, 16, false, wide(&affine_before[0])),
             Op::conv(batch, 4, 4, 3, 0, false, mat(5, &before[1]), true),
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 1.0 },
@@ -133,8 +171,8 @@ fn check(ctx: &GpuContext) {
                 1,
                 1,
             ),
-            norm(5, 9, true),
-            norm(5, 9, false),
+            norm(5, 9, true, wide(&affine_before[1])),
+            norm(5, 9, false, wide(&affine_before[2])),
             Op::conv(batch, 5, 3, 3, 0, false, mat(6, &before[2]), false),
             Op::Activation {
                 kind: ActivationGrad::Tanh,
@@ -165,20 +203,28 @@ fn check(ctx: &GpuContext) {
         report.loss_sum / batch as f64
     );
     // The change of each parameter against −lr·∂L/∂θ. The GPU runs f32 through about 20 ops
-    // of sums over at most 81 terms; the update w − 1·g then subtracts in f32 from weights
-    // about 10x the gradient: 2e-5 of the gradient's norm (about 1e-6 measured).
+    // of sums over at most 81 terms: 2e-5 of the gradient's norm (about 1e-6 measured). The
+    // update θ − 1·g then rounds to θ's f32 grid, half an ulp per element, at most U32·‖θ‖
+    // normwise, and the optimizer kernel's own f32 arithmetic (the momentum buffer, the rate)
+    // may round once more: 2·U32·‖θ‖. That term matters where the gradient is far below the
+    // parameter (measured: up to 0.65·U32·‖θ‖ off there): the modified
+    // BN's γ, β feed the next block's input BN, which removes a per-channel shift and, up to
+    // ε, a scale, so their gradient is about 1e-6 of γ (and β's is zero in exact arithmetic).
     let compare = |what: &str, before: &[f32], after: &[f32], grad: &[f64]| {
         let moved: Vec<f64> = before
             .iter()
             .zip(after)
             .map(|(&b, &a)| b as f64 - a as f64)
             .collect();
-        let err = hebb::conformance::rel_err(&moved, grad);
+        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|t| t * t).sum::<f64>().sqrt();
+        let diff = norm(&mut moved.iter().zip(grad).map(|(m, g)| m - g));
+        let allowed = 2e-5 * norm(&mut grad.iter().copied())
+            + 2.0 * hebb::conformance::U32 * norm(&mut before.iter().map(|&b| b as f64));
         assert!(
-            err < 2e-5,
-            "{what}: relative error {err:e} of the step against −∂L/∂θ (seed {seed})"
+            diff <= allowed,
+            "{what}: the step is {diff:e} from −∂L/∂θ, over the allowed {allowed:e} (seed {seed})"
         );
-        eprintln!("{what}: relative error {err:e}");
+        eprintln!("{what}: {diff:e} from −∂L/∂θ (allowed {allowed:e})");
     };
     for (i, op) in [0usize, 4, 9].iter().enumerate() {
         let after = net.layers[i].rule.w.to_f32_vec(ctx).unwrap();
@@ -196,13 +242,20 @@ fn check(ctx: &GpuContext) {
         &net.classifier.b.to_f32_vec(ctx).unwrap(),
         &grads[12].b,
     );
+    let affine_after = bns(&net);
+    for (k, op) in [3usize, 7, 8].into_iter().enumerate() {
+        if let (Some(before), Some(after)) = (&affine_before[k], &affine_after[k]) {
+            compare(&format!("batch norm {k} γ, β"), before, after, &grads[op].w);
+        }
+    }
 }
 
 #[test]
 fn fine_tuning_steps_along_the_float64_gradient() {
     for backend in common::required_backends() {
         let ctx = common::context(&backend).expect("required backend");
-        check(&ctx);
+        check(&ctx, false);
+        check(&ctx, true);
     }
 }
 
@@ -231,6 +284,7 @@ batch = 32
 optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9, nesterov = true, weight_decay = 5e-4 }
 dropout = 0.25
 [finetune]
+batch_norm_affine = true
 "#;
 
 fn options(out: &Path, stop_after: Option<usize>) -> hebb::train::TrainOptions {
@@ -267,6 +321,10 @@ fn fine_tuning_trains_and_resumes_to_the_same_weights() {
         "fine-tuning left the block's weights alone"
     );
     assert!(ck.tensors.contains_key("layers.0.finetune.state0"));
+    // The output batch norm's γ, β learned too (from 1 and 0).
+    let affine = &ck.tensors["layers.0.output_bn.affine"];
+    assert_eq!(affine.0, [2, 8]);
+    assert!(affine.1[..8].iter().any(|&g| g != 1.0) && affine.1[8..].iter().any(|&b| b != 0.0));
     // 30 Hebbian batches of 16, then 15 fine-tuning batches of 32 per epoch: stop in the
     // first fine-tuning epoch, resume to the end.
     let split = common::scratch("finetune", "split");
@@ -281,7 +339,9 @@ fn fine_tuning_trains_and_resumes_to_the_same_weights() {
         &[
             "layers.0.weight",
             "layers.0.output_bn.running_var",
+            "layers.0.output_bn.affine",
             "layers.0.finetune.state0",
+            "layers.0.finetune.output_bn.state0",
             "classifier.weight",
             "classifier.state0",
         ],

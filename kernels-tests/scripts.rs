@@ -79,7 +79,8 @@ fn onnxruntime_available() -> bool {
 
 /// `hebb export --onnx` for three rule families whose forwards differ (SoftHebb's reflect-padded
 /// conv, triangle, max pool and batch norms; Krotov's unit-norm patches, signed-power weights
-/// and relu^4.5; Lagani's standardisation, ZCA, unit-norm filters and modified batch norm):
+/// and relu^4.5; Lagani's standardisation, ZCA, unit-norm filters and modified batch norm),
+/// and for Lagani's model_6l fine-tuned with affine batch norms (γ, β; plain and modified):
 /// each briefly trained network, exported and run in onnxruntime by
 /// `benches/onnx_predictions.py`, gives `hebb eval --predictions`'s class on every test image
 /// (ties aside) and its scores to 1e-3 of their scale.
@@ -102,12 +103,26 @@ fn onnx_exports_reproduce_hebb_predictions_in_onnxruntime() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&lagani, text).unwrap();
+    // model_6l fine-tuned end to end with affine batch norms (plain and modified), at a rate
+    // that moves γ and β well away from 1 and 0 in a few steps.
+    let finetuned = out.join("lagani-hpca-finetune-small.toml");
+    let text =
+        std::fs::read_to_string(root.join("recipes/lagani-hpca-cifar10-finetune.toml")).unwrap();
+    assert!(text.contains("batch_norm_affine = true"));
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("validation =") && !l.starts_with("select ="))
+        .map(|l| l.replace("kind = \"sgd\", lr = 1e-3,", "kind = \"sgd\", lr = 0.1,") + "\n")
+        .collect();
+    assert!(text.contains("lr = 0.1,"));
+    std::fs::write(&finetuned, text).unwrap();
     let mut runs = vec![
         ("default".to_string(), mnist.clone(), "600", "2000"),
         ("krotov-mnist".to_string(), mnist, "600", "2000"),
     ];
     if cifar.join("test_batch.bin").exists() {
-        runs.push((lagani.display().to_string(), cifar, "300", "1000"));
+        runs.push((lagani.display().to_string(), cifar.clone(), "300", "1000"));
+        runs.push((finetuned.display().to_string(), cifar, "256", "500"));
     } else {
         eprintln!(
             "note: {} is missing; the Lagani export is not checked",

@@ -593,6 +593,94 @@ fn a_run_on_gl_learns_what_vulkan_learns() {
     assert_same_learning(&on_gl, &on_vulkan, "GL vs Vulkan");
 }
 
+/// `python_shuffle` reproduces CPython's `random.seed(s); random.shuffle(l)` exactly. The
+/// expected orders were printed by CPython 3.11.7 (the Python of the authors' run) for
+/// `l = list(range(n))`; the seed-200 checksum is Σ i·l[i] mod 1,000,000,007 over CIFAR's 50,000.
+#[test]
+fn python_shuffle_matches_cpython() {
+    let shuffled = |n: usize, seed: u64| {
+        let mut l: Vec<usize> = (0..n).collect();
+        train::data::python_shuffle(&mut l, seed).unwrap();
+        l
+    };
+    assert_eq!(shuffled(10, 0), [7, 8, 1, 5, 3, 4, 2, 0, 9, 6]);
+    assert_eq!(shuffled(7, 1), [3, 6, 5, 2, 0, 4, 1]);
+    assert_eq!(
+        shuffled(33, 200),
+        [
+            32, 26, 12, 17, 7, 9, 31, 11, 20, 6, 27, 1, 10, 15, 3, 16, 18, 24, 21, 30, 5, 14, 29,
+            28, 8, 25, 19, 4, 0, 22, 23, 13, 2
+        ]
+    );
+    // A seed above 2^32 seeds with two key words.
+    assert_eq!(
+        &shuffled(65, (1 << 40) + 5)[..12],
+        [13, 20, 31, 40, 44, 6, 9, 12, 0, 11, 63, 62]
+    );
+    let cifar = shuffled(50_000, 200);
+    assert_eq!(
+        &cifar[..10],
+        [
+            23771, 28183, 218, 37502, 22097, 10232, 38892, 48043, 19488, 3784
+        ]
+    );
+    let checksum = cifar
+        .iter()
+        .enumerate()
+        .fold(0u64, |acc, (i, &v)| (acc + (i * v) as u64) % 1_000_000_007);
+    assert_eq!(checksum, 557_447_814);
+    assert_eq!(shuffled(1, 5), [0]);
+    assert!(shuffled(0, 5).is_empty());
+}
+
+/// `data.split = { kind = "python-shuffle" }`: validation is the tail of the shuffled order,
+/// the labelled subsets are nested prefixes of the rest (not stratified), and every part is
+/// disjoint from validation; the stratified default keeps each class's fraction.
+#[test]
+fn python_shuffle_split_is_nested_prefixes_and_a_held_out_tail() {
+    let recipe = tiny();
+    let root = train::data::data_root(&recipe, None).unwrap();
+    let splits = train::data::open(&recipe, &root).unwrap();
+    let items: Vec<usize> = (0..3000).collect();
+    let split = hebb::nn::recipe::SplitSpec::PythonShuffle { seed: 200 };
+    let part = |fraction: f64| {
+        train::data::split_items(&*splits.train, &items, Some(500), split, fraction, 3).unwrap()
+    };
+    let (train_a, val, small) = part(0.01);
+    let (train_b, val_b, large) = part(0.1);
+    assert_eq!(
+        (train_a.len(), val.len(), small.len(), large.len()),
+        (2500, 500, 25, 250)
+    );
+    assert_eq!((&train_a, &val), (&train_b, &val_b));
+    let mut order = items.clone();
+    train::data::python_shuffle(&mut order, 200).unwrap();
+    let mut tail = order[2500..].to_vec();
+    tail.sort_unstable();
+    assert_eq!(val, tail);
+    let mut head = order[..25].to_vec();
+    head.sort_unstable();
+    assert_eq!(small, head);
+    assert!(small.iter().all(|i| large.binary_search(i).is_ok()));
+    assert!(large.iter().all(|i| val.binary_search(i).is_err()));
+    assert!(train_a.iter().all(|i| val.binary_search(i).is_err()));
+    assert!(train::data::split_items(&*splits.train, &items, Some(3000), split, 1.0, 3).is_err());
+    // The stratified default: 10% of each class present among the training items.
+    let strat = hebb::nn::recipe::SplitSpec::Stratified;
+    let (train_s, val_s, lab_s) =
+        train::data::split_items(&*splits.train, &items, Some(500), strat, 0.1, 3).unwrap();
+    assert_eq!((train_s.len(), val_s.len()), (2500, 500));
+    for class in 0..10 {
+        let count = |v: &[usize]| {
+            v.iter()
+                .filter(|&&i| splits.train.label(i) == class)
+                .count()
+        };
+        let expected = (count(&train_s) as f64 * 0.1).round() as usize;
+        assert_eq!(count(&lab_s), expected.max(1), "class {class}");
+    }
+}
+
 /// `data.validation` holds out a seeded subset of the training items (learned from by nothing);
 /// `classifier.select = "best-validation"` reports the epoch of best validation accuracy, and
 /// its checkpoint (`checkpoint-best.safetensors`) evaluates to the reported test accuracy.

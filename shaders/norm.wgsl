@@ -1,15 +1,20 @@
-// Batch normalisation without affine parameters over NCHW x (B, C, H, W), per channel c:
+// Batch normalisation over NCHW x (B, C, H, W), per channel c:
 //   training: μ_c, σ²_c = mean and biased variance over (B, H, W); the running statistics
 //             become (1 − m)·old + m·new, with the unbiased variance (PyTorch's BatchNorm);
 //   eval:     μ_c, σ²_c = the running statistics;
-//   y = (x − μ_c) / sqrt(σ²_c + ε) · f_c, with f_c = 1, or for Lagani's variance-preserving
-//   "modified BN" f_c = sqrt((running_var_c + ε) / (mean_k running_var_k + ε)).
+//   x̂ = (x − μ_c) / s_c with s_c = sqrt(σ²_c + ε);
+//   y = f_c · x̂, or with affine parameters (flags bit 3; `affine` = γ (C) then β (C), PyTorch's
+//   affine=True) y = f_c · (γ_c · x̂ + β_c); f_c = 1, or for Lagani's variance-preserving
+//   "modified BN" f_c = sqrt((running_var_c + ε) / (mean_k running_var_k + ε)), which his code
+//   applies to the output of an ordinary (affine) BN.
 // bn_stats writes μ and σ² of this pass to `stats` (2·C: means, then variances).
-// The backward pass (fine-tuning), from dy = ∂L/∂y, with x̂ = (x − μ_c)/s_c, s_c = sqrt(σ²_c + ε)
-// and the forward's `stats`; f_c is a function of a buffer and carries no gradient (PyTorch):
-//   bn_backward_stats: grad_stats = (mean(dy), mean(dy·x̂)) per channel over (B, H, W) when
-//                      training, zeros in eval (the statistics are then constants);
-//   bn_backward_apply: dx = f_c / s_c · (dy − mean(dy) − x̂ · mean(dy·x̂)).
+// The backward pass (fine-tuning), from dy = ∂L/∂y and the forward's `stats`; f_c is a function
+// of a buffer and carries no gradient (PyTorch):
+//   bn_backward_stats:  grad_stats = (mean(dy), mean(dy·x̂)) per channel over (B, H, W) when
+//                       training, zeros in eval (the statistics are then constants);
+//   bn_backward_apply:  dx = f_c·γ_c / s_c · (dy − mean(dy) − x̂ · mean(dy·x̂)) (γ_c = 1 without
+//                       affine parameters);
+//   bn_backward_affine: grad_affine = (∂L/∂γ, ∂L/∂β) = f_c · (Σ dy·x̂, Σ dy) over (B, H, W).
 // Bounds: channels c < C, elements e < B·C·H·W; the launcher checks every extent.
 
 struct NormParams {
@@ -26,6 +31,8 @@ struct NormParams {
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grad_stats: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(9) var<storage, read> affine: array<f32>;
+@group(0) @binding(10) var<storage, read_write> grad_affine: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -52,7 +59,30 @@ fn modified_factor(c: u32, mean_var: f32) -> f32 {
     return sqrt((running_var[c] + p.eps) / (mean_var + p.eps));
 }
 
-// flags: bit 0 training (batch statistics, update the running ones), bit 1 modified BN.
+// γ_c with affine parameters (flags bit 3), else 1.
+fn scale_of(c: u32) -> f32 {
+    if ((p.flags & 8u) == 0u) { return 1.0; }
+    return affine[c];
+}
+
+// (Σ dy, Σ dy·x̂) of channel c over (B, H, W), x̂ from this pass's `stats`.
+fn channel_dy_sums(c: u32) -> vec2<f32> {
+    let mu = stats[c];
+    let s = sqrt(stats[p.channels + c] + p.eps);
+    var sum_dy = 0.0;
+    var sum_dy_xhat = 0.0;
+    for (var b = 0u; b < p.batch; b++) {
+        let base = (b * p.channels + c) * p.plane;
+        for (var i = 0u; i < p.plane; i++) {
+            sum_dy += dy[base + i];
+            sum_dy_xhat += dy[base + i] * (x[base + i] - mu) / s;
+        }
+    }
+    return vec2<f32>(sum_dy, sum_dy_xhat);
+}
+
+// flags: bit 0 training (batch statistics, update the running ones), bit 1 modified BN,
+// bit 3 affine parameters.
 @compute @workgroup_size(64, 1, 1)
 fn bn_stats(@builtin(global_invocation_id) gid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -96,7 +126,9 @@ fn bn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     let e = (wg.y * nwg.x + wg.x) * 256u + lid;
     if (e >= p.batch * p.channels * p.plane) { return; }
     let c = (e / p.plane) % p.channels;
-    out[e] = (x[e] - stats[c]) / sqrt(stats[p.channels + c] + p.eps) * modified_factor(c, mean_var);
+    var y = (x[e] - stats[c]) / sqrt(stats[p.channels + c] + p.eps);
+    if ((p.flags & 8u) != 0u) { y = affine[c] * y + affine[p.channels + c]; }
+    out[e] = y * modified_factor(c, mean_var);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -104,22 +136,23 @@ fn bn_backward_stats(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = gid.y * nwg.x * 64u + gid.x;
     if (c >= p.channels) { return; }
-    var sum_dy = 0.0;
-    var sum_dy_xhat = 0.0;
-    if ((p.flags & 1u) != 0u) {
-        let mu = stats[c];
-        let s = sqrt(stats[p.channels + c] + p.eps);
-        for (var b = 0u; b < p.batch; b++) {
-            let base = (b * p.channels + c) * p.plane;
-            for (var i = 0u; i < p.plane; i++) {
-                sum_dy += dy[base + i];
-                sum_dy_xhat += dy[base + i] * (x[base + i] - mu) / s;
-            }
-        }
-    }
+    var sums = vec2<f32>(0.0, 0.0);
+    if ((p.flags & 1u) != 0u) { sums = channel_dy_sums(c); }
     let count = f32(p.batch * p.plane);
-    grad_stats[c] = sum_dy / count;
-    grad_stats[p.channels + c] = sum_dy_xhat / count;
+    grad_stats[c] = sums.x / count;
+    grad_stats[p.channels + c] = sums.y / count;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn bn_backward_affine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let mean_var = workgroup_mean_running_var(lid);
+    let c = (wg.y * nwg.x + wg.x) * 256u + lid;
+    if (c >= p.channels) { return; }
+    let sums = channel_dy_sums(c);
+    let f = modified_factor(c, mean_var);
+    grad_affine[c] = f * sums.y;
+    grad_affine[p.channels + c] = f * sums.x;
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -131,5 +164,6 @@ fn bn_backward_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let c = (e / p.plane) % p.channels;
     let s = sqrt(stats[p.channels + c] + p.eps);
     let xhat = (x[e] - stats[c]) / s;
-    dx[e] = modified_factor(c, mean_var) / s * (dy[e] - grad_stats[c] - xhat * grad_stats[p.channels + c]);
+    dx[e] = modified_factor(c, mean_var) * scale_of(c) / s
+        * (dy[e] - grad_stats[c] - xhat * grad_stats[p.channels + c]);
 }

@@ -293,7 +293,15 @@ fn norm_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         (2, 257, 3),
         (33, 2, 7),
     ] {
-        for (training, modified) in [(true, false), (true, true), (false, false), (false, true)] {
+        for (training, modified, affine) in [
+            (true, false, false),
+            (true, true, false),
+            (false, false, false),
+            (false, true, false),
+            (true, false, true),
+            (true, true, true),
+            (false, true, true),
+        ] {
             index += 1;
             let seed = derive_seed(base_seed, index);
             let g = BatchNorm {
@@ -324,10 +332,39 @@ fn norm_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 .iter()
                 .map(|v| 1.0 + 0.5 * v)
                 .collect();
+            // γ in [0.5, 1.5] and β in [−0.5, 0.5] (γ then β).
+            let gamma_beta: Option<Vec<f32>> = affine.then(|| {
+                let r = random_f32(seed ^ 4, 2 * channels);
+                (0..2 * channels)
+                    .map(|i| {
+                        if i < channels {
+                            1.0 + 0.5 * r[i]
+                        } else {
+                            0.5 * r[i]
+                        }
+                    })
+                    .collect()
+            });
+            let affine64 = gamma_beta.as_deref().map(widen);
             let (mut rm64, mut rv64) = (widen(&rm), widen(&rv));
-            reference::norm::batch_norm(&g, &widen(&x), &mut rm64, &mut rv64);
-            let want =
-                reference::norm::batch_norm_backward(&g, &widen(&x), &rm64, &rv64, &widen(&dy));
+            let x64 = widen(&x);
+            let xhat = {
+                let plain = BatchNorm {
+                    modified: false,
+                    ..g
+                };
+                let (mut m, mut v) = (rm64.clone(), rv64.clone());
+                reference::norm::batch_norm(&plain, &x64, &mut m, &mut v, None)
+            };
+            reference::norm::batch_norm(&g, &x64, &mut rm64, &mut rv64, affine64.as_deref());
+            let (want, want_affine) = reference::norm::batch_norm_backward(
+                &g,
+                &x64,
+                &rm64,
+                &rv64,
+                affine64.as_deref(),
+                &widen(&dy),
+            );
             // The terms of dx's difference, for the cancellation: f/s·(|dy| + |m₁| + |x̂·m₂|),
             // bounded by f/s·(|dy| + mean|dy| + |x̂|·mean|dy·x̂|).
             let abs_dy: Vec<f64> = dy.iter().map(|v| v.abs() as f64).collect();
@@ -335,10 +372,31 @@ fn norm_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 training: false,
                 ..g
             };
-            let scale =
-                reference::norm::batch_norm_backward(&g_eval, &widen(&x), &rm64, &rv64, &abs_dy);
+            let (scale, _) = reference::norm::batch_norm_backward(
+                &g_eval,
+                &x64,
+                &rm64,
+                &rv64,
+                affine64.as_deref(),
+                &abs_dy,
+            );
             let spread: Vec<f64> = scale.iter().map(|v| 3.0 * v.abs()).collect();
-            let run = || -> Result<Vec<f64>> {
+            // ∂L/∂γ, ∂L/∂β sum B·H·W products: their terms f·|dy·x̂| and f·|dy|.
+            let mean_rv = rv64.iter().sum::<f64>() / channels as f64;
+            let factor = |c: usize| {
+                if modified {
+                    ((rv64[c] + 1e-5) / (mean_rv + 1e-5)).sqrt()
+                } else {
+                    1.0
+                }
+            };
+            let mut affine_spread = vec![0.0; 2 * channels];
+            for e in 0..len {
+                let c = (e / plane) % channels;
+                affine_spread[c] += factor(c) * (dy[e] as f64 * xhat[e]).abs();
+                affine_spread[channels + c] += factor(c) * (dy[e] as f64).abs();
+            }
+            let run = || -> Result<(Vec<f64>, Option<Vec<f64>>)> {
                 let tx = upload(ctx, "x", &x)?;
                 let trm = upload(ctx, "running mean", &rm)?;
                 let trv = upload(ctx, "running var", &rv)?;
@@ -347,27 +405,56 @@ fn norm_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 let tdy = upload(ctx, "dy", &dy)?;
                 let gs = poisoned(ctx, "grad stats", 2 * channels)?;
                 let dx = poisoned(ctx, "dx", len)?;
+                let ta = match &gamma_beta {
+                    Some(a) => Some(upload(ctx, "γ, β", a)?),
+                    None => None,
+                };
+                let ga = poisoned(ctx, "∂L/∂(γ, β)", 2 * channels)?;
+                let grad = ta
+                    .as_ref()
+                    .map(|params| norm::AffineGrad { params, grad: &ga });
                 let mut rec = Recorder::new(ctx);
-                norm::batch_norm(&mut rec, &g, &tx, &trm, &trv, &stats, &out)?;
-                norm::batch_norm_backward(&mut rec, &g, &tx, &trv, &stats, &tdy, &gs, &dx)?;
+                norm::batch_norm(&mut rec, &g, &tx, &trm, &trv, &stats, ta.as_ref(), &out)?;
+                norm::batch_norm_backward(&mut rec, &g, &tx, &trv, &stats, grad, &tdy, &gs, &dx)?;
                 rec.submit();
-                Ok(widen(&dx.to_f32_vec(ctx)?))
+                let d_affine = match grad {
+                    Some(_) => Some(widen(&ga.to_f32_vec(ctx)?)),
+                    None => None,
+                };
+                Ok((widen(&dx.to_f32_vec(ctx)?), d_affine))
             };
-            let row = Row::new(
-                "batch_norm_backward",
-                format!(
-                    "{}{}",
-                    if training { "training" } else { "eval" },
-                    if modified { " modified" } else { "" }
-                ),
-                &[("batch", batch), ("channels", channels), ("plane", plane)],
-                seed,
+            let variant = format!(
+                "{}{}{}",
+                if training { "training" } else { "eval" },
+                if modified { " modified" } else { "" },
+                if affine { " affine" } else { "" }
             );
+            let shape = [("batch", batch), ("channels", channels), ("plane", plane)];
+            let row = Row::new("batch_norm_backward", variant.clone(), &shape, seed);
             let tol = bound(8.0 * sum_tol(batch * plane) + 32.0 * U32, &spread, &want);
-            rows.push(match run() {
-                Ok(got) => row.compare(&got, &want, tol),
-                Err(e) => row.fail(e),
-            });
+            match run() {
+                Ok((got, got_affine)) => {
+                    rows.push(row.compare(&got, &want, tol));
+                    if let Some(got_affine) = got_affine {
+                        // x̂ itself carries the forward's rounding (the tolerance of dx's terms).
+                        let tol = bound(
+                            8.0 * sum_tol(batch * plane) + 32.0 * U32,
+                            &affine_spread,
+                            &want_affine,
+                        );
+                        rows.push(
+                            Row::new(
+                                "batch_norm_backward",
+                                format!("{variant} ∂γ ∂β"),
+                                &shape,
+                                seed,
+                            )
+                            .compare(&got_affine, &want_affine, tol),
+                        );
+                    }
+                }
+                Err(e) => rows.push(row.fail(e)),
+            }
         }
     }
     rows

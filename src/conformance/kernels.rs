@@ -1274,8 +1274,8 @@ pub fn pool_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows
 }
 
-/// Batch norm without affine parameters: training (batch statistics, running update), eval
-/// (running statistics) and Lagani's modified BN, on ragged (B, C, H·W).
+/// Batch norm: training (batch statistics, running update), eval (running statistics) and
+/// Lagani's modified BN, without and with affine parameters γ, β, on ragged (B, C, H·W).
 pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut index = 7000;
@@ -1288,7 +1288,13 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         // variances strides over them.
         (2, 257, 3),
     ] {
-        for (training, modified) in [(true, false), (false, false), (true, true)] {
+        for (training, modified, affine) in [
+            (true, false, false),
+            (false, false, false),
+            (true, true, false),
+            (true, false, true),
+            (false, true, true),
+        ] {
             index += 1;
             let seed = derive_seed(base_seed, index);
             let g = BatchNorm {
@@ -1301,11 +1307,26 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 eps: 1e-5,
             };
             let variant = format!(
-                "{}{}",
+                "{}{}{}",
                 if training { "train" } else { "eval" },
-                if modified { " modified" } else { "" }
+                if modified { " modified" } else { "" },
+                if affine { " affine" } else { "" }
             );
             let shape = [("b", batch), ("c", channels), ("hw", plane)];
+            // γ in [0.5, 1.5] and β in [−0.5, 0.5] (γ then β).
+            let gamma_beta: Option<Vec<f32>> = affine.then(|| {
+                let r = random_f32(seed ^ 3, 2 * channels);
+                (0..2 * channels)
+                    .map(|i| {
+                        if i < channels {
+                            1.0 + 0.5 * r[i]
+                        } else {
+                            0.5 * r[i]
+                        }
+                    })
+                    .collect()
+            });
+            let affine64 = gamma_beta.as_deref().map(widen);
             // Shifted and scaled so normalising does real work.
             let x: Vec<f32> = random_f32(seed, batch * channels * plane)
                 .iter()
@@ -1320,7 +1341,28 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 .map(|v| 1.0 + 0.5 * v)
                 .collect();
             let (mut rm, mut rv) = (widen(&rm0), widen(&rv0));
-            let want = reference::norm::batch_norm(&g, &widen(&x), &mut rm, &mut rv);
+            let (rm_before, rv_before) = (rm.clone(), rv.clone());
+            let want =
+                reference::norm::batch_norm(&g, &widen(&x), &mut rm, &mut rv, affine64.as_deref());
+            // γ·x̂ + β cancels where β opposes γ·x̂: the output's error scales with
+            // ‖f·(|γ·x̂| + |β|)‖ / ‖y‖, from the terms without affine and with γ = 0.
+            let affine_condition = match &affine64 {
+                Some(a) => {
+                    let terms = |params: Option<&[f64]>| {
+                        let (mut m, mut v) = (rm_before.clone(), rv_before.clone());
+                        reference::norm::batch_norm(&g, &widen(&x), &mut m, &mut v, params)
+                    };
+                    let plain = terms(None);
+                    let shift = terms(Some(
+                        &[vec![0.0; channels], a[channels..].to_vec()].concat(),
+                    ));
+                    let spread: Vec<f64> = (0..plain.len())
+                        .map(|e| (a[(e / plane) % channels] * plain[e]).abs() + shift[e].abs())
+                        .collect();
+                    cancellation(&spread, &want)
+                }
+                None => 1.0,
+            };
             let run = || -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
                 let tx = Tensor::from_f32(ctx, "x", &[x.len()], &x)?;
                 let trm = Tensor::from_f32(ctx, "running mean", &[channels], &rm0)?;
@@ -1328,8 +1370,12 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 let stats = Tensor::empty(ctx, "stats", &[2 * channels], DType::F32)?;
                 let out = Tensor::empty(ctx, "normalised", &[x.len()], DType::F32)?;
                 out.poison_nan(ctx);
+                let ta = match &gamma_beta {
+                    Some(a) => Some(Tensor::from_f32(ctx, "γ, β", &[a.len()], a)?),
+                    None => None,
+                };
                 let mut rec = Recorder::new(ctx);
-                norm::batch_norm(&mut rec, &g, &tx, &trm, &trv, &stats, &out)?;
+                norm::batch_norm(&mut rec, &g, &tx, &trm, &trv, &stats, ta.as_ref(), &out)?;
                 rec.submit();
                 Ok((
                     widen(&out.to_f32_vec(ctx)?),
@@ -1352,7 +1398,7 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 0.0
             };
             let tol = sum_tol(batch * plane) * 4.0;
-            let out_tol = sum_tol(batch * plane) * (4.0 + conditioning);
+            let out_tol = sum_tol(batch * plane) * (4.0 + conditioning) * affine_condition;
             // The running mean (1 − m)·rm + m·μ cancels when rm and μ have opposite signs: its
             // normwise condition number is ‖(1 − m)|rm| + m|μ|‖ / ‖(1 − m)·rm + m·μ‖ ≥ 1.
             let mean_tol = if training {

@@ -1,8 +1,9 @@
-//! Launcher for `shaders/norm.wgsl`: batch normalisation without affine parameters (training
-//! and eval), and Lagani's variance-preserving modified BN.
+//! Launcher for `shaders/norm.wgsl`: batch normalisation (training and eval), with or without
+//! affine parameters γ, β, and Lagani's variance-preserving modified BN.
 //! Bindings: 0 uniform NormParams, 1 x (B, C, H, W), 2 running mean (C), 3 running variance
-//! (C), 4 this pass's statistics (2·C), 5 out (B, C, H, W); the backward pass: 6 dy
-//! (B, C, H, W), 7 its per-channel means (2·C), 8 dx (B, C, H, W).
+//! (C), 4 this pass's statistics (2·C), 5 out (B, C, H, W), 9 γ then β (2·C); the backward
+//! pass: 6 dy (B, C, H, W), 7 its per-channel means (2·C), 8 dx (B, C, H, W), 10 ∂L/∂γ then
+//! ∂L/∂β (2·C).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -57,7 +58,19 @@ impl BatchNorm {
     }
 }
 
-/// Records out = BN(x), updating the running statistics when training.
+/// `NormParams::flags` bit 3: the pass has affine parameters (binding 9).
+const AFFINE: u32 = 8;
+
+/// A batch norm's affine parameters in the backward pass: γ then β (2·C, read), and where
+/// ∂L/∂γ then ∂L/∂β go (2·C, written).
+#[derive(Clone, Copy)]
+pub struct AffineGrad<'a> {
+    pub params: &'a Tensor,
+    pub grad: &'a Tensor,
+}
+
+/// Records out = BN(x), updating the running statistics when training; `affine` (γ then β,
+/// 2·C) scales and shifts x̂ when given.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm(
     rec: &mut Recorder<'_>,
@@ -66,17 +79,19 @@ pub fn batch_norm(
     running_mean: &Tensor,
     running_var: &Tensor,
     stats: &Tensor,
+    affine: Option<&Tensor>,
     out: &Tensor,
 ) -> Result<()> {
     let ctx: &GpuContext = rec.ctx;
     let len = g.batch * g.channels * g.plane;
-    let all = [
+    let mut all = vec![
         (x, len, "x"),
         (running_mean, g.channels, "running mean"),
         (running_var, g.channels, "running variance"),
         (stats, 2 * g.channels, "batch statistics"),
         (out, len, "output"),
     ];
+    all.extend(affine.map(|a| (a, 2 * g.channels, "affine parameters")));
     for (i, (t, n, role)) in all.iter().enumerate() {
         t.expect_dtype(DType::F32, role)?;
         t.expect_len(*n, role)?;
@@ -107,6 +122,9 @@ pub fn batch_norm(
     let grouped = g.training && rec.group().is_some();
     if grouped {
         params.flags |= LOCAL_STATISTICS;
+    }
+    if affine.is_some() {
+        params.flags |= AFFINE;
     }
     let uniform = rec.uniform(&params);
     let stats_pipeline = ctx
@@ -143,6 +161,8 @@ pub fn batch_norm(
             (3, running_var.binding(ctx)?),
             (4, stats.binding(ctx)?),
             (5, out.binding(ctx)?),
+            // Without affine parameters the kernel never reads binding 9: x stands in.
+            (9, affine.unwrap_or(x).binding(ctx)?),
         ],
     );
     rec.dispatch(&apply, &bg, groups);
@@ -192,7 +212,8 @@ fn synchronise_statistics(
 
 /// Records dx = ∂L/∂x of the `batch_norm` pass `g` that read x and wrote `stats`, from
 /// dy = ∂L/∂out; `running_var` as that pass left it (the modified BN's factor reads it).
-/// `grad_stats` (2·C) receives the per-channel means of dy and dy·x̂ the formula needs.
+/// `grad_stats` (2·C) receives the per-channel means of dy and dy·x̂ the formula needs. With
+/// `affine` (the pass's γ, β) dx carries γ, and ∂L/∂γ, ∂L/∂β go to `affine.grad`.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     rec: &mut Recorder<'_>,
@@ -200,6 +221,7 @@ pub fn batch_norm_backward(
     x: &Tensor,
     running_var: &Tensor,
     stats: &Tensor,
+    affine: Option<AffineGrad<'_>>,
     dy: &Tensor,
     grad_stats: &Tensor,
     dx: &Tensor,
@@ -222,19 +244,33 @@ pub fn batch_norm_backward(
     ] {
         need(t, n, role)?;
     }
-    distinct_outputs(
-        "batch_norm_backward",
-        &[x, running_var, stats, dy],
-        &[grad_stats, dx],
-    )?;
-    if g.training {
-        // bn_backward_stats: one invocation per channel walks the batch's planes once.
+    if let Some(a) = affine {
+        need(a.params, 2 * g.channels, "affine parameters")?;
+        need(a.grad, 2 * g.channels, "affine gradient")?;
+        distinct_outputs(
+            "batch_norm_backward",
+            &[x, running_var, stats, dy, a.params],
+            &[grad_stats, dx, a.grad],
+        )?;
+    } else {
+        distinct_outputs(
+            "batch_norm_backward",
+            &[x, running_var, stats, dy],
+            &[grad_stats, dx],
+        )?;
+    }
+    if g.training || affine.is_some() {
+        // bn_backward_stats and bn_backward_affine: one invocation per channel walks the
+        // batch's planes once.
         let iterations = (g.batch as u64) * (g.plane as u64 + 1);
         let work = format!("gradient statistics over {} images of {}", g.batch, g.plane);
         check_loop_budget(ctx, "bn_backward_stats", iterations, &work)?;
     }
     let u = |what: &str, v: usize| to_u32("batch_norm_backward", what, v);
-    let params = g.params("batch_norm_backward")?;
+    let mut params = g.params("batch_norm_backward")?;
+    if affine.is_some() {
+        params.flags |= AFFINE;
+    }
     let groups = grid_1d(ctx, u("channels / 64", g.channels.div_ceil(64))?);
     record_dispatch(
         rec,
@@ -244,6 +280,17 @@ pub fn batch_norm_backward(
         &[(1, x), (4, stats), (6, dy), (7, grad_stats)],
         groups,
     )?;
+    if let Some(a) = affine {
+        let groups = grid_1d(ctx, u("channels / 256", g.channels.div_ceil(256))?);
+        record_dispatch(
+            rec,
+            &NORM_WGSL,
+            "bn_backward_affine",
+            &params,
+            &[(1, x), (3, running_var), (4, stats), (6, dy), (10, a.grad)],
+            groups,
+        )?;
+    }
     let groups = grid_1d(ctx, u("elements / 256", len.div_ceil(256))?);
     record_dispatch(
         rec,
@@ -257,6 +304,8 @@ pub fn batch_norm_backward(
             (6, dy),
             (7, grad_stats),
             (8, dx),
+            // Without affine parameters the kernel never reads binding 9: x stands in.
+            (9, affine.map_or(x, |a| a.params)),
         ],
         groups,
     )

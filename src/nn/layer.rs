@@ -146,23 +146,44 @@ impl BlockShape {
     }
 }
 
-/// Running statistics of an affine-free batch norm.
+/// A batch norm's running statistics, and its affine parameters where it has them.
 pub struct BnState {
     pub kind: NormKind,
     pub channels: usize,
     pub mean: Tensor,
     pub var: Tensor,
+    /// γ (C) then β (C), from 1 and 0 (`finetune.batch_norm_affine`).
+    pub affine: Option<Tensor>,
     stats: Tensor,
 }
 
 impl BnState {
-    fn new(ctx: &GpuContext, kind: NormKind, channels: usize, label: &str) -> Result<Option<Self>> {
+    fn new(
+        ctx: &GpuContext,
+        kind: NormKind,
+        channels: usize,
+        label: &str,
+        affine: bool,
+    ) -> Result<Option<Self>> {
         if kind == NormKind::None {
             return Ok(None);
         }
+        let identity: Vec<f32> = (0..2 * channels)
+            .map(|i| if i < channels { 1.0 } else { 0.0 })
+            .collect();
         Ok(Some(Self {
             kind,
             channels,
+            affine: if affine {
+                Some(Tensor::from_f32(
+                    ctx,
+                    &format!("{label} γ, β"),
+                    &[2 * channels],
+                    &identity,
+                )?)
+            } else {
+                None
+            },
             mean: Tensor::from_f32(
                 ctx,
                 &format!("{label} running mean"),
@@ -184,7 +205,8 @@ impl BnState {
         }))
     }
 
-    /// dx of the last training-mode `apply` that read `x`, from dy (`grad_stats`: 2·C).
+    /// dx of the last training-mode `apply` that read `x`, from dy (`grad_stats`: 2·C); with
+    /// affine parameters also their gradient, into `grad_affine` (2·C).
     #[allow(clippy::too_many_arguments)]
     fn backward(
         &self,
@@ -194,6 +216,7 @@ impl BnState {
         x: &Tensor,
         dy: &Tensor,
         grad_stats: &Tensor,
+        grad_affine: Option<&Tensor>,
         dx: &Tensor,
     ) -> Result<()> {
         let g = BatchNorm {
@@ -205,7 +228,27 @@ impl BnState {
             momentum: 0.1,
             eps: 1e-5,
         };
-        norm::batch_norm_backward(rec, &g, x, &self.var, &self.stats, dy, grad_stats, dx)
+        let affine = match (&self.affine, grad_affine) {
+            (Some(params), Some(grad)) => Some(norm::AffineGrad { params, grad }),
+            (None, None) => None,
+            _ => {
+                return Err(HebbError::Launch {
+                    kernel: "batch_norm_backward".into(),
+                    message: "the affine gradient buffer does not match the batch norm".into(),
+                });
+            }
+        };
+        norm::batch_norm_backward(
+            rec,
+            &g,
+            x,
+            &self.var,
+            &self.stats,
+            affine,
+            dy,
+            grad_stats,
+            dx,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -227,7 +270,8 @@ impl BnState {
             momentum: 0.1,
             eps: 1e-5,
         };
-        norm::batch_norm(rec, &g, x, &self.mean, &self.var, &self.stats, out)
+        let affine = self.affine.as_ref();
+        norm::batch_norm(rec, &g, x, &self.mean, &self.var, &self.stats, affine, out)
     }
 }
 
@@ -285,9 +329,19 @@ struct Tune {
     /// The gradient with respect to the forward weights W̃ where they are W/‖w‖.
     dw_normed: Tensor,
     state: [Tensor; 2],
+    /// The input and output batch norms' affine parameters where they have them.
+    affine_in: Option<AffineTune>,
+    affine_out: Option<AffineTune>,
     /// Placeholders for the adaptive rule's bindings, which SGD and Adam do not read.
     unused: [Tensor; 2],
     steps: u32,
+}
+
+/// Fine-tuning's buffers for a batch norm's γ, β: their gradient G = −∂L/∂(γ, β) and the
+/// optimizer's state (2·C each).
+struct AffineTune {
+    grad: Tensor,
+    state: [Tensor; 2],
 }
 
 pub struct HebbLayer {
@@ -330,6 +384,7 @@ impl HebbLayer {
         learn_images: usize,
         images: usize,
         seed: u64,
+        affine_bn: bool,
     ) -> Result<Self> {
         let shape = BlockShape::plan(index, spec, input)?;
         let (c, d, p) = (spec.channels, shape.fan_in(), shape.positions());
@@ -405,12 +460,14 @@ impl HebbLayer {
                 spec.input_norm,
                 input.channels,
                 &format!("layer {index} input BN"),
+                affine_bn,
             )?,
             output_bn: BnState::new(
                 ctx,
                 spec.output_norm,
                 c,
                 &format!("layer {index} output BN"),
+                affine_bn,
             )?,
             spec: spec.clone(),
             shape,
@@ -654,6 +711,26 @@ impl HebbLayer {
         };
         let n = images * p;
         let pooled = images * c * s.output.height * s.output.width;
+        let affine = |bn: &Option<BnState>, which: &str| -> Result<Option<AffineTune>> {
+            match bn {
+                Some(BnState {
+                    affine: Some(_),
+                    channels,
+                    ..
+                }) => Ok(Some(AffineTune {
+                    grad: t(&format!("G {which} BN γ, β"), 2 * channels)?,
+                    state: [
+                        zeros(&format!("{which} BN γ, β state 0"), 2 * channels)?,
+                        zeros(&format!("{which} BN γ, β state 1"), 2 * channels)?,
+                    ],
+                })),
+                _ => Ok(None),
+            }
+        };
+        let (affine_in, affine_out) = (
+            affine(&self.input_bn, "input")?,
+            affine(&self.output_bn, "output")?,
+        );
         self.tune = Some(Tune {
             images,
             input: t("input", images * s.input.len())?,
@@ -670,6 +747,8 @@ impl HebbLayer {
             dw: t("ΔW", c * d)?,
             dw_normed: t("ΔW̃", c * d)?,
             state: [zeros("W state 0", c * d)?, zeros("W state 1", c * d)?],
+            affine_in,
+            affine_out,
             unused: [t("unused", 1)?, t("unused", 1)?],
             steps: 0,
         });
@@ -785,6 +864,7 @@ impl HebbLayer {
                     bn_in,
                     grad_out,
                     &tune.grad_stats_out,
+                    tune.affine_out.as_ref().map(|a| &a.grad),
                     &tune.grad_pooled,
                 )?;
                 &tune.grad_pooled
@@ -841,7 +921,9 @@ impl HebbLayer {
                 hebbian::unit_rows_backward(rec, &rule.w, &tune.dw_normed, c, d, &tune.dw)?;
             }
         }
-        let result = if input_grad {
+        // The input batch norm's γ, β learn from the gradient at its output: the input side
+        // runs for them too.
+        let result = if input_grad || tune.affine_in.is_some() {
             // G_P = G_U·W̃.
             let g_p = if s.identity_patches {
                 &tune.grad_x
@@ -868,6 +950,7 @@ impl HebbLayer {
                         &tune.input,
                         &tune.grad_x,
                         &tune.grad_stats_in,
+                        tune.affine_in.as_ref().map(|a| &a.grad),
                         &tune.grad_in,
                     )?;
                     Some(&tune.grad_in)
@@ -880,9 +963,24 @@ impl HebbLayer {
         if let Some(step) = step {
             let ([s0, s1], [u0, u1]) = (&tune.state, &tune.unused);
             optim::optimizer_step(rec, step, &rule.w, &tune.dw, c, d, s0, s1, u0, u1, None)?;
+            // γ, β step with W (the same optimizer, rate, decay and step count).
+            for (bn, affine) in [
+                (&*input_bn, &tune.affine_in),
+                (&*output_bn, &tune.affine_out),
+            ] {
+                if let (Some(bn), Some(a)) = (bn, affine)
+                    && let Some(params) = &bn.affine
+                {
+                    let [s0, s1] = &a.state;
+                    let two_c = 2 * bn.channels;
+                    optim::optimizer_step(
+                        rec, step, params, &a.grad, 1, two_c, s0, s1, u0, u1, None,
+                    )?;
+                }
+            }
             tune.steps += 1;
         }
-        Ok(result)
+        Ok(result.filter(|_| input_grad))
     }
 
     /// Optimizer steps this block has taken in fine-tuning (0: the next step is the first).
@@ -894,6 +992,18 @@ impl HebbLayer {
     /// fine-tuning is enabled: what a checkpoint keeps so a resumed run steps on identically.
     pub fn fine_tune_state(&self) -> Option<[&Tensor; 2]> {
         self.tune.as_ref().map(|t| [&t.state[0], &t.state[1]])
+    }
+
+    /// Fine-tuning's optimizer state for the (input, output) batch norms' γ, β (2·C each),
+    /// where they have affine parameters.
+    pub fn fine_tune_affine_state(&self) -> [Option<[&Tensor; 2]>; 2] {
+        fn of(a: &Option<AffineTune>) -> Option<[&Tensor; 2]> {
+            a.as_ref().map(|a| [&a.state[0], &a.state[1]])
+        }
+        match &self.tune {
+            Some(t) => [of(&t.affine_in), of(&t.affine_out)],
+            None => [None, None],
+        }
     }
 
     /// Sets the step count after a resume (Adam's bias correction and the first SGD step read

@@ -83,6 +83,9 @@ impl Network {
         let mut shape = input;
         let mut layers = Vec::new();
         for (i, spec) in recipe.layers.iter().enumerate() {
+            let affine_bn = recipe.finetune.as_ref().is_some_and(|f| {
+                f.batch_norm_affine && f.learning(recipe.layers.len()).contains(&i)
+            });
             let layer = HebbLayer::new(
                 ctx,
                 i,
@@ -91,6 +94,7 @@ impl Network {
                 recipe.hebbian.batch,
                 capacity,
                 recipe.seed,
+                affine_bn,
             )?;
             shape = layer.shape.output;
             layers.push(layer);
@@ -470,7 +474,16 @@ fn prepare_input<'t>(
                 momentum: 0.0,
                 eps: BN_EPS,
             };
-            norm::batch_norm(rec, &g, x, &s.mean_t, &s.var_t, &s.stats, standardized)?;
+            norm::batch_norm(
+                rec,
+                &g,
+                x,
+                &s.mean_t,
+                &s.var_t,
+                &s.stats,
+                None,
+                standardized,
+            )?;
             x = standardized;
         }
         if let Some(z) = zca {

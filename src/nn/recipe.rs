@@ -4,7 +4,8 @@
 //! ```toml
 //! name = "softhebb-mnist"
 //! seed = 0
-//! [data]          dataset, path, image_size/resize (image folders), workers
+//! [data]          dataset, path, image_size/resize (image folders), workers, validation,
+//!                 split = { kind = "stratified" } | { kind = "python-shuffle", seed = 200 }
 //! [preprocess]    normalize = "none" | "dataset" | { mean = [...], std = [...] }
 //!                 zca = { epsilon = 1e-2, samples = 10000 }   (optional, after normalize)
 //! [hebbian]       schedule = "greedy" | "simultaneous", epochs, batch, lr_schedule
@@ -55,6 +56,11 @@ pub struct FineTuneSpec {
     pub layers: Option<Vec<usize>>,
     #[serde(default)]
     pub from: FineTuneFrom,
+    /// The learning blocks' batch norms get a per-channel scale γ (from 1) and shift β (from
+    /// 0), y = f·(γ·x̂ + β), learned with the weights (PyTorch's `affine=True`, what Lagani's
+    /// fine-tuning trains). They exist from the start, so the Hebbian stages see γ = 1, β = 0.
+    #[serde(default)]
+    pub batch_norm_affine: bool,
 }
 
 /// Where fine-tuning starts.
@@ -73,6 +79,21 @@ impl FineTuneSpec {
     pub fn learning(&self, blocks: usize) -> Vec<usize> {
         self.layers.clone().unwrap_or_else(|| (0..blocks).collect())
     }
+}
+
+/// How `data.validation` and `classifier.label_fraction` pick their items.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SplitSpec {
+    /// Drawn by the recipe's seed: a random validation hold-out, and a stratified labelled
+    /// subset (each class keeps the fraction of its items).
+    #[default]
+    Stratified,
+    /// Lagani's data manager: one shuffle of the training items by CPython's `random` module
+    /// seeded with `seed` (its data seed, 200); validation is the last `data.validation` items of
+    /// that order, and the labelled subset is a prefix of the rest (not stratified; nested, so
+    /// a smaller fraction's labels are part of every larger one's).
+    PythonShuffle { seed: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -108,6 +129,9 @@ pub struct DataSpec {
     /// from them; the classifier is scored on them after every epoch.
     #[serde(default)]
     pub validation: Option<usize>,
+    /// How the validation hold-out and the labelled subset are drawn from the training items.
+    #[serde(default)]
+    pub split: SplitSpec,
     /// Random crop/flip while training the classifier (disables the feature cache).
     #[serde(default)]
     pub augment: crate::data::source::Augment,

@@ -35,11 +35,13 @@ pub enum Op {
         channels: usize,
     },
     Pool(Pool2d),
-    /// Training mode; its running statistics are updated by each forward.
+    /// Training mode; its running statistics are updated by each forward. `affine`: γ (C)
+    /// then β (C), parameters whose gradient `ParamGrad::w` holds.
     BatchNorm {
         g: BatchNorm,
         running_mean: Vec<f64>,
         running_var: Vec<f64>,
+        affine: Option<Vec<f64>>,
     },
     /// Inverted dropout with a fixed keep mask (1/(1 − rate) where kept, 0 elsewhere).
     Dropout {
@@ -91,9 +93,15 @@ impl Op {
         })
     }
 
-    /// A training-mode batch norm (momentum 0.1, ε 1e-5, PyTorch's) with running means 0 and
-    /// the given running variances.
-    pub fn batch_norm(batch: usize, plane: usize, modified: bool, running_var: Vec<f64>) -> Op {
+    /// A training-mode batch norm (momentum 0.1, ε 1e-5, PyTorch's) with running means 0,
+    /// the given running variances, and affine parameters γ then β when given.
+    pub fn batch_norm(
+        batch: usize,
+        plane: usize,
+        modified: bool,
+        running_var: Vec<f64>,
+        affine: Option<Vec<f64>>,
+    ) -> Op {
         let channels = running_var.len();
         Op::BatchNorm {
             g: BatchNorm {
@@ -107,6 +115,7 @@ impl Op {
             },
             running_mean: vec![0.0; channels],
             running_var,
+            affine,
         }
     }
 }
@@ -171,8 +180,9 @@ impl Net {
                     g,
                     running_mean,
                     running_var,
+                    affine,
                 } => {
-                    let mut y = batch_norm(g, &h, running_mean, running_var);
+                    let mut y = batch_norm(g, &h, running_mean, running_var, affine.as_deref());
                     if let Some(Some(frozen)) = frozen_factors.map(|f| &f[i]) {
                         // Redo the modified factor with the frozen running variance.
                         let eps = g.eps as f64;
@@ -245,13 +255,26 @@ impl Net {
                 }
                 (Op::Pool(g), Saved::Input(x)) => pool2d_backward(g, x, &grad),
                 (
-                    Op::BatchNorm { g, .. },
+                    Op::BatchNorm { g, affine, .. },
                     Saved::Norm {
                         x,
                         running_mean,
                         running_var,
                     },
-                ) => batch_norm_backward(g, x, running_mean, running_var, &grad),
+                ) => {
+                    let (dx, d_affine) = batch_norm_backward(
+                        g,
+                        x,
+                        running_mean,
+                        running_var,
+                        affine.as_deref(),
+                        &grad,
+                    );
+                    if affine.is_some() {
+                        params[i].w = d_affine;
+                    }
+                    dx
+                }
                 (Op::Dropout { scale }, _) => grad.iter().zip(scale).map(|(a, s)| a * s).collect(),
                 (Op::Linear { w, .. }, Saved::Input(x)) => {
                     let dz = Mat::from_vec(batch, w.rows, grad.clone());
@@ -327,10 +350,16 @@ mod tests {
             .collect()
     }
 
-    /// Running variances 1 + 0.1·c, so that the modified BN's factors differ.
-    fn norm(batch: usize, channels: usize, plane: usize, modified: bool) -> Op {
+    /// Running variances 1 + 0.1·c, so that the modified BN's factors differ; with `affine`,
+    /// γ = 1 + 0.3·(c − 1) and β = 0.2 − 0.15·c, away from the identity.
+    fn norm(batch: usize, channels: usize, plane: usize, modified: bool, affine: bool) -> Op {
         let var = (0..channels).map(|c| 1.0 + 0.1 * c as f64).collect();
-        Op::batch_norm(batch, plane, modified, var)
+        let affine = affine.then(|| {
+            let gamma = (0..channels).map(|c| 1.0 + 0.3 * (c as f64 - 1.0));
+            let beta = (0..channels).map(|c| 0.2 - 0.15 * c as f64);
+            gamma.chain(beta).collect()
+        });
+        Op::batch_norm(batch, plane, modified, var, affine)
     }
 
     /// B = 3 images of 2 x 9 x 9 through every layer kind to 3 classes.
@@ -346,7 +375,7 @@ mod tests {
             },
             // → 4x4x4 by SoftHebb's 4/2/1 max pooling.
             Op::pool(PoolKind::Max, b * 4, 9, 4, 2, 1),
-            norm(b, 4, 16, false),
+            norm(b, 4, 16, false, false),
             // → 5x2x2 through unit-norm weights (Lagani's WTA forward), relu.
             Op::conv(b, 4, 4, 3, 0, false, w(5, 36), true),
             Op::Activation {
@@ -364,7 +393,8 @@ mod tests {
                 1,
                 1,
             ),
-            norm(b, 5, 9, true),
+            // Lagani's modified BN over an affine BN, as his fine-tuning trains it.
+            norm(b, 5, 9, true, true),
             // A linear block: a convolution covering its input, → 6x1x1, relu^2 then tanh.
             Op::conv(b, 5, 3, 3, 0, false, w(6, 45), false),
             Op::Activation {
@@ -387,6 +417,22 @@ mod tests {
             },
         ];
         Net { ops, batch: b }
+    }
+
+    /// Moves parameter `e` of `which` ("w": the weights, or a batch norm's γ then β; "b": the
+    /// classifier's bias) of `op` by `delta`.
+    fn nudge(op: &mut Op, which: &str, e: usize, delta: f64) {
+        match (op, which) {
+            (Op::Conv { w, .. } | Op::Linear { w, .. }, "w") => w.data[e] += delta,
+            (Op::Linear { b, .. }, "b") => b[e] += delta,
+            (
+                Op::BatchNorm {
+                    affine: Some(a), ..
+                },
+                "w",
+            ) => a[e] += delta,
+            _ => unreachable!("only parameters are nudged"),
+        }
     }
 
     #[test]
@@ -437,21 +483,19 @@ mod tests {
                 let len = match (&net.ops[i], which) {
                     (Op::Conv { w, .. } | Op::Linear { w, .. }, "w") => w.data.len(),
                     (Op::Linear { b, .. }, "b") => b.len(),
+                    (
+                        Op::BatchNorm {
+                            affine: Some(a), ..
+                        },
+                        "w",
+                    ) => a.len(),
                     _ => 0,
                 };
                 for e in 0..len {
                     let mut at = |delta: f64| {
-                        match (&mut net.ops[i], which) {
-                            (Op::Conv { w, .. } | Op::Linear { w, .. }, "w") => w.data[e] += delta,
-                            (Op::Linear { b, .. }, "b") => b[e] += delta,
-                            _ => unreachable!(),
-                        }
+                        nudge(&mut net.ops[i], which, e, delta);
                         let loss = net.loss_at(&x, &labels, &state, &factors);
-                        match (&mut net.ops[i], which) {
-                            (Op::Conv { w, .. } | Op::Linear { w, .. }, "w") => w.data[e] -= delta,
-                            (Op::Linear { b, .. }, "b") => b[e] -= delta,
-                            _ => unreachable!(),
-                        }
+                        nudge(&mut net.ops[i], which, e, -delta);
                         loss
                     };
                     let numeric = (at(h) - at(-h)) / (2.0 * h);
@@ -464,8 +508,8 @@ mod tests {
                 }
             }
         }
-        // 486 inputs, 72 + 180 + 270 + 18 weights and 3 biases.
-        assert_eq!(checked, 486 + 72 + 180 + 270 + 18 + 3);
+        // 486 inputs, 72 + 180 + 270 + 18 weights, 3 biases and 5 + 5 of γ, β.
+        assert_eq!(checked, 486 + 72 + 180 + 270 + 18 + 3 + 10);
         eprintln!(
             "{checked} gradients agree with central differences; worst relative error {worst:e}"
         );

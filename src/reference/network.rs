@@ -31,7 +31,7 @@ fn bn_eval(
         eps: 1e-5,
     };
     let (mut m, mut v) = stats.clone();
-    crate::reference::norm::batch_norm(&g, x, &mut m, &mut v)
+    crate::reference::norm::batch_norm(&g, x, &mut m, &mut v, None)
 }
 
 /// The weights a standard convolution of the block's (normalised) input uses to give U: M·W̃,

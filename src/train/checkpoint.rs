@@ -5,7 +5,8 @@
 //! never a torn one.
 //!
 //! Tensor names:
-//! - `layers.{i}.weight` (C, C_in, kh, kw); `layers.{i}.{input,output}_bn.running_{mean,var}`
+//! - `layers.{i}.weight` (C, C_in, kh, kw); `layers.{i}.{input,output}_bn.running_{mean,var}`;
+//!   `layers.{i}.{input,output}_bn.affine` (2, C): γ then β, with `finetune.batch_norm_affine`
 //! - `layers.{i}.forward_weight` (C, C_in, kh, kw): the weights the block's convolution uses
 //!   (written for readers; a resume reads `weight`). CHECKPOINT.md documents every key.
 //! - `layers.{i}.rule.{bias,theta,bn_mean,bn_var,eta,state0,state1}`: rule state
@@ -71,6 +72,9 @@ fn state_tensors(net: &Network) -> Vec<(String, Vec<usize>, &Tensor)> {
                     vec![bn.channels],
                     &bn.var,
                 ));
+                if let Some(a) = &bn.affine {
+                    out.push((format!("layers.{i}.{name}.affine"), vec![2, bn.channels], a));
+                }
             }
         }
         let (s0, s1, _) = l.rule.optimizer_state();
@@ -89,6 +93,24 @@ fn state_tensors(net: &Network) -> Vec<(String, Vec<usize>, &Tensor)> {
         if let Some([s0, s1]) = l.fine_tune_state() {
             out.push((format!("layers.{i}.finetune.state0"), vec![c, d], s0));
             out.push((format!("layers.{i}.finetune.state1"), vec![c, d], s1));
+        }
+        let bn_states = ["input_bn", "output_bn"]
+            .into_iter()
+            .zip(l.fine_tune_affine_state());
+        for (name, state) in bn_states {
+            if let Some([s0, s1]) = state {
+                let channels = s0.len() / 2;
+                out.push((
+                    format!("layers.{i}.finetune.{name}.state0"),
+                    vec![2, channels],
+                    s0,
+                ));
+                out.push((
+                    format!("layers.{i}.finetune.{name}.state1"),
+                    vec![2, channels],
+                    s1,
+                ));
+            }
         }
     }
     let k = &net.classifier;

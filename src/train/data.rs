@@ -16,7 +16,7 @@ use crate::data::folder::{FolderAugment, FolderSource};
 use crate::data::mnist::{self, Split};
 use crate::data::source::{Augment, CifarSource, IdxSource, Source};
 use crate::data::stl10::{Stl10Source, Stl10Split};
-use crate::nn::recipe::{DatasetKind, Recipe};
+use crate::nn::recipe::{DatasetKind, Recipe, SplitSpec};
 use crate::nn::zca::ZcaGeometry;
 
 pub struct Splits {
@@ -158,13 +158,7 @@ pub fn hold_out(
     count: usize,
     seed: u64,
 ) -> std::result::Result<(Vec<usize>, Vec<usize>), String> {
-    if count >= items.len() {
-        return Err(format!(
-            "data.validation = {count} leaves nothing to train on: the training split has {} items \
-             (after --limit, if given)",
-            items.len()
-        ));
-    }
+    check_hold_out(count, items.len())?;
     let mut order = items.to_vec();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7A11_DA7E));
     let mut val = order[..count].to_vec();
@@ -172,6 +166,93 @@ pub fn hold_out(
     val.sort_unstable();
     train.sort_unstable();
     Ok((train, val))
+}
+
+/// CPython's `random.shuffle(items)` right after `random.seed(seed)`, item for item: the
+/// Mersenne Twister seeded by `init_by_array` with the seed's 32-bit words (least significant
+/// first), then Fisher–Yates from the end, each j = `_randbelow(i + 1)` drawn by rejection from
+/// the top k = bit_length(i + 1) bits of one 32-bit output (`getrandbits(k)`, k ≤ 32).
+/// More than 2^32 items (which need CPython's multi-word `getrandbits`) are refused.
+pub fn python_shuffle<T>(items: &mut [T], seed: u64) -> std::result::Result<(), String> {
+    if items.len() as u64 > 1 << 32 {
+        return Err(format!(
+            "a Python-shuffle split of {} items: at most 2^32 are supported",
+            items.len()
+        ));
+    }
+    let key: Vec<u32> = if seed >> 32 == 0 {
+        vec![seed as u32]
+    } else {
+        vec![seed as u32, (seed >> 32) as u32]
+    };
+    let mut mt = rand_mt::Mt::new_with_key(key);
+    for i in (1..items.len()).rev() {
+        let n = i as u64 + 1;
+        let k = 64 - n.leading_zeros();
+        let j = loop {
+            let r = (mt.next_u32() >> (32 - k)) as u64;
+            if r < n {
+                break r as usize;
+            }
+        };
+        items.swap(i, j);
+    }
+    Ok(())
+}
+
+/// The (training, validation, labelled) items of `items` under `split`: `validation` items
+/// held out (none when None), and the `label_fraction` of the rest whose labels the supervised
+/// stages see. Training and validation keep ascending order; so does the labelled subset.
+pub fn split_items(
+    source: &dyn Source,
+    items: &[usize],
+    validation: Option<usize>,
+    split: SplitSpec,
+    label_fraction: f64,
+    seed: u64,
+) -> std::result::Result<(Vec<usize>, Vec<usize>, Vec<usize>), String> {
+    let count = validation.unwrap_or(0);
+    if validation.is_some() {
+        check_hold_out(count, items.len())?;
+    }
+    match split {
+        SplitSpec::Stratified => {
+            let (train, val) = match validation {
+                Some(count) => hold_out(items, count, seed)?,
+                None => (items.to_vec(), Vec::new()),
+            };
+            let labeled = label_subset(source, &train, label_fraction, seed);
+            Ok((train, val, labeled))
+        }
+        SplitSpec::PythonShuffle { seed } => {
+            let mut order = items.to_vec();
+            python_shuffle(&mut order, seed)?;
+            let rest = order.len() - count;
+            let mut val = order[rest..].to_vec();
+            let keep = if label_fraction >= 1.0 {
+                rest
+            } else {
+                ((rest as f64 * label_fraction).round() as usize).clamp(1, rest)
+            };
+            let mut labeled = order[..keep].to_vec();
+            let mut train = order[..rest].to_vec();
+            for v in [&mut train, &mut val, &mut labeled] {
+                v.sort_unstable();
+            }
+            Ok((train, val, labeled))
+        }
+    }
+}
+
+/// An error unless holding out `count` of `len` items leaves some to train on.
+fn check_hold_out(count: usize, len: usize) -> std::result::Result<(), String> {
+    if count >= len {
+        return Err(format!(
+            "data.validation = {count} leaves nothing to train on: the training split has {len} \
+             items (after --limit, if given)"
+        ));
+    }
+    Ok(())
 }
 
 /// The first `limit` items (all when None).

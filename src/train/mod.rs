@@ -996,15 +996,18 @@ impl<'a> Trainer<'a> {
         overrides.data = Some(root.clone());
         let splits = data::open(&recipe, &root).map_err(data_err)?;
         let train_items = data::limited(splits.train.len(), overrides.limit);
-        let (train_items, val_items) = match recipe.data.validation {
-            Some(count) => data::hold_out(&train_items, count, recipe.seed).map_err(|message| {
-                HebbError::Format {
-                    path: splits.train.describe().into(),
-                    message,
-                }
-            })?,
-            None => (train_items, Vec::new()),
-        };
+        let (train_items, val_items, labeled) = data::split_items(
+            &*splits.train,
+            &train_items,
+            recipe.data.validation,
+            recipe.data.split,
+            recipe.classifier.label_fraction,
+            recipe.seed,
+        )
+        .map_err(|message| HebbError::Format {
+            path: splits.train.describe().into(),
+            message,
+        })?;
         let test_items = data::limited(splits.test.len(), overrides.limit);
         if train_items.is_empty() || test_items.is_empty() {
             return Err(data_err(crate::data::DataError::bad(
@@ -1012,12 +1015,6 @@ impl<'a> Trainer<'a> {
                 "the train or test split has no items".into(),
             )));
         }
-        let labeled = data::label_subset(
-            &*splits.train,
-            &train_items,
-            recipe.classifier.label_fraction,
-            recipe.seed,
-        );
         let std = standardization(&recipe, &*splits.train, &train_items)?;
         let zca = match stored_zca {
             Some(z) if recipe.preprocess.zca.is_some() => Some(z),

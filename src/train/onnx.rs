@@ -234,19 +234,32 @@ impl Builder {
         out
     }
 
-    /// BatchNormalization without affine parameters (hebb's: scale 1, bias 0) at evaluation:
-    /// "batch" divides by √(σ²_c + ε); "modified" (Lagani) by √(mean_k σ²_k + ε), which is
-    /// BatchNormalization with every channel's variance replaced by the mean variance.
+    /// BatchNormalization at evaluation, y = f_c·(γ_c·x̂ + β_c) (γ = 1, β = 0 without affine
+    /// parameters): "batch" (f = 1) divides by √(σ²_c + ε); "modified" (Lagani,
+    /// f_c = √((σ²_c + ε)/(mean_k σ²_k + ε))) gives γ_c·(x − μ_c)/√(mean_k σ²_k + ε) + f_c·β_c,
+    /// which is BatchNormalization with every channel's variance replaced by the mean variance
+    /// and the bias f_c·β_c.
     fn batch_norm(&mut self, ctx: &GpuContext, x: &str, bn: &BnState) -> Result<String> {
         let c = bn.channels;
         let mean = bn.mean.to_f32_vec(ctx)?[..c].to_vec();
         let mut var = bn.var.to_f32_vec(ctx)?[..c].to_vec();
+        let (gamma, mut beta) = match &bn.affine {
+            Some(a) => {
+                let a = a.to_f32_vec(ctx)?;
+                (a[..c].to_vec(), a[c..2 * c].to_vec())
+            }
+            None => (vec![1.0; c], vec![0.0; c]),
+        };
         if bn.kind == NormKind::Modified {
             let shared = var.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+            let eps = BN_EPS as f64;
+            for (b, &v) in beta.iter_mut().zip(&var) {
+                *b = (*b as f64 * ((v as f64 + eps) / (shared + eps)).sqrt()) as f32;
+            }
             var = vec![shared as f32; c];
         }
-        let scale = self.constant("bn_scale", &[c], vec![1.0; c]);
-        let bias = self.constant("bn_bias", &[c], vec![0.0; c]);
+        let scale = self.constant("bn_scale", &[c], gamma);
+        let bias = self.constant("bn_bias", &[c], beta);
         let mean = self.constant("bn_mean", &[c], mean);
         let var = self.constant("bn_var", &[c], var);
         Ok(self.node(
