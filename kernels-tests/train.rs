@@ -727,6 +727,15 @@ fn best_validation_selection_reports_and_keeps_the_selected_epoch() {
     assert_eq!(m.validation_accuracy, Some(vals[best]));
     assert_eq!(Some(m.test_accuracy), epochs[best].test_accuracy);
     assert_eq!(Some(m.last_epoch_test_accuracy), epochs[3].test_accuracy);
+    // The test split is scored at each new best validation epoch and at the last one only.
+    for (i, r) in epochs.iter().enumerate() {
+        let new_best = vals[..i].iter().all(|&v| vals[i] > v);
+        assert_eq!(
+            r.test_accuracy.is_some(),
+            new_best || i == 3,
+            "epoch {i}: {vals:?}"
+        );
+    }
     let best_ck = out.join(train::BEST_FILE);
     assert_eq!(m.best_checkpoint.as_deref(), Some(best_ck.as_path()));
     let e = train::evaluate_checkpoint(&ctx, &best_ck, None, Some(480), false).unwrap();

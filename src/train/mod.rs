@@ -1952,11 +1952,27 @@ impl<'a> Trainer<'a> {
                 self.weights_finite(learning, Stage::Classifier, epoch, batches)?;
             }
             let seconds = seconds_before + started.elapsed().as_secs_f64();
-            let test_accuracy = self.evaluate(test_cache.as_ref())?;
             let validation_accuracy = if val_items.is_empty() {
                 None
             } else {
                 Some(self.accuracy_on(&train, &val_items, val_cache.as_ref())?)
+            };
+            // A new best validation accuracy: this classifier becomes the selected one.
+            let improved = validation_accuracy.is_some_and(|v| {
+                self.history
+                    .iter()
+                    .filter(|r| r.stage == Stage::Classifier.label())
+                    .filter_map(|r| r.validation_accuracy)
+                    .all(|best| v > best)
+            });
+            // Selecting by validation, the test split is scored only where the result can be
+            // reported: at a new best epoch and at the last one (as the authors' code tests
+            // the selected model only). That halves the evaluation of a fine-tuning epoch.
+            let last = epoch + 1 == spec.epochs;
+            let test_accuracy = if spec.select != Selection::BestValidation || improved || last {
+                Some(self.evaluate(test_cache.as_ref())?)
+            } else {
+                None
             };
             let rec = EpochRecord {
                 stage: Stage::Classifier.label(),
@@ -1967,7 +1983,7 @@ impl<'a> Trainer<'a> {
                 lr: Some(lr),
                 loss: Some(loss_sum / seen.max(1) as f64),
                 train_accuracy: Some(hits as f64 / seen.max(1) as f64),
-                test_accuracy: Some(test_accuracy),
+                test_accuracy,
                 validation_accuracy,
                 weight_norms: Vec::new(),
             };
@@ -1979,25 +1995,17 @@ impl<'a> Trainer<'a> {
                 )?;
             }
             self.say(&format!(
-                "{what} epoch {}/{}: loss {:.4}  train {:.2}%  {}test {:.2}%  lr {:.2e}  ({:.0} images/s)",
+                "{what} epoch {}/{}: loss {:.4}  train {:.2}%  {}{}lr {:.2e}  ({:.0} images/s)",
                 epoch + 1,
                 spec.epochs,
                 rec.loss.unwrap_or(0.0),
                 100.0 * rec.train_accuracy.unwrap_or(0.0),
                 validation_accuracy
                     .map_or(String::new(), |v| format!("validation {:.2}%  ", 100.0 * v)),
-                100.0 * test_accuracy,
+                test_accuracy.map_or(String::new(), |t| format!("test {:.2}%  ", 100.0 * t)),
                 lr,
                 rec.images_per_s
             ));
-            // A new best validation accuracy: keep this classifier as the selected one.
-            let improved = validation_accuracy.is_some_and(|v| {
-                self.history
-                    .iter()
-                    .filter(|r| r.stage == rec.stage)
-                    .filter_map(|r| r.validation_accuracy)
-                    .all(|best| v > best)
-            });
             self.history.push(rec);
             self.write_curves()?;
             pos.epoch += 1;
