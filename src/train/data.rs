@@ -200,6 +200,9 @@ pub fn python_shuffle<T>(items: &mut [T], seed: u64) -> std::result::Result<(), 
     Ok(())
 }
 
+/// Training, validation and labelled items, each in ascending order.
+pub type ItemSplit = (Vec<usize>, Vec<usize>, Vec<usize>);
+
 /// The (training, validation, labelled) items of `items` under `split`: `validation` items
 /// held out (none when None), and the `label_fraction` of the rest whose labels the supervised
 /// stages see. Training and validation keep ascending order; so does the labelled subset.
@@ -210,7 +213,7 @@ pub fn split_items(
     split: SplitSpec,
     label_fraction: f64,
     seed: u64,
-) -> std::result::Result<(Vec<usize>, Vec<usize>, Vec<usize>), String> {
+) -> std::result::Result<ItemSplit, String> {
     let count = validation.unwrap_or(0);
     if validation.is_some() {
         check_hold_out(count, items.len())?;
