@@ -16,7 +16,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{GpuContext, GpuTimer, Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm};
 use crate::rules::gpu::{FromForward, GpuRule, RuleInit, UpdatePath};
-use crate::rules::preset::{Preset, RuleConfig};
+use crate::rules::preset::{Preset, RuleConfig, UpdateFamily};
 
 /// A preset on a layer shape: N patch rows, C neurons, fan-in D.
 #[derive(Clone, Debug)]
@@ -61,6 +61,16 @@ pub fn default_cases() -> Vec<RuleCase> {
             9216,
             128,
             864,
+        ),
+        // fc5 (256·3·3 → 4,096): far more neurons than rows, where Sanger's update by
+        // running reconstruction does 1/33 of the GEMM order's work.
+        case(
+            "lagani model_6l fc5 b64",
+            "lagani/hpca",
+            &hpca,
+            64,
+            4096,
+            2304,
         ),
         case(
             "lagani model_6l conv2 b64",
@@ -193,8 +203,9 @@ pub struct RuleBenchRow {
     /// `fused` (FastHebb: batched GEMMs, the projection and the competition as separate
     /// kernels, the rest of the update in the update GEMM's epilogue), `fused-sepupd` (the same
     /// with the decay, normaliser and optimizer as kernels of their own), `fused+pc` (`fused`
-    /// with the fused projection + competition kernel, where the layer has a plan), `naive` or
-    /// `gemms` (the fused step's GEMMs alone).
+    /// with the fused projection + competition kernel, where the layer has a plan), `scan`
+    /// (`fused` with Sanger's update by running reconstruction; its GFLOP/s count the GEMM
+    /// order's FLOPs, the same useful work), `naive` or `gemms` (the fused step's GEMMs alone).
     pub variant: String,
     pub shape: BTreeMap<String, usize>,
     pub label: String,
@@ -215,8 +226,9 @@ pub struct RuleBenchRow {
     pub note: Option<String>,
 }
 
-/// Naive steps whose materialised terms exceed this many elements are skipped on software
-/// adapters (minutes per step); GPUs run them all.
+/// Naive steps of more than this many term operations (terms, times the neurons each of
+/// Sanger's and ICA's terms sums over) are skipped on software adapters (minutes per step);
+/// GPUs run them all.
 const CPU_NAIVE_LIMIT: f64 = 2.5e9;
 
 pub fn bench_rules(
@@ -290,6 +302,9 @@ pub fn bench_rules(
         // layer has a plan) with the fused projection + competition kernel.
         let mut fused_rule =
             GpuRule::with_path(ctx, config.clone(), c, d, n, &init, UpdatePath::Fused)?;
+        // Sanger's GEMM order here; its running reconstruction is the `scan` row below.
+        let scans = fused_rule.sanger_scan();
+        fused_rule.set_sanger_scan(ctx, false)?;
         fused_rule.set_fused_projection(ctx, false);
         fused_rule.set_fused_update(false);
         let (sepupd_s, _) = time_launch(ctx, timer, budget, |rec| {
@@ -299,6 +314,17 @@ pub fn bench_rules(
         let (fused_s, _) = time_launch(ctx, timer, budget, |rec| {
             fused_rule.step(rec, &x, n, None, FromForward::default())
         })?;
+        // Sanger's family: the update by running reconstruction (the projection and the
+        // competition as in `fused`), which `scans` says the policy picks for this shape.
+        let scan_s = if fused_rule.set_sanger_scan(ctx, true)? {
+            let (t, _) = time_launch(ctx, timer, budget, |rec| {
+                fused_rule.step(rec, &x, n, None, FromForward::default())
+            })?;
+            fused_rule.set_sanger_scan(ctx, false)?;
+            Some(t)
+        } else {
+            None
+        };
         let pc_s = if fused_rule.set_fused_projection(ctx, true) {
             Some(
                 time_launch(ctx, timer, budget, |rec| {
@@ -311,7 +337,13 @@ pub fn bench_rules(
         };
 
         let terms = n as f64 * c as f64 * d as f64;
-        let too_slow = ctx.info.device_type == wgpu::DeviceType::Cpu && terms > CPU_NAIVE_LIMIT;
+        // Sanger's and ICA's naive terms each sum over up to C neurons (C/2 on average).
+        let naive_work = match config.preset.update_family() {
+            UpdateFamily::Sanger | UpdateFamily::Ica => terms * (c as f64 / 2.0).max(1.0),
+            _ => terms,
+        };
+        let too_slow =
+            ctx.info.device_type == wgpu::DeviceType::Cpu && naive_work > CPU_NAIVE_LIMIT;
         let naive_s = if !with_naive || too_slow {
             None
         } else {
@@ -360,13 +392,26 @@ pub fn bench_rules(
             }
             None if with_naive => {
                 fused.note = Some(format!(
-                    "naive twin not run: {terms:.1e} per-sample terms per step is minutes on a software adapter"
+                    "naive twin not run: {naive_work:.1e} term operations per step is minutes on a software adapter"
                 ));
             }
             None => {}
         }
+        let scan = scan_s.map(|t| {
+            let mut r = row("scan", t);
+            r.cost_vs_gemms = t / gemm_s;
+            r.fraction_of_gemm = gemm_s / t;
+            r.speedup_vs_naive = naive_s.map_or(f64::NAN, |ns| ns / t);
+            r.note = Some(format!(
+                "{:.2}x the fused step; the policy {} it here",
+                fused_s / t,
+                if scans { "picks" } else { "does not pick" }
+            ));
+            r
+        });
         rows.push(sepupd);
         rows.push(fused);
+        rows.extend(scan);
         rows.extend(pc);
         rows.push(gemm_row);
     }

@@ -111,13 +111,17 @@ pub enum RuleVariant {
     Separate,
     /// The per-sample baseline.
     Naive,
+    /// The fused update path with Sanger's update by running reconstruction
+    /// (`kernels::sanger_scan`), whatever the policy would choose: Sanger's family only.
+    Scan,
 }
 
 impl RuleVariant {
-    pub const ALL: [RuleVariant; 3] = [
+    pub const ALL: [RuleVariant; 4] = [
         RuleVariant::Fused,
         RuleVariant::Separate,
         RuleVariant::Naive,
+        RuleVariant::Scan,
     ];
 
     pub fn label(self) -> &'static str {
@@ -125,7 +129,14 @@ impl RuleVariant {
             RuleVariant::Fused => "fused",
             RuleVariant::Separate => "separate",
             RuleVariant::Naive => "naive",
+            RuleVariant::Scan => "scan",
         }
+    }
+
+    /// Whether the variant is a distinct way to run `preset` (the scan is Sanger's alone).
+    pub fn applies_to(self, preset: &crate::rules::preset::Preset) -> bool {
+        self != RuleVariant::Scan
+            || preset.update_family() == crate::rules::preset::UpdateFamily::Sanger
     }
 }
 
@@ -153,6 +164,13 @@ pub fn run_case_gpu(
     if path == UpdatePath::Fused {
         rule.set_fused_projection(ctx, variant == RuleVariant::Fused);
         rule.set_fused_update(variant == RuleVariant::Fused);
+        let scan = variant == RuleVariant::Scan;
+        if rule.set_sanger_scan(ctx, scan)? != scan {
+            return Err(crate::error::HebbError::Launch {
+                kernel: case.rule.name.clone(),
+                message: format!("the running-reconstruction update cannot run {n} rows here"),
+            });
+        }
     }
     let x_all = &case.inputs["x"];
     let per_step = x_all.data.len() / case.steps;
@@ -297,10 +315,14 @@ pub fn case_rows(ctx: Option<&GpuContext>, dir: &Path) -> Vec<CaseRow> {
                 }
                 if let Some(ctx) = ctx {
                     for v in RuleVariant::ALL {
+                        if !v.applies_to(&case.rule.preset) {
+                            continue;
+                        }
                         let variant = match v {
                             RuleVariant::Fused => "gpu-f32",
                             RuleVariant::Separate => "gpu-separate-f32",
                             RuleVariant::Naive => "gpu-naive-f32",
+                            RuleVariant::Scan => "gpu-scan-f32",
                         };
                         match run_case_gpu(ctx, &case, v) {
                             Ok(got) => rows.extend(compare_tensors(

@@ -1564,3 +1564,82 @@ pub fn layout_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     }
     rows
 }
+
+/// Sanger's ΔW = s·(GᵀX − tril(GᵀG)·W) by running reconstruction (`sanger_scan`) against the
+/// float64 GEMM order, on ragged (N, C, D): one row, a partial last chunk of rows, more neurons
+/// than rows, and a layer split into neuron blocks where the driver limits loops (llvmpipe:
+/// 257 rows x 300 neurons take two dispatches).
+pub fn sanger_scan_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    use crate::kernels::sanger_scan;
+    use crate::reference::dense::Mat;
+    let mut rows = Vec::new();
+    let mut index = 7100;
+    for &(n, c, d) in &[
+        (1usize, 7usize, 33usize),
+        (7, 65, 33),
+        (33, 257, 7),
+        (65, 257, 65),
+        (257, 300, 33),
+    ] {
+        index += 1;
+        let seed = derive_seed(base_seed, index);
+        let shape = [("n", n), ("c", c), ("d", d)];
+        let g = random_f32(seed, n * c);
+        let x = random_f32(seed ^ 1, n * d);
+        let w: Vec<f32> = random_f32(seed ^ 2, c * d)
+            .iter()
+            .map(|v| 0.3 * v)
+            .collect();
+        let s = 1.0 / n as f32;
+        let (g64, x64, w64) = (
+            Mat::from_vec(n, c, widen(&g)),
+            Mat::from_vec(n, d, widen(&x)),
+            Mat::from_vec(c, d, widen(&w)),
+        );
+        let lower = |m: Mat| {
+            let mut m = m;
+            for i in 0..c {
+                for k in i + 1..c {
+                    m.set(i, k, 0.0);
+                }
+            }
+            m
+        };
+        let product = |g: &Mat, x: &Mat, w: &Mat, sign: f64| -> Vec<f64> {
+            let hebb = g.t_matmul(x);
+            let decay = lower(g.t_matmul(g)).matmul(w);
+            (0..c * d)
+                .map(|e| s as f64 * (hebb.data[e] + sign * decay.data[e]))
+                .collect()
+        };
+        let want = product(&g64, &x64, &w64, -1.0);
+        // Each ΔW entry sums N·(C + 1) products: their magnitudes bound the rounding.
+        let abs = |m: &Mat| m.map(f64::abs);
+        let spread = product(&abs(&g64), &abs(&x64), &abs(&w64), 1.0);
+        let tol = sum_tol(n * (c + 1)) * cancellation(&spread, &want);
+        let run = || -> Result<Vec<f64>> {
+            let tg = Tensor::from_f32(ctx, "G", &[n * c], &g)?;
+            let tx = Tensor::from_f32(ctx, "X", &[n * d], &x)?;
+            let tw = Tensor::from_f32(ctx, "W", &[c * d], &w)?;
+            let recon = Tensor::empty(ctx, "R", &[n * d], DType::F32)?;
+            recon.poison_nan(ctx);
+            let dw = Tensor::empty(ctx, "ΔW", &[c * d], DType::F32)?;
+            dw.poison_nan(ctx);
+            let mut rec = Recorder::new(ctx);
+            sanger_scan::sanger_scan(&mut rec, &tg, &tx, &tw, &recon, &dw, n, c, d, s)?;
+            rec.submit();
+            Ok(widen(&dw.to_f32_vec(ctx)?))
+        };
+        let blocks = c.div_ceil(sanger_scan::neurons_per_dispatch(ctx, n, c));
+        let variant = format!(
+            "{blocks} neuron block{}",
+            if blocks == 1 { "" } else { "s" }
+        );
+        let row = Row::new("sanger_scan", variant, &shape, seed);
+        rows.push(match run() {
+            Ok(got) => row.compare(&got, &want, tol),
+            Err(e) => row.fail(e),
+        });
+    }
+    rows
+}

@@ -67,6 +67,11 @@ pub const FAMILIES: &[Family] = &[
         run: kernels::pool_checks,
     },
     Family {
+        name: "sanger_scan",
+        about: "Sanger's update by running reconstruction, in neuron blocks",
+        run: kernels::sanger_scan_checks,
+    },
+    Family {
         name: "norm",
         about: "batch normalisation, training and evaluation",
         run: kernels::norm_checks,

@@ -350,6 +350,9 @@ pub fn rule_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 Err((seed, e)) => rows.push(Row::new(name, "reference", &shape, seed).fail(e)),
                 Ok((seed, case, want, separated)) => {
                     for rule_variant in RuleVariant::ALL {
+                        if !rule_variant.applies_to(&case.rule.preset) {
+                            continue;
+                        }
                         let variant = format!(
                             "{} {}",
                             rule_variant.label(),

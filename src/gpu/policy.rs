@@ -21,6 +21,16 @@ use crate::error::{HebbError, Result};
 /// The environment variable that overrides the policy's kind.
 pub const POLICY_ENV: &str = "HEBB_POLICY";
 
+/// `DevicePolicy::sanger_scan_cost` under the cpu kind. Measured on lavapipe (Mesa 25.0.7, 2
+/// cores shared with a training run), `hebb bench rules --only fc5`: the step's GEMMs, 41 G
+/// multiply-adds, took 7.3 s (5.6 G/s); the step with the scan, 0.72 s, of which about 0.61 s
+/// for the scan's 1.2 G (2.0 G/s). 2.8x per multiply-add, rounded up.
+const SCAN_COST_CPU: f64 = 4.0;
+/// `DevicePolicy::sanger_scan_cost` under the gpu kind: not measured (no GPU was at hand). A
+/// GPU's tiled GEMM keeps thousands of lanes busy where the scan keeps D; 16 takes the scan
+/// only where it saves more than an order of magnitude of work (Lagani's fc5: 33x).
+const SCAN_COST_GPU: f64 = 16.0;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyKind {
@@ -85,6 +95,12 @@ pub struct DevicePolicy {
     /// (llvmpipe: 65,535, all loops of the invocation together, silently). A fact of the
     /// driver, the same under either kind; launchers split their work below it or refuse.
     pub loop_iteration_limit: Option<u64>,
+    /// The price of one multiply-add of Sanger's running-reconstruction update
+    /// (`kernels::sanger_scan`) in GEMM multiply-adds: the rule takes that order where
+    /// cost·2·N·C·D is below the GEMM order's C²·(N + D) + N·C·D (`sanger_by_scan`). The
+    /// scan runs one invocation per input column with a sequential walk over the neurons, so
+    /// it keeps far fewer lanes busy than a tiled GEMM.
+    pub sanger_scan_cost: f64,
 }
 
 impl DevicePolicy {
@@ -118,7 +134,22 @@ impl DevicePolicy {
             subgroup_competition_from: if cpu { 1024 } else { 0 },
             fused_projection: !cpu,
             loop_iteration_limit,
+            sanger_scan_cost: if cpu { SCAN_COST_CPU } else { SCAN_COST_GPU },
         }
+    }
+
+    /// Whether Sanger's update of an N-row batch on a C x D layer runs as the running
+    /// reconstruction (`kernels::sanger_scan`) rather than the GEMMs GᵀX, GᵀG and
+    /// tril(GᵀG)·W: where it costs less by `sanger_scan_cost`, and where one neuron's step
+    /// over the rows fits the driver's loop budget.
+    pub fn sanger_by_scan(&self, n: usize, c: usize, d: usize) -> bool {
+        let (n, c, d) = (n as f64, c as f64, d as f64);
+        let scan = self.sanger_scan_cost * 2.0 * n * c * d;
+        let gemm = c * c * (n + d) + n * c * d;
+        let fits = self.loop_iteration_limit.is_none_or(|limit| {
+            crate::kernels::sanger_scan::scan_iterations(n as usize, 1) <= limit
+        });
+        scan < gemm && fits
     }
 
     /// One line per choice, as `hebb info` prints them.
@@ -143,6 +174,10 @@ impl DevicePolicy {
             format!(
                 "fused projection + competition: {}",
                 if self.fused_projection { "on" } else { "off" }
+            ),
+            format!(
+                "Sanger's update: running reconstruction where it costs under 1/{} of the GEMMs",
+                self.sanger_scan_cost
             ),
             format!(
                 "loop iteration limit: {}",

@@ -16,6 +16,7 @@ pub mod optim;
 pub mod pool;
 pub mod projection_competition;
 pub mod reduce;
+pub mod sanger_scan;
 pub mod spiking;
 
 use crate::error::{HebbError, Result};
@@ -110,6 +111,12 @@ pub const HEBBIAN_NAIVE_WGSL: Shader = Shader {
     requires: wgpu::Features::empty(),
     launcher_checks_bounds: true,
 };
+pub const SANGER_SCAN_WGSL: Shader = Shader {
+    name: "sanger_scan",
+    source: include_str!("../../shaders/sanger_scan.wgsl"),
+    requires: wgpu::Features::empty(),
+    launcher_checks_bounds: true,
+};
 pub const OPTIM_WGSL: Shader = Shader {
     name: "optim",
     source: concat!(
@@ -178,6 +185,7 @@ pub const ALL_SHADERS: &[Shader] = &[
     COMPETITION_SUBGROUP_WGSL,
     PROJECTION_COMPETITION_WGSL,
     HEBBIAN_NAIVE_WGSL,
+    SANGER_SCAN_WGSL,
     OPTIM_WGSL,
     IM2COL_WGSL,
     CONV_WGSL,

@@ -95,6 +95,9 @@ struct Buffers {
     /// Naive path: rows per chunk and the chunk's materialised terms.
     chunk: usize,
     terms: Tensor,
+    /// Sanger's running reconstruction R (rows x D), where the rule updates by
+    /// `kernels::sanger_scan`.
+    recon: Option<Tensor>,
 }
 
 pub struct GpuRule {
@@ -132,6 +135,9 @@ pub struct GpuRule {
     fused_update: bool,
     /// Whether the adapter can run the epilogues (`gemm::update_epilogues_available`).
     epilogues_available: bool,
+    /// Sanger's family: ΔW by the running reconstruction (`kernels::sanger_scan`) instead of
+    /// the GEMMs, as `DevicePolicy::sanger_by_scan` chooses for the layer's largest batch.
+    sanger_scan: bool,
     /// Whether the last step wrote ΔW (a fused update leaves it out unless asked).
     wrote_dw: bool,
     bufs: Buffers,
@@ -292,6 +298,9 @@ impl GpuRule {
         let projection = plan_for_buffers.filter(|_| fused_projection_by_default(ctx));
         let epilogues_available = gemm::update_epilogues_available(ctx);
         let t = |label: &str, len: usize| Tensor::empty(ctx, label, &[len.max(1)], DType::F32);
+        let sanger_scan = path == UpdatePath::Fused
+            && config.preset.update_family() == UpdateFamily::Sanger
+            && ctx.policy.sanger_by_scan(rows, c, d);
         let bufs = Buffers {
             rows,
             u: t("U", nc)?,
@@ -325,6 +334,10 @@ impl GpuRule {
                 )?,
                 UpdatePath::Fused => t("naive terms (unused)", 1)?,
             },
+            recon: match sanger_scan {
+                true => Some(t("Sanger reconstruction", rows * d)?),
+                false => None,
+            },
         };
         Ok(Self {
             w: Tensor::from_f32(ctx, "W", &[c, d], &init.w)?,
@@ -349,6 +362,7 @@ impl GpuRule {
             wrote_u_y: false,
             fused_update: path == UpdatePath::Fused && epilogues_available,
             epilogues_available,
+            sanger_scan,
             wrote_dw: false,
             config,
             path,
@@ -412,6 +426,30 @@ impl GpuRule {
             self.projection = None;
         }
         self.projection.is_some()
+    }
+
+    /// Whether Sanger's update runs as the running reconstruction (`kernels::sanger_scan`).
+    pub fn sanger_scan(&self) -> bool {
+        self.sanger_scan
+    }
+
+    /// Switches Sanger's running-reconstruction update on (the fused path of Sanger's family
+    /// only, where one neuron's step fits the loop budget) or off, whatever the policy chose.
+    /// Returns whether it is on.
+    pub fn set_sanger_scan(&mut self, ctx: &GpuContext, on: bool) -> Result<bool> {
+        let rows = self.bufs.rows;
+        let fits = ctx
+            .loop_iteration_limit()
+            .is_none_or(|limit| crate::kernels::sanger_scan::scan_iterations(rows, 1) <= limit);
+        self.sanger_scan = on
+            && fits
+            && self.path == UpdatePath::Fused
+            && self.config.preset.update_family() == UpdateFamily::Sanger;
+        if self.sanger_scan && self.bufs.recon.is_none() {
+            let t = Tensor::empty(ctx, "Sanger reconstruction", &[rows * self.d], DType::F32)?;
+            self.bufs.recon = Some(t);
+        }
+        Ok(self.sanger_scan)
     }
 
     /// Whether the update GEMM folds the rest of the update into its epilogue (on by default on

@@ -5,13 +5,17 @@
 //! ```
 //!
 //! s = 1/N (÷√D with Lagani's `adaptive_step`). The default path forms the decay product
-//! first, so the s·GᵀX GEMM adds it as β·C and applies SGD or Adam in its epilogue.
+//! first, so the s·GᵀX GEMM adds it as β·C and applies SGD or Adam in its epilogue. Where the
+//! batch has far fewer rows than the layer has neurons (Lagani's fc5: 64 rows, 4,096 neurons)
+//! the same ΔW comes from a running reconstruction instead (`kernels::sanger_scan`), in
+//! 2·N·C·D multiply-adds rather than C²·(N + D) + N·C·D.
 
 use super::{GpuRule, StepInput, Stepped, UpdateLeft, UpdatePath};
 use crate::error::Result;
 use crate::gpu::{Recorder, Tensor};
 use crate::kernels::gemm::{self, Gemm};
 use crate::kernels::hebbian::{self, Competition};
+use crate::kernels::sanger_scan;
 use crate::rules::preset::{DemoActivation, Preset};
 
 impl GpuRule {
@@ -55,10 +59,15 @@ impl GpuRule {
             ref other => unreachable!("{other:?} is not in Sanger's family"),
         };
         // Update: ΔW = s·GᵀX − s·tril(GᵀG)·W.
-        let left = if self.path == UpdatePath::Naive {
-            self.sanger_naive(rec, input.x, n, s)?
-        } else {
-            self.sanger_update(rec, input.x, n, s)?
+        let left = match (&self.bufs.recon, self.path) {
+            (_, UpdatePath::Naive) => self.sanger_naive(rec, input.x, n, s)?,
+            (Some(recon), _) if self.sanger_scan => {
+                sanger_scan::sanger_scan(rec, &b.g, input.x, &self.w, recon, &b.dw, n, c, d, s)?;
+                // Linear in the rows, as below: the ranks' ΔW sum to the global batch's.
+                rec.all_reduce(&[&b.dw])?;
+                UpdateLeft::Delta
+            }
+            _ => self.sanger_update(rec, input.x, n, s)?,
         };
         Ok(Stepped { left, wrote_u_y })
     }
