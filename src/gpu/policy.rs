@@ -26,10 +26,11 @@ pub const POLICY_ENV: &str = "HEBB_POLICY";
 /// multiply-adds, took 7.3 s (5.6 G/s); the step with the scan, 0.72 s, of which about 0.61 s
 /// for the scan's 1.2 G (2.0 G/s). 2.8x per multiply-add, rounded up.
 const SCAN_COST_CPU: f64 = 4.0;
-/// `DevicePolicy::sanger_scan_cost` under the gpu kind: not measured (no GPU was at hand). A
-/// GPU's tiled GEMM keeps thousands of lanes busy where the scan keeps D; 16 takes the scan
-/// only where it saves more than an order of magnitude of work (Lagani's fc5: 33x).
-const SCAN_COST_GPU: f64 = 16.0;
+/// `DevicePolicy::sanger_scan_cost` under the gpu kind: not measured (no GPU was at hand). The
+/// scan keeps D lanes busy, each walking C·N steps in order (fc5: 2,304 lanes of 262,144
+/// steps), where a tiled GEMM keeps the whole device busy; so a GPU keeps the GEMM order
+/// unless the scan saves more than 64x the work (fc5 saves 33x: GEMMs on a GPU).
+const SCAN_COST_GPU: f64 = 64.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

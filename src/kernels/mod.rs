@@ -226,7 +226,7 @@ pub(crate) fn need(t: &Tensor, len: usize, role: &str) -> Result<()> {
     t.expect_len(len, role)
 }
 
-/// Outputs that alias no input and (two of them) each other, or an error naming them.
+/// Outputs that alias no input and no other output, or an error naming them.
 pub(crate) fn distinct_outputs(
     kernel: &str,
     inputs: &[&Tensor],
@@ -242,11 +242,16 @@ pub(crate) fn distinct_outputs(
             }
         }
     }
-    if outputs.len() == 2 && outputs[0].buffer == outputs[1].buffer {
-        return Err(HebbError::Launch {
-            kernel: kernel.into(),
-            message: "the two outputs must be different tensors".into(),
-        });
+    for (k, o) in outputs.iter().enumerate() {
+        if let Some(other) = outputs[..k].iter().find(|p| p.buffer == o.buffer) {
+            return Err(HebbError::Launch {
+                kernel: kernel.into(),
+                message: format!(
+                    "outputs {} and {} must be different tensors",
+                    other.label, o.label
+                ),
+            });
+        }
     }
     Ok(())
 }

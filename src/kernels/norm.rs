@@ -261,8 +261,14 @@ pub fn batch_norm_backward(
     }
     if g.training || affine.is_some() {
         // bn_backward_stats and bn_backward_affine: one invocation per channel walks the
-        // batch's planes once.
-        let iterations = (g.batch as u64) * (g.plane as u64 + 1);
+        // batch's planes once (the latter after the modified BN's mean of the running
+        // variances: C/256 loads and 8 tree steps).
+        let mean_var = if g.modified {
+            g.channels.div_ceil(256) as u64 + 8
+        } else {
+            0
+        };
+        let iterations = (g.batch as u64) * (g.plane as u64 + 1) + mean_var;
         let work = format!("gradient statistics over {} images of {}", g.batch, g.plane);
         check_loop_budget(ctx, "bn_backward_stats", iterations, &work)?;
     }

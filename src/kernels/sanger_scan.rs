@@ -69,6 +69,12 @@ pub fn sanger_scan(
     s: f32,
 ) -> Result<()> {
     let ctx: &GpuContext = rec.ctx;
+    if n == 0 || c == 0 || d == 0 {
+        return Err(crate::error::HebbError::Launch {
+            kernel: "sanger_scan".into(),
+            message: format!("empty shape: {n} rows, {c} neurons, {d} inputs"),
+        });
+    }
     need(g, n * c, "G")?;
     need(x, n * d, "X")?;
     need(w, c * d, "W")?;

@@ -172,11 +172,11 @@ pub fn hold_out(
 /// Mersenne Twister seeded by `init_by_array` with the seed's 32-bit words (least significant
 /// first), then Fisher–Yates from the end, each j = `_randbelow(i + 1)` drawn by rejection from
 /// the top k = bit_length(i + 1) bits of one 32-bit output (`getrandbits(k)`, k ≤ 32).
-/// More than 2^32 items (which need CPython's multi-word `getrandbits`) are refused.
+/// 2^32 items or more (which need CPython's multi-word `getrandbits`) are refused.
 pub fn python_shuffle<T>(items: &mut [T], seed: u64) -> std::result::Result<(), String> {
-    if items.len() as u64 > 1 << 32 {
+    if items.len() as u64 >= 1 << 32 {
         return Err(format!(
-            "a Python-shuffle split of {} items: at most 2^32 are supported",
+            "a Python-shuffle split of {} items: fewer than 2^32 are supported",
             items.len()
         ));
     }
@@ -235,7 +235,7 @@ pub fn split_items(
             let keep = if label_fraction >= 1.0 {
                 rest
             } else {
-                ((rest as f64 * label_fraction).round() as usize).clamp(1, rest)
+                ((rest as f64 * label_fraction).round() as usize).clamp(rest.min(1), rest)
             };
             let mut labeled = order[..keep].to_vec();
             let mut train = order[..rest].to_vec();

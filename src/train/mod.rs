@@ -48,7 +48,8 @@ pub struct Overrides {
     pub label_fraction: Option<f64>,
     /// Use only the first N training and N test items.
     pub limit: Option<usize>,
-    /// The recipe's seed (weights, data order, label subset, validation split).
+    /// The recipe's seed (weights, data order; the label subset and validation split too,
+    /// unless `data.split` draws them from a seed of its own).
     #[serde(default)]
     pub seed: Option<u64>,
 }
