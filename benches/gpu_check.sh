@@ -103,8 +103,8 @@ if [ $quick = 1 ]; then
   step conformance 300 "$hebb" conformance --only pool,norm,layout --json "$out/conformance.json"
   step cases 300 "$hebb" conformance --cases kernels-tests/cases --json "$out/cases.json"
   step bench-gemm 120 "$hebb" bench gemm --sizes 64 --no-naive --samples 1 --sample-seconds 0.01 --json "$out/bench-gemm.json"
-  step bench-rules 300 "$hebb" bench rules --only hpca --no-naive --samples 1 --sample-seconds 0.01 --json "$out/bench-rules.json"
-  step bench-roofline 300 "$hebb" bench roofline --sizes 128 --only hpca --samples 1 --sample-seconds 0.01 --json "$out/bench-roofline.json"
+  step bench-rules 300 "$hebb" bench rules --only "model_6l conv2" --no-naive --samples 1 --sample-seconds 0.01 --json "$out/bench-rules.json"
+  step bench-roofline 300 "$hebb" bench roofline --sizes 128 --only "model_6l conv2" --samples 1 --sample-seconds 0.01 --json "$out/bench-roofline.json"
   step bench-train 300 "$hebb" bench train default --steps 1
   if [ -n "$cifar" ]; then
     step train-softhebb-cifar10 600 "$hebb" train softhebb-cifar10 --seed 0 --data "$cifar" --limit 20 --epochs 1 --quiet --out "$out/softhebb-cifar10"
