@@ -91,8 +91,8 @@ fn check(ctx: &GpuContext, affine: bool) {
         net.classifier.w.to_f32_vec(ctx).unwrap(),
         net.classifier.b.to_f32_vec(ctx).unwrap(),
     );
-    // The three batch norms (layer 0 output, layer 1 output, layer 2 input): γ in [0.5, 1.5],
-    // β in [−0.5, 0.5].
+    // The three batch norms (layer 0 output, layer 1 output, layer 2 input), γ and β drawn
+    // away from the identity.
     let bns = |net: &Network| {
         [
             net.layers[0].output_bn.as_ref().unwrap(),
@@ -111,11 +111,7 @@ fn check(ctx: &GpuContext, affine: bool) {
         ];
         for (k, bn) in all.into_iter().enumerate() {
             let bn = bn.as_ref().unwrap();
-            let c = bn.channels;
-            let r = hebb::conformance::random_f32(seed ^ (7 + k as u64), 2 * c);
-            let v: Vec<f32> = (0..2 * c)
-                .map(|i| if i < c { 1.0 + 0.5 * r[i] } else { 0.5 * r[i] })
-                .collect();
+            let v = hebb::conformance::random_affine(seed ^ (7 + k as u64), bn.channels);
             bn.affine.as_ref().unwrap().write_f32(ctx, &v).unwrap();
         }
     }

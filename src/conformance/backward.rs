@@ -332,19 +332,7 @@ fn norm_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 .iter()
                 .map(|v| 1.0 + 0.5 * v)
                 .collect();
-            // γ in [0.5, 1.5] and β in [−0.5, 0.5] (γ then β).
-            let gamma_beta: Option<Vec<f32>> = affine.then(|| {
-                let r = random_f32(seed ^ 4, 2 * channels);
-                (0..2 * channels)
-                    .map(|i| {
-                        if i < channels {
-                            1.0 + 0.5 * r[i]
-                        } else {
-                            0.5 * r[i]
-                        }
-                    })
-                    .collect()
-            });
+            let gamma_beta = affine.then(|| crate::conformance::random_affine(seed ^ 4, channels));
             let affine64 = gamma_beta.as_deref().map(widen);
             let (mut rm64, mut rv64) = (widen(&rm), widen(&rv));
             let x64 = widen(&x);

@@ -1313,19 +1313,7 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 if affine { " affine" } else { "" }
             );
             let shape = [("b", batch), ("c", channels), ("hw", plane)];
-            // γ in [0.5, 1.5] and β in [−0.5, 0.5] (γ then β).
-            let gamma_beta: Option<Vec<f32>> = affine.then(|| {
-                let r = random_f32(seed ^ 3, 2 * channels);
-                (0..2 * channels)
-                    .map(|i| {
-                        if i < channels {
-                            1.0 + 0.5 * r[i]
-                        } else {
-                            0.5 * r[i]
-                        }
-                    })
-                    .collect()
-            });
+            let gamma_beta = affine.then(|| crate::conformance::random_affine(seed ^ 3, channels));
             let affine64 = gamma_beta.as_deref().map(widen);
             // Shifted and scaled so normalising does real work.
             let x: Vec<f32> = random_f32(seed, batch * channels * plane)

@@ -274,6 +274,21 @@ pub fn random_f32(seed: u64, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
+/// A batch norm's affine parameters for checks, drawn by `seed`: γ in [0.5, 1.5] (C) then β in
+/// [−0.5, 0.5] (C), away from the identity.
+pub fn random_affine(seed: u64, channels: usize) -> Vec<f32> {
+    let r = random_f32(seed, 2 * channels);
+    (0..2 * channels)
+        .map(|i| {
+            if i < channels {
+                1.0 + 0.5 * r[i]
+            } else {
+                0.5 * r[i]
+            }
+        })
+        .collect()
+}
+
 /// Derives the seed of check `index` from the run's seed (SplitMix64 step).
 pub fn derive_seed(base: u64, index: u64) -> u64 {
     let mut z = base.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));

@@ -23,8 +23,9 @@ pub const POLICY_ENV: &str = "HEBB_POLICY";
 
 /// `DevicePolicy::sanger_scan_cost` under the cpu kind. Measured on lavapipe (Mesa 25.0.7, 2
 /// cores shared with a training run), `hebb bench rules --only fc5`: the step's GEMMs, 41 G
-/// multiply-adds, took 7.3 s (5.6 G/s); the step with the scan, 0.72 s, of which about 0.61 s
-/// for the scan's 1.2 G (2.0 G/s). 2.8x per multiply-add, rounded up.
+/// multiply-adds, took 7.3 s (5.6 G/s); the whole step with the scan took 0.72 s. Charging
+/// all of it to the scan's 1.2 G gives 1.7 G/s, at most 3.3x the GEMMs' cost per
+/// multiply-add; 4 rounds that bound up.
 const SCAN_COST_CPU: f64 = 4.0;
 /// `DevicePolicy::sanger_scan_cost` under the gpu kind: not measured (no GPU was at hand). The
 /// scan keeps D lanes busy, each walking C·N steps in order (fc5: 2,304 lanes of 262,144
