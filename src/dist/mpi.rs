@@ -31,7 +31,13 @@ impl MpiGroup {
         let local_rank = node.rank() as usize;
         let local_size = node.size() as usize;
         let library = mpi::environment::library_version()
-            .map(|v| v.lines().next().unwrap_or_default().trim().to_string())
+            // Open MPI's string can end in a NUL and a stray byte past it.
+            .map(|v| {
+                let first = v.lines().next().unwrap_or_default();
+                first
+                    .trim_matches(|c: char| c.is_whitespace() || c.is_control() || c == '\u{FFFD}')
+                    .to_string()
+            })
             .unwrap_or_else(|_| "MPI".into());
         Some(Self {
             _universe: universe,

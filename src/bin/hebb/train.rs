@@ -177,12 +177,16 @@ fn train_in(
     }
     let ctx = GpuContext::new(&adapter.choice_in(&*group)?)?;
     if size > 1 {
-        eprintln!(
-            "rank {rank} of {size} ({}; local rank {}): {}",
+        // One write(2) per line: the ranks share the terminal (or mpirun's pipe), and a
+        // line written in pieces interleaves with the other ranks' lines. Writes under
+        // PIPE_BUF (4 KiB) to a pipe are atomic.
+        let line = format!(
+            "rank {rank} of {size} ({}; local rank {}): {}\n",
             group.describe(),
             group.local_rank(),
             ctx.adapter_name()
         );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
     let stop = Arc::new(AtomicBool::new(false));
     {
