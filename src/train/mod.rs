@@ -32,7 +32,7 @@ use crate::error::{HebbError, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::elementwise::dropout_hash;
 use crate::kernels::reduce::{self, ReduceOp};
-use crate::nn::layer::copy_prefix;
+use crate::nn::layer::{BnState, copy_prefix};
 use crate::nn::network::FineTuneStep;
 use crate::nn::network::Network;
 use crate::nn::recipe::{FineTuneFrom, HebbLrSchedule, Normalize, Recipe, Schedule, Selection};
@@ -264,6 +264,8 @@ impl Stage {
 
 /// Hebbian batches between checks that the weights are finite (each check is a readback).
 const FINITE_CHECK_EVERY: usize = 32;
+/// Finite-check slots per Hebbian layer: W, the input BN's γ, β, the output BN's γ, β.
+const FINITE_SLOTS: usize = 3;
 
 fn stages(recipe: &Recipe) -> Vec<Stage> {
     let from_random = recipe
@@ -1049,9 +1051,11 @@ impl<'a> Trainer<'a> {
             &[net.capacity * net.feature_len()],
             DType::F32,
         )?;
-        // One slot per Hebbian layer; the classifier checks its own weights in its report.
-        let check = Tensor::empty(ctx, "finite check", &[recipe.layers.len()], DType::F32)?;
-        let sums = (0..recipe.layers.len())
+        // FINITE_SLOTS slots per Hebbian layer (W, then the fine-tuned γ, β of its input and
+        // output batch norms); the classifier checks its own weights in its report.
+        let slots = FINITE_SLOTS * recipe.layers.len();
+        let check = Tensor::empty(ctx, "finite check", &[slots], DType::F32)?;
+        let sums = (0..slots)
             .map(|i| Tensor::empty(ctx, &format!("Σw² {i}"), &[1], DType::F32))
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -1324,8 +1328,8 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// Errors, naming the layer, if a learning layer's weights hold NaN or Inf (one readback
-    /// for all layers).
+    /// Errors, naming the layer and tensor, if a learning layer's weights, or the γ, β its
+    /// batch norms fine-tune, hold NaN or Inf (one readback for all layers).
     fn weights_finite(
         &self,
         learning: &[usize],
@@ -1333,23 +1337,40 @@ impl<'a> Trainer<'a> {
         epoch: usize,
         batch: usize,
     ) -> Result<()> {
+        let checked = |i: usize| {
+            let layer = &self.net.layers[i];
+            fn affine(bn: &Option<BnState>) -> Option<&Tensor> {
+                bn.as_ref().and_then(|bn| bn.affine.as_ref())
+            }
+            [
+                ("weights", Some(&layer.rule.w)),
+                ("input batch norm's γ, β", affine(&layer.input_bn)),
+                ("output batch norm's γ, β", affine(&layer.output_bn)),
+            ]
+        };
         let mut rec = Recorder::new(self.ctx);
         for &i in learning {
-            self.finite_check(&mut rec, i, &self.net.layers[i].rule.w)?;
+            for (k, (_, t)) in checked(i).into_iter().enumerate() {
+                if let Some(t) = t {
+                    self.finite_check(&mut rec, FINITE_SLOTS * i + k, t)?;
+                }
+            }
         }
         rec.submit();
         let sums = self.check.to_f32_vec(self.ctx)?;
         for &i in learning {
-            if !sums[i].is_finite() {
-                return Err(HebbError::Divergence {
-                    stage: format!("layer {i} ({})", self.recipe.layers[i].rule.name),
-                    message: format!(
-                        "weights became NaN/Inf at {} epoch {epoch}, by batch {batch} (rule step {}); training stopped, the last good checkpoint in {} is kept",
-                        stage.label(),
-                        self.net.layers[i].rule.optimizer_state().2,
-                        self.opts.out.display()
-                    ),
-                });
+            for (k, (what, t)) in checked(i).into_iter().enumerate() {
+                if t.is_some() && !sums[FINITE_SLOTS * i + k].is_finite() {
+                    return Err(HebbError::Divergence {
+                        stage: format!("layer {i} ({})", self.recipe.layers[i].rule.name),
+                        message: format!(
+                            "{what} became NaN/Inf at {} epoch {epoch}, by batch {batch} (rule step {}); training stopped, the last good checkpoint in {} is kept",
+                            stage.label(),
+                            self.net.layers[i].rule.optimizer_state().2,
+                            self.opts.out.display()
+                        ),
+                    });
+                }
             }
         }
         Ok(())
