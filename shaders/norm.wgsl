@@ -15,11 +15,17 @@
 //   bn_backward_apply:  dx = f_c·γ_c / s_c · (dy − mean(dy) − x̂ · mean(dy·x̂)) (γ_c = 1 without
 //                       affine parameters);
 //   bn_backward_affine: grad_affine = (∂L/∂γ, ∂L/∂β) = f_c · (Σ dy·x̂, Σ dy) over (B, H, W).
+// Chunked walks (flags bit 4), where one invocation may not walk a channel's B·H·W values (a
+// driver's loop budget): the channel's values, in (b, i) order, split into `chunks` runs of
+// `chunk`; bn_chunk_moments writes each run's (mean, Σ(x − run mean)²) and bn_chunk_dy_sums its
+// (Σ dy, Σ dy·x̂) to `partials` (C, chunks, 2), and the per-channel entries combine them: the
+// moments by Chan et al.'s pairwise update, n = n_a + n_b, δ = mean_b − mean_a,
+// mean = mean_a + δ·n_b/n, M2 = M2_a + M2_b + δ²·n_a·n_b/n; the sums by adding.
 // Bounds: channels c < C, elements e < B·C·H·W; the launcher checks every extent.
 
 struct NormParams {
     batch: u32, channels: u32, plane: u32, flags: u32,
-    momentum: f32, eps: f32, _pad0: f32, _pad1: f32,
+    momentum: f32, eps: f32, chunks: u32, chunk: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
@@ -33,6 +39,7 @@ struct NormParams {
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(9) var<storage, read> affine: array<f32>;
 @group(0) @binding(10) var<storage, read_write> grad_affine: array<f32>;
+@group(0) @binding(11) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -65,20 +72,114 @@ fn scale_of(c: u32) -> f32 {
     return affine[c];
 }
 
-// (Σ dy, Σ dy·x̂) of channel c over (B, H, W), x̂ from this pass's `stats`.
-fn channel_dy_sums(c: u32) -> vec2<f32> {
+// Flags bit 4: the statistics walk in chunks (`partials`).
+fn chunked() -> bool { return (p.flags & 16u) != 0u; }
+
+// A walk over channel c's values in (b, i) order: `e` indexes x (B, C, H, W), `i` is the
+// position in the plane; one division at the start, none per step.
+struct Walk { e: u32, i: u32, }
+
+fn walk_from(c: u32, j: u32) -> Walk {
+    let i = j % p.plane;
+    return Walk(((j / p.plane) * p.channels + c) * p.plane + i, i);
+}
+
+fn walk_next(w: Walk) -> Walk {
+    if (w.i + 1u < p.plane) { return Walk(w.e + 1u, w.i + 1u); }
+    return Walk(w.e + 1u + (p.channels - 1u) * p.plane, 0u);
+}
+
+// The values [lo, hi) of channel c that chunk t = c·chunks + k walks.
+fn chunk_range(t: u32) -> vec2<u32> {
+    let lo = (t % p.chunks) * p.chunk;
+    return vec2<u32>(lo, min(lo + p.chunk, p.batch * p.plane));
+}
+
+// (Σ dy, Σ dy·x̂) of channel c over its values [lo, hi), x̂ from this pass's `stats`.
+fn dy_sums(c: u32, lo: u32, hi: u32) -> vec2<f32> {
     let mu = stats[c];
     let s = sqrt(stats[p.channels + c] + p.eps);
     var sum_dy = 0.0;
     var sum_dy_xhat = 0.0;
-    for (var b = 0u; b < p.batch; b++) {
-        let base = (b * p.channels + c) * p.plane;
-        for (var i = 0u; i < p.plane; i++) {
-            sum_dy += dy[base + i];
-            sum_dy_xhat += dy[base + i] * (x[base + i] - mu) / s;
-        }
+    var w = walk_from(c, lo);
+    for (var j = lo; j < hi; j++) {
+        sum_dy += dy[w.e];
+        sum_dy_xhat += dy[w.e] * (x[w.e] - mu) / s;
+        w = walk_next(w);
     }
     return vec2<f32>(sum_dy, sum_dy_xhat);
+}
+
+// (Σ dy, Σ dy·x̂) of channel c over (B, H, W): one walk, or the chunks' sums.
+fn channel_dy_sums(c: u32) -> vec2<f32> {
+    if (!chunked()) { return dy_sums(c, 0u, p.batch * p.plane); }
+    var sums = vec2<f32>(0.0, 0.0);
+    for (var k = 0u; k < p.chunks; k++) {
+        let t = c * p.chunks + k;
+        sums += vec2<f32>(partials[2u * t], partials[2u * t + 1u]);
+    }
+    return sums;
+}
+
+// (mean, Σ(x − mean)²) of channel c's values [lo, hi), two passes.
+fn moments(c: u32, lo: u32, hi: u32) -> vec2<f32> {
+    var sum = 0.0;
+    var w = walk_from(c, lo);
+    for (var j = lo; j < hi; j++) {
+        sum += x[w.e];
+        w = walk_next(w);
+    }
+    let mu = sum / f32(hi - lo);
+    var sq = 0.0;
+    w = walk_from(c, lo);
+    for (var j = lo; j < hi; j++) {
+        let t = x[w.e] - mu;
+        sq += t * t;
+        w = walk_next(w);
+    }
+    return vec2<f32>(mu, sq);
+}
+
+// One invocation per chunk t = c·chunks + k (flags bit 4).
+@compute @workgroup_size(64, 1, 1)
+fn bn_chunk_moments(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.y * nwg.x * 64u + gid.x;
+    if (t >= p.channels * p.chunks) { return; }
+    let r = chunk_range(t);
+    let m = moments(t / p.chunks, r.x, r.y);
+    partials[2u * t] = m.x;
+    partials[2u * t + 1u] = m.y;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_chunk_dy_sums(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.y * nwg.x * 64u + gid.x;
+    if (t >= p.channels * p.chunks) { return; }
+    let r = chunk_range(t);
+    let sums = dy_sums(t / p.chunks, r.x, r.y);
+    partials[2u * t] = sums.x;
+    partials[2u * t + 1u] = sums.y;
+}
+
+// (mean, Σ(x − mean)²) of channel c over (B, H, W): one walk, or the chunks' moments combined.
+fn channel_moments(c: u32) -> vec2<f32> {
+    if (!chunked()) { return moments(c, 0u, p.batch * p.plane); }
+    var n = 0.0;
+    var mu = 0.0;
+    var sq = 0.0;
+    for (var k = 0u; k < p.chunks; k++) {
+        let t = c * p.chunks + k;
+        let r = chunk_range(t);
+        let nb = f32(r.y - r.x);
+        let total = n + nb;
+        let delta = partials[2u * t] - mu;
+        mu += delta * nb / total;
+        sq += partials[2u * t + 1u] + delta * delta * n * nb / total;
+        n = total;
+    }
+    return vec2<f32>(mu, sq);
 }
 
 // flags: bit 0 training (batch statistics, update the running ones), bit 1 modified BN,
@@ -94,20 +195,9 @@ fn bn_stats(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let count = p.batch * p.plane;
-    var sum = 0.0;
-    for (var b = 0u; b < p.batch; b++) {
-        let base = (b * p.channels + c) * p.plane;
-        for (var i = 0u; i < p.plane; i++) { sum += x[base + i]; }
-    }
-    let mu = sum / f32(count);
-    var sq = 0.0;
-    for (var b = 0u; b < p.batch; b++) {
-        let base = (b * p.channels + c) * p.plane;
-        for (var i = 0u; i < p.plane; i++) {
-            let t = x[base + i] - mu;
-            sq += t * t;
-        }
-    }
+    let m = channel_moments(c);
+    let mu = m.x;
+    let sq = m.y;
     let biased = sq / f32(count);
     let unbiased = sq / f32(max(count, 2u) - 1u);
     stats[c] = mu;

@@ -189,8 +189,8 @@ fn bench_fine_tuning(
         ctx.wait()?;
         Ok(started.elapsed().as_secs_f64() / steps.max(1) as f64)
     };
-    // A launch this adapter refuses (llvmpipe's loop limit on a large batch norm plane) skips
-    // the rows with the reason, as a block fine-tuning cannot differentiate does.
+    // A launch this adapter refuses (a loop budget no split fits) skips the rows with the
+    // reason, as a block fine-tuning cannot differentiate does.
     let (forward, whole) = match time(net, false).and_then(|f| Ok((f, time(net, true)?))) {
         Ok(t) => t,
         Err(e) => {

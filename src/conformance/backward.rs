@@ -28,7 +28,9 @@
 //!   bound of `kernels` for K = N (dW) and K = C (dP), plus col2im's sum bound, times the
 //!   cancellation.
 
-use crate::conformance::kernels::{RAGGED, cancellation, gemm_tol, pool_cases, sum_tol};
+use crate::conformance::kernels::{
+    RAGGED, cancellation, chunked_label, gemm_tol, pool_cases, sum_tol,
+};
 use crate::conformance::{Row, U32, derive_seed, random_f32, widen};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
@@ -292,6 +294,8 @@ fn norm_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         (1, 7, 257),
         (2, 257, 3),
         (33, 2, 7),
+        // 66,625 values per channel: past llvmpipe's loop budget, walked in 5 chunks there.
+        (65, 2, 1025),
     ] {
         for (training, modified, affine) in [
             (true, false, false),
@@ -412,10 +416,11 @@ fn norm_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 Ok((widen(&dx.to_f32_vec(ctx)?), d_affine))
             };
             let variant = format!(
-                "{}{}{}",
+                "{}{}{}{}",
                 if training { "training" } else { "eval" },
                 if modified { " modified" } else { "" },
-                if affine { " affine" } else { "" }
+                if affine { " affine" } else { "" },
+                chunked_label(ctx, &g, training || affine)
             );
             let shape = [("batch", batch), ("channels", channels), ("plane", plane)];
             let row = Row::new("batch_norm_backward", variant.clone(), &shape, seed);

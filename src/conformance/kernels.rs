@@ -1287,6 +1287,8 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         // More channels than a workgroup: the modified BN's cooperative mean of the running
         // variances strides over them.
         (2, 257, 3),
+        // 66,625 values per channel: past llvmpipe's loop budget, walked in 5 chunks there.
+        (65, 2, 1025),
     ] {
         for (training, modified, affine) in [
             (true, false, false),
@@ -1307,10 +1309,11 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                 eps: 1e-5,
             };
             let variant = format!(
-                "{}{}{}",
+                "{}{}{}{}",
                 if training { "train" } else { "eval" },
                 if modified { " modified" } else { "" },
-                if affine { " affine" } else { "" }
+                if affine { " affine" } else { "" },
+                chunked_label(ctx, &g, training)
             );
             let shape = [("b", batch), ("c", channels), ("hw", plane)];
             let gamma_beta = affine.then(|| crate::conformance::random_affine(seed ^ 3, channels));
@@ -1426,6 +1429,15 @@ pub fn norm_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// " (N chunks)" where the pass walks its channels' values (`walks`) and this context walks
+/// them in chunks (`norm::StatisticsChunks`), else "".
+pub(crate) fn chunked_label(ctx: &GpuContext, g: &BatchNorm, walks: bool) -> String {
+    match norm::StatisticsChunks::for_pass(ctx, g) {
+        Some(k) if walks => format!(" ({} chunks)", k.chunks),
+        _ => String::new(),
+    }
 }
 
 /// κ = max over channels of mean|x_c| / σ_c for NCHW x (B, C, P), σ_c the biased standard

@@ -3,7 +3,8 @@
 //! Bindings: 0 uniform NormParams, 1 x (B, C, H, W), 2 running mean (C), 3 running variance
 //! (C), 4 this pass's statistics (2·C), 5 out (B, C, H, W), 9 γ then β (2·C); the backward
 //! pass: 6 dy (B, C, H, W), 7 its per-channel means (2·C), 8 dx (B, C, H, W), 10 ∂L/∂γ then
-//! ∂L/∂β (2·C).
+//! ∂L/∂β (2·C); 11 the chunked walks' partial results (C, chunks, 2), where a channel is walked
+//! in chunks (`StatisticsChunks`).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -24,8 +25,9 @@ pub struct NormParams {
     pub flags: u32,
     pub momentum: f32,
     pub eps: f32,
-    pub _pad0: f32,
-    pub _pad1: f32,
+    /// Chunks per channel of a chunked walk (flags bit 4), and values per chunk.
+    pub chunks: u32,
+    pub chunk: u32,
 }
 
 /// A batch-norm pass over `batch` x `channels` planes of `plane` = H·W elements.
@@ -60,6 +62,67 @@ impl BatchNorm {
 
 /// `NormParams::flags` bit 3: the pass has affine parameters (binding 9).
 const AFFINE: u32 = 8;
+
+/// `NormParams::flags` bit 4: the per-channel statistics walk in chunks (binding 11).
+const CHUNKED: u32 = 16;
+
+/// How the per-channel statistics walk a channel's B·H·W values where one invocation may not
+/// walk them all (a driver's loop budget, `GpuContext::loop_iteration_limit`): `chunks` runs of
+/// `chunk` values, one invocation each, whose partial results one invocation per channel then
+/// combines. Elsewhere one invocation walks the whole channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatisticsChunks {
+    pub chunk: usize,
+    pub chunks: usize,
+}
+
+impl StatisticsChunks {
+    /// The chunks of `g`'s walks on this context, or None where one invocation walks a whole
+    /// channel: the forward's two passes (2·B·H·W iterations) and the backward's one fit the
+    /// loop budget. A chunk is a quarter of the budget, so its two passes take half.
+    pub fn for_pass(ctx: &GpuContext, g: &BatchNorm) -> Option<Self> {
+        let limit = ctx.loop_iteration_limit()?;
+        let count = g.batch * g.plane;
+        // The walks' iterations plus the modified BN's mean of the running variances (C/256
+        // loads and 8 tree steps, in bn_backward_affine).
+        let walk = 2 * count as u64 + g.channels.div_ceil(256) as u64 + 8;
+        if walk <= limit {
+            return None;
+        }
+        let chunk = (limit / 4).max(1) as usize;
+        Some(Self {
+            chunk,
+            chunks: count.div_ceil(chunk),
+        })
+    }
+
+    /// Sets the uniform's chunk fields and flag, and returns the partial results' buffer:
+    /// the context's workspace, which the next dispatches read before any other launcher.
+    fn apply(
+        chunks: Option<Self>,
+        ctx: &GpuContext,
+        g: &BatchNorm,
+        params: &mut NormParams,
+        kernel: &str,
+    ) -> Result<std::sync::Arc<Tensor>> {
+        let Some(k) = chunks else {
+            // The combining entries declare binding 11; without chunks they never read it.
+            return ctx.spare();
+        };
+        let u = |what: &str, v: usize| to_u32(kernel, what, v);
+        params.flags |= CHUNKED;
+        params.chunks = u("chunks per channel", k.chunks)?;
+        params.chunk = u("values per chunk", k.chunk)?;
+        // Combining walks the chunks once per channel (after the modified BN's mean).
+        let combine = k.chunks as u64 + g.channels.div_ceil(256) as u64 + 8;
+        let work = format!(
+            "combining {} chunks of {} values per channel",
+            k.chunks, k.chunk
+        );
+        check_loop_budget(ctx, kernel, combine, &work)?;
+        ctx.workspace(2 * g.channels * k.chunks)
+    }
+}
 
 /// A batch norm's affine parameters in the backward pass: γ then β (2·C, read), and where
 /// ∂L/∂γ then ∂L/∂β go (2·C, written).
@@ -111,20 +174,29 @@ pub fn batch_norm(
             message: "empty input".into(),
         });
     }
-    if g.training {
-        // bn_stats: one invocation per channel walks the batch's planes twice.
-        let iterations = 2 * (g.batch as u64) * (g.plane as u64 + 1);
-        let work = format!("batch statistics over {} images of {}", g.batch, g.plane);
-        check_loop_budget(ctx, "bn_stats", iterations, &work)?;
-    }
     let u = |what: &str, v: usize| to_u32("batch_norm", what, v);
     let mut params = g.params("batch_norm")?;
+    // bn_stats: one invocation per channel walks its values twice, or combines the chunks
+    // that bn_chunk_moments walked.
+    let chunks = StatisticsChunks::for_pass(ctx, g).filter(|_| g.training);
+    let partials = StatisticsChunks::apply(chunks, ctx, g, &mut params, "bn_stats")?;
     let grouped = g.training && rec.group().is_some();
     if grouped {
         params.flags |= LOCAL_STATISTICS;
     }
     if affine.is_some() {
         params.flags |= AFFINE;
+    }
+    if let Some(k) = chunks {
+        let groups = grid_1d(ctx, u("chunks / 64", (g.channels * k.chunks).div_ceil(64))?);
+        record_dispatch(
+            rec,
+            &NORM_WGSL,
+            "bn_chunk_moments",
+            &params,
+            &[(1, x), (11, &partials)],
+            groups,
+        )?;
     }
     let uniform = rec.uniform(&params);
     let stats_pipeline = ctx
@@ -141,6 +213,7 @@ pub fn batch_norm(
             (2, running_mean.binding(ctx)?),
             (3, running_var.binding(ctx)?),
             (4, stats.binding(ctx)?),
+            (11, partials.binding(ctx)?),
         ],
     );
     rec.dispatch(&stats_pipeline, &bg, groups);
@@ -259,23 +332,26 @@ pub fn batch_norm_backward(
             &[grad_stats, dx],
         )?;
     }
-    if g.training || affine.is_some() {
-        // bn_backward_stats and bn_backward_affine: one invocation per channel walks the
-        // batch's planes once (the latter after the modified BN's mean of the running
-        // variances: C/256 loads and 8 tree steps).
-        let mean_var = if g.modified {
-            g.channels.div_ceil(256) as u64 + 8
-        } else {
-            0
-        };
-        let iterations = (g.batch as u64) * (g.plane as u64 + 1) + mean_var;
-        let work = format!("gradient statistics over {} images of {}", g.batch, g.plane);
-        check_loop_budget(ctx, "bn_backward_stats", iterations, &work)?;
-    }
     let u = |what: &str, v: usize| to_u32("batch_norm_backward", what, v);
     let mut params = g.params("batch_norm_backward")?;
     if affine.is_some() {
         params.flags |= AFFINE;
+    }
+    // bn_backward_stats and bn_backward_affine: one invocation per channel walks its values
+    // once, or sums the chunks that bn_chunk_dy_sums walked.
+    let walked = g.training || affine.is_some();
+    let chunks = StatisticsChunks::for_pass(ctx, g).filter(|_| walked);
+    let partials = StatisticsChunks::apply(chunks, ctx, g, &mut params, "bn_backward_stats")?;
+    if let Some(k) = chunks {
+        let groups = grid_1d(ctx, u("chunks / 64", (g.channels * k.chunks).div_ceil(64))?);
+        record_dispatch(
+            rec,
+            &NORM_WGSL,
+            "bn_chunk_dy_sums",
+            &params,
+            &[(1, x), (4, stats), (6, dy), (11, &partials)],
+            groups,
+        )?;
     }
     let groups = grid_1d(ctx, u("channels / 64", g.channels.div_ceil(64))?);
     record_dispatch(
@@ -283,7 +359,13 @@ pub fn batch_norm_backward(
         &NORM_WGSL,
         "bn_backward_stats",
         &params,
-        &[(1, x), (4, stats), (6, dy), (7, grad_stats)],
+        &[
+            (1, x),
+            (4, stats),
+            (6, dy),
+            (7, grad_stats),
+            (11, &partials),
+        ],
         groups,
     )?;
     if let Some(a) = affine {
@@ -293,7 +375,14 @@ pub fn batch_norm_backward(
             &NORM_WGSL,
             "bn_backward_affine",
             &params,
-            &[(1, x), (3, running_var), (4, stats), (6, dy), (10, a.grad)],
+            &[
+                (1, x),
+                (3, running_var),
+                (4, stats),
+                (6, dy),
+                (10, a.grad),
+                (11, &partials),
+            ],
             groups,
         )?;
     }
