@@ -96,20 +96,24 @@ impl StatisticsChunks {
         })
     }
 
-    /// Sets the uniform's chunk fields and flag, and returns the partial results' buffer:
-    /// the context's workspace, which the next dispatches read before any other launcher.
-    fn apply(
-        chunks: Option<Self>,
-        ctx: &GpuContext,
+    /// Where `g`'s pass walks its channels (`walks`) and this context needs chunks: sets the
+    /// uniform's chunk fields and flag and records `entry`, which writes each chunk's partial
+    /// results from `inputs`. Returns the buffer the combining entries bind at 11: the
+    /// context's workspace, which they read before any other launcher does, or a spare where
+    /// there are no chunks (they declare the binding but never read it).
+    fn record(
+        rec: &mut Recorder<'_>,
         g: &BatchNorm,
+        walks: bool,
         params: &mut NormParams,
-        kernel: &str,
+        entry: &'static str,
+        inputs: &[(u32, &Tensor)],
     ) -> Result<std::sync::Arc<Tensor>> {
-        let Some(k) = chunks else {
-            // The combining entries declare binding 11; without chunks they never read it.
+        let ctx = rec.ctx;
+        let Some(k) = Self::for_pass(ctx, g).filter(|_| walks) else {
             return ctx.spare();
         };
-        let u = |what: &str, v: usize| to_u32(kernel, what, v);
+        let u = |what: &str, v: usize| to_u32(entry, what, v);
         params.flags |= CHUNKED;
         params.chunks = u("chunks per channel", k.chunks)?;
         params.chunk = u("values per chunk", k.chunk)?;
@@ -119,8 +123,13 @@ impl StatisticsChunks {
             "combining {} chunks of {} values per channel",
             k.chunks, k.chunk
         );
-        check_loop_budget(ctx, kernel, combine, &work)?;
-        ctx.workspace(2 * g.channels * k.chunks)
+        check_loop_budget(ctx, entry, combine, &work)?;
+        let partials = ctx.workspace(2 * g.channels * k.chunks)?;
+        let mut bindings = inputs.to_vec();
+        bindings.push((11, &partials));
+        let groups = grid_1d(ctx, u("chunks / 64", (g.channels * k.chunks).div_ceil(64))?);
+        record_dispatch(rec, &NORM_WGSL, entry, params, &bindings, groups)?;
+        Ok(partials)
     }
 }
 
@@ -176,10 +185,6 @@ pub fn batch_norm(
     }
     let u = |what: &str, v: usize| to_u32("batch_norm", what, v);
     let mut params = g.params("batch_norm")?;
-    // bn_stats: one invocation per channel walks its values twice, or combines the chunks
-    // that bn_chunk_moments walked.
-    let chunks = StatisticsChunks::for_pass(ctx, g).filter(|_| g.training);
-    let partials = StatisticsChunks::apply(chunks, ctx, g, &mut params, "bn_stats")?;
     let grouped = g.training && rec.group().is_some();
     if grouped {
         params.flags |= LOCAL_STATISTICS;
@@ -187,17 +192,16 @@ pub fn batch_norm(
     if affine.is_some() {
         params.flags |= AFFINE;
     }
-    if let Some(k) = chunks {
-        let groups = grid_1d(ctx, u("chunks / 64", (g.channels * k.chunks).div_ceil(64))?);
-        record_dispatch(
-            rec,
-            &NORM_WGSL,
-            "bn_chunk_moments",
-            &params,
-            &[(1, x), (11, &partials)],
-            groups,
-        )?;
-    }
+    // bn_stats: one invocation per channel walks its values twice, or combines the chunks
+    // that bn_chunk_moments walked.
+    let partials = StatisticsChunks::record(
+        rec,
+        g,
+        g.training,
+        &mut params,
+        "bn_chunk_moments",
+        &[(1, x)],
+    )?;
     let uniform = rec.uniform(&params);
     let stats_pipeline = ctx
         .kernels
@@ -339,20 +343,14 @@ pub fn batch_norm_backward(
     }
     // bn_backward_stats and bn_backward_affine: one invocation per channel walks its values
     // once, or sums the chunks that bn_chunk_dy_sums walked.
-    let walked = g.training || affine.is_some();
-    let chunks = StatisticsChunks::for_pass(ctx, g).filter(|_| walked);
-    let partials = StatisticsChunks::apply(chunks, ctx, g, &mut params, "bn_backward_stats")?;
-    if let Some(k) = chunks {
-        let groups = grid_1d(ctx, u("chunks / 64", (g.channels * k.chunks).div_ceil(64))?);
-        record_dispatch(
-            rec,
-            &NORM_WGSL,
-            "bn_chunk_dy_sums",
-            &params,
-            &[(1, x), (4, stats), (6, dy), (11, &partials)],
-            groups,
-        )?;
-    }
+    let partials = StatisticsChunks::record(
+        rec,
+        g,
+        g.training || affine.is_some(),
+        &mut params,
+        "bn_chunk_dy_sums",
+        &[(1, x), (4, stats), (6, dy)],
+    )?;
     let groups = grid_1d(ctx, u("channels / 64", g.channels.div_ceil(64))?);
     record_dispatch(
         rec,
