@@ -395,3 +395,61 @@ fn fine_tuning_trains_and_resumes_to_the_same_weights() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Selecting by validation while fine-tuning, the test split is scored at the last epoch and,
+/// once at the end, on the selected epoch's checkpoint (`checkpoint-best.safetensors`): the
+/// reported accuracy is that checkpoint's, and no other epoch is scored.
+#[test]
+fn fine_tuning_scores_the_selected_epoch_once_at_the_end() {
+    use hebb::train::{self, Outcome};
+    let Some(ctx) = common::context("vulkan") else {
+        return;
+    };
+    let text = TINY_FT
+        .replace(
+            "dataset = \"mnist\"",
+            "dataset = \"mnist\"\nvalidation = 96",
+        )
+        .replace(
+            "epochs = 2\nbatch = 32",
+            "epochs = 5\nbatch = 32\nselect = \"best-validation\"",
+        );
+    let recipe = Recipe::parse(&text, Path::new("select.toml")).unwrap();
+    let out = common::scratch("finetune", "select");
+    let Outcome::Finished(m) = train::train(&ctx, &recipe, &text, &options(&out, None)).unwrap()
+    else {
+        panic!("the run stopped")
+    };
+    let epochs: Vec<_> = m
+        .epochs
+        .iter()
+        .filter(|r| r.stage == "classifier")
+        .collect();
+    assert_eq!(epochs.len(), 5);
+    let vals: Vec<f64> = epochs
+        .iter()
+        .map(|r| r.validation_accuracy.unwrap())
+        .collect();
+    let best = vals
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > vals[b] { i } else { b });
+    assert_eq!(m.selected_epoch, best, "validation {vals:?}");
+    for (i, r) in epochs.iter().enumerate() {
+        assert_eq!(
+            r.test_accuracy.is_some(),
+            i == best || i == 4,
+            "epoch {i} (selected {best}): {vals:?}"
+        );
+    }
+    assert_eq!(Some(m.test_accuracy), epochs[best].test_accuracy);
+    assert_eq!(Some(m.last_epoch_test_accuracy), epochs[4].test_accuracy);
+    let best_ck = out.join(train::BEST_FILE);
+    let e = train::evaluate_checkpoint(&ctx, &best_ck, None, Some(480), false).unwrap();
+    assert_eq!(e.evaluation.accuracy, m.test_accuracy);
+    // The run's own checkpoint stays the last epoch's, for a resume or a later stage.
+    let e = train::evaluate_checkpoint(&ctx, &out, None, Some(480), false).unwrap();
+    assert_eq!(e.evaluation.accuracy, m.last_epoch_test_accuracy);
+    eprintln!("selected epoch {} of 5: validation {vals:?}", best + 1);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1988,10 +1988,15 @@ impl<'a> Trainer<'a> {
                     .all(|best| v > best)
             });
             // Selecting by validation, the test split is scored only where the result can be
-            // reported: at a new best epoch and at the last one (as the authors' code tests
-            // the selected model only). That halves the evaluation of a fine-tuning epoch.
+            // reported: at the last epoch, and at a new best epoch; while fine-tuning in one
+            // process, the best epoch's score waits for `finish`, which scores the selected
+            // epoch's checkpoint once (as the authors' code tests the selected model only).
+            // A fine-tuning epoch's evaluation then reads the validation split alone. A
+            // process group scores as it goes: its ranks may not share rank 0's folder.
             let last = epoch + 1 == spec.epochs;
-            let test_accuracy = if spec.select != Selection::BestValidation || improved || last {
+            let deferred = fine_tune.is_some() && self.group().size() == 1;
+            let selecting = spec.select == Selection::BestValidation;
+            let test_accuracy = if !selecting || (improved && !deferred) || last {
                 Some(self.evaluate(test_cache.as_ref())?)
             } else {
                 None
@@ -2055,20 +2060,20 @@ impl<'a> Trainer<'a> {
             Some(a) => a,
             None => self.evaluate(None)?,
         };
-        // The classifier epochs, and the one reported.
-        let epochs: Vec<&EpochRecord> = self
-            .history
-            .iter()
-            .filter(|r| r.stage == Stage::Classifier.label())
+        // The classifier epochs (their indices in the history), and the one reported.
+        let classifier: Vec<usize> = (0..self.history.len())
+            .filter(|&i| self.history[i].stage == Stage::Classifier.label())
             .collect();
         let selection = self.recipe.classifier.select;
         let selected = match selection {
-            Selection::Last => epochs.len().saturating_sub(1),
-            Selection::BestValidation => epochs
+            Selection::Last => classifier.len().saturating_sub(1),
+            Selection::BestValidation => classifier
                 .iter()
                 .enumerate()
-                .fold(None::<(usize, f64)>, |best, (i, r)| {
-                    let v = r.validation_accuracy.unwrap_or(f64::NEG_INFINITY);
+                .fold(None::<(usize, f64)>, |best, (i, &h)| {
+                    let v = self.history[h]
+                        .validation_accuracy
+                        .unwrap_or(f64::NEG_INFINITY);
                     match best {
                         Some((_, b)) if b >= v => best,
                         _ => Some((i, v)),
@@ -2076,6 +2081,24 @@ impl<'a> Trainer<'a> {
                 })
                 .map_or(0, |(i, _)| i),
         };
+        // A selected epoch not scored yet (fine-tuning defers it): its checkpoint is scored now.
+        if let Some(&h) = classifier.get(selected)
+            && self.history[h].test_accuracy.is_none()
+            && selection == Selection::BestValidation
+        {
+            let best = self.opts.out.join(BEST_FILE);
+            checkpoint::load(&best)?.restore(self.ctx, &self.net)?;
+            let accuracy = self.evaluate(None)?;
+            self.say(&format!(
+                "selected epoch {} ({}): test {:.2}%",
+                selected + 1,
+                best.display(),
+                100.0 * accuracy
+            ));
+            self.history[h].test_accuracy = Some(accuracy);
+            self.write_curves()?;
+        }
+        let epochs: Vec<&EpochRecord> = classifier.iter().map(|&h| &self.history[h]).collect();
         let test_accuracy = epochs
             .get(selected)
             .and_then(|r| r.test_accuracy)
