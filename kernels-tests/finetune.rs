@@ -14,12 +14,14 @@ use hebb::nn::network::{FineTuneStep, Network};
 use hebb::nn::recipe::{ClassifierOptimizer, Recipe};
 use hebb::reference::backprop::{Net, Op};
 use hebb::reference::dense::Mat;
+use hebb::rules::preset::ForwardWeights;
 
 use crate::common;
 
 /// 2 x 9 x 9 inputs; a reflect-padded conv with SoftHebb's triangle, 4/2/1 max pooling and
 /// batch norm; an unpadded conv through Lagani's soft-WTA unit-norm weights w/‖w‖, relu, 2/1/1 average pooling (padding not counted) and
-/// Lagani's modified batch norm; an input batch norm, a linear block with tanh; the classifier
+/// Lagani's modified batch norm; an input batch norm, a linear block with unit-norm patches
+/// through Krotov's weights sign(w)·|w|^2.5 and tanh; the classifier
 /// with dropout 0.25. The rules never run: fine-tuning replaces them.
 const RECIPE: &str = r#"
 name = "fine-tune-check"
@@ -52,7 +54,8 @@ output_norm = "modified"
 kind = "linear"
 channels = 6
 input_norm = "batch"
-rule = { preset = "lagani/hpca", params = { adaptive_step = false, optimizer = { kind = "sgd", lr = 0.001, momentum = 0.0, nesterov = false, weight_decay = 0.0 } } }
+unit_norm_input = true
+rule = { preset = "krotov/hopfield", params = { p = 3.5, k = 2, delta = 0.4, prec = 1e-30, optimizer = { kind = "sgd", lr = 0.001, momentum = 0.0, nesterov = false, weight_decay = 0.0 } } }
 init = { kind = "uniform_fan_in" }
 activation = { kind = "tanh" }
 [classifier]
@@ -145,14 +148,32 @@ fn check(ctx: &GpuContext, affine: bool) {
     let mut reference = Net {
         batch,
         ops: vec![
-            Op::conv(batch, 2, 9, 3, 1, true, mat(4, &before[0]), false),
+            Op::conv(
+                batch,
+                2,
+                9,
+                3,
+                1,
+                true,
+                mat(4, &before[0]),
+                ForwardWeights::Raw,
+            ),
             Op::Activation {
                 kind: ActivationGrad::Triangle { power: 1.3 },
                 channels: 4,
             },
             Op::pool(PoolKind::Max, batch * 4, 9, 4, 2, 1),
             norm(4, 16, false, wide(&affine_before[0])),
-            Op::conv(batch, 4, 4, 3, 0, false, mat(5, &before[1]), true),
+            Op::conv(
+                batch,
+                4,
+                4,
+                3,
+                0,
+                false,
+                mat(5, &before[1]),
+                ForwardWeights::UnitRows,
+            ),
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 1.0 },
                 channels: 5,
@@ -169,7 +190,17 @@ fn check(ctx: &GpuContext, affine: bool) {
             ),
             norm(5, 9, true, wide(&affine_before[1])),
             norm(5, 9, false, wide(&affine_before[2])),
-            Op::conv(batch, 5, 3, 3, 0, false, mat(6, &before[2]), false),
+            Op::conv(
+                batch,
+                5,
+                3,
+                3,
+                0,
+                false,
+                mat(6, &before[2]),
+                ForwardWeights::SignedPower { exponent: 2.5 },
+            )
+            .with_normed_patches(),
             Op::Activation {
                 kind: ActivationGrad::Tanh,
                 channels: 6,

@@ -300,6 +300,28 @@ fn signed_pow(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     }
 }
 
+// Fine-tuning's gradient through those weights, over n elements: out0 = in1·a·|w|^(a − 1), with
+// w = in0 and in1 = ∂L/∂W̃ (a ≥ 1, Krotov's p ≥ 2; the launcher refuses below: the factor is
+// unbounded at w = 0). At w = 0 the factor is 1 for a = 1 and 0 above.
+@compute @workgroup_size(256, 1, 1)
+fn signed_pow_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let block = (wg.y * nwg.x + wg.x) * 256u * ELEMENTS_PER_INVOCATION;
+    for (var k = 0u; k < ELEMENTS_PER_INVOCATION; k++) {
+        let e = block + k * 256u + lid;
+        if (e >= p.n) { return; }
+        let m = abs(in0[e]);
+        // Exponents 1 and 2 exactly, as signed_pow.
+        var f = 1.0;
+        if (p.a == 2.0) {
+            f = 2.0 * m;
+        } else if (p.a != 1.0) {
+            f = p.a * pow_nonneg(m, p.a - 1.0);
+        }
+        out0[e] = in1[e] * f;
+    }
+}
+
 // Variance adaptation statistics (§1.1), one invocation per column i of S = in0 (N x C):
 // μ = mean, σ² = unbiased variance (two passes); the running mean out0 and variance out1
 // (length C) become (1 − a)·old + a·new.

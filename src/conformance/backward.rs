@@ -52,6 +52,7 @@ pub fn backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
     rows.extend(activation_backward_checks(ctx, base_seed));
     rows.extend(dropout_backward_checks(ctx, base_seed));
     rows.extend(unit_rows_backward_checks(ctx, base_seed));
+    rows.extend(signed_pow_backward_checks(ctx, base_seed));
     rows
 }
 
@@ -673,5 +674,65 @@ fn unit_rows_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             Err(e) => row.fail(e),
         });
     }
+    rows
+}
+
+/// Krotov's sign(w)·|w|^a back to W, for a = 1, 2 (exact products), 2.5 and 4.5 (pow), with
+/// exact zeros among the weights (the factor's value at w = 0).
+fn signed_pow_backward_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut index = 14_700;
+    for &len in &RAGGED {
+        for a in [1.0f32, 2.0, 2.5, 4.5] {
+            index += 1;
+            let seed = derive_seed(base_seed, index);
+            let mut w = random_f32(seed, len);
+            for v in w.iter_mut().step_by(5) {
+                *v = 0.0;
+            }
+            let g = random_f32(seed ^ 1, len);
+            let w64 = Mat::from_vec(1, len, widen(&w));
+            let want = reference::activation::signed_pow_backward(
+                &w64,
+                &Mat::from_vec(1, len, widen(&g)),
+                a as f64,
+            );
+            let run = || -> Result<Vec<f64>> {
+                let tw = upload(ctx, "W", &w)?;
+                let tg = upload(ctx, "G̃", &g)?;
+                let out = poisoned(ctx, "G", len)?;
+                let mut rec = Recorder::new(ctx);
+                hebbian::signed_pow_backward(&mut rec, &tw, &tg, len, a, &out)?;
+                rec.submit();
+                Ok(widen(&out.to_f32_vec(ctx)?))
+            };
+            let row = Row::new(
+                "signed_pow_backward",
+                format!("a = {a}"),
+                &[("n", len)],
+                seed,
+            );
+            // Elementwise: a product and a pow, whose error WGSL bounds by a few ulp of the
+            // result each (exp2 and log2 of |w|^(a − 1)).
+            let tol = 16.0 * U32 * (1.0 + a as f64);
+            rows.push(match run() {
+                Ok(got) => row.compare(&got, &want.data, tol),
+                Err(e) => row.fail(e),
+            });
+        }
+    }
+    // Below a = 1 (Krotov's p < 2) the factor is unbounded at w = 0: refused, naming the
+    // exponent.
+    let refused = (|| -> Result<()> {
+        let t = upload(ctx, "W", &[0.5])?;
+        let mut rec = Recorder::new(ctx);
+        hebbian::signed_pow_backward(&mut rec, &t, &t, 1, 0.5, &upload(ctx, "G", &[0.0])?)
+    })();
+    let row = Row::new("signed_pow_backward", "a = 0.5 refused", &[("n", 1)], 0);
+    rows.push(match refused {
+        Err(e) if e.to_string().contains("exponent 0.5") => row.compare(&[0.0], &[0.0], 0.0),
+        Err(e) => row.fail(e),
+        Ok(()) => row.fail("a = 0.5 was launched, not refused"),
+    });
     rows
 }

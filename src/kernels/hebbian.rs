@@ -385,7 +385,8 @@ pub fn activation_backward(
 }
 
 /// G (C x D) = the gradient with respect to W of W̃_i = w_i / guard(‖w_i‖), from G̃, the
-/// gradient with respect to W̃: G_i = (G̃_i − W̃_i·(W̃_i·G̃_i)) / guard(‖w_i‖).
+/// gradient with respect to W̃: G_i = (G̃_i − W̃_i·(W̃_i·G̃_i)) / guard(‖w_i‖). Any C x D matrix
+/// whose rows were so normalised: weights, or `unit_norm_input`'s N x D patches.
 pub fn unit_rows_backward(
     rec: &mut Recorder<'_>,
     w: &Tensor,
@@ -544,6 +545,51 @@ pub fn signed_pow(
         &overrides,
         &p,
         &tensors,
+        groups,
+    )
+}
+
+/// G (len) = the gradient with respect to W of Krotov's currents weights W̃ = sign(w)·|w|^a
+/// (`signed_pow`), from G̃ = ∂L/∂W̃: G = G̃·a·|w|^(a − 1). Refuses a < 1 (Krotov's p < 2),
+/// where the factor is unbounded at w = 0.
+pub fn signed_pow_backward(
+    rec: &mut Recorder<'_>,
+    w: &Tensor,
+    grad_tilde: &Tensor,
+    len: usize,
+    exponent: f32,
+    grad: &Tensor,
+) -> Result<()> {
+    need(w, len, "W")?;
+    need(grad_tilde, len, "gradient with respect to W̃")?;
+    need(grad, len, "gradient with respect to W")?;
+    if !(exponent >= 1.0 && exponent.is_finite()) {
+        return Err(HebbError::Launch {
+            kernel: "signed_pow_backward".into(),
+            message: format!(
+                "exponent {exponent}: expected a finite a ≥ 1 (Krotov's p ≥ 2); below, \
+                 a·|w|^(a − 1) is unbounded at w = 0"
+            ),
+        });
+    }
+    distinct_outputs("signed_pow_backward", &[w, grad_tilde], &[grad])?;
+    let mut p = dims("signed_pow_backward", len, 0, 0)?;
+    p.a = exponent;
+    let per_workgroup = 256 * ELEMENTS_PER_INVOCATION;
+    let blocks = to_u32(
+        "signed_pow_backward",
+        "workgroups",
+        len.div_ceil(per_workgroup),
+    )?;
+    let groups = grid_1d(rec.ctx, blocks);
+    let overrides = [("ELEMENTS_PER_INVOCATION", ELEMENTS_PER_INVOCATION as f64)];
+    record_dispatch_with(
+        rec,
+        &HEBBIAN_WGSL,
+        "signed_pow_backward",
+        &overrides,
+        &p,
+        &[(1, w), (2, grad_tilde), (4, grad)],
         groups,
     )
 }

@@ -321,12 +321,14 @@ struct Tune {
     grad_rows: Tensor,
     grad_u: Tensor,
     grad_patches: Tensor,
+    /// The gradient with respect to the unit-norm patches P̂ (N x D, `unit_norm_input`).
+    grad_normed_patches: Tensor,
     grad_x: Tensor,
     grad_in: Tensor,
     grad_stats_in: Tensor,
     grad_stats_out: Tensor,
     dw: Tensor,
-    /// The gradient with respect to the forward weights W̃ where they are W/‖w‖.
+    /// The gradient with respect to the forward weights W̃ where they are not W.
     dw_normed: Tensor,
     state: [Tensor; 2],
     /// The input and output batch norms' affine parameters where they have them.
@@ -655,15 +657,15 @@ impl HebbLayer {
         if self.rule.pre_triangle() {
             return unsupported("SoftHebb's pre-triangle");
         }
-        if self.spec.unit_norm_input {
-            return unsupported("unit-norm patches (unit_norm_input)");
-        }
-        match self.rule.config().preset.forward_weights() {
-            ForwardWeights::Raw => {}
-            ForwardWeights::SignedPower { .. } => {
-                return unsupported("Krotov's forward weights sign(w)|w|^(p−1)");
-            }
-            ForwardWeights::UnitRows => {}
+        if let ForwardWeights::SignedPower { exponent } =
+            self.rule.config().preset.forward_weights()
+            && exponent < 1.0
+        {
+            // a·|w|^(a − 1) is unbounded at w = 0 below a = 1.
+            return unsupported(&format!(
+                "Krotov's forward weights sign(w)|w|^(p−1) for p = {} < 2",
+                exponent + 1.0
+            ));
         }
         Ok(match self.spec.activation {
             Activation::Identity => ActivationGrad::Identity,
@@ -740,6 +742,10 @@ impl HebbLayer {
             grad_rows: t("G activation", n * c)?,
             grad_u: t("G U", n * c)?,
             grad_patches: t("G patches", if s.identity_patches { 1 } else { n * d })?,
+            grad_normed_patches: t(
+                "G unit-norm patches",
+                if self.spec.unit_norm_input { n * d } else { 1 },
+            )?,
             grad_x: t("G input", images * s.input.len())?,
             grad_in: t("G block input", images * s.input.len())?,
             grad_stats_in: t("G input BN statistics", 2 * s.input.channels)?,
@@ -898,45 +904,71 @@ impl HebbLayer {
             &tune.grad_rows
         };
         hebbian::activation_backward(rec, kind, &work.rows, g_a, n, c, &tune.grad_u)?;
-        // The patch matrix of the forward: the (normalised) input itself for identity patches.
+        // The patch matrix of the forward: the (normalised) input itself for identity patches;
+        // the GEMM read its rows over their norms (in w.normed) with `unit_norm_input`.
         let patches = match (s.identity_patches, input_bn.is_some()) {
             (false, _) => &work.patches,
             (true, true) => &work.bn_in,
             (true, false) => &tune.input,
         };
-        // The forward weights W̃: W, or W/‖w‖ (in w_fwd since the forward), whose gradient
-        // goes on to W through unit_rows_backward.
-        let unit_rows = rule.config().preset.forward_weights() == ForwardWeights::UnitRows;
-        let forward_weights = if unit_rows { &work.w_fwd } else { &rule.w };
+        let unit_norm = spec.unit_norm_input;
+        let projected = if unit_norm { &work.normed } else { patches };
+        // The forward weights W̃: W, or W/‖w‖ or sign(w)·|w|^a (in w_fwd since the forward),
+        // whose gradient goes on to W through unit_rows_backward or signed_pow_backward.
+        let weights = rule.config().preset.forward_weights();
+        let raw = weights == ForwardWeights::Raw;
+        let forward_weights = if raw { &rule.w } else { &work.w_fwd };
         if step.is_some() {
-            let dw_tilde = if unit_rows { &tune.dw_normed } else { &tune.dw };
+            let dw_tilde = if raw { &tune.dw } else { &tune.dw_normed };
             gemm::gemm(
                 rec,
                 &Gemm::new(c, d, n).shaped().trans(true, false),
                 &tune.grad_u,
-                patches,
+                projected,
                 dw_tilde,
             )?;
-            if unit_rows {
-                hebbian::unit_rows_backward(rec, &rule.w, &tune.dw_normed, c, d, &tune.dw)?;
+            match weights {
+                ForwardWeights::Raw => {}
+                ForwardWeights::UnitRows => {
+                    hebbian::unit_rows_backward(rec, &rule.w, dw_tilde, c, d, &tune.dw)?;
+                }
+                ForwardWeights::SignedPower { exponent } => {
+                    hebbian::signed_pow_backward(
+                        rec,
+                        &rule.w,
+                        dw_tilde,
+                        c * d,
+                        exponent,
+                        &tune.dw,
+                    )?;
+                }
             }
         }
         // The input batch norm's γ, β learn from the gradient at its output: the input side
         // runs for them too.
         let result = if input_grad || tune.affine_in.is_some() {
-            // G_P = G_U·W̃.
+            // G_P = G_U·W̃, or with unit-norm patches G_P̂ = G_U·W̃ and G_P through p/‖p‖ per row
+            // (the map of unit_rows_backward, on the N x D patch matrix).
             let g_p = if s.identity_patches {
                 &tune.grad_x
             } else {
                 &tune.grad_patches
+            };
+            let g_projected = if unit_norm {
+                &tune.grad_normed_patches
+            } else {
+                g_p
             };
             gemm::gemm(
                 rec,
                 &Gemm::new(n, d, c).shaped(),
                 &tune.grad_u,
                 forward_weights,
-                g_p,
+                g_projected,
             )?;
+            if unit_norm {
+                hebbian::unit_rows_backward(rec, patches, g_projected, n, d, g_p)?;
+            }
             if !s.identity_patches {
                 im2col::col2im(rec, &ConvGeometry { batch, ..s.conv }, g_p, &tune.grad_x)?;
             }

@@ -72,6 +72,17 @@ pub fn unit_rows_backward(w: &Mat, g: &Mat) -> Mat {
     out
 }
 
+/// Krotov's currents weights sign(w)·|w|^a.
+pub fn signed_pow(w: &Mat, a: f64) -> Mat {
+    w.map(|v| v.signum() * (v != 0.0) as u8 as f64 * v.abs().powf(a))
+}
+
+/// The gradient with respect to W of `signed_pow(w, a)` from G̃, its gradient: G̃·a·|w|^(a − 1)
+/// (a ≥ 1).
+pub fn signed_pow_backward(w: &Mat, g: &Mat, a: f64) -> Mat {
+    w.zip(g, |v, gv| gv * a * v.abs().powf(a - 1.0))
+}
+
 /// Rows scaled to unit norm (a zero row stays zero).
 pub fn unit_rows(w: &Mat) -> Mat {
     let inverse: Vec<f64> = w.row_norms().iter().map(|&n| 1.0 / guard(n)).collect();

@@ -1,7 +1,8 @@
 //! Backpropagation through a whole network in float64: the reference the GPU's fine-tuning
 //! is checked against, and itself checked against central finite differences of its own
 //! forward (the test below), on a small network with every layer kind fine-tuning meets:
-//! reflect- and zero-padded convolutions, a linear block, SoftHebb's triangle, relu^a, tanh,
+//! reflect- and zero-padded convolutions, a linear block, the forward weights W, w/‖w‖ (Lagani's
+//! WTA) and sign(w)·|w|^a (Krotov), unit-norm patches, SoftHebb's triangle, relu^a, tanh,
 //! max and average pooling, batch norm (training mode, plain and Lagani's modified), dropout,
 //! and the classifier's linear layer with softmax cross-entropy.
 //!
@@ -13,8 +14,25 @@ use crate::kernels::im2col::ConvGeometry;
 use crate::kernels::norm::BatchNorm;
 use crate::kernels::pool::{Pool2d, PoolKind};
 use crate::reference::activation::{
-    activation, activation_backward, unit_rows as rows_normed, unit_rows_backward,
+    activation, activation_backward, signed_pow, signed_pow_backward, unit_rows as rows_normed,
+    unit_rows_backward,
 };
+use crate::rules::preset::ForwardWeights;
+
+/// The patch matrix P (N x D) of x, each row over its norm with `normed`.
+fn patches(g: &ConvGeometry, x: &[f64], normed: bool) -> Mat {
+    let p = im2col_conv(g, x);
+    if normed { rows_normed(&p) } else { p }
+}
+
+/// The weights W̃ a block projects onto.
+fn forward_weights(weights: ForwardWeights, w: &Mat) -> Mat {
+    match weights {
+        ForwardWeights::Raw => w.clone(),
+        ForwardWeights::UnitRows => rows_normed(w),
+        ForwardWeights::SignedPower { exponent } => signed_pow(w, exponent as f64),
+    }
+}
 use crate::reference::classifier::softmax_xent;
 use crate::reference::dense::{Mat, col2im_conv, im2col_conv};
 use crate::reference::norm::{batch_norm, batch_norm_backward};
@@ -23,12 +41,14 @@ use crate::reference::pool::{pool2d, pool2d_backward};
 /// One op of the chain, with the shape of its input where it needs one.
 #[derive(Clone, Debug)]
 pub enum Op {
-    /// U = P·W̃ᵀ (no bias) for W (C x D), geometry of the whole batch; W̃ = W, or with
-    /// `unit_rows` each row over its norm (Lagani's WTA vector projection).
+    /// U = P·W̃ᵀ (no bias) for W (C x D), geometry of the whole batch; W̃ = W, each row over
+    /// its norm (Lagani's WTA vector projection), or Krotov's sign(w)·|w|^a. With
+    /// `normed_patches` each row of P over its norm first (`unit_norm_input`).
     Conv {
         g: ConvGeometry,
         w: Mat,
-        unit_rows: bool,
+        weights: ForwardWeights,
+        normed_patches: bool,
     },
     Activation {
         kind: ActivationGrad,
@@ -65,7 +85,7 @@ impl Op {
         pad: usize,
         reflect: bool,
         w: Mat,
-        unit_rows: bool,
+        weights: ForwardWeights,
     ) -> Op {
         let g = ConvGeometry {
             batch,
@@ -77,7 +97,25 @@ impl Op {
             padding: [pad, pad],
             reflect,
         };
-        Op::Conv { g, w, unit_rows }
+        Op::Conv {
+            g,
+            w,
+            weights,
+            normed_patches: false,
+        }
+    }
+
+    /// This convolution with its patches scaled to unit norm (`unit_norm_input`).
+    pub fn with_normed_patches(self) -> Op {
+        match self {
+            Op::Conv { g, w, weights, .. } => Op::Conv {
+                g,
+                w,
+                weights,
+                normed_patches: true,
+            },
+            other => other,
+        }
     }
 
     /// Square k/s/p pooling of `planes` square `hw` x `hw` planes.
@@ -160,14 +198,15 @@ impl Net {
         for (i, op) in self.ops.iter_mut().enumerate() {
             let input = h.clone();
             h = match op {
-                Op::Conv { g, w, unit_rows } => {
+                Op::Conv {
+                    g,
+                    w,
+                    weights,
+                    normed_patches,
+                } => {
                     let (ho, wo) = g.output_hw().expect("valid geometry");
-                    let forward = if *unit_rows {
-                        rows_normed(w)
-                    } else {
-                        w.clone()
-                    };
-                    let u = im2col_conv(g, &h).matmul_t(&forward);
+                    let p = patches(g, &h, *normed_patches);
+                    let u = p.matmul_t(&forward_weights(*weights, w));
                     crate::reference::dense::rows_to_nchw(&u, batch, (ho, wo))
                 }
                 Op::Activation { kind, channels } => {
@@ -229,23 +268,35 @@ impl Net {
         let mut params = vec![ParamGrad::default(); self.ops.len()];
         for (i, op) in self.ops.iter().enumerate().rev() {
             grad = match (op, &saved[i]) {
-                (Op::Conv { g, w, unit_rows }, Saved::Input(x)) => {
+                (
+                    Op::Conv {
+                        g,
+                        w,
+                        weights,
+                        normed_patches,
+                    },
+                    Saved::Input(x),
+                ) => {
                     let (ho, wo) = g.output_hw().expect("valid geometry");
                     let du = nchw_to_rows(&grad, batch, w.rows);
                     debug_assert_eq!(du.rows, batch * ho * wo);
-                    // ∂L/∂W̃, then through w/‖w‖ to W where the forward normalises the rows.
-                    let dw_tilde = du.t_matmul(&im2col_conv(g, x));
-                    let forward = if *unit_rows {
-                        rows_normed(w)
-                    } else {
-                        w.clone()
+                    // ∂L/∂W̃, then through W̃(W) to W.
+                    let dw_tilde = du.t_matmul(&patches(g, x, *normed_patches));
+                    params[i].w = match *weights {
+                        ForwardWeights::Raw => dw_tilde.data,
+                        ForwardWeights::UnitRows => unit_rows_backward(w, &dw_tilde).data,
+                        ForwardWeights::SignedPower { exponent } => {
+                            signed_pow_backward(w, &dw_tilde, exponent as f64).data
+                        }
                     };
-                    params[i].w = if *unit_rows {
-                        unit_rows_backward(w, &dw_tilde).data
+                    // ∂L/∂P, through p/‖p‖ per row where the patches were normalised.
+                    let dp = du.matmul(&forward_weights(*weights, w));
+                    let dp = if *normed_patches {
+                        unit_rows_backward(&im2col_conv(g, x), &dp)
                     } else {
-                        dw_tilde.data
+                        dp
                     };
-                    col2im_conv(g, &du.matmul(&forward))
+                    col2im_conv(g, &dp)
                 }
                 (Op::Activation { kind, channels }, Saved::Input(x)) => {
                     let u = nchw_to_rows(x, batch, *channels);
@@ -368,7 +419,7 @@ mod tests {
         let mut w = |c: usize, d: usize| Mat::from_vec(c, d, random(rng, c * d, 0.5));
         let ops = vec![
             // 2x9x9 → 4x9x9, SoftHebb's triangle (power 1.3: no pole to straddle).
-            Op::conv(b, 2, 9, 3, 1, true, w(4, 18), false),
+            Op::conv(b, 2, 9, 3, 1, true, w(4, 18), ForwardWeights::Raw),
             Op::Activation {
                 kind: ActivationGrad::Triangle { power: 1.3 },
                 channels: 4,
@@ -377,7 +428,7 @@ mod tests {
             Op::pool(PoolKind::Max, b * 4, 9, 4, 2, 1),
             norm(b, 4, 16, false, false),
             // → 5x2x2 through unit-norm weights (Lagani's WTA forward), relu.
-            Op::conv(b, 4, 4, 3, 0, false, w(5, 36), true),
+            Op::conv(b, 4, 4, 3, 0, false, w(5, 36), ForwardWeights::UnitRows),
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 1.0 },
                 channels: 5,
@@ -395,8 +446,19 @@ mod tests {
             ),
             // Lagani's modified BN over an affine BN, as his fine-tuning trains it.
             norm(b, 5, 9, true, true),
-            // A linear block: a convolution covering its input, → 6x1x1, relu^2 then tanh.
-            Op::conv(b, 5, 3, 3, 0, false, w(6, 45), false),
+            // A linear block: a convolution covering its input, its patches over their norms
+            // and Krotov's weights sign(w)·|w|^2.5 (p = 3.5), → 6x1x1, relu^2 then tanh.
+            Op::conv(
+                b,
+                5,
+                3,
+                3,
+                0,
+                false,
+                w(6, 45),
+                ForwardWeights::SignedPower { exponent: 2.5 },
+            )
+            .with_normed_patches(),
             Op::Activation {
                 kind: ActivationGrad::ReluPow { power: 2.0 },
                 channels: 6,
