@@ -31,12 +31,10 @@ impl MpiGroup {
         let local_rank = node.rank() as usize;
         let local_size = node.size() as usize;
         let library = mpi::environment::library_version()
-            // Open MPI's string can end in a NUL and a stray byte past it.
+            // Open MPI's string can end in a NUL and stray bytes past it: cut at the NUL.
             .map(|v| {
-                let first = v.lines().next().unwrap_or_default();
-                first
-                    .trim_matches(|c: char| c.is_whitespace() || c.is_control() || c == '\u{FFFD}')
-                    .to_string()
+                let text = v.split('\0').next().unwrap_or_default();
+                text.lines().next().unwrap_or_default().trim().to_string()
             })
             .unwrap_or_else(|_| "MPI".into());
         Some(Self {

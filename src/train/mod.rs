@@ -2081,11 +2081,25 @@ impl<'a> Trainer<'a> {
                 })
                 .map_or(0, |(i, _)| i),
         };
+        // The first layer's filters as the last epoch left them (checkpoint.safetensors),
+        // read before a selected epoch's weights may replace them below.
+        let w0 = self.net.layers[0].rule.w.to_f32_vec(self.ctx)?;
         // A selected epoch not scored yet (fine-tuning defers it): its checkpoint is scored now.
         if let Some(&h) = classifier.get(selected)
             && self.history[h].test_accuracy.is_none()
             && selection == Selection::BestValidation
         {
+            if self.group().size() > 1 {
+                // Only rank 0 wrote checkpoint-best.safetensors, and the ranks may not share
+                // its folder. Nothing is lost: the run is complete, and one process scores it.
+                return Err(HebbError::Config(format!(
+                    "the selected epoch {} of {} was left to be scored by a one-process run; \
+                     score it in one process: hebb train --resume {}",
+                    selected + 1,
+                    self.opts.out.display(),
+                    self.opts.out.display()
+                )));
+            }
             let best = self.opts.out.join(BEST_FILE);
             checkpoint::load(&best)?.restore(self.ctx, &self.net)?;
             let accuracy = self.evaluate(None)?;
@@ -2104,7 +2118,6 @@ impl<'a> Trainer<'a> {
             .and_then(|r| r.test_accuracy)
             .unwrap_or(last_epoch_test_accuracy);
         let validation_accuracy = epochs.get(selected).and_then(|r| r.validation_accuracy);
-        let w0 = self.net.layers[0].rule.w.to_f32_vec(self.ctx)?;
         let s = self.net.layers[0].shape;
         let shape = [
             self.recipe.layers[0].channels,
