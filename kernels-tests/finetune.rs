@@ -490,3 +490,44 @@ fn fine_tuning_scores_the_selected_epoch_once_at_the_end() {
     eprintln!("selected epoch {} of 5: validation {vals:?}", best + 1);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Blocks fine-tuning cannot differentiate yet are refused before anything runs, with an
+/// error naming the layer and what it cannot differentiate.
+#[test]
+fn undifferentiated_blocks_are_refused_naming_the_layer() {
+    let Some(ctx) = common::context("vulkan") else {
+        return;
+    };
+    let input = ItemShape {
+        channels: 1,
+        height: 6,
+        width: 6,
+    };
+    for (rule, what) in [
+        (
+            r#"{ preset = "bcm/curti", params = { activation = "relu", lateral_strength = -0.1, gamma = 0.5, theta_eps = 1e-30, optimizer = { kind = "sgd", lr = 0.01, momentum = 0.0, nesterov = false, weight_decay = 0.0 } } }"#,
+            "BCM's lateral product",
+        ),
+        (
+            r#"{ preset = "softhebb/softkrotov", params = { t_invert = 0.65, pre_triangle = true, optimizer = { kind = "sgd", lr = 0.01, momentum = 0.0, nesterov = false, weight_decay = 0.0 } } }"#,
+            "SoftHebb's pre-triangle",
+        ),
+        (
+            r#"{ preset = "krotov/hopfield", params = { p = 1.5, k = 2, delta = 0.4, prec = 1e-30, optimizer = { kind = "sgd", lr = 0.01, momentum = 0.0, nesterov = false, weight_decay = 0.0 } } }"#,
+            "p = 1.5 < 2",
+        ),
+    ] {
+        let text = format!(
+            "name = \"refused\"\n[data]\ndataset = \"mnist\"\n[hebbian]\nschedule = \"simultaneous\"\nepochs = 1\nbatch = 2\n\
+             [[layer]]\nchannels = 3\nkernel = 3\nrule = {rule}\ninit = {{ kind = \"uniform_fan_in\" }}\nactivation = {{ kind = \"relu\" }}\n[classifier]\nepochs = 1\n\
+             batch = 2\noptimizer = {{ kind = \"adam\", lr = 1e-3 }}\n[finetune]\n"
+        );
+        let recipe = Recipe::parse(&text, Path::new("refused.toml")).unwrap();
+        let mut net = Network::new(&ctx, &recipe, input, 3, None, None).unwrap();
+        let err = match net.enable_fine_tuning(&ctx, 2, &[0]) {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("fine-tuning {what} was enabled, not refused"),
+        };
+        assert!(err.contains("layer 0") && err.contains(what), "{err}");
+    }
+}
