@@ -107,3 +107,24 @@ pub fn assert_same_tensors(a: &std::path::Path, b: &std::path::Path, names: &[&s
         );
     }
 }
+
+/// A finished run's classifier epochs, their validation accuracies, and the index of the first
+/// best one: what best-validation selection must report.
+pub fn classifier_selection(
+    m: &hebb::train::Metrics,
+) -> (Vec<&hebb::train::EpochRecord>, Vec<f64>, usize) {
+    let epochs: Vec<_> = m
+        .epochs
+        .iter()
+        .filter(|r| r.stage == "classifier")
+        .collect();
+    let vals: Vec<f64> = epochs
+        .iter()
+        .map(|r| r.validation_accuracy.unwrap())
+        .collect();
+    let best = vals
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > vals[b] { i } else { b });
+    (epochs, vals, best)
+}

@@ -451,20 +451,8 @@ fn fine_tuning_scores_the_selected_epoch_once_at_the_end() {
     else {
         panic!("the run stopped")
     };
-    let epochs: Vec<_> = m
-        .epochs
-        .iter()
-        .filter(|r| r.stage == "classifier")
-        .collect();
+    let (epochs, vals, best) = common::classifier_selection(&m);
     assert_eq!(epochs.len(), 5);
-    let vals: Vec<f64> = epochs
-        .iter()
-        .map(|r| r.validation_accuracy.unwrap())
-        .collect();
-    let best = vals
-        .iter()
-        .enumerate()
-        .fold(0, |b, (i, &v)| if v > vals[b] { i } else { b });
     assert_eq!(m.selected_epoch, best, "validation {vals:?}");
     // This seeded run peaks before its last epoch on lavapipe (epoch 3 of 5), so the deferred
     // scoring runs; an adapter where the last epoch wins needs another seed here.

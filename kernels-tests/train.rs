@@ -709,20 +709,8 @@ fn best_validation_selection_reports_and_keeps_the_selected_epoch() {
         m.labeled_items, 384,
         "the classifier learns from the training part only"
     );
-    let epochs: Vec<_> = m
-        .epochs
-        .iter()
-        .filter(|r| r.stage == "classifier")
-        .collect();
+    let (epochs, vals, best) = common::classifier_selection(&m);
     assert_eq!(epochs.len(), 4);
-    let vals: Vec<f64> = epochs
-        .iter()
-        .map(|r| r.validation_accuracy.unwrap())
-        .collect();
-    let best = vals
-        .iter()
-        .enumerate()
-        .fold(0, |b, (i, &v)| if v > vals[b] { i } else { b });
     assert_eq!(m.selected_epoch, best, "validation {vals:?}");
     assert_eq!(m.validation_accuracy, Some(vals[best]));
     assert_eq!(Some(m.test_accuracy), epochs[best].test_accuracy);

@@ -530,23 +530,26 @@ pub fn signed_pow(
 ) -> Result<()> {
     need(w, len, "W")?;
     need(out, len, "output")?;
-    let mut p = dims("signed_pow", len, 0, 0)?;
-    p.a = exponent;
     distinct_outputs("signed_pow", &[w], &[out])?;
+    record_power(rec, "signed_pow", len, exponent, &[(1, w), (4, out)])
+}
+
+/// Records `entry` (signed_pow or its backward), ELEMENTS_PER_INVOCATION elements of `len`
+/// per invocation, with exponent a.
+fn record_power(
+    rec: &mut Recorder<'_>,
+    entry: &'static str,
+    len: usize,
+    exponent: f32,
+    tensors: &[(u32, &Tensor)],
+) -> Result<()> {
+    let mut p = dims(entry, len, 0, 0)?;
+    p.a = exponent;
     let per_workgroup = 256 * ELEMENTS_PER_INVOCATION;
-    let blocks = to_u32("signed_pow", "workgroups", len.div_ceil(per_workgroup))?;
+    let blocks = to_u32(entry, "workgroups", len.div_ceil(per_workgroup))?;
     let groups = grid_1d(rec.ctx, blocks);
     let overrides = [("ELEMENTS_PER_INVOCATION", ELEMENTS_PER_INVOCATION as f64)];
-    let tensors = [(1, w), (4, out)];
-    record_dispatch_with(
-        rec,
-        &HEBBIAN_WGSL,
-        "signed_pow",
-        &overrides,
-        &p,
-        &tensors,
-        groups,
-    )
+    record_dispatch_with(rec, &HEBBIAN_WGSL, entry, &overrides, &p, tensors, groups)
 }
 
 /// G (len) = the gradient with respect to W of Krotov's currents weights W̃ = sign(w)·|w|^a
@@ -573,25 +576,8 @@ pub fn signed_pow_backward(
         });
     }
     distinct_outputs("signed_pow_backward", &[w, grad_tilde], &[grad])?;
-    let mut p = dims("signed_pow_backward", len, 0, 0)?;
-    p.a = exponent;
-    let per_workgroup = 256 * ELEMENTS_PER_INVOCATION;
-    let blocks = to_u32(
-        "signed_pow_backward",
-        "workgroups",
-        len.div_ceil(per_workgroup),
-    )?;
-    let groups = grid_1d(rec.ctx, blocks);
-    let overrides = [("ELEMENTS_PER_INVOCATION", ELEMENTS_PER_INVOCATION as f64)];
-    record_dispatch_with(
-        rec,
-        &HEBBIAN_WGSL,
-        "signed_pow_backward",
-        &overrides,
-        &p,
-        &[(1, w), (2, grad_tilde), (4, grad)],
-        groups,
-    )
+    let tensors = [(1, w), (2, grad_tilde), (4, grad)];
+    record_power(rec, "signed_pow_backward", len, exponent, &tensors)
 }
 
 /// Updates the running mean / variance (length C) from S (N x C) with momentum `beta`.
