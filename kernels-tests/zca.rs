@@ -161,7 +161,7 @@ fn whitened_training_vectors_have_identity_covariance() {
             rows, vectors,
             "{name}: push_vectors is not the blocks layout"
         );
-        let fit = zca::fit(&rows, d, epsilon).unwrap();
+        let fit = zca::fit(&rows, d, epsilon, zca::Moments::Centred).unwrap();
         let lambda_min = fit.eigenvalues[0];
         assert!(
             lambda_min > 0.5,
@@ -205,6 +205,56 @@ fn whitened_training_vectors_have_identity_covariance() {
         let mean_diag: f64 = (0..d).map(|i| cov[i * d + i]).sum::<f64>() / d as f64;
         assert!(mean_diag < 1.0, "{name}: mean diagonal {mean_diag}");
     }
+}
+
+/// Lagani's moments about zero: the fit keeps μ = 0, and Z·x (nothing subtracted) has the
+/// second moment (1/(n − 1))·Σ (Z·x)(Z·x)ᵀ ≈ I within ε/(λ_min + ε). On vectors with a mean
+/// of up to 2 per entry the covariance fit fails the same check, so the two modes differ.
+#[test]
+fn the_second_moment_about_zero_is_whitened_with_nothing_subtracted() {
+    let seed = common::seed();
+    let (d, n, epsilon) = (33, 2000, 1e-2);
+    let rows = correlated(d, n, seed);
+    let whitened_moment_error = |moments: zca::Moments| -> (f64, f64, f64) {
+        let fit = zca::fit(&rows, d, epsilon, moments).unwrap();
+        let mut second = vec![0f64; d * d];
+        for x in rows.chunks_exact(d) {
+            let w: Vec<f64> = (0..d)
+                .map(|i| (0..d).map(|j| fit.matrix[i * d + j] * x[j] as f64).sum())
+                .collect();
+            for i in 0..d {
+                for j in 0..d {
+                    second[i * d + j] += w[i] * w[j] / (n - 1) as f64;
+                }
+            }
+        }
+        let worst = (0..d * d)
+            .map(|e| (second[e] - (e / d == e % d) as u32 as f64).abs())
+            .fold(0f64, f64::max);
+        let largest_mean = fit.mean.iter().fold(0f64, |a, m| a.max(m.abs()));
+        (worst, fit.eigenvalues[0], largest_mean)
+    };
+    let (worst, lambda_min, largest_mean) = whitened_moment_error(zca::Moments::AboutZero);
+    let tol = epsilon / (lambda_min + epsilon) + 1e-9;
+    assert_eq!(largest_mean, 0.0, "μ about zero (HEBB_SEED={seed})");
+    assert!(
+        worst <= tol,
+        "about zero: max |M − I| = {worst:.2e} > {tol:.2e} (HEBB_SEED={seed})"
+    );
+    let (centred_worst, _, centred_mean) = whitened_moment_error(zca::Moments::Centred);
+    assert!(
+        centred_mean > 0.5,
+        "the test vectors have a mean (HEBB_SEED={seed})"
+    );
+    assert!(
+        centred_worst > 10.0 * tol,
+        "the covariance fit also whitens the raw second moment ({centred_worst:.2e}); the \
+         test cannot tell the modes apart (HEBB_SEED={seed})"
+    );
+    assert!(matches!(
+        zca::fit(&rows[..d], d, epsilon, zca::Moments::AboutZero),
+        Err(_)
+    ));
 }
 
 const TINY_ZCA: &str = r#"
@@ -382,7 +432,7 @@ fn zca_fit_time_at_3072_dims() {
         }
     }
     let started = std::time::Instant::now();
-    let fit = zca::fit(&rows, d, 1e-2).unwrap();
+    let fit = zca::fit(&rows, d, 1e-2, zca::Moments::Centred).unwrap();
     let total = started.elapsed().as_secs_f64();
     eprintln!(
         "ZCA fit of {n} x {d}: {total:.1} s in all, eigendecomposition {:.1} s \

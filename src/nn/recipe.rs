@@ -7,7 +7,7 @@
 //! [data]          dataset, path, image_size/resize (image folders), workers, validation,
 //!                 split = { kind = "stratified" } | { kind = "python-shuffle", seed = 200 }
 //! [preprocess]    normalize = "none" | "dataset" | { mean = [...], std = [...] }
-//!                 zca = { epsilon = 1e-2, samples = 10000 }   (optional, after normalize)
+//!                 zca = { epsilon = 1e-2, samples = 10000, center = true }   (optional, after normalize)
 //! [hebbian]       schedule = "greedy" | "simultaneous", epochs, batch, lr_schedule
 //! [[layer]]       one Hebbian block: input_norm → conv/linear (rule) → activation → pool → output_norm
 //! [classifier]    epochs, batch, optimizer, dropout, lr_schedule, label_fraction
@@ -172,6 +172,15 @@ pub struct ZcaSpec {
     /// first images in block mode), after standardisation.
     #[serde(default = "zca_samples")]
     pub samples: usize,
+    /// true: Z whitens the covariance about the sample mean μ, and x − μ is whitened. false:
+    /// Lagani's data manager: Z whitens the second moment (1/(n − 1))·Σ x·xᵀ about zero and
+    /// nothing is subtracted.
+    #[serde(default = "zca_center")]
+    pub center: bool,
+}
+
+fn zca_center() -> bool {
+    true
 }
 
 fn zca_epsilon() -> f64 {

@@ -3,7 +3,9 @@
 //! Statistics, in float64 on the host, over n training vectors x (D each, after the input
 //! standardisation): μ = (1/n)·Σ x, Σ = (1/n)·Σ (x − μ)(x − μ)ᵀ = U·diag(λ)·Uᵀ, and the
 //! symmetric Z = U·diag(1/√(λ + ε))·Uᵀ (D x D). On the GPU a batch is whitened as
-//! x_white = (x − μ)·Z: one broadcast subtraction and one GEMM.
+//! x_white = (x − μ)·Z: one broadcast subtraction and one GEMM. `Moments::AboutZero` is
+//! Lagani's data manager instead: μ = 0 and Σ = (1/(n − 1))·Σ x·xᵀ, the second moment of the
+//! standardised vectors, not their covariance.
 //!
 //! Geometry: an image of C x H x W with H, W ≤ 32 and C·H·W ≤ 4096 is one vector (D = C·H·W,
 //! the NCHW flattening). A larger image is cut into non-overlapping 32 x 32 blocks, each a
@@ -138,8 +140,17 @@ pub struct ZcaFit {
     pub eigen_seconds: f64,
 }
 
+/// The moments Z whitens: about the sample mean (the covariance), or about zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moments {
+    /// μ = (1/n)·Σ x and Σ = (1/n)·Σ (x − μ)(x − μ)ᵀ.
+    Centred,
+    /// μ = 0 and Σ = (1/(n − 1))·Σ x·xᵀ (Lagani's data manager).
+    AboutZero,
+}
+
 /// Fits μ and Z to `rows` (n x D, row-major) with ε = `epsilon` (see the module header).
-pub fn fit(rows: &[f32], d: usize, epsilon: f64) -> Result<ZcaFit> {
+pub fn fit(rows: &[f32], d: usize, epsilon: f64, moments: Moments) -> Result<ZcaFit> {
     if d == 0 || rows.is_empty() || !rows.len().is_multiple_of(d) {
         return Err(shape_err(format!(
             "{} values are not a whole number of {d}-value vectors",
@@ -148,15 +159,26 @@ pub fn fit(rows: &[f32], d: usize, epsilon: f64) -> Result<ZcaFit> {
     }
     let n = rows.len() / d;
     let mut mean = vec![0f64; d];
-    for row in rows.chunks_exact(d) {
-        for (m, &v) in mean.iter_mut().zip(row) {
-            *m += v as f64;
+    let divisor = match moments {
+        Moments::Centred => {
+            for row in rows.chunks_exact(d) {
+                for (m, &v) in mean.iter_mut().zip(row) {
+                    *m += v as f64;
+                }
+            }
+            for m in &mut mean {
+                *m /= n as f64;
+            }
+            n as f64
         }
-    }
-    for m in &mut mean {
-        *m /= n as f64;
-    }
-    // Σ = (1/n)·Σ_chunks Xcᵀ·Xc over centred chunks of rows.
+        Moments::AboutZero if n < 2 => {
+            return Err(shape_err(format!(
+                "the second moment about zero needs at least 2 vectors, not {n}"
+            )));
+        }
+        Moments::AboutZero => (n - 1) as f64,
+    };
+    // Σ = (1/divisor)·Σ_chunks Xcᵀ·Xc over chunks of rows less μ.
     let par = Par::rayon(0);
     let mut cov = Mat::<f64>::zeros(d, d);
     const CHUNK: usize = 512;
@@ -169,7 +191,7 @@ pub fn fit(rows: &[f32], d: usize, epsilon: f64) -> Result<ZcaFit> {
             Accum::Add,
             xc.transpose(),
             xc.as_ref(),
-            1.0 / n as f64,
+            1.0 / divisor,
             par,
         );
     }

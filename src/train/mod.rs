@@ -614,13 +614,23 @@ fn whitening(
     let started = Instant::now();
     let rows = data::zca_vectors(train, items, spec.samples, std, &geometry).map_err(data_err)?;
     let d = geometry.dim();
-    let fit = zca::fit(&rows, d, spec.epsilon)?;
+    let moments = if spec.center {
+        zca::Moments::Centred
+    } else {
+        zca::Moments::AboutZero
+    };
+    let fit = zca::fit(&rows, d, spec.epsilon, moments)?;
     let [bh, bw] = geometry.block;
     eprintln!(
-        "ZCA whitening: {} vectors of {d} values ({bh}x{bw} {}), ε = {:e}, fitted in {:.1} s \
-         (eigendecomposition {:.1} s)",
+        "ZCA whitening: {} vectors of {d} values ({bh}x{bw} {}), {}, ε = {:e}, fitted in \
+         {:.1} s (eigendecomposition {:.1} s)",
         rows.len() / d,
         if geometry.whole() { "images" } else { "blocks" },
+        if spec.center {
+            "covariance about the mean"
+        } else {
+            "second moment about zero"
+        },
         spec.epsilon,
         started.elapsed().as_secs_f64(),
         fit.eigen_seconds
