@@ -323,6 +323,9 @@ struct Tune {
     grad_patches: Tensor,
     /// The gradient with respect to the unit-norm patches P̂ (N x D, `unit_norm_input`).
     grad_normed_patches: Tensor,
+    /// SoftHebb's pre-triangle: U (N x C) as the forward computed it, which the block's
+    /// activation overwrites (it reads T = Triangle₁(U) and takes `w.rows` as its spare).
+    pre_triangle_u: Tensor,
     grad_x: Tensor,
     grad_in: Tensor,
     grad_stats_in: Tensor,
@@ -654,9 +657,6 @@ impl HebbLayer {
         if self.rule.lateral().is_some() {
             return unsupported("BCM's lateral product");
         }
-        if self.rule.pre_triangle() {
-            return unsupported("SoftHebb's pre-triangle");
-        }
         if let ForwardWeights::SignedPower { exponent } =
             self.rule.config().preset.forward_weights()
             && exponent < 1.0
@@ -746,6 +746,10 @@ impl HebbLayer {
                 "G unit-norm patches",
                 if self.spec.unit_norm_input { n * d } else { 1 },
             )?,
+            pre_triangle_u: t(
+                "pre-triangle U",
+                if self.rule.pre_triangle() { n * c } else { 1 },
+            )?,
             grad_x: t("G input", images * s.input.len())?,
             grad_in: t("G block input", images * s.input.len())?,
             grad_stats_in: t("G input BN statistics", 2 * s.input.channels)?,
@@ -808,6 +812,10 @@ impl HebbLayer {
             Patches::Stored(patches),
             batch,
         )?;
+        if rule.pre_triangle() {
+            let n = batch * s.positions();
+            copy_prefix(rec, &work.rows, &tune.pre_triangle_u, n * spec.channels);
+        }
         block_output(
             rec,
             spec,
@@ -826,6 +834,7 @@ impl HebbLayer {
     ///
     /// ```text
     /// G_out ─[output BN]→ ─[pool]→ planes → rows G_A ─[activation at U]→ G_U (N x C)
+    ///   (with SoftHebb's pre-triangle: ─[activation at T]→ G_T ─[Triangle₁ at U]→ G_U)
     ///   ΔW̃ = G_Uᵀ·P (C x D) [→ ΔW through w/‖w‖], stepped by `step` (when the block learns)
     ///   G_P = G_U·W̃ (N x D) ─[col2im]→ G_x ─[input BN]→ −∂L/∂x (when `input_grad`)
     /// ```
@@ -903,7 +912,22 @@ impl HebbLayer {
             )?;
             &tune.grad_rows
         };
-        hebbian::activation_backward(rec, kind, &work.rows, g_a, n, c, &tune.grad_u)?;
+        if rule.pre_triangle() {
+            // T = Triangle₁(U) is still in w.rows2 (`activate` leaves it there) and U was saved
+            // by the forward. G_T goes to a gradient buffer this pass has finished with:
+            // grad_planes once the planes went to rows, grad_rows where they are the same.
+            let g_t = if p == 1 {
+                &tune.grad_rows
+            } else {
+                &tune.grad_planes
+            };
+            hebbian::activation_backward(rec, kind, &work.rows2, g_a, n, c, g_t)?;
+            let triangle = ActivationGrad::Triangle { power: 1.0 };
+            let u = &tune.pre_triangle_u;
+            hebbian::activation_backward(rec, triangle, u, g_t, n, c, &tune.grad_u)?;
+        } else {
+            hebbian::activation_backward(rec, kind, &work.rows, g_a, n, c, &tune.grad_u)?;
+        }
         // The patch matrix of the forward: the (normalised) input itself for identity patches;
         // the GEMM read its rows over their norms (in w.normed) with `unit_norm_input`.
         let patches = match (s.identity_patches, input_bn.is_some()) {

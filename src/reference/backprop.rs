@@ -418,8 +418,13 @@ mod tests {
         let b = 3;
         let mut w = |c: usize, d: usize| Mat::from_vec(c, d, random(rng, c * d, 0.5));
         let ops = vec![
-            // 2x9x9 → 4x9x9, SoftHebb's triangle (power 1.3: no pole to straddle).
+            // 2x9x9 → 4x9x9, SoftHebb's pre-triangle Triangle₁, then its triangle (power 1.3:
+            // no pole to straddle).
             Op::conv(b, 2, 9, 3, 1, true, w(4, 18), ForwardWeights::Raw),
+            Op::Activation {
+                kind: ActivationGrad::Triangle { power: 1.0 },
+                channels: 4,
+            },
             Op::Activation {
                 kind: ActivationGrad::Triangle { power: 1.3 },
                 channels: 4,
