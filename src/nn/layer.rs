@@ -654,9 +654,6 @@ impl HebbLayer {
                 self.index, self.spec.rule.name
             )))
         };
-        if self.rule.lateral().is_some() {
-            return unsupported("BCM's lateral product");
-        }
         if let ForwardWeights::SignedPower { exponent } =
             self.rule.config().preset.forward_weights()
             && exponent < 1.0
@@ -834,7 +831,8 @@ impl HebbLayer {
     ///
     /// ```text
     /// G_out ─[output BN]→ ─[pool]→ planes → rows G_A ─[activation at U]→ G_U (N x C)
-    ///   (with SoftHebb's pre-triangle: ─[activation at T]→ G_T ─[Triangle₁ at U]→ G_U)
+    ///   (with SoftHebb's pre-triangle: ─[activation at T]→ G_T ─[Triangle₁ at U]→ G_U;
+    ///    with BCM's fixed lateral M: ─[activation at U·Mᵀ]→ G_T, G_U = G_T·M)
     ///   ΔW̃ = G_Uᵀ·P (C x D) [→ ΔW through w/‖w‖], stepped by `step` (when the block learns)
     ///   G_P = G_U·W̃ (N x D) ─[col2im]→ G_x ─[input BN]→ −∂L/∂x (when `input_grad`)
     /// ```
@@ -912,9 +910,9 @@ impl HebbLayer {
             )?;
             &tune.grad_rows
         };
-        if rule.pre_triangle() {
-            // T = Triangle₁(U) is still in w.rows2 (`activate` leaves it there) and U was saved
-            // by the forward. G_T goes to a gradient buffer this pass has finished with:
+        if rule.pre_triangle() || rule.lateral().is_some() {
+            // The activation read T = Triangle₁(U) or T = U·Mᵀ, still in w.rows2 (`activate`
+            // leaves it there). G_T goes to a gradient buffer this pass has finished with:
             // grad_planes once the planes went to rows, grad_rows where they are the same.
             let g_t = if p == 1 {
                 &tune.grad_rows
@@ -922,9 +920,16 @@ impl HebbLayer {
                 &tune.grad_planes
             };
             hebbian::activation_backward(rec, kind, &work.rows2, g_a, n, c, g_t)?;
-            let triangle = ActivationGrad::Triangle { power: 1.0 };
-            let u = &tune.pre_triangle_u;
-            hebbian::activation_backward(rec, triangle, u, g_t, n, c, &tune.grad_u)?;
+            match rule.lateral() {
+                // M is fixed (the rule builds it from lateral_strength): only W learns.
+                Some(m) => gemm::gemm(rec, &Gemm::new(n, c, c).shaped(), g_t, m, &tune.grad_u)?,
+                None => {
+                    // U was saved by the forward; `activate` overwrote w.rows.
+                    let triangle = ActivationGrad::Triangle { power: 1.0 };
+                    let u = &tune.pre_triangle_u;
+                    hebbian::activation_backward(rec, triangle, u, g_t, n, c, &tune.grad_u)?;
+                }
+            }
         } else {
             hebbian::activation_backward(rec, kind, &work.rows, g_a, n, c, &tune.grad_u)?;
         }
