@@ -130,7 +130,7 @@ fn gpu_rules_match_every_golden_case_gl() {
 }
 
 /// Both device policies on Vulkan: the golden cases also run through the other policy's rule
-/// paths (the fused projection on lavapipe, the separate kernels on a GPU).
+/// paths (its tiles, competition kernels and split-K sizing).
 #[test]
 fn gpu_rules_match_every_golden_case_under_both_policies() {
     gpu_cases_with("vulkan", Some(PolicyKind::Gpu));

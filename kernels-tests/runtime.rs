@@ -919,7 +919,11 @@ fn device_policy_and_limits_choices_are_named_and_applied() {
         };
         assert_eq!(ctx.policy.kind, policy);
         assert_eq!(ctx.policy.chosen_by, "--policy");
-        assert_eq!(ctx.policy.fused_projection, policy == PolicyKind::Gpu);
+        assert!(!ctx.policy.fused_projection);
+        assert_eq!(
+            ctx.policy.statistics_chunk.is_some(),
+            policy == PolicyKind::Gpu
+        );
         assert_eq!(ctx.limits.max_compute_workgroup_storage_size, 16384);
         assert_eq!(ctx.limits.max_compute_invocations_per_workgroup, 256);
         assert_eq!(ctx.limits.max_storage_buffer_binding_size, 128 << 20);

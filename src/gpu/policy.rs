@@ -3,8 +3,9 @@
 //!
 //! Kernels ask the policy (`ctx.policy`) which variant, tiles or fusion to use; none of them
 //! looks at the adapter's device type itself. A policy is one of two kinds:
-//! - `gpu`: register-blocked 128 x 128 tiles, the fused projection + competition kernel, the
-//!   subgroup competition for every row length, split-K sized for hundreds of workgroups;
+//! - `gpu`: register-blocked 128 x 128 tiles, separate projection and competition kernels,
+//!   the subgroup competition for every row length, split-K sized for hundreds of workgroups,
+//!   batch-norm statistics walked in chunks of 256 values;
 //! - `cpu`: what measured fastest on lavapipe (BENCHMARKS.md): tiles costed for workgroup
 //!   memory that is slow, the subgroup GEMM, separate projection and competition kernels, the
 //!   per-row competition below 1024 entries, split-K sized for the host's cores.
@@ -90,9 +91,20 @@ pub struct DevicePolicy {
     /// rows of 1024 or more on lavapipe, where each invocation is already a SIMD lane.
     pub subgroup_competition_from: usize,
     /// Rules run the fused projection + competition kernel where the layer fits it
-    /// (`ProjectionPlan::for_layer`): it saves five N x C passes over memory per step on GPUs;
-    /// on lavapipe the separate kernels won every case `hebb bench rules` timed.
+    /// (`ProjectionPlan::for_layer`). Off under both kinds, as measured: on lavapipe the
+    /// separate kernels won every case `hebb bench rules` timed, and on an NVIDIA H200
+    /// (BENCHMARKS.md, "Real GPU") the fused kernel took 4.86 ms of SoftHebb MNIST layer 2's
+    /// 5.55 ms step (490 x 1536 x 3456, 62 workgroups), where the separate kernels' whole step
+    /// on 640 rows of the same layer took 0.78 ms. It saves five N x C passes over memory but
+    /// holds all C columns per workgroup, so a batch of rows fills few workgroups.
     pub fused_projection: bool,
+    /// Batch-norm statistics walk each channel's B·H·W values in chunks of this many values,
+    /// one invocation per chunk, where a channel holds more than twice as many
+    /// (`norm::StatisticsChunks`); None: one invocation walks a whole channel (bar a driver's
+    /// loop budget). On the H200 one invocation walking a single channel of 7,840 values took
+    /// 0.44 ms, 73% of SoftHebb MNIST layer 0's step; lavapipe runs each invocation on a SIMD
+    /// lane across channels, where one walk per channel is what was measured.
+    pub statistics_chunk: Option<usize>,
     /// The most loop iterations one invocation may run where the driver cuts loops short
     /// (llvmpipe: 65,535, all loops of the invocation together, silently). A fact of the
     /// driver, the same under either kind; launchers split their work below it or refuse.
@@ -134,7 +146,8 @@ impl DevicePolicy {
                 512
             },
             subgroup_competition_from: if cpu { 1024 } else { 0 },
-            fused_projection: !cpu,
+            fused_projection: false,
+            statistics_chunk: if cpu { None } else { Some(256) },
             loop_iteration_limit,
             sanger_scan_cost: if cpu { SCAN_COST_CPU } else { SCAN_COST_GPU },
         }
@@ -177,6 +190,10 @@ impl DevicePolicy {
                 "fused projection + competition: {}",
                 if self.fused_projection { "on" } else { "off" }
             ),
+            match self.statistics_chunk {
+                Some(chunk) => format!("batch-norm statistics: chunks of {chunk} values"),
+                None => "batch-norm statistics: one invocation per channel".into(),
+            },
             format!(
                 "Sanger's update: running reconstruction where it costs under 1/{} of the GEMMs",
                 self.sanger_scan_cost

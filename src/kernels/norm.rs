@@ -66,10 +66,12 @@ const AFFINE: u32 = 8;
 /// `NormParams::flags` bit 4: the per-channel statistics walk in chunks (binding 11).
 const CHUNKED: u32 = 16;
 
-/// How the per-channel statistics walk a channel's B·H·W values where one invocation may not
-/// walk them all (a driver's loop budget, `GpuContext::loop_iteration_limit`): `chunks` runs of
+/// How the per-channel statistics walk a channel's B·H·W values in chunks: `chunks` runs of
 /// `chunk` values, one invocation each, whose partial results one invocation per channel then
-/// combines. Elsewhere one invocation walks the whole channel.
+/// combines. Chunks are taken where one invocation may not walk a whole channel (a driver's
+/// loop budget, `GpuContext::loop_iteration_limit`) and where the device policy asks for them
+/// (`DevicePolicy::statistics_chunk`: a GPU would otherwise run one invocation per channel).
+/// Elsewhere one invocation walks the whole channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatisticsChunks {
     pub chunk: usize,
@@ -78,18 +80,27 @@ pub struct StatisticsChunks {
 
 impl StatisticsChunks {
     /// The chunks of `g`'s walks on this context, or None where one invocation walks a whole
-    /// channel: the forward's two passes (2·B·H·W iterations) and the backward's one fit the
-    /// loop budget. A chunk is a quarter of the budget, so its two passes take half.
+    /// channel. The loop budget asks for chunks where the forward's two passes (2·B·H·W
+    /// iterations) or the backward's one do not fit it; its chunk is a quarter of the budget,
+    /// so a chunk's two passes take half. The policy asks for them where a channel holds more
+    /// than two of its chunks. Where both ask, the smaller chunk is taken.
     pub fn for_pass(ctx: &GpuContext, g: &BatchNorm) -> Option<Self> {
-        let limit = ctx.loop_iteration_limit()?;
         let count = g.batch * g.plane;
-        // The walks' iterations plus the modified BN's mean of the running variances (C/256
-        // loads and 8 tree steps, in bn_backward_affine).
-        let walk = 2 * count as u64 + g.channels.div_ceil(256) as u64 + 8;
-        if walk <= limit {
-            return None;
+        let by_budget = ctx.loop_iteration_limit().and_then(|limit| {
+            // The walks' iterations plus the modified BN's mean of the running variances
+            // (C/256 loads and 8 tree steps, in bn_backward_affine).
+            let walk = 2 * count as u64 + g.channels.div_ceil(256) as u64 + 8;
+            (walk > limit).then_some((limit / 4).max(1) as usize)
+        });
+        let by_policy = ctx
+            .policy
+            .statistics_chunk
+            .filter(|&chunk| count > 2 * chunk.max(1));
+        let chunk = match (by_budget, by_policy) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
         }
-        let chunk = (limit / 4).max(1) as usize;
+        .max(1);
         Some(Self {
             chunk,
             chunks: count.div_ceil(chunk),
