@@ -80,27 +80,44 @@ pub struct StatisticsChunks {
 
 impl StatisticsChunks {
     /// The chunks of `g`'s walks on this context, or None where one invocation walks a whole
-    /// channel. The loop budget asks for chunks where the forward's two passes (2·B·H·W
-    /// iterations) or the backward's one do not fit it; its chunk is a quarter of the budget,
-    /// so a chunk's two passes take half. The policy asks for them where a channel holds more
-    /// than two of its chunks. Where both ask, the smaller chunk is taken.
+    /// channel (`Self::choose` with this context's loop budget and policy).
     pub fn for_pass(ctx: &GpuContext, g: &BatchNorm) -> Option<Self> {
-        let count = g.batch * g.plane;
-        let by_budget = ctx.loop_iteration_limit().and_then(|limit| {
+        Self::choose(
+            g.batch * g.plane,
+            g.channels,
+            ctx.loop_iteration_limit(),
+            ctx.policy.statistics_chunk,
+        )
+    }
+
+    /// The chunks for channels of `count` = B·H·W values, `channels` of them, under a loop
+    /// budget `limit` (None: no known budget) and a policy chunk. The loop budget asks for
+    /// chunks where the forward's two passes (2·B·H·W iterations) or the backward's one do not
+    /// fit it; its chunk is a quarter of the budget, so a chunk's two passes take half. The
+    /// policy asks for them where a channel holds more than two of its chunks. Where both ask,
+    /// the smaller chunk is taken; then, under a budget, the chunk grows until the combining
+    /// walk (one iteration per chunk) takes at most a quarter of the budget too. Channels of
+    /// more than (budget/4)² values cannot fit either walk, and the launcher says so.
+    pub fn choose(
+        count: usize,
+        channels: usize,
+        limit: Option<u64>,
+        policy_chunk: Option<usize>,
+    ) -> Option<Self> {
+        let quarter = limit.map(|l| (l / 4).max(1) as usize);
+        let by_budget = limit.and_then(|limit| {
             // The walks' iterations plus the modified BN's mean of the running variances
             // (C/256 loads and 8 tree steps, in bn_backward_affine).
-            let walk = 2 * count as u64 + g.channels.div_ceil(256) as u64 + 8;
-            (walk > limit).then_some((limit / 4).max(1) as usize)
+            let walk = 2 * count as u64 + channels.div_ceil(256) as u64 + 8;
+            (walk > limit).then_some(quarter.unwrap_or(1))
         });
-        let by_policy = ctx
-            .policy
-            .statistics_chunk
-            .filter(|&chunk| count > 2 * chunk.max(1));
+        let by_policy = policy_chunk.filter(|&chunk| count > 2 * chunk.max(1));
         let chunk = match (by_budget, by_policy) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         }
         .max(1);
+        let chunk = quarter.map_or(chunk, |q| chunk.max(count.div_ceil(q)));
         Some(Self {
             chunk,
             chunks: count.div_ceil(chunk),
@@ -413,4 +430,36 @@ pub fn batch_norm_backward(
         ],
         groups,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatisticsChunks;
+
+    #[test]
+    fn chunks_follow_the_policy_and_fit_a_loop_budget() {
+        // No budget, no policy: one walk per channel.
+        assert_eq!(StatisticsChunks::choose(1 << 20, 3, None, None), None);
+        // The GPU policy alone: chunks of 256 from three chunks' worth on.
+        assert_eq!(StatisticsChunks::choose(512, 3, None, Some(256)), None);
+        let k = StatisticsChunks::choose(7840, 1, None, Some(256)).unwrap();
+        assert_eq!((k.chunk, k.chunks), (256, 31));
+        // llvmpipe's budget alone: a quarter of it per chunk once 2·count passes it.
+        let limit = 65_535u64;
+        assert_eq!(StatisticsChunks::choose(30_000, 1, Some(limit), None), None);
+        let k = StatisticsChunks::choose(100_000, 1, Some(limit), None).unwrap();
+        assert_eq!((k.chunk, k.chunks), (16_383, 7));
+        // Both: the policy's smaller chunk, while the combining walk fits the budget.
+        let k = StatisticsChunks::choose(100_000, 1, Some(limit), Some(256)).unwrap();
+        assert_eq!((k.chunk, k.chunks), (256, 391));
+        // A channel of 20 M values: 256-value chunks would give 78,125 partials, more than the
+        // budget lets one invocation combine; the chunk grows so both walks fit.
+        let count = 20_000_000;
+        let k = StatisticsChunks::choose(count, 1, Some(limit), Some(256)).unwrap();
+        assert!(
+            k.chunks as u64 <= limit / 4 && k.chunk as u64 <= limit / 4,
+            "{k:?}"
+        );
+        assert!(k.chunk * k.chunks >= count && k.chunk * (k.chunks - 1) < count);
+    }
 }
