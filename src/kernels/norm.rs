@@ -96,8 +96,9 @@ impl StatisticsChunks {
     /// fit it; its chunk is a quarter of the budget, so a chunk's two passes take half. The
     /// policy asks for them where a channel holds more than two of its chunks. Where both ask,
     /// the smaller chunk is taken; then, under a budget, the chunk grows until the combining
-    /// walk (one iteration per chunk) takes at most a quarter of the budget too. Channels of
-    /// more than (budget/4)² values cannot fit either walk, and the launcher says so.
+    /// walk (one iteration per chunk) takes at most a quarter of the budget too. A channel so
+    /// large that a chunk's walk then passes the budget (beyond about budget²/8 values) is
+    /// refused by the launcher, which names the budget.
     pub fn choose(
         count: usize,
         channels: usize,
@@ -105,12 +106,10 @@ impl StatisticsChunks {
         policy_chunk: Option<usize>,
     ) -> Option<Self> {
         let quarter = limit.map(|l| (l / 4).max(1) as usize);
-        let by_budget = limit.and_then(|limit| {
-            // The walks' iterations plus the modified BN's mean of the running variances
-            // (C/256 loads and 8 tree steps, in bn_backward_affine).
-            let walk = 2 * count as u64 + channels.div_ceil(256) as u64 + 8;
-            (walk > limit).then_some(quarter.unwrap_or(1))
-        });
+        // The walks' iterations plus the modified BN's mean of the running variances (C/256
+        // loads and 8 tree steps, in bn_backward_affine).
+        let walk = 2 * count as u64 + channels.div_ceil(256) as u64 + 8;
+        let by_budget = quarter.filter(|_| limit.is_some_and(|limit| walk > limit));
         let by_policy = policy_chunk.filter(|&chunk| count > 2 * chunk.max(1));
         let chunk = match (by_budget, by_policy) {
             (Some(a), Some(b)) => a.min(b),
@@ -152,6 +151,9 @@ impl StatisticsChunks {
             k.chunks, k.chunk
         );
         check_loop_budget(ctx, entry, combine, &work)?;
+        // Each chunk's invocation walks its values twice (forward) or once (backward).
+        let walk = format!("walking chunks of {} values", k.chunk);
+        check_loop_budget(ctx, entry, 2 * k.chunk as u64, &walk)?;
         let partials = ctx.workspace(2 * g.channels * k.chunks)?;
         let mut bindings = inputs.to_vec();
         bindings.push((11, &partials));
@@ -461,5 +463,12 @@ mod tests {
             "{k:?}"
         );
         assert!(k.chunk * k.chunks >= count && k.chunk * (k.chunks - 1) < count);
+        // 600 M values: the combining walk still fits, but a chunk's two passes would not; the
+        // launcher's walk check (in `record`) refuses such a pass rather than truncate it.
+        let k = StatisticsChunks::choose(600_000_000, 1, Some(limit), Some(256)).unwrap();
+        assert!(
+            k.chunks as u64 <= limit / 4 && 2 * k.chunk as u64 > limit,
+            "{k:?}"
+        );
     }
 }
