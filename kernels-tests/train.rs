@@ -195,6 +195,7 @@ fn nan_weights_stop_training_naming_the_layer() {
     );
     let position: train::Position = serde_json::from_str(ck.meta("position").unwrap()).unwrap();
     assert_eq!(position, train::Position::default());
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -224,10 +225,12 @@ fn bad_recipes_are_errors_naming_the_line_or_layer() {
     // A 40x40 kernel on a 28x28 image.
     let too_big = TINY.replace("kernel = 5", "kernel = 40");
     let r = Recipe::parse(&too_big, Path::new("r.toml")).unwrap();
-    let e = match train::train(&ctx, &r, &too_big, &options(&scratch("big"), None)) {
+    let out = scratch("big");
+    let e = match train::train(&ctx, &r, &too_big, &options(&out, None)) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a kernel larger than its input was accepted"),
     };
+    let _ = std::fs::remove_dir_all(&out);
     assert!(e.contains("layer 0") && e.contains("larger than"), "{e}");
     // A second layer whose kernel does not fit the first one's pooled 7x7 output.
     let chained = format!(
@@ -246,10 +249,12 @@ optimizer = { kind = "adam", lr = 1e-3 }
 "#
     );
     let r = Recipe::parse(&chained, Path::new("r.toml")).unwrap();
-    let e = match train::train(&ctx, &r, &chained, &options(&scratch("chain"), None)) {
+    let out = scratch("chain");
+    let e = match train::train(&ctx, &r, &chained, &options(&out, None)) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("layers whose shapes do not chain were accepted"),
     };
+    let _ = std::fs::remove_dir_all(&out);
     assert!(e.contains("layer 1") && e.contains("9x9"), "{e}");
 }
 

@@ -97,6 +97,7 @@ pub fn stl10(data: &[u8]) {
             s.label(i);
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// JPEG and PNG files as an image folder's reader decodes them.
