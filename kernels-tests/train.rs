@@ -168,6 +168,81 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let _ = std::fs::remove_dir_all(&split);
 }
 
+/// `hebb train --pretrained`: a new read-out with more classifier epochs, trained on a
+/// finished run's Hebbian layers, is bit for bit the straight run with those epochs. A
+/// checkpoint past the start of the supervised stage, and an output folder holding a run
+/// (without --overwrite), are refused with errors saying so.
+#[test]
+fn a_new_read_out_on_a_finished_runs_hebbian_layers_is_the_straight_run() {
+    let Some(ctx) = vulkan() else { return };
+    let straight = scratch("readout-straight");
+    let mut three = options(&straight, None);
+    three.overrides.epochs = Some(3);
+    let Outcome::Finished(a) = train::train(&ctx, &tiny(), TINY, &three).unwrap() else {
+        panic!("the straight run stopped")
+    };
+    let base = scratch("readout-base");
+    let Outcome::Finished(two) = train::train(&ctx, &tiny(), TINY, &options(&base, None)).unwrap()
+    else {
+        panic!("the base run stopped")
+    };
+    let readout = scratch("readout-new");
+    let restart = train::SupervisedRestart {
+        epochs: Some(3),
+        label_fraction: None,
+    };
+    let pretrained = base.join(train::PRETRAINED_FILE);
+    let Outcome::Finished(b) =
+        train::resume_with(&ctx, &pretrained, &options(&readout, None), Some(restart)).unwrap()
+    else {
+        panic!("the read-out stopped")
+    };
+    let classifier_epochs =
+        |m: &train::Metrics| m.epochs.iter().filter(|r| r.stage == "classifier").count();
+    assert_eq!(classifier_epochs(&b), 3);
+    assert_eq!(classifier_epochs(&two), 2);
+    assert_eq!(b.overrides.epochs, Some(3));
+    assert_eq!(a.test_accuracy, b.test_accuracy);
+    common::assert_same_tensors(
+        &straight,
+        &readout,
+        &["layers.0.weight", "classifier.weight", "classifier.state1"],
+    );
+    // The base run's own checkpoint stands at the end of its run, not at a fresh read-out.
+    let other = scratch("readout-other");
+    let Err(e) = train::resume_with(
+        &ctx,
+        &base.join(checkpoint::FILE),
+        &options(&other, None),
+        Some(restart),
+    ) else {
+        panic!("a finished run's checkpoint was taken for a pretrained network")
+    };
+    let e = e.to_string();
+    assert!(e.contains("start of the supervised stage"), "{e}");
+    // The new read-out's folder holds a run now: refused, then replaced with --overwrite.
+    let Err(e) = train::resume_with(&ctx, &pretrained, &options(&readout, None), Some(restart))
+    else {
+        panic!("a run was overwritten without --overwrite")
+    };
+    let e = e.to_string();
+    assert!(e.contains("--overwrite"), "{e}");
+    let mut replace = options(&readout, None);
+    replace.overwrite = true;
+    let one = train::SupervisedRestart {
+        epochs: Some(1),
+        label_fraction: None,
+    };
+    let Outcome::Finished(c) = train::resume_with(&ctx, &pretrained, &replace, Some(one)).unwrap()
+    else {
+        panic!("the replacing read-out stopped")
+    };
+    assert_eq!(classifier_epochs(&c), 1);
+    for dir in [straight, base, readout, other] {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn nan_weights_stop_training_naming_the_layer() {
     let Some(ctx) = vulkan() else { return };

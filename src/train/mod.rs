@@ -413,7 +413,13 @@ pub fn train_regimes(
             let resuming = !opts.overwrite && out.join(checkpoint::FILE).exists();
             let outcome = match (&pretrained, resuming) {
                 (_, true) => resume(ctx, &out, &one)?,
-                (Some(p), false) => resume_with(ctx, p, &one, Some(fraction))?,
+                (Some(p), false) => {
+                    let restart = SupervisedRestart {
+                        label_fraction: Some(fraction),
+                        epochs: None,
+                    };
+                    resume_with(ctx, p, &one, Some(restart))?
+                }
                 (None, false) => train(ctx, recipe, recipe_text, &one)?,
             };
             match outcome {
@@ -919,43 +925,71 @@ pub fn resume(ctx: &GpuContext, dir: &Path, opts: &TrainOptions) -> Result<Outco
     resume_with(ctx, dir, opts, None)
 }
 
-/// `resume` from the checkpoint at `path` (a file or a run folder) into `opts.out`, with the
-/// label fraction replaced by `label_fraction` when given: `--regimes` runs each fraction's
-/// supervised stage from one Hebbian pre-training (`PRETRAINED_FILE`), whose labels nothing
-/// has seen yet.
+/// What may change when a supervised stage starts over from a Hebbian pre-training
+/// (`PRETRAINED_FILE`), whose labels nothing has seen yet: `None` keeps the stored value.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SupervisedRestart {
+    pub label_fraction: Option<f64>,
+    /// Classifier epochs.
+    pub epochs: Option<usize>,
+}
+
+/// `resume` from the checkpoint at `path` (a file or a run folder) into `opts.out`. With
+/// `restart`, the checkpoint must stand at the start of the supervised stage, and the label
+/// fraction and classifier epochs it names replace the stored ones: `--regimes` runs each
+/// fraction's supervised stage from one Hebbian pre-training, and `--pretrained` trains a new
+/// read-out on a finished run's Hebbian layers.
 pub fn resume_with(
     ctx: &GpuContext,
     path: &Path,
     opts: &TrainOptions,
-    label_fraction: Option<f64>,
+    restart: Option<SupervisedRestart>,
 ) -> Result<Outcome> {
     let ck = checkpoint::load(path)?;
+    if restart.is_some() {
+        // Checked before the rest of the metadata: a finished run's own checkpoint is refused
+        // for what it is here, not as a run to continue.
+        let recipe =
+            Recipe::parse(ck.meta("recipe")?, &ck.path).map_err(|e| HebbError::Format {
+                path: ck.path.clone(),
+                message: format!("metadata \"recipe\": {}", e.message),
+            })?;
+        let position: Position = meta_json(&ck, "position")?;
+        let start = Position {
+            stage: stages(&recipe).len() - 1,
+            ..Default::default()
+        };
+        if position != start {
+            return Err(HebbError::Format {
+                path: ck.path.clone(),
+                message: format!(
+                    "stands at stage {} epoch {} batch {}, not at the start of the supervised \
+                     stage; a new read-out starts from a run's {PRETRAINED_FILE}",
+                    position.stage, position.epoch, position.batch
+                ),
+            });
+        }
+    }
     let mut state = ResumeState::from_checkpoint(&ck, opts.overrides.data.as_deref())?;
     // Every rank has read the checkpoint before rank 0 may write over it (or finish the run).
     opts.group.all_reduce_sum_u64(&mut [0]);
-    if let Some(f) = label_fraction {
-        let supervised = stages(&state.recipe).len() - 1;
-        let start = Position {
-            stage: supervised,
-            ..Default::default()
-        };
-        if state.position != start {
-            return Err(HebbError::Format {
-                path: ck.path.clone(),
-                message: "a label fraction can only change at the start of the supervised stage \
-                          (a pretrained.safetensors)"
-                    .into(),
-            });
+    if let Some(restart) = restart {
+        if restart.label_fraction.is_some() {
+            state.overrides.label_fraction = restart.label_fraction;
         }
-        state.overrides.label_fraction = Some(f);
+        if restart.epochs.is_some() {
+            state.overrides.epochs = restart.epochs;
+        }
         state.overrides.validate().map_err(HebbError::Config)?;
     }
     let dir = ck.path.parent().unwrap_or(Path::new("."));
-    // Continued into another folder: the same refusal as a new run there.
+    // Continued into another folder: the same refusal as a new run there, and the same
+    // `--overwrite`.
     let elsewhere = std::fs::canonicalize(&opts.out).ok() != std::fs::canonicalize(dir).ok();
+    let mut replaced = None;
     if opts.group.rank() == 0 {
         if elsewhere {
-            prepare_out(&opts.out, false)?;
+            replaced = Some(prepare_out(&opts.out, opts.overwrite)?);
         }
         checkpoint::remove_stale_temporaries(&opts.out);
     }
@@ -968,6 +1002,7 @@ pub fn resume_with(
         opts,
         ck.zca(),
     )?;
+    t.replaces.set(replaced);
     ck.restore(ctx, &t.net)?;
     for (l, s) in t.net.layers.iter_mut().zip(state.rule_steps) {
         l.rule.set_steps_done(s);

@@ -59,6 +59,12 @@ pub struct TrainArgs {
     /// may name the dataset folder again if it moved).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["recipe", "epochs", "hebbian_epochs", "label_fraction", "limit"])]
     pub resume: Option<PathBuf>,
+    /// Train only a new supervised stage on the Hebbian layers of a finished run: PATH is its
+    /// pretrained.safetensors or the run folder holding one. The recipe, seed and dataset
+    /// come from it; --epochs and --label-fraction may change, and --out names the new run.
+    #[arg(long, value_name = "PATH", requires = "out",
+          conflicts_with_all = ["recipe", "resume", "hebbian_epochs", "limit", "seed", "seeds", "regimes"])]
+    pub pretrained: Option<PathBuf>,
     /// Seconds of training between checkpoints inside an epoch (each epoch end writes one
     /// too): 0 writes one after every batch, inf only at epoch ends.
     #[arg(long, value_name = "SECONDS", default_value_t = train::CHECKPOINT_SECONDS)]
@@ -159,6 +165,7 @@ fn train_in(
         out,
         overwrite,
         resume,
+        pretrained,
         checkpoint_every,
         stop_after,
         quiet,
@@ -210,8 +217,31 @@ fn train_in(
         limit,
         seed,
     };
-    let outcome = match resume {
-        Some(dir) => {
+    let outcome = match (pretrained, resume) {
+        (Some(path), _) => {
+            let path = if path.is_dir() {
+                path.join(train::PRETRAINED_FILE)
+            } else {
+                path
+            };
+            let restart = train::SupervisedRestart {
+                label_fraction,
+                epochs,
+            };
+            let opts = train::TrainOptions {
+                overrides,
+                // clap's `requires = "out"` makes --out present.
+                out: out.context("--pretrained needs --out")?,
+                stop,
+                checkpoint_seconds: checkpoint_every,
+                overwrite,
+                stop_after_batches: stop_after,
+                progress_bars: !quiet,
+                group: group.clone(),
+            };
+            train::resume_with(&ctx, &path, &opts, Some(restart))?
+        }
+        (None, Some(dir)) => {
             let opts = train::TrainOptions {
                 overrides,
                 out: out.unwrap_or_else(|| dir.clone()),
@@ -224,7 +254,7 @@ fn train_in(
             };
             train::resume(&ctx, &dir, &opts)?
         }
-        None => {
+        (None, None) => {
             let (recipe, text, path) = recipes::resolve(recipe.as_deref())?;
             let opts = train::TrainOptions {
                 overrides,
