@@ -36,21 +36,37 @@ impl ItemShape {
     }
 }
 
-/// Training-time augmentation of 2-D images: random crop after reflect padding, and random
+/// Training-time augmentation of 2-D images: random crop after reflect padding, random
 /// horizontal flip (SoftHebb's STL-10/ImageNet protocol; torchvision's RandomCrop(pad, reflect)
-/// and RandomHorizontalFlip).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// and RandomHorizontalFlip), then additive Gaussian noise (SoftHebb's `MNIST_100aug`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Augment {
     #[serde(default)]
     pub crop_padding: usize,
     #[serde(default)]
     pub flip: bool,
+    /// σ of the noise added to every pixel, x + σ·z with z ~ N(0, 1) drawn per pixel, in the
+    /// loader's [0, 1] pixel units and not clipped (SoftHebb's `AddGaussianNoise`; its
+    /// `MNIST_100aug` uses σ = 1). 0: none.
+    #[serde(default)]
+    pub noise_std: f32,
 }
 
 impl Augment {
     pub fn is_identity(&self) -> bool {
-        self.crop_padding == 0 && !self.flip
+        self.crop_padding == 0 && !self.flip && self.noise_std == 0.0
+    }
+
+    /// Checks the values against what they mean; errors name the field under `field`.
+    pub fn validate(&self, field: &str) -> Result<(), String> {
+        if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
+            return Err(format!(
+                "{field}.noise_std = {}: expected a finite σ ≥ 0",
+                self.noise_std
+            ));
+        }
+        Ok(())
     }
 
     /// Writes one planar C x H x W item of 8-bit pixels to `out` as values in [0, 1], then
@@ -86,9 +102,21 @@ impl Augment {
             (0, 0)
         };
         let flip = self.flip && rng.random_bool(0.5);
-        if dy == 0 && dx == 0 && !flip {
-            return;
+        if dy != 0 || dx != 0 || flip {
+            Self::crop_and_flip(shape, (dy, dx), flip, item);
         }
+        if self.noise_std > 0.0 {
+            for x in item.iter_mut() {
+                let z: f32 = rng.sample(rand_distr::StandardNormal);
+                *x += self.noise_std * z;
+            }
+        }
+    }
+
+    /// Shifts every plane of `item` by (dy, dx) with reflection at the borders, flipped
+    /// horizontally first when `flip`.
+    fn crop_and_flip(shape: ItemShape, (dy, dx): (isize, isize), flip: bool, item: &mut [f32]) {
+        let (h, w) = (shape.height, shape.width);
         // Reflect index into 0..n (no edge repeat, as torch's 'reflect').
         let reflect = |i: isize, n: usize| -> usize {
             let n = n as isize;

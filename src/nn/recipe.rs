@@ -741,6 +741,7 @@ impl Recipe {
             }
         }
         self.classifier.optimizer.validate()?;
+        self.data.augment.validate("data.augment")?;
         if let Some(f) = &self.finetune
             && let Some(layers) = &f.layers
         {

@@ -1014,15 +1014,23 @@ pub fn resume_with(
     t.history = state.history;
     t.resumed = true;
     let position = state.position;
-    t.say(&format!(
-        "resuming {} at {} epoch {} batch {}",
-        state.recipe.name,
-        stages(&t.recipe)
-            .get(position.stage)
-            .map_or("the end".to_string(), |s| s.label()),
-        position.epoch,
-        position.batch
-    ));
+    if restart.is_some() {
+        t.say(&format!(
+            "{}: a new supervised stage on the Hebbian layers of {}",
+            state.recipe.name,
+            ck.path.display()
+        ));
+    } else {
+        t.say(&format!(
+            "resuming {} at {} epoch {} batch {}",
+            state.recipe.name,
+            stages(&t.recipe)
+                .get(position.stage)
+                .map_or("the end".to_string(), |s| s.label()),
+            position.epoch,
+            position.batch
+        ));
+    }
     t.run(position)
 }
 

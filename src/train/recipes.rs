@@ -13,6 +13,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../recipes/softhebb-mnist.toml"),
     ),
     (
+        "softhebb-mnist-100aug",
+        include_str!("../../recipes/softhebb-mnist-100aug.toml"),
+    ),
+    (
         "softhebb-cifar10",
         include_str!("../../recipes/softhebb-cifar10.toml"),
     ),
