@@ -217,6 +217,16 @@ fn train_in(
         limit,
         seed,
     };
+    let options = |out: PathBuf, overwrite: bool| train::TrainOptions {
+        overrides: overrides.clone(),
+        out,
+        stop: stop.clone(),
+        checkpoint_seconds: checkpoint_every,
+        overwrite,
+        stop_after_batches: stop_after,
+        progress_bars: !quiet,
+        group: group.clone(),
+    };
     let outcome = match (pretrained, resume) {
         (Some(path), _) => {
             let path = if path.is_dir() {
@@ -228,44 +238,20 @@ fn train_in(
                 label_fraction,
                 epochs,
             };
-            let opts = train::TrainOptions {
-                overrides,
-                // clap's `requires = "out"` makes --out present.
-                out: out.context("--pretrained needs --out")?,
-                stop,
-                checkpoint_seconds: checkpoint_every,
-                overwrite,
-                stop_after_batches: stop_after,
-                progress_bars: !quiet,
-                group: group.clone(),
-            };
+            // clap's `requires = "out"` makes --out present.
+            let opts = options(out.context("--pretrained needs --out")?, overwrite);
             train::resume_with(&ctx, &path, &opts, Some(restart))?
         }
         (None, Some(dir)) => {
-            let opts = train::TrainOptions {
-                overrides,
-                out: out.unwrap_or_else(|| dir.clone()),
-                stop,
-                checkpoint_seconds: checkpoint_every,
-                overwrite: false,
-                stop_after_batches: stop_after,
-                progress_bars: !quiet,
-                group: group.clone(),
-            };
+            let opts = options(out.unwrap_or_else(|| dir.clone()), false);
             train::resume(&ctx, &dir, &opts)?
         }
         (None, None) => {
             let (recipe, text, path) = recipes::resolve(recipe.as_deref())?;
-            let opts = train::TrainOptions {
-                overrides,
-                out: out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
-                stop,
-                checkpoint_seconds: checkpoint_every,
+            let opts = options(
+                out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
                 overwrite,
-                stop_after_batches: stop_after,
-                progress_bars: !quiet,
-                group: group.clone(),
-            };
+            );
             if rank == 0 {
                 eprintln!(
                     "training {} ({}) on {}",
