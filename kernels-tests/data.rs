@@ -808,8 +808,8 @@ fn fashion_mnist_reads_like_mnist_without_a_known_checksum() {
 /// Gaussian-noise augmentation (SoftHebb's `MNIST_100aug`): x + σ·z per pixel, z ~ N(0, 1).
 /// On a ragged 3×33×65 item of seeded random pixels the added noise has mean 0 (within 5
 /// standard errors) and s.d. σ (within 5%; the s.d. of a sample s.d. over 6,435 pixels is
-/// 0.9%), is drawn again by the same seed, differs under another, and rides on top of the
-/// crop and flip. σ = 0 is the identity, and a negative or NaN σ is a recipe error naming
+/// 0.9%), is drawn again by the same seed, differs under another, and is added on top of a
+/// flip. σ = 0 is the identity, and a negative or NaN σ is a recipe error naming
 /// the field.
 #[test]
 fn gaussian_noise_augmentation_has_the_stated_spread() {

@@ -170,8 +170,8 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
 
 /// `hebb train --pretrained`: a new read-out with more classifier epochs, trained on a
 /// finished run's Hebbian layers, is bit for bit the straight run with those epochs. A
-/// checkpoint past the start of the supervised stage, and an output folder holding a run
-/// (without --overwrite), are refused with errors saying so.
+/// checkpoint past the start of the supervised stage, `--resume` of a finished run, and an
+/// output folder holding a run (without --overwrite), are refused with errors saying so.
 #[test]
 fn a_new_read_out_on_a_finished_runs_hebbian_layers_is_the_straight_run() {
     let Some(ctx) = vulkan() else { return };
@@ -220,6 +220,15 @@ fn a_new_read_out_on_a_finished_runs_hebbian_layers_is_the_straight_run() {
     };
     let e = e.to_string();
     assert!(e.contains("start of the supervised stage"), "{e}");
+    // And `--resume` of that finished run is refused as finished.
+    let Err(e) = train::resume(&ctx, &base, &options(&base, None)) else {
+        panic!("a finished run was resumed")
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("has finished") && e.contains("metrics.json"),
+        "{e}"
+    );
     // The new read-out's folder holds a run now: refused, then replaced with --overwrite.
     let Err(e) = train::resume_with(&ctx, &pretrained, &options(&readout, None), Some(restart))
     else {

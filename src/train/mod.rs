@@ -836,7 +836,8 @@ pub struct ResumeState {
     /// Fine-tuning's optimizer steps per block (empty in checkpoints written before
     /// fine-tuning existed, which had none).
     pub finetune_steps: Vec<u32>,
-    /// The run had finished, but its metrics.json is missing (killed while finishing).
+    /// The position is the end of the run: it finished, or was killed while finishing (then
+    /// its metrics.json is missing and a resume writes it).
     pub finishing: bool,
 }
 
@@ -871,13 +872,6 @@ impl ResumeState {
             .map_err(|e| bad(format!("metadata \"overrides\" applied to the recipe: {e}")))?;
         let all = stages(&effective);
         let finishing = position.stage == all.len() && position.epoch == 0 && position.batch == 0;
-        if finishing && ck.path.with_file_name("metrics.json").exists() {
-            return Err(bad(
-                "this run has finished (its results are in metrics.json beside it); start a new \
-                 run with another --out, or replace this one with --overwrite"
-                    .into(),
-            ));
-        }
         let epochs = match all.get(position.stage) {
             Some(Stage::Classifier) => effective.classifier.epochs,
             _ => effective.hebbian.epochs,
@@ -946,41 +940,42 @@ pub fn resume_with(
     restart: Option<SupervisedRestart>,
 ) -> Result<Outcome> {
     let ck = checkpoint::load(path)?;
-    if restart.is_some() {
-        // Checked before the rest of the metadata: a finished run's own checkpoint is refused
-        // for what it is here, not as a run to continue.
-        let recipe =
-            Recipe::parse(ck.meta("recipe")?, &ck.path).map_err(|e| HebbError::Format {
-                path: ck.path.clone(),
-                message: format!("metadata \"recipe\": {}", e.message),
-            })?;
-        let position: Position = meta_json(&ck, "position")?;
-        let start = Position {
-            stage: stages(&recipe).len() - 1,
-            ..Default::default()
-        };
-        if position != start {
-            return Err(HebbError::Format {
-                path: ck.path.clone(),
-                message: format!(
+    let mut state = ResumeState::from_checkpoint(&ck, opts.overrides.data.as_deref())?;
+    let refuse = |message: String| HebbError::Format {
+        path: ck.path.clone(),
+        message,
+    };
+    match restart {
+        Some(_) => {
+            let start = Position {
+                stage: stages(&state.recipe).len() - 1,
+                ..Default::default()
+            };
+            if state.position != start {
+                let p = &state.position;
+                return Err(refuse(format!(
                     "stands at stage {} epoch {} batch {}, not at the start of the supervised \
                      stage; a new read-out starts from a run's {PRETRAINED_FILE}",
-                    position.stage, position.epoch, position.batch
-                ),
-            });
+                    p.stage, p.epoch, p.batch
+                )));
+            }
         }
+        None if state.finishing && ck.path.with_file_name("metrics.json").exists() => {
+            return Err(refuse(
+                "this run has finished (its results are in metrics.json beside it); start a new \
+                 run with another --out, or replace this one with --overwrite"
+                    .into(),
+            ));
+        }
+        None => {}
     }
-    let mut state = ResumeState::from_checkpoint(&ck, opts.overrides.data.as_deref())?;
     // Every rank has read the checkpoint before rank 0 may write over it (or finish the run).
     opts.group.all_reduce_sum_u64(&mut [0]);
     if let Some(restart) = restart {
-        if restart.label_fraction.is_some() {
-            state.overrides.label_fraction = restart.label_fraction;
-        }
-        if restart.epochs.is_some() {
-            state.overrides.epochs = restart.epochs;
-        }
-        state.overrides.validate().map_err(HebbError::Config)?;
+        let o = &mut state.overrides;
+        o.label_fraction = restart.label_fraction.or(o.label_fraction);
+        o.epochs = restart.epochs.or(o.epochs);
+        o.validate().map_err(HebbError::Config)?;
     }
     let dir = ck.path.parent().unwrap_or(Path::new("."));
     // Continued into another folder: the same refusal as a new run there, and the same
