@@ -450,6 +450,11 @@ fn fine_tuning_trains_and_resumes_to_the_same_weights() {
             .exists()
     );
     assert_eq!(summary.regimes[1].test_accuracy, a.test_accuracy);
+    let metrics = std::fs::read_to_string(regimes.join("regime-1").join("metrics.json")).unwrap();
+    assert!(
+        metrics.contains("\"resumed\": false"),
+        "a regime's new supervised stage was reported as resumed"
+    );
     common::assert_same_tensors(
         &straight,
         &regimes.join("regime-1"),

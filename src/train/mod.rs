@@ -211,6 +211,7 @@ pub struct Metrics {
     pub classifier_images_per_s: f64,
     pub skipped_items: usize,
     pub first_skipped: Option<String>,
+    /// Whether this run continued an interrupted one from its checkpoint.
     pub resumed: bool,
     /// Checkpoints this process wrote (the last resume's, when resumed) and the seconds they
     /// took: the cost of `--checkpoint-every`.
@@ -1007,7 +1008,9 @@ pub fn resume_with(
         l.set_fine_tune_steps(s);
     }
     t.history = state.history;
-    t.resumed = true;
+    // A new supervised stage on finished pre-training (`--regimes`, `--pretrained`) is not
+    // the continuation of an interrupted run.
+    t.resumed = restart.is_none();
     let position = state.position;
     if restart.is_some() {
         t.say(&format!(
