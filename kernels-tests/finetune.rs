@@ -450,9 +450,13 @@ fn fine_tuning_trains_and_resumes_to_the_same_weights() {
             .exists()
     );
     assert_eq!(summary.regimes[1].test_accuracy, a.test_accuracy);
-    let metrics = std::fs::read_to_string(regimes.join("regime-1").join("metrics.json")).unwrap();
-    assert!(
-        metrics.contains("\"resumed\": false"),
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(regimes.join("regime-1").join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        metrics["resumed"],
+        serde_json::Value::Bool(false),
         "a regime's new supervised stage was reported as resumed"
     );
     common::assert_same_tensors(
