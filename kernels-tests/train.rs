@@ -450,6 +450,31 @@ activation = {{ kind = "relu_pow", power = 4.5 }}"#
             ),
         ),
         (
+            "krotov linear, output_current = weights: relu(W·v̂)^4.5 (the paper's read-out)",
+            ItemShape { channels: 1, height: 7, width: 5 },
+            format!(
+                r#"kind = "linear"
+channels = 33
+unit_norm_input = true
+output_current = "weights"
+rule = {{ preset = "krotov/hopfield", params = {{ p = 3.0, k = 2, delta = 0.4, prec = 1e-30, {sgd} }} }}
+init = {{ kind = "normal", std = 0.3 }}
+activation = {{ kind = "relu_pow", power = 4.5 }}"#
+            ),
+        ),
+        (
+            "lagani conv, output_current = weights: W, not unit rows, relu",
+            ItemShape { channels: 2, height: 8, width: 8 },
+            format!(
+                r#"channels = 7
+kernel = 3
+output_current = "weights"
+rule = {{ preset = "lagani/soft-wta-exp", params = {{ temperature = 0.02, {sgd} }} }}
+init = {{ kind = "uniform_fan_in" }}
+activation = {{ kind = "relu" }}"#
+            ),
+        ),
+        (
             "bcm linear: lateral M, logistic, output BN",
             ItemShape { channels: 1, height: 6, width: 6 },
             format!(
@@ -1001,6 +1026,51 @@ fn a_learning_block_whose_output_is_needed_projects_once() {
     );
     let err = rel_err(&widen(&shared), &widen(&own));
     assert!(err < 1e-5, "weights after 3 steps differ by {err:.2e}");
+}
+
+/// `output_current = "weights"` changes only what the block outputs (relu(W·v̂)^n, Krotov &
+/// Hopfield's read-out): the rule's step still projects onto its own W̃ = sign(W)|W|^{p−1}, so
+/// a block that must give its output learns the same weights as with the rule's current, while
+/// its output differs.
+#[test]
+fn a_block_reading_out_w_itself_learns_what_the_rules_current_learns() {
+    use hebb::conformance::{rel_err, widen};
+    use hebb::gpu::{Recorder, Tensor};
+    let Some(ctx) = vulkan() else { return };
+    let seed = common::seed();
+    let run = |current: &str| {
+        let text = format!(
+            "name = \"krotov\"\nseed = {}\n[data]\ndataset = \"mnist\"\n[hebbian]\nschedule = \"greedy\"\nepochs = 1\nbatch = 7\n[[layer]]\nkind = \"linear\"\nchannels = 65\nunit_norm_input = true\noutput_current = \"{current}\"\nrule = {{ preset = \"krotov/hopfield\", params = {{ p = 3.0, k = 7, delta = 0.4, prec = 1e-30, optimizer = {{ kind = \"sgd\", lr = 0.02, momentum = 0.0, nesterov = false, weight_decay = 0.0 }} }} }}\ninit = {{ kind = \"normal\", std = 1.0 }}\nactivation = {{ kind = \"relu_pow\", power = 4.5 }}\n[classifier]\nepochs = 1\nbatch = 7\noptimizer = {{ kind = \"adam\", lr = 1e-3 }}\n",
+            seed % 1000
+        );
+        let recipe = Recipe::parse(&text, Path::new("krotov.toml")).unwrap();
+        let (mut net, images) = hebb::bench::train::synthetic_network(&ctx, &recipe).unwrap();
+        let layer = &mut net.layers[0];
+        let x = Tensor::from_f32(&ctx, "images", &[images.len()], &images).unwrap();
+        let mut outputs = Vec::new();
+        for _ in 0..3 {
+            let mut rec = Recorder::new(&ctx);
+            let out = layer.train_step(&mut rec, &x, 7, true).unwrap().unwrap();
+            // Queued writes land before the submitted commands: the step must overwrite it.
+            out.poison_nan(&ctx);
+            rec.submit();
+            outputs.push(out.to_f32_vec(&ctx).unwrap()[..7 * 65].to_vec());
+        }
+        (layer.rule.w.to_f32_vec(&ctx).unwrap(), outputs)
+    };
+    let (w_rule, out_rule) = run("rule");
+    let (w_plain, out_plain) = run("weights");
+    let err = rel_err(&widen(&w_plain), &widen(&w_rule));
+    assert!(
+        err < 1e-6,
+        "weights after 3 steps differ by {err:.2e} (seed {seed})"
+    );
+    assert!(out_plain.iter().flatten().all(|v| v.is_finite()));
+    let apart = rel_err(&widen(&out_plain[0]), &widen(&out_rule[0]));
+    assert!(
+        apart > 0.1,
+        "the output with W itself equals the rule's current's ({apart:.2e}, seed {seed})"
+    );
 }
 
 /// After its first steps, a training step allocates nothing for its launches: every kernel's

@@ -9,7 +9,8 @@
 //! input, so its patch matrix is the input itself (N = B) and rows and planes coincide.
 //! W̃ is the rule's `forward_weights`: W, except sign(W)|W|^{p−1} for Krotov's p ≠ 2 and
 //! W/‖w_i‖ for Lagani's WTA rules (their forward is the vector projection) and hebbdemo's
-//! `w_nrm`. `HebbLayer::forward` runs the frozen block; `HebbLayer::train_step` is one training
+//! `w_nrm`. With `output_current = "weights"` the block's output projects onto W itself
+//! (Krotov & Hopfield's read-out) while the rule's step still projects onto W̃. `HebbLayer::forward` runs the frozen block; `HebbLayer::train_step` is one training
 //! step, read top to bottom: the rule's step runs on the same P after the forward output was
 //! computed with the step's starting weights, as in the authors' code, and reads that output's
 //! U instead of projecting again where it can (`GpuRule::takes_projection`).
@@ -504,7 +505,9 @@ impl HebbLayer {
         let transformed = Tensor::empty(ctx, "forward weights", &[c, d], DType::F32)?;
         let folded = Tensor::empty(ctx, "forward weights ·M", &[c, d], DType::F32)?;
         let mut rec = Recorder::new(ctx);
-        let w = self.rule.forward_weights(&mut rec, &norms, &transformed)?;
+        let w = self
+            .rule
+            .weights_as(&mut rec, self.spec.output_weights(), &norms, &transformed)?;
         let out = match self.rule.lateral() {
             Some(m) => {
                 gemm::gemm(&mut rec, &Gemm::new(c, d, c), m, w, &folded)?;
@@ -620,13 +623,18 @@ impl HebbLayer {
                 true,
                 None,
             )?;
-            let same_u = rule.takes_projection()
+            // The forward's W̃ and U serve the step only where the output projects onto the
+            // rule's own forward weights (`output_current = "rule"`).
+            let rule_weights = rule.config().preset.forward_weights();
+            let shared = spec.output_weights() == rule_weights;
+            let same_u = shared
+                && rule.takes_projection()
                 && !spec.unit_norm_input
                 && rule.lateral().is_none()
                 && !rule.pre_triangle();
-            let raw = rule.config().preset.forward_weights() == ForwardWeights::Raw;
+            let raw = rule_weights == ForwardWeights::Raw;
             let from_forward = FromForward {
-                weights: (!raw).then_some(&work.w_fwd),
+                weights: (shared && !raw).then_some(&work.w_fwd),
                 projected: same_u.then_some(&work.rows),
             };
             (Some(out), from_forward)
@@ -654,8 +662,7 @@ impl HebbLayer {
                 self.index, self.spec.rule.name
             )))
         };
-        if let ForwardWeights::SignedPower { exponent } =
-            self.rule.config().preset.forward_weights()
+        if let ForwardWeights::SignedPower { exponent } = self.spec.output_weights()
             && exponent < 1.0
         {
             // a·|w|^(a − 1) is unbounded at w = 0 below a = 1.
@@ -944,7 +951,7 @@ impl HebbLayer {
         let projected = if unit_norm { &work.normed } else { patches };
         // The forward weights W̃: W, or W/‖w‖ or sign(w)·|w|^a (in w_fwd since the forward),
         // whose gradient goes on to W through unit_rows_backward or signed_pow_backward.
-        let weights = rule.config().preset.forward_weights();
+        let weights = spec.output_weights();
         let raw = weights == ForwardWeights::Raw;
         let forward_weights = if raw { &rule.w } else { &work.w_fwd };
         if step.is_some() {
@@ -1204,7 +1211,7 @@ fn project(
 ) -> Result<()> {
     let (c, d, p) = (spec.channels, s.fan_in(), s.positions());
     let n = batch * p;
-    let weights = rule.forward_weights(rec, &w.w_norms, &w.w_fwd)?;
+    let weights = rule.weights_as(rec, spec.output_weights(), &w.w_norms, &w.w_fwd)?;
     // Unit-norm patches in every forward output, so an output batch norm's running statistics
     // describe what the classifier will see; the rule's step still reads the raw patches.
     let normed_input = spec.unit_norm_input;

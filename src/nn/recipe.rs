@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::rules::preset::RuleConfig;
+use crate::rules::preset::{ForwardWeights, RuleConfig};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +264,19 @@ pub enum NormKind {
     Modified,
 }
 
+/// The current U = P·Ŵᵀ a block's output is computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputCurrent {
+    /// Ŵ = the rule's forward weights W̃ (`Preset::forward_weights`): sign(W)|W|^{p−1} for
+    /// Krotov's p ≠ 2, each row over its norm for Lagani's WTA rules, W for the others.
+    #[default]
+    Rule,
+    /// Ŵ = W itself: Krotov & Hopfield's read-out h = f(W·v), where the rule's current is
+    /// ⟨W, v⟩ with the metric |W|^{p−2}.
+    Weights,
+}
+
 /// A size given as `3` or `[3, 5]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
@@ -369,6 +382,10 @@ pub struct LayerSpec {
     /// rule's learning step always sees raw inputs.
     #[serde(default)]
     pub unit_norm_input: bool,
+    /// Which weights the block's output (what the next block and the classifier read) projects
+    /// onto. The rule's own learning step always uses the rule's current.
+    #[serde(default)]
+    pub output_current: OutputCurrent,
     pub rule: RuleConfig,
     pub init: Init,
     pub activation: Activation,
@@ -383,6 +400,16 @@ pub struct LayerSpec {
     /// would exceed `nn::layer::PATCH_BUDGET` elements. Not with `unit_norm_input`.
     #[serde(default)]
     pub implicit_gemm: bool,
+}
+
+impl LayerSpec {
+    /// The weights Ŵ of the block's output current U = P·Ŵᵀ (`output_current`).
+    pub fn output_weights(&self) -> ForwardWeights {
+        match self.output_current {
+            OutputCurrent::Rule => self.rule.preset.forward_weights(),
+            OutputCurrent::Weights => ForwardWeights::Raw,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize, serde::Serialize)]

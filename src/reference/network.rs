@@ -3,7 +3,7 @@
 
 use crate::kernels::norm::BatchNorm;
 use crate::nn::layer::BlockShape;
-use crate::nn::recipe::{Activation, LayerSpec};
+use crate::nn::recipe::{Activation, LayerSpec, OutputCurrent};
 use crate::reference::dense::{Mat, im2col_conv, rows_to_nchw};
 use crate::rules::preset::Preset;
 
@@ -35,10 +35,13 @@ fn bn_eval(
 }
 
 /// The weights a standard convolution of the block's (normalised) input uses to give U: M·W̃,
-/// with W̃ the rule's forward transform of W (C x D) and M BCM's lateral matrix (none for the
+/// with W̃ the rule's forward transform of W (C x D; W itself with `output_current =
+/// "weights"`) and M BCM's lateral matrix (none for the
 /// other rules). U·Mᵀ = P·(M·W̃)ᵀ, so the lateral product folds into the weights.
 pub fn effective_weights(spec: &LayerSpec, w: &Mat, lateral: Option<&Mat>) -> Mat {
     let wf = match spec.rule.preset {
+        // `output_current = "weights"`: the block's output reads W itself.
+        _ if spec.output_current == OutputCurrent::Weights => w.clone(),
         Preset::KrotovHopfield { p: power, .. } if power != 2.0 => {
             w.map(|v| v.signum() * v.abs().powf(power - 1.0))
         }

@@ -520,8 +520,21 @@ impl GpuRule {
         norms: &Tensor,
         out: &'t Tensor,
     ) -> Result<&'t Tensor> {
+        self.weights_as(rec, self.config.preset.forward_weights(), norms, out)
+    }
+
+    /// This rule's W transformed as `kind` says: W itself, or recorded into `out` with
+    /// `norms` (C) as scratch. A block's output current may use other weights than the rule's
+    /// step (`LayerSpec::output_weights`).
+    pub fn weights_as<'t>(
+        &'t self,
+        rec: &mut Recorder<'_>,
+        kind: ForwardWeights,
+        norms: &Tensor,
+        out: &'t Tensor,
+    ) -> Result<&'t Tensor> {
         let (c, d) = (self.c, self.d);
-        match self.config.preset.forward_weights() {
+        match kind {
             ForwardWeights::Raw => Ok(&self.w),
             ForwardWeights::SignedPower { exponent } => {
                 hebbian::signed_pow(rec, &self.w, c * d, exponent, out)?;
