@@ -10,7 +10,8 @@
 //! W̃ is the rule's `forward_weights`: W, except sign(W)|W|^{p−1} for Krotov's p ≠ 2 and
 //! W/‖w_i‖ for Lagani's WTA rules (their forward is the vector projection) and hebbdemo's
 //! `w_nrm`. With `output_current = "weights"` the block's output projects onto W itself
-//! (Krotov & Hopfield's read-out) while the rule's step still projects onto W̃. `HebbLayer::forward` runs the frozen block; `HebbLayer::train_step` is one training
+//! (Krotov & Hopfield's read-out) while the rule's step still projects onto W̃.
+//! `HebbLayer::forward` runs the frozen block; `HebbLayer::train_step` is one training
 //! step, read top to bottom: the rule's step runs on the same P after the forward output was
 //! computed with the step's starting weights, as in the authors' code, and reads that output's
 //! U instead of projecting again where it can (`GpuRule::takes_projection`).
