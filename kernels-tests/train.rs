@@ -450,31 +450,6 @@ activation = {{ kind = "relu_pow", power = 4.5 }}"#
             ),
         ),
         (
-            "krotov linear, output_current = weights: relu(W·v̂)^4.5 (the paper's read-out)",
-            ItemShape { channels: 1, height: 7, width: 5 },
-            format!(
-                r#"kind = "linear"
-channels = 33
-unit_norm_input = true
-output_current = "weights"
-rule = {{ preset = "krotov/hopfield", params = {{ p = 3.0, k = 2, delta = 0.4, prec = 1e-30, {sgd} }} }}
-init = {{ kind = "normal", std = 0.3 }}
-activation = {{ kind = "relu_pow", power = 4.5 }}"#
-            ),
-        ),
-        (
-            "lagani conv, output_current = weights: W, not unit rows, relu",
-            ItemShape { channels: 2, height: 8, width: 8 },
-            format!(
-                r#"channels = 7
-kernel = 3
-output_current = "weights"
-rule = {{ preset = "lagani/soft-wta-exp", params = {{ temperature = 0.02, {sgd} }} }}
-init = {{ kind = "uniform_fan_in" }}
-activation = {{ kind = "relu" }}"#
-            ),
-        ),
-        (
             "bcm linear: lateral M, logistic, output BN",
             ItemShape { channels: 1, height: 6, width: 6 },
             format!(
@@ -492,7 +467,22 @@ output_norm = "batch""#
         .iter()
         .map(|(name, input, layer)| (*name, *input, format!("{layer}\nimplicit_gemm = true")))
         .collect();
-    let blocks: Vec<(&str, ItemShape, String)> = blocks.into_iter().chain(implicit).collect();
+    // The blocks whose rule projects onto its own W̃ (Krotov's sign|W|^{p−1}, Lagani's unit
+    // rows) again with their output read from W itself (`output_current = "weights"`).
+    let plain: Vec<(&str, ItemShape, String)> = blocks
+        .iter()
+        .filter(|(name, ..)| name.starts_with("krotov") || name.starts_with("lagani"))
+        .map(|(name, input, layer)| {
+            (
+                *name,
+                *input,
+                format!("{layer}\noutput_current = \"weights\""),
+            )
+        })
+        .collect();
+    assert_eq!(plain.len(), 2);
+    let blocks: Vec<(&str, ItemShape, String)> =
+        blocks.into_iter().chain(implicit).chain(plain).collect();
     for (i, (name, input, layer)) in blocks.iter().enumerate() {
         let text = format!(
             "name = \"block\"\nseed = {}\n[data]\ndataset = \"mnist\"\n[hebbian]\nschedule = \"greedy\"\nepochs = 1\nbatch = 3\n[[layer]]\n{layer}\n[classifier]\nepochs = 1\nbatch = 3\noptimizer = {{ kind = \"adam\", lr = 1e-3 }}\n",
@@ -524,7 +514,15 @@ output_norm = "batch""#
         let layer = &net.layers[0];
         let implicit = text.contains("implicit_gemm = true");
         assert_eq!(layer.implicit_forward(), implicit, "{name}");
-        let name = format!("{name}{}", if implicit { " (implicit GEMM)" } else { "" });
+        let name = format!(
+            "{name}{}{}",
+            if implicit { " (implicit GEMM)" } else { "" },
+            if text.contains("output_current") {
+                " (output_current = weights)"
+            } else {
+                ""
+            }
+        );
         let st = BlockStats {
             input: stats(layer.input_bn.as_ref()),
             output: stats(layer.output_bn.as_ref()),
