@@ -2,6 +2,7 @@
 //! `eval` and `filters`), `spiking`, `bench` (with `tune`) and `data`; this file parses the
 //! arguments, opens nothing itself and prints errors.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -85,12 +86,20 @@ pub fn end_job_on_error(
 ) -> Result<ExitCode> {
     match result {
         Err(e) if group.size() > 1 => {
-            eprintln!(
-                "error (rank {} of {}; ending the job): {}",
+            // One write(2) for the whole line: `eprintln!` writes each piece of its format
+            // separately to the unbuffered stderr, and a launcher that tears the job down on
+            // the abort may forward only the first pieces (seen under Open MPI 4.1: the line
+            // stopped after "error (rank ").
+            let line = format!(
+                "error (rank {} of {}; ending the job): {}\n",
                 group.rank(),
                 group.size(),
                 error_text(&e)
             );
+            let mut stderr = std::io::stderr().lock();
+            let _ = stderr
+                .write_all(line.as_bytes())
+                .and_then(|()| stderr.flush());
             group.abort(1)
         }
         other => other,
