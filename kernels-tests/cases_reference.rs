@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use hebb::conformance::cases::{REFERENCE_TOL, case_rows, print_case_table, reference_rows};
+use hebb::conformance::spiking_cases::format_of;
 use hebb::gpu::PolicyKind;
 use hebb::rules::case::{find_case_files, load_case};
 use hebb::rules::preset::PRESET_NAMES;
@@ -26,14 +27,25 @@ fn reference_matches_every_golden_case() {
         );
     }
     let cases: std::collections::BTreeSet<_> = rows.iter().map(|r| r.case.clone()).collect();
-    // The 52 published cases, and 2 made here from the authors' code (README.md).
-    assert_eq!(cases.len(), 54, "expected 54 cases");
+    // The 52 published cases, 2 made here from SoftHebb's code and 2 whole spiking
+    // presentations made here from SpikingGrid's (README.md).
+    assert_eq!(cases.len(), 56, "expected 56 cases");
+    let spiking = rows
+        .iter()
+        .filter(|r| r.preset == hebb::conformance::spiking_cases::PRESET)
+        .count();
+    // 2 cases x 3 presentations x (spikes, v, weights).
+    assert_eq!(spiking, 18, "spiking case rows");
 }
 
 #[test]
 fn every_preset_has_a_case() {
     let mut seen = std::collections::BTreeSet::new();
     for path in find_case_files(&cases_dir()).unwrap() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if format_of(&text).as_deref() == Some(hebb::conformance::spiking_cases::FORMAT) {
+            continue;
+        }
         seen.insert(load_case(&path).unwrap().preset);
     }
     for name in PRESET_NAMES {
@@ -116,7 +128,7 @@ fn gpu_cases_with(backend: &str, policy: Option<PolicyKind>) {
             ctx.settings()
         );
     }
-    assert!(rows.len() >= 2 * 54, "only {} GPU rows", rows.len());
+    assert!(rows.len() >= 2 * 54 + 18, "only {} GPU rows", rows.len());
 }
 
 #[test]
@@ -176,4 +188,79 @@ fn rule_configs_deserialise_with_named_errors() {
         err.contains("k of krotov/hopfield must be at least 2"),
         "{err}"
     );
+}
+
+fn spiking_case_text(name: &str) -> String {
+    std::fs::read_to_string(cases_dir().join(format!("spiking/{name}.json"))).unwrap()
+}
+
+/// The spiking cases can fail: the task-tuned culture replayed with the bio culture's lower
+/// bound at 0 (SpikingGrid's `v_lb=0.`, where the tuned config has `v_lb=None`) no longer
+/// matches the authors' spikes, nor does the bio culture without its refractory period.
+#[test]
+fn spiking_cases_tell_a_changed_model_apart() {
+    let dir = std::env::temp_dir().join(format!("hebb-spiking-cases-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tsk = spiking_case_text("spikinggrid-tsk-35n");
+    let bounded = tsk.replacen("\"lower_bound\":null", "\"lower_bound\":0.0", 1);
+    assert_ne!(bounded, tsk);
+    std::fs::write(dir.join("bounded.json"), bounded).unwrap();
+    let bio = spiking_case_text("spikinggrid-bio-35n");
+    let no_refrac = bio.replacen("\"refrac\":5", "\"refrac\":0", 1);
+    assert_ne!(no_refrac, bio);
+    std::fs::write(dir.join("no-refrac.json"), no_refrac).unwrap();
+    let rows = reference_rows(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    for case in ["spikinggrid-tsk-35n", "spikinggrid-bio-35n"] {
+        let spikes: Vec<_> = rows
+            .iter()
+            .filter(|r| r.case == case && r.tensor.ends_with("spikes"))
+            .collect();
+        assert_eq!(spikes.len(), 3, "{rows:?}");
+        assert!(
+            spikes.iter().any(|r| !r.ok && r.rel_err > 0.05),
+            "{case}: the changed model still matched: {spikes:?}"
+        );
+    }
+}
+
+/// A malformed spiking case is one error row naming the field and what was expected.
+#[test]
+fn bad_spiking_cases_name_the_field() {
+    let dir = std::env::temp_dir().join(format!("hebb-bad-spiking-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = spiking_case_text("spikinggrid-bio-35n");
+    let write =
+        |name: &str, text: &str| std::fs::write(dir.join(format!("{name}.json")), text).unwrap();
+    // One neuron more than the weights hold.
+    write("rows", &good.replacen("\"rows\":5", "\"rows\":6", 1));
+    // A spike train entry that is not 0/1.
+    write(
+        "trains",
+        &good.replacen("\"trains\":[0", "\"trains\":[2", 1),
+    );
+    // A field the format does not have.
+    write(
+        "unknown",
+        &good.replacen("\"steps\":", "\"stepz\":1,\"steps\":", 1),
+    );
+    let rows = reference_rows(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let text: Vec<String> = rows
+        .iter()
+        .map(|r| r.error.clone().unwrap_or_default())
+        .collect();
+    assert!(rows.iter().all(|r| !r.ok), "{rows:?}");
+    assert!(
+        text.iter()
+            .any(|e| e.contains("pruned.input holds 2100 values, expected 2520")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.contains("trains and spikes hold only 0 and 1")),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|e| e.contains("stepz")), "{text:?}");
 }

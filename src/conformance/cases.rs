@@ -8,13 +8,13 @@ use serde::Serialize;
 
 use std::collections::BTreeMap;
 
-use crate::conformance::rel_err;
+use crate::conformance::{rel_err, spiking_cases};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::im2col;
 use crate::reference;
 use crate::reference::dense::{Mat, rows_to_nchw};
-use crate::rules::case::{Array, Case, CaseError, Layer, find_case_files, load_case};
+use crate::rules::case::{Array, Case, CaseError, Layer, find_case_files, load_case, parse_case};
 use crate::rules::gpu::{FromForward, GpuRule, RuleInit, UpdatePath};
 
 /// The float64 reference must match the authors' float64 numbers to this (FORMAT.md §6: an
@@ -37,7 +37,7 @@ pub struct CaseRow {
     pub error: Option<String>,
 }
 
-fn error_row(case: &str, preset: &str, variant: &str, error: String) -> CaseRow {
+pub(crate) fn error_row(case: &str, preset: &str, variant: &str, error: String) -> CaseRow {
     CaseRow {
         case: case.into(),
         preset: preset.into(),
@@ -290,7 +290,26 @@ pub fn case_rows(ctx: Option<&GpuContext>, dir: &Path) -> Vec<CaseRow> {
     };
     let mut rows = Vec::new();
     for path in files {
-        match load_case(&path) {
+        // Whole spiking presentations have their own format (spiking_cases.rs).
+        let text = crate::data::limits::read_bounded(
+            &path,
+            crate::data::limits::host_memory_budget(),
+            "the case file",
+        )
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+        if let Some(text) = &text
+            && spiking_cases::format_of(text).as_deref() == Some(spiking_cases::FORMAT)
+        {
+            rows.extend(spiking_cases::case_rows(ctx, &path, text));
+            continue;
+        }
+        // An unreadable file gets load_case's error, naming what was wrong.
+        let loaded = match &text {
+            Some(text) => parse_case(text, &path),
+            None => load_case(&path),
+        };
+        match loaded {
             Err(CaseError {
                 path,
                 preset,

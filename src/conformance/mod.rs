@@ -7,6 +7,7 @@ pub mod gemm_update;
 pub mod kernels;
 pub mod rules;
 pub mod spiking;
+pub mod spiking_cases;
 
 use std::collections::BTreeMap;
 

@@ -76,7 +76,7 @@ fn random_state(
 }
 
 /// The smallest |v − thresh| over the reference's pre-reset potentials of step t.
-fn threshold_margin(sim: &RefSim, t: u32, sample_base: u32) -> f64 {
+pub(crate) fn threshold_margin(sim: &RefSim, t: u32, sample_base: u32) -> f64 {
     let mut probe = RefSim {
         p: sim.p,
         cfg: CultureConfig {

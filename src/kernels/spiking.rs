@@ -47,6 +47,51 @@ pub struct SpikingParams {
     pub _pad0: f32,
 }
 
+impl SpikingParams {
+    /// The launch parameters of `cultures` copies of `culture` with room for `capacity` batch
+    /// elements and W_E split into bindings of `rows_per_chunk` rows (t, sample base 0).
+    pub fn new(
+        culture: &Culture,
+        cultures: usize,
+        capacity: usize,
+        rows_per_chunk: usize,
+        seed: u32,
+    ) -> Result<Self> {
+        let u = |what: &str, v: usize| to_u32("spiking", what, v);
+        let (n, cfg) = (culture.neurons(), &culture.config);
+        Ok(SpikingParams {
+            n: u("n", n)?,
+            batch: u("batch", capacity)?,
+            cultures: u("cultures", cultures)?,
+            electrodes: ELECTRODES as u32,
+            width_in: u("input width", culture.input.width)?,
+            width_inh: u("inhibitory width", culture.inhibitory.width)?,
+            rows_per_chunk: u("rows per chunk", rows_per_chunk)?,
+            t: 0,
+            seed,
+            sample_base: 0,
+            flags: cfg.lower_bound.is_finite() as u32,
+            refrac_steps: cfg.refrac_steps(),
+            decay_m: cfg.decay_m() as f32,
+            rest: cfg.rest as f32,
+            thresh: cfg.thresh as f32,
+            reset: cfg.reset as f32,
+            decay_trace: cfg.decay_trace() as f32,
+            lbound: if cfg.lower_bound.is_finite() {
+                cfg.lower_bound as f32
+            } else {
+                0.0
+            },
+            a_plus: cfg.a_plus as f32,
+            a_minus: cfg.a_minus as f32,
+            norm_in: cfg.input_strength as f32,
+            norm_exc: cfg.exc_strength as f32,
+            norm_inh: cfg.inh_strength as f32,
+            _pad0: 0.0,
+        })
+    }
+}
+
 /// Bindings of W_E.
 pub const EXC_CHUNKS: usize = 4;
 
@@ -128,7 +173,6 @@ impl SpikingBuffers {
         chunk_rows: Option<usize>,
     ) -> Result<Self> {
         let n = culture.neurons();
-        let cfg = &culture.config;
         if cultures == 0 || capacity == 0 || !capacity.is_multiple_of(cultures) {
             return Err(HebbError::Launch {
                 kernel: "spiking".into(),
@@ -137,7 +181,6 @@ impl SpikingBuffers {
                 ),
             });
         }
-        let u = |what: &str, v: usize| to_u32("spiking", what, v);
         let rows = cultures * n;
         let rows_per_chunk = match chunk_rows {
             Some(r) => r.clamp(1, rows),
@@ -182,36 +225,7 @@ impl SpikingBuffers {
         let e = ELECTRODES;
         let state_len = 5 * capacity * n + 2 * capacity * e;
         let spikes_len = 4 * capacity * n + 2 * capacity * e + capacity;
-        let params = SpikingParams {
-            n: u("n", n)?,
-            batch: u("batch", capacity)?,
-            cultures: u("cultures", cultures)?,
-            electrodes: e as u32,
-            width_in: u("input width", culture.input.width)?,
-            width_inh: u("inhibitory width", culture.inhibitory.width)?,
-            rows_per_chunk: u("rows per chunk", rows_per_chunk)?,
-            t: 0,
-            seed,
-            sample_base: 0,
-            flags: cfg.lower_bound.is_finite() as u32,
-            refrac_steps: cfg.refrac_steps(),
-            decay_m: cfg.decay_m() as f32,
-            rest: cfg.rest as f32,
-            thresh: cfg.thresh as f32,
-            reset: cfg.reset as f32,
-            decay_trace: cfg.decay_trace() as f32,
-            lbound: if cfg.lower_bound.is_finite() {
-                cfg.lower_bound as f32
-            } else {
-                0.0
-            },
-            a_plus: cfg.a_plus as f32,
-            a_minus: cfg.a_minus as f32,
-            norm_in: cfg.input_strength as f32,
-            norm_exc: cfg.exc_strength as f32,
-            norm_inh: cfg.inh_strength as f32,
-            _pad0: 0.0,
-        };
+        let params = SpikingParams::new(culture, cultures, capacity, rows_per_chunk, seed)?;
         Ok(Self {
             params,
             capacity,

@@ -244,6 +244,55 @@ impl RefSim {
         }
     }
 
+    /// Every batch element at rest, traces, counts and spike history cleared, as the shader's
+    /// reset_state (the electrode probabilities are kept).
+    pub fn reset(&mut self) {
+        let (bn, n, ne) = (self.b(), self.n(), self.e());
+        for b in 0..bn {
+            for i in 0..n {
+                let (va, ra) = (self.v_at(b, i), self.refrac_at(b, i));
+                self.state[va] = self.cfg.rest;
+                self.state[ra] = 0.0;
+                let (xy, xz, ct) = (self.xy_at(b, i), self.xz_at(b, i), self.count_at(b, i));
+                self.state[xy] = 0.0;
+                self.state[xz] = 0.0;
+                self.state[ct] = 0.0;
+                for back in 0..3 {
+                    let at = self.sy_at(0, back, b, i);
+                    self.spikes[at] = 0;
+                }
+            }
+            for e in 0..ne {
+                let xx = self.xx_at(b, e);
+                self.state[xx] = 0.0;
+                for back in 0..2 {
+                    let at = self.sx_at(0, back, b, e);
+                    self.spikes[at] = 0;
+                }
+            }
+            let at = self.list_len_at(b);
+            self.spikes[at] = 0;
+        }
+    }
+
+    /// Sets batch element b's per-step electrode probabilities (0 or 1 replays a spike train).
+    pub fn set_electrode_probs(&mut self, b: usize, probs: &[f64]) {
+        for (e, &p) in probs.iter().enumerate().take(self.e()) {
+            let at = self.pe_at(b, e);
+            self.state[at] = p;
+        }
+    }
+
+    /// Neuron i's membrane potential in batch element b.
+    pub fn potential(&self, b: usize, i: usize) -> f64 {
+        self.state[self.v_at(b, i)]
+    }
+
+    /// Whether neuron i of batch element b spiked at step t (the last step run).
+    pub fn spiked(&self, t: u32, b: usize, i: usize) -> bool {
+        self.spikes[self.sy_at(t, 0, b, i)] != 0
+    }
+
     /// Each neuron's incoming Σ|w| of each connection scaled to its strength.
     pub fn renormalise(&mut self) {
         let n = self.n();

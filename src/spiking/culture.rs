@@ -175,7 +175,7 @@ pub struct Ell {
 }
 
 impl Ell {
-    fn from_rows(rows: Vec<Vec<(u32, f64)>>) -> Ell {
+    pub fn from_rows(rows: Vec<Vec<(u32, f64)>>) -> Ell {
         let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let mut index = vec![NONE; rows.len() * width];
         let mut weight = vec![0.0f32; rows.len() * width];

@@ -22,8 +22,9 @@ pub struct ConformanceArgs {
     /// Only these conformance families, a comma list (`--only list` names them all).
     #[arg(long)]
     pub only: Option<String>,
-    /// Check every hebb-case/1 file under DIR instead (repeatable). Each case runs on the
-    /// GPU (f32) and with the float64 reference; one row per case, variant and tensor.
+    /// Check every hebb-case/1 and hebb-spiking-case/1 file under DIR instead (repeatable).
+    /// Each case runs on the GPU (f32) and with the float64 reference; one row per case,
+    /// variant and tensor.
     #[arg(long, value_name = "DIR")]
     pub cases: Vec<PathBuf>,
 }
