@@ -13,7 +13,9 @@
 //!   intervals k ~ Poisson(1000 / (r · dt)) steps, k = 0 counted as 1, spikes at the
 //!   cumulative sums ≤ the presentation's steps (a sum s fires at step s − 1). Drawn on the
 //!   host from ChaCha8 (the recipe's seed, stream = the presentation's id), uploaded as 0/1
-//!   trains; the GPU and the reference read the same trains.
+//!   trains; the GPU and the reference read the same trains. Every presentation has its own
+//!   id, so each evaluation of the validation set draws fresh noise, as the original's
+//!   encoder does on each pass over its validation loader.
 //! - `bernoulli`: p = r · dt per step, drawn in the shader (`uniform01`).
 //!
 //! Readout: each neuron belongs to the electrode cell it lies in and so to that electrode's class
@@ -439,7 +441,20 @@ pub fn run(
         source: e,
     })?;
     // Validation ids and test ids draw their own noise, apart from the training samples'.
+    // Every evaluation draws fresh validation noise, as the original's PoissonEncoder does on
+    // each pass over its validation loader: evaluation k uses ids val_ids + k·|val|.
     let (val_ids, test_ids) = (1u32 << 28, 1u32 << 29);
+    let evaluations = train_items.len().div_ceil(task.eval_every.max(1));
+    if evaluations as u64 * val_items.len() as u64 > (test_ids - val_ids) as u64 {
+        return Err(HebbError::Format {
+            path: recipe.name.clone().into(),
+            message: format!(
+                "task: {evaluations} evaluations of {} validation digits need more than 2^28 \
+                 presentation ids; raise eval_every",
+                val_items.len()
+            ),
+        });
+    }
     let mut curve = Vec::new();
     let validation_png = opts.out.join("validation.png");
     // (validation accuracy, samples seen, weights) of the best evaluation so far.
@@ -448,7 +463,8 @@ pub fn run(
         runner.train_sample(&train, item, k as u32)?;
         let seen = k + 1;
         if seen % task.eval_every == 0 || seen == train_items.len() {
-            let acc = runner.evaluate(&train, &val_items, task.eval_batch, val_ids)?;
+            let fresh = val_ids + (curve.len() * val_items.len()) as u32;
+            let acc = runner.evaluate(&train, &val_items, task.eval_batch, fresh)?;
             log(format!(
                 "{seen}/{} samples: validation accuracy {:.2}% ({:.0} s)",
                 train_items.len(),
