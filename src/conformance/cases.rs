@@ -369,12 +369,12 @@ pub fn case_rows(ctx: Option<&GpuContext>, dir: &Path) -> Vec<CaseRow> {
 
 pub fn print_case_table(rows: &[CaseRow]) {
     println!(
-        "{:<44} {:<24} {:<14} {:<16} {:>10} {:>9}  ok",
+        "{:<44} {:<24} {:<14} {:<22} {:>10} {:>9}  ok",
         "case", "preset", "variant", "tensor", "rel_err", "tol"
     );
     for r in rows {
         println!(
-            "{:<44} {:<24} {:<14} {:<16} {:>10.2e} {:>9.1e}  {}{}",
+            "{:<44} {:<24} {:<14} {:<22} {:>10.2e} {:>9.1e}  {}{}",
             r.case,
             r.preset,
             r.variant,

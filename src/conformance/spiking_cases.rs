@@ -228,7 +228,6 @@ fn parse(text: &str, path: &Path) -> Result<SpikingCase, String> {
         if pr.trains.iter().chain(&x.spikes).any(|&s| s > 1) {
             return Err(format!("{at}: trains and spikes hold only 0 and 1"));
         }
-        let _ = pr.label;
     }
     if raw.presentations.is_empty() {
         return Err("presentations is empty".into());
@@ -421,7 +420,7 @@ impl SpikingCase {
                     case: self.name.clone(),
                     preset: PRESET.into(),
                     variant: variant.into(),
-                    tensor: format!("p{k} {kind} {tensor}"),
+                    tensor: format!("p{k} {kind} digit {} {tensor}", pr.label),
                     rel_err: e,
                     tol,
                     ok: e <= tol,
