@@ -243,3 +243,63 @@ fn spike_trains_drive_the_electrodes_exactly() {
     half[0] = 0.5;
     assert!(bufs.write_spike_trains(&ctx, &half, steps).is_err());
 }
+
+fn mnist_options(out: &std::path::Path, limit: usize) -> SpikingOptions {
+    SpikingOptions {
+        data: Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/mnist")),
+        out: out.to_path_buf(),
+        limit: Some(limit),
+        quiet: true,
+    }
+}
+
+/// Each evaluation draws fresh validation noise, as SpikingGrid's encoder does on each pass
+/// over its validation loader: with STDP switched off the culture never changes, so the
+/// validation accuracies differ between evaluations only through their spike trains (with
+/// one fixed draw, as before 9c43b17, they were all equal).
+#[test]
+fn validation_draws_fresh_noise_at_every_evaluation() {
+    let backend = common::required_backends().remove(0);
+    let ctx = common::context(&backend).expect("first required backend");
+    let (mut recipe, _) = SpikingRecipe::resolve("spiking-mnist01-240n-bio").unwrap();
+    recipe.culture.rows = 6;
+    recipe.culture.cols = 10;
+    recipe.culture.a_plus = 0.0;
+    recipe.culture.a_minus = 0.0;
+    recipe.task.eval_every = 6;
+    let out = common::scratch("spiking", "fresh-validation");
+    let m = run(&ctx, &recipe, &mnist_options(&out, 24)).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    let accs: Vec<f64> = m
+        .validation_curve
+        .iter()
+        .map(|p| p.validation_accuracy)
+        .collect();
+    assert_eq!(accs.len(), 4, "{accs:?}");
+    assert!(
+        accs.iter().any(|&a| a != accs[0]),
+        "every evaluation scored the same: {accs:?}"
+    );
+}
+
+/// A task whose evaluations would need more validation presentation ids than exist is refused
+/// before the culture is built, naming the field.
+#[test]
+fn too_many_validation_presentations_are_refused() {
+    let backend = common::required_backends().remove(0);
+    let ctx = common::context(&backend).expect("first required backend");
+    let (mut recipe, _) = SpikingRecipe::resolve("spiking-mnist01-bio").unwrap();
+    recipe.task.classes = vec![0, 1, 2, 3, 4, 5];
+    recipe.task.train_pool = 60_000;
+    recipe.task.validation = [0, 60_000];
+    recipe.task.eval_every = 1;
+    let out = common::scratch("spiking", "too-many-ids");
+    let err = run(&ctx, &recipe, &mnist_options(&out, usize::MAX))
+        .unwrap_err()
+        .to_string();
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(
+        err.contains("task.eval_every = 1") && err.contains("2^28"),
+        "{err}"
+    );
+}

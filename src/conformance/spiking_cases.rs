@@ -243,41 +243,43 @@ fn parse(text: &str, path: &Path) -> Result<SpikingCase, String> {
             })
             .collect()
     };
-    let in_rows = ell_rows(&w.input, &p.input, e);
-    let inh_rows = ell_rows(&w.inhibitory, &p.inhibitory, n);
-    let flat = |rows: &[Vec<(u32, f64)>]| -> (Vec<u32>, Vec<f64>) {
-        let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let mut idx = vec![NONE; n * width];
-        let mut wv = vec![0.0; n * width];
-        for (i, row) in rows.iter().enumerate() {
-            for (j, &(pre, v)) in row.iter().enumerate() {
-                idx[i * width + j] = pre;
-                wv[i * width + j] = v;
-            }
-        }
-        (idx, wv)
-    };
-    let (mut ell_idx, mut ell_w) = flat(&in_rows);
-    let (inh_idx, inh_w) = flat(&inh_rows);
-    ell_idx.extend(inh_idx);
-    ell_w.extend(inh_w);
+    let unpruned_ok = w
+        .excitatory
+        .iter()
+        .zip(&p.excitatory)
+        .all(|(&v, &m)| m != 0 || (v.is_finite() && v >= 0.0));
+    if !unpruned_ok {
+        return Err("initial.excitatory: unpruned weights must be finite and ≥ 0".into());
+    }
     let exc: Vec<f64> = w
         .excitatory
         .iter()
         .zip(&p.excitatory)
         .map(|(&v, &m)| if m == 0 { v } else { -1.0 })
         .collect();
-    if exc
-        .iter()
-        .any(|&v| !(v.is_finite() && (v >= 0.0 || v == -1.0)))
-    {
-        return Err("initial.excitatory: unpruned weights must be finite and ≥ 0".into());
-    }
+    let input = Ell::from_rows(ell_rows(&w.input, &p.input, e));
+    let inhibitory = Ell::from_rows(ell_rows(&w.inhibitory, &p.inhibitory, n));
+    // The same layout in float64 for the reference: each ELL slot's weight gathered from the
+    // dense matrix (the Ells hold float32, as the GPU does).
+    let gather = |ell: &Ell, dense: &[f64]| -> Vec<f64> {
+        ell.index
+            .iter()
+            .enumerate()
+            .map(|(slot, &pre)| match pre {
+                NONE => 0.0,
+                pre => dense[pre as usize * n + slot / ell.width],
+            })
+            .collect()
+    };
+    let mut ell_w = gather(&input, &w.input);
+    ell_w.extend(gather(&inhibitory, &w.inhibitory));
+    let mut ell_idx = input.index.clone();
+    ell_idx.extend_from_slice(&inhibitory.index);
     let culture = Culture {
         config,
         positions: vec![(0.0, 0.0); n],
-        input: Ell::from_rows(in_rows),
-        inhibitory: Ell::from_rows(inh_rows),
+        input,
+        inhibitory,
         exc: exc.iter().map(|&v| v as f32).collect(),
     };
     Ok(SpikingCase {

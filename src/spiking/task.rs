@@ -168,6 +168,11 @@ pub fn predict(counts: &[f32], classes: &[Option<usize>], k: usize) -> usize {
     best
 }
 
+/// Presentation ids (the noise streams): training samples count from 0, validation
+/// presentations from here, test presentations from `TEST_IDS`.
+const VALIDATION_IDS: u32 = 1 << 28;
+const TEST_IDS: u32 = 1 << 29;
+
 /// Options of `hebb spiking`.
 #[derive(Clone, Debug, Default)]
 pub struct SpikingOptions {
@@ -401,6 +406,21 @@ pub fn run(
             message: format!("no training or test images of classes {:?}", task.classes),
         });
     }
+    // Every evaluation draws fresh validation noise (ids VALIDATION_IDS + k·|val|, below), so the
+    // ids of all evaluations must stay below the test ids.
+    let evaluations = train_items.len().div_ceil(task.eval_every.max(1));
+    if evaluations as u64 * val_items.len() as u64 > (TEST_IDS - VALIDATION_IDS) as u64 {
+        return Err(HebbError::Format {
+            path: recipe.name.clone().into(),
+            message: format!(
+                "task.eval_every = {}: {evaluations} evaluations of {} validation digits need \
+                 more than 2^28 presentation ids; raise task.eval_every or narrow \
+                 task.validation",
+                task.eval_every,
+                val_items.len()
+            ),
+        });
+    }
     let log = |msg: String| {
         if !opts.quiet {
             eprintln!("{msg}");
@@ -440,21 +460,6 @@ pub fn run(
         path: opts.out.clone(),
         source: e,
     })?;
-    // Validation ids and test ids draw their own noise, apart from the training samples'.
-    // Every evaluation draws fresh validation noise, as the original's PoissonEncoder does on
-    // each pass over its validation loader: evaluation k uses ids val_ids + k·|val|.
-    let (val_ids, test_ids) = (1u32 << 28, 1u32 << 29);
-    let evaluations = train_items.len().div_ceil(task.eval_every.max(1));
-    if evaluations as u64 * val_items.len() as u64 > (test_ids - val_ids) as u64 {
-        return Err(HebbError::Format {
-            path: recipe.name.clone().into(),
-            message: format!(
-                "task: {evaluations} evaluations of {} validation digits need more than 2^28 \
-                 presentation ids; raise eval_every",
-                val_items.len()
-            ),
-        });
-    }
     let mut curve = Vec::new();
     let validation_png = opts.out.join("validation.png");
     // (validation accuracy, samples seen, weights) of the best evaluation so far.
@@ -463,7 +468,10 @@ pub fn run(
         runner.train_sample(&train, item, k as u32)?;
         let seen = k + 1;
         if seen % task.eval_every == 0 || seen == train_items.len() {
-            let fresh = val_ids + (curve.len() * val_items.len()) as u32;
+            // Fresh validation noise at every evaluation, as the original's PoissonEncoder
+            // draws on each pass over its validation loader: evaluation k uses ids
+            // VALIDATION_IDS + k·|val| (bounded above).
+            let fresh = VALIDATION_IDS + (curve.len() * val_items.len()) as u32;
             let acc = runner.evaluate(&train, &val_items, task.eval_batch, fresh)?;
             log(format!(
                 "{seen}/{} samples: validation accuracy {:.2}% ({:.0} s)",
@@ -485,7 +493,7 @@ pub fn run(
     // The last training sample always triggers an evaluation, so `best` is set.
     let (best_acc, best_at, (w_in, w_inh, w_exc)) = best.expect("evaluated after training");
     runner.bufs.write_weights(ctx, &w_in, &w_inh, &w_exc)?;
-    let test_accuracy = runner.evaluate(&test, &test_items, task.eval_batch, test_ids)?;
+    let test_accuracy = runner.evaluate(&test, &test_items, task.eval_batch, TEST_IDS)?;
     log(format!(
         "test accuracy {:.2}% on {} test digits (weights after {best_at} samples, validation {:.2}%)",
         100.0 * test_accuracy,
@@ -499,7 +507,7 @@ pub fn run(
         (best_at, best_acc),
         Some(test_accuracy),
     )?;
-    let raster = runner.raster(&test, test_items[0].0, test_ids)?;
+    let raster = runner.raster(&test, test_items[0].0, TEST_IDS)?;
     write_raster_png(
         &opts.out.join("raster.png"),
         &culture,
