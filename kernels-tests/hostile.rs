@@ -232,6 +232,7 @@ fn idx_dimensions_that_wrap_are_refused_by_check_train_and_spiking() {
         data: Some(dir.clone()),
         out: scratch("idx-wrap-spiking"),
         limit: Some(4),
+        culture: None,
         quiet: true,
     };
     let e = hebb::spiking::task::run(&ctx, &recipe, &sopts)
@@ -342,6 +343,7 @@ fn a_spiking_validation_range_past_the_dataset_is_refused() {
         data: None,
         out: scratch("spiking-range"),
         limit: Some(4),
+        culture: None,
         quiet: true,
     };
     let e = hebb::spiking::task::run(&ctx, &recipe, &opts)

@@ -2,6 +2,7 @@
 //! culture builder's invariants, recipe errors, and `hebb spiking` end to end on the
 //! 240-neuron culture.
 
+use hebb::spiking::checkpoint;
 use hebb::spiking::culture::{Culture, CultureConfig, ELECTRODES, NONE};
 use hebb::spiking::recipe::SpikingRecipe;
 use hebb::spiking::task::{SpikingOptions, label_electrodes, run};
@@ -73,6 +74,24 @@ fn label_electrodes_cover_the_label_columns_without_overlap() {
     assert!(label_electrodes(5).is_none());
 }
 
+/// SpikingGrid's `configs.py` layouts, written out cell by cell as (row, column): two classes
+/// split column 9 at row 3; four classes interlock in columns 8 and 9.
+#[test]
+fn label_electrodes_follow_the_original_layouts() {
+    let cells =
+        |l: &[usize]| -> Vec<(usize, usize)> { l.iter().map(|e| (e / 10, e % 10)).collect() };
+    let two = label_electrodes(2).unwrap();
+    assert_eq!(cells(&two[0]), [(0, 9), (1, 9), (2, 9)]);
+    assert_eq!(cells(&two[1]), [(3, 9), (4, 9), (5, 9)]);
+    let three = label_electrodes(3).unwrap();
+    assert_eq!(cells(&three[1]), [(2, 9), (3, 9)]);
+    let four = label_electrodes(4).unwrap();
+    assert_eq!(cells(&four[0]), [(0, 8), (0, 9), (1, 8)]);
+    assert_eq!(cells(&four[1]), [(1, 9), (2, 8), (2, 9)]);
+    assert_eq!(cells(&four[2]), [(3, 8), (3, 9), (4, 8)]);
+    assert_eq!(cells(&four[3]), [(4, 9), (5, 8), (5, 9)]);
+}
+
 #[test]
 fn bad_spiking_recipes_name_the_field() {
     let err = |text: &str| {
@@ -106,6 +125,7 @@ fn spiking_run_writes_metrics_checkpoint_and_pngs() {
         data: Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/mnist")),
         out: out.clone(),
         limit: Some(24),
+        culture: None,
         quiet: true,
     };
     let m = run(&ctx, &recipe, &opts).unwrap();
@@ -249,6 +269,7 @@ fn mnist_options(out: &std::path::Path, limit: usize) -> SpikingOptions {
         data: Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/mnist")),
         out: out.to_path_buf(),
         limit: Some(limit),
+        culture: None,
         quiet: true,
     }
 }
@@ -302,4 +323,157 @@ fn too_many_validation_presentations_are_refused() {
         err.contains("task.eval_every = 1") && err.contains("2^28"),
         "{err}"
     );
+}
+
+/// A culture written by `spiking::checkpoint::write` reads back as the same culture: the
+/// positions (to float32), both ELLs and W_E.
+#[test]
+fn a_culture_checkpoint_reads_back_as_written() {
+    let (recipe, _) = SpikingRecipe::resolve("spiking-mnist01-240n-tuned").unwrap();
+    let c = Culture::build(&recipe.culture, 3);
+    let dir = common::scratch("spiking", "culture-roundtrip");
+    let path = dir.join("culture.safetensors");
+    checkpoint::write(&path, &c, &c.input.weight, &c.inhibitory.weight, &c.exc).unwrap();
+    let back = checkpoint::read(&path, &recipe.culture).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(back.input, c.input);
+    assert_eq!(back.inhibitory, c.inhibitory);
+    assert_eq!(back.exc, c.exc);
+    let rounded: Vec<(f64, f64)> = c
+        .positions
+        .iter()
+        .map(|&(x, y)| (x as f32 as f64, y as f32 as f64))
+        .collect();
+    assert_eq!(back.positions, rounded);
+}
+
+/// `--culture`: a run that reads seed 5's culture from a checkpoint, with seed 5 drawing the
+/// order and the spikes, is the run that built it; reading seed 6's culture instead changes
+/// the result, so the file is what the run simulates.
+#[test]
+fn a_run_from_a_culture_checkpoint_is_the_run_that_built_it() {
+    let backend = common::required_backends().remove(0);
+    let ctx = common::context(&backend).expect("first required backend");
+    let (mut recipe, _) = SpikingRecipe::resolve("spiking-mnist01-240n-tuned").unwrap();
+    recipe.seed = 5;
+    recipe.task.eval_every = 8;
+    let dir = common::scratch("spiking", "culture-run");
+    let built = run(&ctx, &recipe, &mnist_options(&dir.join("built"), 24)).unwrap();
+    let culture_of = |seed: u64| {
+        let c = Culture::build(&recipe.culture, seed);
+        let path = dir.join(format!("culture-{seed}.safetensors"));
+        checkpoint::write(&path, &c, &c.input.weight, &c.inhibitory.weight, &c.exc).unwrap();
+        path
+    };
+    let from = |path: std::path::PathBuf, name: &str| {
+        let opts = SpikingOptions {
+            culture: Some(path),
+            ..mnist_options(&dir.join(name), 24)
+        };
+        run(&ctx, &recipe, &opts).unwrap()
+    };
+    let same = from(culture_of(5), "same");
+    let other = from(culture_of(6), "other");
+    let _ = std::fs::remove_dir_all(&dir);
+    let curve = |m: &hebb::spiking::task::SpikingMetrics| -> Vec<f64> {
+        m.validation_curve
+            .iter()
+            .map(|p| p.validation_accuracy)
+            .collect()
+    };
+    assert_eq!(curve(&same), curve(&built));
+    assert_eq!(same.test_accuracy, built.test_accuracy);
+    assert!(same.culture_from.is_some() && built.culture_from.is_none());
+    assert_ne!(
+        (curve(&other), other.test_accuracy),
+        (curve(&built), built.test_accuracy),
+        "another culture gave the same run"
+    );
+}
+
+/// A bad culture file is refused with an error naming the file, the tensor or entry, and what
+/// was expected; nothing is simulated.
+#[test]
+fn bad_culture_checkpoints_name_the_tensor() {
+    let (recipe, _) = SpikingRecipe::resolve("spiking-mnist01-240n-bio").unwrap();
+    let cfg = &recipe.culture;
+    let good = Culture::build(cfg, 1);
+    let dir = common::scratch("spiking", "bad-culture");
+    let n = good.neurons();
+    let err_of = |name: &str, c: &Culture| {
+        let path = dir.join(format!("{name}.safetensors"));
+        checkpoint::write(&path, c, &c.input.weight, &c.inhibitory.weight, &c.exc).unwrap();
+        let e = checkpoint::read(&path, cfg).unwrap_err().to_string();
+        assert!(e.contains(&format!("{name}.safetensors")), "{e}");
+        e
+    };
+    let mut c = good.clone();
+    c.input.weight[0] = -0.5;
+    let e = err_of("negative-input", &c);
+    assert!(e.contains("input[0, 0]") && e.contains("≥ 0"), "{e}");
+    let mut c = good.clone();
+    c.inhibitory.index[0] = 0;
+    let e = err_of("self-inhibition", &c);
+    assert!(
+        e.contains("inhibitory[0, 0]") && e.contains("own neuron"),
+        "{e}"
+    );
+    let mut c = good.clone();
+    c.exc[7 * n + 7] = 0.25;
+    let e = err_of("exc-diagonal", &c);
+    assert!(e.contains("excitatory.weight[7, 7]"), "{e}");
+    let mut c = good.clone();
+    c.exc[3] = f32::NAN;
+    let e = err_of("exc-nan", &c);
+    assert!(e.contains("excitatory.weight[0, 3] = NaN"), "{e}");
+    let mut c = good.clone();
+    c.positions[4] = (2.5, 0.5);
+    let e = err_of("outside", &c);
+    assert!(e.contains("positions[4]"), "{e}");
+    let mut c = good.clone();
+    let w = c.input.width;
+    c.input.index.swap(0, 1);
+    c.input.weight.swap(0, 1);
+    assert!(w >= 2);
+    let e = err_of("unordered", &c);
+    assert!(e.contains("input[0, 1]") && e.contains("ascend"), "{e}");
+    // Another culture size than the recipe's.
+    let small = Culture::build(
+        &CultureConfig {
+            rows: 5,
+            cols: 7,
+            ..cfg.clone()
+        },
+        1,
+    );
+    let e = err_of("small", &small);
+    assert!(
+        e.contains("tensor positions has shape [35, 2]") && e.contains("12 x 20"),
+        "{e}"
+    );
+    // Not a safetensors file; a file without W_E.
+    let path = dir.join("text.safetensors");
+    std::fs::write(&path, b"not a culture").unwrap();
+    let e = checkpoint::read(&path, cfg).unwrap_err().to_string();
+    assert!(e.contains("not a safetensors file"), "{e}");
+    let path = dir.join("no-exc.safetensors");
+    let pos: Vec<f32> = good
+        .positions
+        .iter()
+        .flat_map(|&(x, y)| [x as f32, y as f32])
+        .collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![n, 2],
+        bytemuck::cast_slice(&pos),
+    )
+    .unwrap();
+    std::fs::write(
+        &path,
+        safetensors::serialize([("positions", view)], None).unwrap(),
+    )
+    .unwrap();
+    let e = checkpoint::read(&path, cfg).unwrap_err().to_string();
+    assert!(e.contains("tensor input.index is missing"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

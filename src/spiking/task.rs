@@ -44,10 +44,11 @@ use crate::spiking::culture::{
 use crate::spiking::recipe::{Encoder, SpikingRecipe};
 use crate::train::checkpoint::write_atomic;
 
-/// Label electrodes of each class for `classes` classes (None when unsupported): column 9 in
-/// equal groups of rows for 2, 3 and 6 classes (2: rows 0-2 and 3-5, as configs.py); for 4,
-/// columns 8 and 9, rows 0-2 and 3-5 (class 0 = column 8 top, 1 = column 8 bottom, 2 and 3
-/// likewise in column 9).
+/// Label electrodes of each class for `classes` classes (None when unsupported), as SpikingGrid's
+/// `configs.py` assigns them. 2 and 3 classes: column 9 in equal groups of rows (2: rows 0-2 and
+/// 3-5). 4 classes: three cells each in columns 8 and 9, interlocked (rows listed as column
+/// 8 | column 9): class 0 = 0, 1 | 0; class 1 = 2 | 1, 2; class 2 = 3, 4 | 3; class 3 = 5 | 4, 5.
+/// 6 classes (one row of column 9 each) is `hebb`'s own extension; the original has none.
 pub fn label_electrodes(classes: usize) -> Option<Vec<Vec<usize>>> {
     let e = |r: usize, k: usize| r * ELECTRODE_COLS + k;
     match classes {
@@ -59,12 +60,26 @@ pub fn label_electrodes(classes: usize) -> Option<Vec<Vec<usize>>> {
                     .collect(),
             )
         }
-        4 => Some(
-            [(8, 0), (8, 3), (9, 0), (9, 3)]
-                .iter()
-                .map(|&(k, r0)| (r0..r0 + 3).map(|r| e(r, k)).collect())
-                .collect(),
-        ),
+        4 => {
+            // (rows in column 8, rows in column 9) per class.
+            let cells: [(&[usize], &[usize]); 4] = [
+                (&[0, 1], &[0]),
+                (&[2], &[1, 2]),
+                (&[3, 4], &[3]),
+                (&[5], &[4, 5]),
+            ];
+            Some(
+                cells
+                    .iter()
+                    .map(|(in8, in9)| {
+                        let mut l: Vec<usize> = in8.iter().map(|&r| e(r, 8)).collect();
+                        l.extend(in9.iter().map(|&r| e(r, 9)));
+                        l.sort_unstable();
+                        l
+                    })
+                    .collect(),
+            )
+        }
         _ => None,
     }
 }
@@ -180,6 +195,9 @@ pub struct SpikingOptions {
     pub out: PathBuf,
     /// At most N training, validation and test samples each.
     pub limit: Option<usize>,
+    /// Start from the culture in this checkpoint (`spiking::checkpoint`) instead of building
+    /// one from the seed; the seed still draws the sample order and the spikes.
+    pub culture: Option<PathBuf>,
     pub quiet: bool,
 }
 
@@ -196,6 +214,8 @@ pub struct SpikingMetrics {
     /// The culture's seed and the spike encoder, which the result depends on.
     pub seed: u64,
     pub encoder: Encoder,
+    /// The checkpoint the culture was read from (`--culture`); none when built from the seed.
+    pub culture_from: Option<PathBuf>,
     pub adapter: String,
     pub neurons: usize,
     pub synapses_input: usize,
@@ -429,14 +449,23 @@ pub fn run(
 
     // Refuse cultures this adapter cannot hold before spending minutes building them.
     crate::kernels::spiking::exc_rows_per_chunk(ctx, recipe.culture.neurons(), 1)?;
-    let culture = Culture::build(&recipe.culture, recipe.seed);
+    let culture = match &opts.culture {
+        Some(path) => crate::spiking::checkpoint::read(path, &recipe.culture)?,
+        None => Culture::build(&recipe.culture, recipe.seed),
+    };
     let build_seconds = started.elapsed().as_secs_f64();
     log(format!(
-        "culture: {} neurons, {} input, {} excitatory and {} inhibitory synapses (built in {build_seconds:.1} s)",
+        "culture: {} neurons, {} input, {} excitatory and {} inhibitory synapses ({} in {build_seconds:.1} s)",
         culture.neurons(),
         culture.input.synapses(),
         culture.exc_synapses(),
-        culture.inhibitory.synapses()
+        culture.inhibitory.synapses(),
+        opts.culture
+            .as_ref()
+            .map_or("built".to_string(), |p| format!(
+                "read from {}",
+                p.display()
+            ))
     ));
     let labels = label_electrodes(task.classes.len()).expect("recipe validated the class count");
     let classes = neuron_classes(&culture, &labels);
@@ -515,7 +544,7 @@ pub fn run(
         &raster,
     )?;
     write_weights_png(&opts.out.join("input_weights.png"), &culture, &w_in)?;
-    write_checkpoint(
+    crate::spiking::checkpoint::write(
         &opts.out.join("checkpoint.safetensors"),
         &culture,
         &w_in,
@@ -530,6 +559,7 @@ pub fn run(
         recipe: recipe.name.clone(),
         seed: recipe.seed,
         encoder: task.encoder,
+        culture_from: opts.culture.clone(),
         adapter: ctx.adapter_name(),
         neurons: culture.neurons(),
         synapses_input: culture.input.synapses(),
@@ -720,73 +750,4 @@ fn write_weights_png(path: &Path, culture: &Culture, w_in: &[f32]) -> Result<()>
         path: path.into(),
         source: std::io::Error::other(e),
     })
-}
-
-/// Weights and masks: positions, the ELL indices (the input and inhibitory masks) and weights,
-/// and W_E dense by presynaptic neuron (−1 marks a pruned synapse), as safetensors, atomically.
-fn write_checkpoint(
-    path: &Path,
-    culture: &Culture,
-    w_in: &[f32],
-    w_inh: &[f32],
-    w_exc: &[f32],
-) -> Result<()> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let n = culture.neurons();
-    let positions: Vec<f32> = culture
-        .positions
-        .iter()
-        .flat_map(|&(x, y)| [x as f32, y as f32])
-        .collect();
-    let bytes_f32 = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
-    let bytes_u32 = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
-    let entries = [
-        ("positions", Dtype::F32, vec![n, 2], bytes_f32(&positions)),
-        (
-            "input.index",
-            Dtype::U32,
-            vec![n, culture.input.width],
-            bytes_u32(&culture.input.index),
-        ),
-        (
-            "input.weight",
-            Dtype::F32,
-            vec![n, culture.input.width],
-            bytes_f32(w_in),
-        ),
-        (
-            "inhibitory.index",
-            Dtype::U32,
-            vec![n, culture.inhibitory.width],
-            bytes_u32(&culture.inhibitory.index),
-        ),
-        (
-            "inhibitory.weight",
-            Dtype::F32,
-            vec![n, culture.inhibitory.width],
-            bytes_f32(w_inh),
-        ),
-        (
-            "excitatory.weight",
-            Dtype::F32,
-            vec![n, n],
-            bytes_f32(w_exc),
-        ),
-    ];
-    let views: Vec<(String, TensorView<'_>)> = entries
-        .iter()
-        .map(|(name, dtype, shape, data)| {
-            let view =
-                TensorView::new(*dtype, shape.clone(), data).map_err(|e| HebbError::Shape {
-                    tensor: name.to_string(),
-                    message: e.to_string(),
-                })?;
-            Ok((name.to_string(), view))
-        })
-        .collect::<Result<_>>()?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| HebbError::Format {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
-    write_atomic(path, &bytes)
 }

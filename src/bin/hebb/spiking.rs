@@ -40,6 +40,12 @@ pub struct SpikingArgs {
     /// --seeds.
     #[arg(long = "set", value_name = "KEY=V1,V2")]
     pub settings: Vec<String>,
+    /// Start from the culture in this checkpoint (a checkpoint.safetensors that hebb spiking
+    /// wrote, or one in its layout: src/spiking/checkpoint.rs) instead of building one from
+    /// the seed. Its neuron count must be the recipe's; the dynamics come from the recipe,
+    /// and the seed still draws the sample order and the spikes.
+    #[arg(long, value_name = "CHECKPOINT", conflicts_with_all = ["seeds", "settings"])]
+    pub culture: Option<PathBuf>,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -106,6 +112,7 @@ fn search(
         data: Some(data.unwrap_or_else(train::data::bundled_mnist)),
         out: out.clone(),
         limit,
+        culture: None,
         quiet,
     };
     let rows = search::run(&ctx, group, &text, &origin, &points, &base)?;
@@ -162,6 +169,7 @@ fn run_one(adapter: &AdapterArgs, args: SpikingArgs) -> Result<ExitCode> {
         out,
         limit,
         seed,
+        culture,
         quiet,
         ..
     } = args;
@@ -182,6 +190,7 @@ fn run_one(adapter: &AdapterArgs, args: SpikingArgs) -> Result<ExitCode> {
             PathBuf::from("runs").join(name)
         }),
         limit,
+        culture,
         quiet,
     };
     let m = hebb::spiking::task::run(&ctx, &recipe, &opts)?;
