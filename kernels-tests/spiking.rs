@@ -332,6 +332,7 @@ fn a_culture_checkpoint_reads_back_as_written() {
     let (recipe, _) = SpikingRecipe::resolve("spiking-mnist01-240n-tuned").unwrap();
     let c = Culture::build(&recipe.culture, 3);
     let dir = common::scratch("spiking", "culture-roundtrip");
+    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("culture.safetensors");
     checkpoint::write(&path, &c, &c.input.weight, &c.inhibitory.weight, &c.exc).unwrap();
     let back = checkpoint::read(&path, &recipe.culture).unwrap();
@@ -399,6 +400,7 @@ fn bad_culture_checkpoints_name_the_tensor() {
     let cfg = &recipe.culture;
     let good = Culture::build(cfg, 1);
     let dir = common::scratch("spiking", "bad-culture");
+    std::fs::create_dir_all(&dir).unwrap();
     let n = good.neurons();
     let err_of = |name: &str, c: &Culture| {
         let path = dir.join(format!("{name}.safetensors"));
