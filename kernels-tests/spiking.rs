@@ -3,7 +3,7 @@
 //! 240-neuron culture.
 
 use hebb::spiking::checkpoint;
-use hebb::spiking::culture::{Culture, CultureConfig, ELECTRODES, NONE};
+use hebb::spiking::culture::{Culture, CultureConfig, ELECTRODE_COLS, ELECTRODES, NONE};
 use hebb::spiking::recipe::SpikingRecipe;
 use hebb::spiking::task::{SpikingOptions, label_electrodes, run};
 
@@ -78,8 +78,11 @@ fn label_electrodes_cover_the_label_columns_without_overlap() {
 /// split column 9 at row 3; four classes interlock in columns 8 and 9.
 #[test]
 fn label_electrodes_follow_the_original_layouts() {
-    let cells =
-        |l: &[usize]| -> Vec<(usize, usize)> { l.iter().map(|e| (e / 10, e % 10)).collect() };
+    let cells = |l: &[usize]| -> Vec<(usize, usize)> {
+        l.iter()
+            .map(|e| (e / ELECTRODE_COLS, e % ELECTRODE_COLS))
+            .collect()
+    };
     let two = label_electrodes(2).unwrap();
     assert_eq!(cells(&two[0]), [(0, 9), (1, 9), (2, 9)]);
     assert_eq!(cells(&two[1]), [(3, 9), (4, 9), (5, 9)]);
@@ -359,6 +362,7 @@ fn a_run_from_a_culture_checkpoint_is_the_run_that_built_it() {
     recipe.seed = 5;
     recipe.task.eval_every = 8;
     let dir = common::scratch("spiking", "culture-run");
+    std::fs::create_dir_all(&dir).unwrap();
     let built = run(&ctx, &recipe, &mnist_options(&dir.join("built"), 24)).unwrap();
     let culture_of = |seed: u64| {
         let c = Culture::build(&recipe.culture, seed);
@@ -375,6 +379,25 @@ fn a_run_from_a_culture_checkpoint_is_the_run_that_built_it() {
     };
     let same = from(culture_of(5), "same");
     let other = from(culture_of(6), "other");
+    // The same run to the last weight, and a trained culture reads back and runs on.
+    let trained =
+        |name: &str| std::fs::read(dir.join(name).join("checkpoint.safetensors")).unwrap();
+    assert!(
+        trained("built") == trained("same"),
+        "the trained cultures differ"
+    );
+    let again = from(dir.join("built").join("checkpoint.safetensors"), "again");
+    assert_eq!(
+        again.culture_from,
+        Some(dir.join("built").join("checkpoint.safetensors"))
+    );
+    // Never over the file the run starts from.
+    let opts = SpikingOptions {
+        culture: Some(dir.join("built").join("checkpoint.safetensors")),
+        ..mnist_options(&dir.join("built"), 24)
+    };
+    let e = run(&ctx, &recipe, &opts).unwrap_err().to_string();
+    assert!(e.contains("over the culture it starts from"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
     let curve = |m: &hebb::spiking::task::SpikingMetrics| -> Vec<f64> {
         m.validation_curve
@@ -392,6 +415,56 @@ fn a_run_from_a_culture_checkpoint_is_the_run_that_built_it() {
     );
 }
 
+/// The culture layout as the test writes it, independently of `checkpoint::write`: (name,
+/// dtype, shape, bytes) per tensor, for files that writer would never produce.
+fn culture_tensors(c: &Culture) -> Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> {
+    use safetensors::Dtype::{F32, U32};
+    let n = c.neurons();
+    let pos: Vec<f32> = c
+        .positions
+        .iter()
+        .flat_map(|&(x, y)| [x as f32, y as f32])
+        .collect();
+    let f = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
+    let u = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
+    let (wi, wh) = (c.input.width, c.inhibitory.width);
+    vec![
+        ("positions".into(), F32, vec![n, 2], f(&pos)),
+        ("input.index".into(), U32, vec![n, wi], u(&c.input.index)),
+        ("input.weight".into(), F32, vec![n, wi], f(&c.input.weight)),
+        (
+            "inhibitory.index".into(),
+            U32,
+            vec![n, wh],
+            u(&c.inhibitory.index),
+        ),
+        (
+            "inhibitory.weight".into(),
+            F32,
+            vec![n, wh],
+            f(&c.inhibitory.weight),
+        ),
+        ("excitatory.weight".into(), F32, vec![n, n], f(&c.exc)),
+    ]
+}
+
+fn save_tensors(
+    path: &std::path::Path,
+    tensors: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)],
+    format: Option<&str>,
+) {
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    let meta =
+        format.map(|f| std::collections::HashMap::from([("format".to_string(), f.to_string())]));
+    std::fs::write(path, safetensors::serialize(views, meta).unwrap()).unwrap();
+}
+
 /// A bad culture file is refused with an error naming the file, the tensor or entry, and what
 /// was expected; nothing is simulated.
 #[test]
@@ -402,28 +475,98 @@ fn bad_culture_checkpoints_name_the_tensor() {
     let dir = common::scratch("spiking", "bad-culture");
     std::fs::create_dir_all(&dir).unwrap();
     let n = good.neurons();
+    let read_err = |path: &std::path::Path| {
+        let e = checkpoint::read(path, cfg).unwrap_err().to_string();
+        let file = path.file_name().unwrap().to_str().unwrap();
+        assert!(e.contains(file), "the error does not name {file}: {e}");
+        e
+    };
     let err_of = |name: &str, c: &Culture| {
         let path = dir.join(format!("{name}.safetensors"));
         checkpoint::write(&path, c, &c.input.weight, &c.inhibitory.weight, &c.exc).unwrap();
-        let e = checkpoint::read(&path, cfg).unwrap_err().to_string();
-        assert!(e.contains(&format!("{name}.safetensors")), "{e}");
-        e
+        read_err(&path)
     };
+    // The row of fewest input synapses, padded in at least two slots.
+    let w = good.input.width;
+    let live = |r: usize| {
+        good.input.index[r * w..(r + 1) * w]
+            .iter()
+            .filter(|&&i| i != NONE)
+            .count()
+    };
+    let sparse = (0..n).min_by_key(|&r| live(r)).unwrap();
+    let k = live(sparse);
+    assert!(
+        w - k >= 2 && live(0) >= 2,
+        "the culture has no row to spoil"
+    );
+
     let mut c = good.clone();
     c.input.weight[0] = -0.5;
     let e = err_of("negative-input", &c);
-    assert!(e.contains("input[0, 0]") && e.contains("≥ 0"), "{e}");
+    assert!(
+        e.contains("input.weight[0, 0] = -0.5") && e.contains("≥ 0"),
+        "{e}"
+    );
     let mut c = good.clone();
-    c.inhibitory.index[0] = 0;
+    c.input.weight[sparse * w + k] = 0.25;
+    let e = err_of("padding-weight", &c);
+    assert!(
+        e.contains(&format!(
+            "input.weight[{sparse}, {k}] = 0.25 at a padding slot"
+        )),
+        "{e}"
+    );
+    let mut c = good.clone();
+    c.input.index[sparse * w + w - 1] = 59;
+    let e = err_of("after-padding", &c);
+    assert!(
+        e.contains(&format!(
+            "input.index[{sparse}, {}] = 59 follows padding",
+            w - 1
+        )),
+        "{e}"
+    );
+    let mut c = good.clone();
+    c.input.index[live(0) - 1] = 60;
+    let e = err_of("electrode-60", &c);
+    assert!(
+        e.contains(&format!(
+            "input.index[0, {}] = 60, expected below 60",
+            live(0) - 1
+        )),
+        "{e}"
+    );
+    let mut c = good.clone();
+    c.input.index.swap(0, 1);
+    c.input.weight.swap(0, 1);
+    let e = err_of("unordered", &c);
+    assert!(
+        e.contains("input.index[0, 1]") && e.contains("ascend"),
+        "{e}"
+    );
+    let mut c = good.clone();
+    let wh = c.inhibitory.width;
+    let own = (0..n)
+        .find(|&r| c.inhibitory.index[r * wh] > r as u32)
+        .expect("a row to spoil");
+    c.inhibitory.index[own * wh] = own as u32;
     let e = err_of("self-inhibition", &c);
     assert!(
-        e.contains("inhibitory[0, 0]") && e.contains("own neuron"),
+        e.contains(&format!("inhibitory.index[{own}, 0]")) && e.contains("own neuron"),
+        "{e}"
+    );
+    let mut c = good.clone();
+    c.inhibitory.weight[0] = 0.5;
+    let e = err_of("positive-inhibition", &c);
+    assert!(
+        e.contains("inhibitory.weight[0, 0] = 0.5") && e.contains("≤ 0"),
         "{e}"
     );
     let mut c = good.clone();
     c.exc[7 * n + 7] = 0.25;
     let e = err_of("exc-diagonal", &c);
-    assert!(e.contains("excitatory.weight[7, 7]"), "{e}");
+    assert!(e.contains("excitatory.weight[7, 7] = 0.25"), "{e}");
     let mut c = good.clone();
     c.exc[3] = f32::NAN;
     let e = err_of("exc-nan", &c);
@@ -432,13 +575,6 @@ fn bad_culture_checkpoints_name_the_tensor() {
     c.positions[4] = (2.5, 0.5);
     let e = err_of("outside", &c);
     assert!(e.contains("positions[4]"), "{e}");
-    let mut c = good.clone();
-    let w = c.input.width;
-    c.input.index.swap(0, 1);
-    c.input.weight.swap(0, 1);
-    assert!(w >= 2);
-    let e = err_of("unordered", &c);
-    assert!(e.contains("input[0, 1]") && e.contains("ascend"), "{e}");
     // Another culture size than the recipe's.
     let small = Culture::build(
         &CultureConfig {
@@ -453,29 +589,44 @@ fn bad_culture_checkpoints_name_the_tensor() {
         e.contains("tensor positions has shape [35, 2]") && e.contains("12 x 20"),
         "{e}"
     );
-    // Not a safetensors file; a file without W_E.
+
+    // Files `write` never produces: a wrong dtype, mismatched widths, a foreign format, a
+    // missing tensor, and no safetensors at all.
+    let tensors = culture_tensors(&good);
+    let path = dir.join("dtype.safetensors");
+    let mut t = tensors.clone();
+    t[1].1 = safetensors::Dtype::F32;
+    save_tensors(&path, &t, None);
+    let e = read_err(&path);
+    assert!(e.contains("tensor input.index is F32, expected U32"), "{e}");
+    let path = dir.join("widths.safetensors");
+    let mut t = tensors.clone();
+    t[4].2 = vec![n, wh - 1];
+    t[4].3.truncate(4 * n * (wh - 1));
+    save_tensors(&path, &t, None);
+    let e = read_err(&path);
+    assert!(
+        e.contains(&format!(
+            "tensor inhibitory.weight has shape [{n}, {}], expected [{n}, {wh}]",
+            wh - 1
+        )),
+        "{e}"
+    );
+    let path = dir.join("format.safetensors");
+    save_tensors(&path, &tensors, Some("pt"));
+    let e = read_err(&path);
+    assert!(e.contains("metadata `format` is \"pt\""), "{e}");
+    let path = dir.join("no-format.safetensors");
+    save_tensors(&path, &tensors, None);
+    let back = checkpoint::read(&path, cfg).unwrap();
+    assert_eq!(back.exc, good.exc);
+    let path = dir.join("no-input.safetensors");
+    save_tensors(&path, &tensors[..1], None);
+    let e = read_err(&path);
+    assert!(e.contains("tensor input.index is missing"), "{e}");
     let path = dir.join("text.safetensors");
     std::fs::write(&path, b"not a culture").unwrap();
-    let e = checkpoint::read(&path, cfg).unwrap_err().to_string();
+    let e = read_err(&path);
     assert!(e.contains("not a safetensors file"), "{e}");
-    let path = dir.join("no-exc.safetensors");
-    let pos: Vec<f32> = good
-        .positions
-        .iter()
-        .flat_map(|&(x, y)| [x as f32, y as f32])
-        .collect();
-    let view = safetensors::tensor::TensorView::new(
-        safetensors::Dtype::F32,
-        vec![n, 2],
-        bytemuck::cast_slice(&pos),
-    )
-    .unwrap();
-    std::fs::write(
-        &path,
-        safetensors::serialize([("positions", view)], None).unwrap(),
-    )
-    .unwrap();
-    let e = checkpoint::read(&path, cfg).unwrap_err().to_string();
-    assert!(e.contains("tensor input.index is missing"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

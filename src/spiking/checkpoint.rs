@@ -11,18 +11,19 @@
 //! - `excitatory.weight` F32 [n, n] by presynaptic neuron, ≥ 0, −1 where pruned and on the
 //!   diagonal.
 //!
-//! Metadata `format` = `hebb-culture/1` (files written before it existed have none, and read
-//! the same).
+//! Metadata `format` = `hebb-culture/1`. A file without a `format` key reads the same (the
+//! checkpoints written before the key existed have none); any other value is refused.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::{HebbError, Result};
-use crate::spiking::culture::{Culture, CultureConfig, ELECTRODES, Ell, HEIGHT, NONE, WIDTH};
-use crate::train::checkpoint::write_atomic;
+use crate::spiking::culture::{
+    Culture, CultureConfig, ELECTRODES, Ell, HEIGHT, MAX_NEURONS, NONE, WIDTH,
+};
+use crate::train::checkpoint::{open_safetensors, write_atomic};
 
 pub const FORMAT: &str = "hebb-culture/1";
 
@@ -98,30 +99,32 @@ pub fn write(
 
 /// Reads the culture in `path` for a recipe whose culture is `config` (its neuron count must be
 /// the file's; the dynamics come from `config`). Every tensor is checked: a bad file is an
-/// error naming the tensor, the entry and what was expected.
+/// error naming the file, the tensor or entry, and what was expected.
 pub fn read(path: &Path, config: &CultureConfig) -> Result<Culture> {
     let n = config.neurons();
     let bad = |message: String| HebbError::Format {
         path: path.into(),
         message,
     };
+    if n == 0 || n > MAX_NEURONS {
+        return Err(bad(format!(
+            "the recipe's culture has {n} neurons; a culture holds 1..={MAX_NEURONS}"
+        )));
+    }
     // The largest file a culture of n neurons can be: positions, both ELLs at their widest
     // (60 electrodes, n − 1 relays), W_E, and a header.
-    let widest = 4 * (2 * n + 2 * n * ELECTRODES + 2 * n * n.saturating_sub(1).max(1) + n * n);
-    let bytes = crate::data::limits::read_bounded(path, widest as u64 + (1 << 20), "the culture")
-        .map_err(|e| bad(e.message))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("unreadable safetensors header: {e}")))?;
-    if let Some(format) = meta.metadata().as_ref().and_then(|m| m.get("format"))
+    let widest = 4 * (2 * n + 2 * n * ELECTRODES + 2 * n * n + n * n) + (1 << 20);
+    let bytes = crate::data::limits::read_bounded(path, widest as u64, "the culture")?;
+    let (st, metadata) = open_safetensors(&bytes, path)?;
+    if let Some(format) = metadata.get("format")
         && format != FORMAT
     {
         return Err(bad(format!(
-            "metadata `format` is {format:?}, expected {FORMAT:?}"
+            "metadata `format` is {format:?}; a culture has {FORMAT:?} there, or no `format` key"
         )));
     }
-    // A tensor's values after checking its dtype and its shape against `shape` (0 = any width).
+    // A tensor's bytes after checking its dtype and its shape against `shape` (width 0: any
+    // width ≥ 1), and its width.
     let tensor = |name: &str, dtype: Dtype, shape: [usize; 2]| -> Result<(usize, &[u8])> {
         let view = st
             .tensor(name)
@@ -142,7 +145,7 @@ pub fn read(path: &Path, config: &CultureConfig) -> Result<Culture> {
             };
             return Err(bad(format!(
                 "tensor {name} has shape {got:?}, expected {want} for the recipe's {} x {} \
-                 culture",
+                 culture; use a recipe whose rows · cols is the file's neuron count",
                 config.rows, config.cols
             )));
         }
@@ -171,22 +174,23 @@ pub fn read(path: &Path, config: &CultureConfig) -> Result<Culture> {
         }
         positions.push((x, y));
     }
-    // An ELL connection: indices ascending below `limit` (never `own` row's neuron when
+    // An ELL connection: indices ascending below `limit` (never the row's own neuron when
     // `no_self`), then padding; weights of one sign at real slots, 0 at padding.
     let ell = |name: &str, limit: usize, no_self: bool, sign: f32| -> Result<Ell> {
         let (width, data) = tensor(&format!("{name}.index"), Dtype::U32, [n, 0])?;
         let index = words(data);
         let (_, data) = tensor(&format!("{name}.weight"), Dtype::F32, [n, width])?;
         let weight = floats(data);
+        let at = |part: &str, row: usize, slot: usize| format!("{name}.{part}[{row}, {slot}]");
         for row in 0..n {
             let mut previous: Option<u32> = None;
             for slot in 0..width {
                 let (pre, w) = (index[row * width + slot], weight[row * width + slot]);
-                let at = format!("{name}[{row}, {slot}]");
                 if pre == NONE {
                     if w != 0.0 {
                         return Err(bad(format!(
-                            "{at}: a padding slot holds weight {w}, expected 0"
+                            "{} = {w} at a padding slot, expected 0",
+                            at("weight", row, slot)
                         )));
                     }
                     previous = Some(NONE);
@@ -194,12 +198,14 @@ pub fn read(path: &Path, config: &CultureConfig) -> Result<Culture> {
                 }
                 if previous == Some(NONE) {
                     return Err(bad(format!(
-                        "{at}: synapse {pre} after padding; padding comes last"
+                        "{} = {pre} follows padding; padding comes last in a row",
+                        at("index", row, slot)
                     )));
                 }
                 if pre as usize >= limit || (no_self && pre as usize == row) {
                     return Err(bad(format!(
-                        "{at}: presynaptic index {pre}, expected below {limit}{}",
+                        "{} = {pre}, expected below {limit}{}",
+                        at("index", row, slot),
                         if no_self {
                             " and not the row's own neuron"
                         } else {
@@ -208,12 +214,16 @@ pub fn read(path: &Path, config: &CultureConfig) -> Result<Culture> {
                     )));
                 }
                 if previous.is_some_and(|p| pre <= p) {
-                    return Err(bad(format!("{at}: indices must ascend within a row")));
+                    return Err(bad(format!(
+                        "{} = {pre}: indices must ascend within a row",
+                        at("index", row, slot)
+                    )));
                 }
                 if !(w.is_finite() && w * sign >= 0.0) {
-                    let want = if sign > 0.0 { "≥ 0" } else { "≤ 0" };
                     return Err(bad(format!(
-                        "{at}: weight {w}, expected a finite number {want}"
+                        "{} = {w}, expected a finite number {}",
+                        at("weight", row, slot),
+                        if sign > 0.0 { "≥ 0" } else { "≤ 0" }
                     )));
                 }
                 previous = Some(pre);

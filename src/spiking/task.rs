@@ -387,6 +387,26 @@ pub fn run(
 ) -> Result<SpikingMetrics> {
     let started = Instant::now();
     let task = &recipe.task;
+    // A culture given as a file is read first, so that a bad file fails before any work; the
+    // run's own checkpoint must not replace the file it started from.
+    let given = match &opts.culture {
+        Some(path) => {
+            let written = opts.out.join("checkpoint.safetensors");
+            let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+            if same(path, &written) {
+                return Err(HebbError::Format {
+                    path: path.clone(),
+                    message: format!(
+                        "the run would write its checkpoint over the culture it starts from; \
+                         give another output folder than {}",
+                        opts.out.display()
+                    ),
+                });
+            }
+            Some(crate::spiking::checkpoint::read(path, &recipe.culture)?)
+        }
+        None => None,
+    };
     let dir = opts
         .data
         .clone()
@@ -449,8 +469,8 @@ pub fn run(
 
     // Refuse cultures this adapter cannot hold before spending minutes building them.
     crate::kernels::spiking::exc_rows_per_chunk(ctx, recipe.culture.neurons(), 1)?;
-    let culture = match &opts.culture {
-        Some(path) => crate::spiking::checkpoint::read(path, &recipe.culture)?,
+    let culture = match given {
+        Some(culture) => culture,
         None => Culture::build(&recipe.culture, recipe.seed),
     };
     let build_seconds = started.elapsed().as_secs_f64();

@@ -305,14 +305,23 @@ pub fn load(path: &Path) -> Result<Loaded> {
     parse(&bytes, &path)
 }
 
+/// A safetensors file's tensors and its string metadata (empty when it has none); `path` names
+/// the file in errors.
+pub fn open_safetensors<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+) -> Result<(SafeTensors<'a>, HashMap<String, String>)> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(path, format!("unreadable safetensors header: {e}")))?;
+    Ok((st, meta.metadata().clone().unwrap_or_default()))
+}
+
 /// A checkpoint file's `bytes`, parsed and checked; `path` names it in errors.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Loaded> {
     let path = path.to_path_buf();
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| bad(&path, format!("not a safetensors file: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| bad(&path, format!("unreadable safetensors header: {e}")))?;
-    let metadata = meta.metadata().clone().unwrap_or_default();
+    let (st, metadata) = open_safetensors(bytes, &path)?;
     if metadata.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(bad(
             &path,
