@@ -391,7 +391,7 @@ pub fn run(
     // run's own checkpoint must not replace the file it started from.
     let given = match &opts.culture {
         Some(path) => {
-            let written = opts.out.join("checkpoint.safetensors");
+            let written = opts.out.join(crate::train::checkpoint::FILE);
             let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
             if same(path, &written) {
                 return Err(HebbError::Format {
@@ -565,7 +565,7 @@ pub fn run(
     )?;
     write_weights_png(&opts.out.join("input_weights.png"), &culture, &w_in)?;
     crate::spiking::checkpoint::write(
-        &opts.out.join("checkpoint.safetensors"),
+        &opts.out.join(crate::train::checkpoint::FILE),
         &culture,
         &w_in,
         &w_inh,
