@@ -328,6 +328,20 @@ fn too_many_validation_presentations_are_refused() {
     );
 }
 
+/// `back`, read from a checkpoint, is culture `c`: both ELLs and W_E exactly, the positions
+/// as float32.
+fn assert_reads_back_as(back: &Culture, c: &Culture) {
+    assert_eq!(back.input, c.input);
+    assert_eq!(back.inhibitory, c.inhibitory);
+    assert_eq!(back.exc, c.exc);
+    let rounded: Vec<(f64, f64)> = c
+        .positions
+        .iter()
+        .map(|&(x, y)| (x as f32 as f64, y as f32 as f64))
+        .collect();
+    assert_eq!(back.positions, rounded);
+}
+
 /// A culture written by `spiking::checkpoint::write` reads back as the same culture: the
 /// positions (to float32), both ELLs and W_E.
 #[test]
@@ -340,15 +354,54 @@ fn a_culture_checkpoint_reads_back_as_written() {
     checkpoint::write(&path, &c, &c.input.weight, &c.inhibitory.weight, &c.exc).unwrap();
     let back = checkpoint::read(&path, &recipe.culture).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(back.input, c.input);
-    assert_eq!(back.inhibitory, c.inhibitory);
-    assert_eq!(back.exc, c.exc);
-    let rounded: Vec<(f64, f64)> = c
-        .positions
-        .iter()
-        .map(|&(x, y)| (x as f32 as f64, y as f32 as f64))
-        .collect();
-    assert_eq!(back.positions, rounded);
+    assert_reads_back_as(&back, &c);
+}
+
+/// `hebb spiking --export-culture FILE` writes the seed's initial culture (no GPU, no
+/// training), which reads back as `Culture::build` of that seed; it refuses to combine with
+/// the flags of a run.
+#[test]
+fn export_culture_writes_the_seeds_initial_culture() {
+    let (recipe, _) = SpikingRecipe::resolve("spiking-mnist01-240n-bio").unwrap();
+    let dir = common::scratch("spiking", "export-culture");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bio-s7.safetensors");
+    let hebb = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hebb"))
+            .args([
+                "spiking",
+                "spiking-mnist01-240n-bio",
+                "--seed",
+                "7",
+                "--export-culture",
+            ])
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = hebb(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let back = checkpoint::read(&path, &recipe.culture).unwrap();
+    let refused = hebb(&["--limit", "3"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let c = Culture::build(&recipe.culture, 7);
+    assert!(
+        said.contains("seed 7") && said.contains(&format!("{} input", c.input.synapses())),
+        "{said}"
+    );
+    assert_reads_back_as(&back, &c);
+    assert!(!refused.status.success());
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        e.contains("--limit") && e.contains("--export-culture"),
+        "{e}"
+    );
 }
 
 /// `--culture`: a run that reads seed 5's culture from a checkpoint, with seed 5 drawing the

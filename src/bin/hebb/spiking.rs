@@ -46,6 +46,11 @@ pub struct SpikingArgs {
     /// and the seed still draws the sample order and the spikes.
     #[arg(long, value_name = "CHECKPOINT", conflicts_with_all = ["seeds", "settings"])]
     pub culture: Option<PathBuf>,
+    /// Write the seed's initial culture (positions, masks and initial weights; the layout of
+    /// src/spiking/checkpoint.rs) to this file and stop, without training: for running the
+    /// same culture elsewhere, or later with --culture.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["seeds", "settings", "culture", "data", "limit", "out"])]
+    pub export_culture: Option<PathBuf>,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -170,12 +175,28 @@ fn run_one(adapter: &AdapterArgs, args: SpikingArgs) -> Result<ExitCode> {
         limit,
         seed,
         culture,
+        export_culture,
         quiet,
         ..
     } = args;
     let (mut recipe, origin) = hebb::spiking::recipe::SpikingRecipe::resolve(&recipe)?;
     if let Some(seed) = seed {
         recipe.seed = seed;
+    }
+    if let Some(path) = export_culture {
+        let c = hebb::spiking::culture::Culture::build(&recipe.culture, recipe.seed);
+        hebb::spiking::checkpoint::write(&path, &c, &c.input.weight, &c.inhibitory.weight, &c.exc)?;
+        println!(
+            "{} ({origin}), seed {}: initial culture of {} neurons ({} input, {} excitatory, {} inhibitory synapses) written to {}",
+            recipe.name,
+            recipe.seed,
+            c.neurons(),
+            c.input.synapses(),
+            c.exc_synapses(),
+            c.inhibitory.synapses(),
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     let ctx = GpuContext::new(&adapter.choice()?)?;
     eprintln!("{} ({origin}) on {}", recipe.name, ctx.adapter_name());
