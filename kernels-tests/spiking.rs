@@ -351,7 +351,7 @@ fn a_culture_checkpoint_reads_back_as_written() {
     let dir = common::scratch("spiking", "culture-roundtrip");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("culture.safetensors");
-    checkpoint::write(&path, &c, &c.input.weight, &c.inhibitory.weight, &c.exc).unwrap();
+    checkpoint::write_initial(&path, &c).unwrap();
     let back = checkpoint::read(&path, &recipe.culture).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert_reads_back_as(&back, &c);
@@ -420,7 +420,7 @@ fn a_run_from_a_culture_checkpoint_is_the_run_that_built_it() {
     let culture_of = |seed: u64| {
         let c = Culture::build(&recipe.culture, seed);
         let path = dir.join(format!("culture-{seed}.safetensors"));
-        checkpoint::write(&path, &c, &c.input.weight, &c.inhibitory.weight, &c.exc).unwrap();
+        checkpoint::write_initial(&path, &c).unwrap();
         path
     };
     let from = |path: std::path::PathBuf, name: &str| {
@@ -536,7 +536,7 @@ fn bad_culture_checkpoints_name_the_tensor() {
     };
     let err_of = |name: &str, c: &Culture| {
         let path = dir.join(format!("{name}.safetensors"));
-        checkpoint::write(&path, c, &c.input.weight, &c.inhibitory.weight, &c.exc).unwrap();
+        checkpoint::write_initial(&path, c).unwrap();
         read_err(&path)
     };
     // The row of fewest input synapses, padded in at least two slots.

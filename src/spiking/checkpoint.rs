@@ -27,6 +27,17 @@ use crate::train::checkpoint::{open_safetensors, write_atomic};
 
 pub const FORMAT: &str = "hebb-culture/1";
 
+/// Writes `culture` as built, with its initial weights (`hebb spiking --export-culture`).
+pub fn write_initial(path: &Path, culture: &Culture) -> Result<()> {
+    write(
+        path,
+        culture,
+        &culture.input.weight,
+        &culture.inhibitory.weight,
+        &culture.exc,
+    )
+}
+
 /// Writes `culture`'s positions and masks with the weights `w_in`, `w_inh` (ELL, the culture's
 /// layout) and `w_exc` (dense), atomically.
 pub fn write(

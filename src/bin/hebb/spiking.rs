@@ -185,7 +185,7 @@ fn run_one(adapter: &AdapterArgs, args: SpikingArgs) -> Result<ExitCode> {
     }
     if let Some(path) = export_culture {
         let c = hebb::spiking::culture::Culture::build(&recipe.culture, recipe.seed);
-        hebb::spiking::checkpoint::write(&path, &c, &c.input.weight, &c.inhibitory.weight, &c.exc)?;
+        hebb::spiking::checkpoint::write_initial(&path, &c)?;
         println!(
             "{} ({origin}), seed {}: initial culture of {} neurons ({} input, {} excitatory, {} inhibitory synapses) written to {}",
             recipe.name,
