@@ -710,6 +710,29 @@ fn an_io_error_is_printed_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A write into a folder that does not exist names the file the user gave, not the
+/// temporary it is written through, and leaves nothing behind.
+#[test]
+fn a_failed_write_names_the_target_not_its_temporary() {
+    let dir = scratch("failed-write");
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = "no-such-folder/culture.safetensors";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hebb"))
+        .args(["spiking", "spiking-mnist01-240n-bio", "--seed", "0"])
+        .args(["--export-culture", target])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(line.contains(target), "{line}");
+    assert!(!line.contains(".tmp."), "names the temporary: {line}");
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn hebb_spiking_finds_the_bundled_mnist_from_any_folder() {
     if vulkan().is_none() {

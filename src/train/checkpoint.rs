@@ -249,9 +249,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.write_all(bytes)?;
         f.sync_all()
     })();
+    // The error names the file the user asked for: the temporary is ours, not theirs.
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(&tmp, e));
+        return Err(io_err(path, e));
     }
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
