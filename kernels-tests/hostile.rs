@@ -717,16 +717,10 @@ fn a_failed_write_names_the_target_not_its_temporary() {
     let dir = scratch("failed-write");
     std::fs::create_dir_all(&dir).unwrap();
     let target = "no-such-folder/culture.safetensors";
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hebb"))
-        .args(["spiking", "spiking-mnist01-240n-bio", "--seed", "0"])
-        .args(["--export-culture", target])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let args = ["spiking", "spiking-mnist01-240n-bio", "--seed", "0"];
+    let err = hebb_fails(&[&args[..], &["--export-culture", target]].concat(), &dir);
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(out.status.code(), Some(1), "{err}");
     let line = err.lines().find(|l| l.starts_with("error:")).unwrap();
     assert!(line.contains(target), "{line}");
     assert!(!line.contains(".tmp."), "names the temporary: {line}");
