@@ -12,7 +12,7 @@ use hebb::kernels::hebbian::ActivationGrad;
 use hebb::kernels::pool::PoolKind;
 use hebb::nn::network::{FineTuneStep, Network};
 use hebb::nn::recipe::{ClassifierOptimizer, Recipe};
-use hebb::reference::backprop::{Net, Op};
+use hebb::reference::backprop::{Net, Op, ParamGrad};
 use hebb::reference::dense::Mat;
 use hebb::rules::preset::ForwardWeights;
 
@@ -249,6 +249,18 @@ fn check(ctx: &GpuContext, affine: bool) {
     };
     let x64: Vec<f64> = images.iter().map(|&v| v as f64).collect();
     let (loss, _, grads) = reference.gradients(&x64, &labels);
+    // The same gradient at images nudged by 16 f32 roundings (x·(1 + 16·u·r), r ∈ [−1, 1)):
+    // how far the float64 gradient itself moves under perturbations of the size the GPU's
+    // f32 arithmetic makes. Near a kink (Triangle's and ReLU's zero, a max pool's tie) and
+    // in Triangle^1.3, whose slope 1.3·t^0.3 is steep near 0, it moves far more than the
+    // 2e-5 below assumes (one seed in about 1,200 checks: 3.2e-5 of ‖∂L/∂θ‖ for layer 0).
+    let nudge = hebb::conformance::random_f32(seed ^ 0x6e75_6467, x64.len());
+    let x_nudged: Vec<f64> = x64
+        .iter()
+        .zip(&nudge)
+        .map(|(&x, &r)| x * (1.0 + 16.0 * hebb::conformance::U32 * r as f64))
+        .collect();
+    let (_, _, grads_nudged) = reference.gradients(&x_nudged, &labels);
     assert!(
         (report.loss_sum / batch as f64 - loss).abs() < 1e-4 * loss.max(1.0),
         "loss: GPU {} reference {loss} (seed {seed})",
@@ -262,7 +274,10 @@ fn check(ctx: &GpuContext, affine: bool) {
     // parameter (measured: up to 0.65·U32·‖θ‖ off there): the modified
     // BN's γ, β feed the next block's input BN, which removes a per-channel shift and, up to
     // ε, a scale, so their gradient is about 1e-6 of γ (and β's is zero in exact arithmetic).
-    let compare = |what: &str, before: &[f32], after: &[f32], grad: &[f64]| {
+    // Where the problem is ill-conditioned at these inputs, four times the gradient's move under
+    // the nudge above is allowed on top (negligible at well-conditioned seeds, 1e-7 to 1e-6
+    // of ‖∂L/∂θ‖ per u there).
+    let compare = |what: &str, before: &[f32], after: &[f32], grad: &[f64], nudged: &[f64]| {
         let moved: Vec<f64> = before
             .iter()
             .zip(after)
@@ -270,43 +285,53 @@ fn check(ctx: &GpuContext, affine: bool) {
             .collect();
         let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|t| t * t).sum::<f64>().sqrt();
         let diff = norm(&mut moved.iter().zip(grad).map(|(m, g)| m - g));
-        let allowed = 2e-5 * norm(&mut grad.iter().copied())
-            + 2.0 * hebb::conformance::U32 * norm(&mut before.iter().map(|&b| b as f64));
+        let grad_norm = norm(&mut grad.iter().copied());
+        let moved_by_nudge = norm(&mut grad.iter().zip(nudged).map(|(g, n)| g - n));
+        let theta_norm = norm(&mut before.iter().map(|&b| b as f64));
+        let allowed =
+            2e-5 * grad_norm + 2.0 * hebb::conformance::U32 * theta_norm + 4.0 * moved_by_nudge;
         assert!(
             diff <= allowed,
-            "{what}: the step is {diff:e} from −∂L/∂θ, over the allowed {allowed:e} (seed {seed})"
+            "{what}: the step is {diff:e} from −∂L/∂θ, over the allowed {allowed:e} \
+             (‖∂L/∂θ‖ = {grad_norm:e}, its move under the nudge {moved_by_nudge:e}, \
+             ‖θ‖ = {theta_norm:e}; seed {seed})"
         );
         eprintln!("{what}: {diff:e} from −∂L/∂θ (allowed {allowed:e})");
     };
     // With M fixed, ∂L/∂W = Mᵀ·∂L/∂(M·W).
-    let bcm_grad = m
-        .transpose()
-        .matmul(&Mat::from_vec(4, 6, grads[12].w.clone()));
+    let bcm_grad = |grads: &[ParamGrad]| {
+        m.transpose()
+            .matmul(&Mat::from_vec(4, 6, grads[12].w.clone()))
+            .data
+    };
     for (i, op) in [0usize, 5, 10, 12].iter().enumerate() {
         let after = net.layers[i].rule.w.to_f32_vec(ctx).unwrap();
-        let grad = if i == 3 {
-            &bcm_grad.data
+        let (grad, nudged) = if i == 3 {
+            (bcm_grad(&grads), bcm_grad(&grads_nudged))
         } else {
-            &grads[*op].w
+            (grads[*op].w.clone(), grads_nudged[*op].w.clone())
         };
-        compare(&format!("layer {i} W"), &before[i], &after, grad);
+        compare(&format!("layer {i} W"), &before[i], &after, &grad, &nudged);
     }
     compare(
         "classifier W",
         &cw,
         &net.classifier.w.to_f32_vec(ctx).unwrap(),
         &grads[15].w,
+        &grads_nudged[15].w,
     );
     compare(
         "classifier b",
         &cb,
         &net.classifier.b.to_f32_vec(ctx).unwrap(),
         &grads[15].b,
+        &grads_nudged[15].b,
     );
     let affine_after = bns(&net);
     for (k, op) in [4usize, 8, 9].into_iter().enumerate() {
         if let (Some(before), Some(after)) = (&affine_before[k], &affine_after[k]) {
-            compare(&format!("batch norm {k} γ, β"), before, after, &grads[op].w);
+            let (grad, nudged) = (&grads[op].w, &grads_nudged[op].w);
+            compare(&format!("batch norm {k} γ, β"), before, after, grad, nudged);
         }
     }
 }
