@@ -35,7 +35,7 @@ fn run_backend_with(backend: &str, policy: Option<PolicyKind>, limits: Option<Li
     let seed = common::seed();
     eprintln!("{} ({})", ctx.adapter_name(), ctx.settings());
     for family in FAMILIES {
-        assert_all_ok(&ctx, family.name, seed, (family.run)(&ctx, seed));
+        assert_all_ok(&ctx, family.name, seed, family.check(&ctx, seed));
     }
     if !ctx.has(wgpu::Features::SHADER_F16) {
         eprintln!(
@@ -169,4 +169,95 @@ fn subgroup_kernels_at_lavapipes_four_lane_width() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `hebb conformance --repeat N`: one row per check over N seeds, each the check's worst run
+/// (the largest share of its tolerance) with that run's seed, and `--seed` with that seed
+/// reproduces the run's error exactly. Every row of a single run carries the run's seed.
+#[test]
+fn repeated_conformance_reports_each_checks_worst_run_with_a_seed_that_reproduces_it() {
+    if !common::required_backends().iter().any(|b| b == "vulkan") {
+        return;
+    }
+    let dir = common::scratch("conformance", "repeat");
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = common::seed();
+    let families = "classifier,elementwise";
+    let conformance = |seed: u64, extra: &[&str], json: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hebb"))
+            .args(["--backend", "vulkan", "conformance", "--only", families])
+            .args(["--seed", &seed.to_string()])
+            .args(extra)
+            .arg("--json")
+            .arg(json)
+            .output()
+            .expect("the hebb binary runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "hebb conformance {extra:?} (HEBB_SEED={first} reproduces):\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+        (text, rows)
+    };
+    let (text, worst) = conformance(first, &["--repeat", "3"], &dir.join("worst.json"));
+    assert!(
+        text.contains("run 3/3") && text.contains("conformance over 3 seeds:"),
+        "{text}"
+    );
+    let seeds: Vec<u64> = (0..3)
+        .map(|i| match i {
+            0 => first,
+            i => hebb::conformance::derive_seed(first, i),
+        })
+        .collect();
+    let singles: Vec<Vec<serde_json::Value>> = seeds
+        .iter()
+        .map(|&s| conformance(s, &[], &dir.join(format!("{s}.json"))).1)
+        .collect();
+    assert_eq!(worst.len(), singles[0].len(), "one row per check");
+    let share = |r: &serde_json::Value| {
+        let (err, tol) = (r["rel_err"].as_f64().unwrap(), r["tol"].as_f64().unwrap());
+        if tol > 0.0 { err / tol } else { err }
+    };
+    for (place, w) in worst.iter().enumerate() {
+        assert_eq!(
+            (w["runs"].as_u64(), w["failed"].as_u64()),
+            (Some(3), Some(0)),
+            "{w}"
+        );
+        let seed = w["seed"].as_u64().unwrap();
+        let run = seeds
+            .iter()
+            .position(|&s| s == seed)
+            .expect("a seed of the runs");
+        for (single, &s) in singles.iter().zip(&seeds) {
+            assert_eq!(
+                single[place]["seed"].as_u64(),
+                Some(s),
+                "rows carry their run's seed"
+            );
+            assert!(
+                share(&single[place]) <= share(w),
+                "{w} is not the worst: {}",
+                single[place]
+            );
+        }
+        // The run it names, rerun alone with its seed, has exactly its error.
+        let again = &singles[run][place];
+        assert_eq!(
+            (
+                &again["kernel"],
+                &again["variant"],
+                &again["shape"],
+                &again["rel_err"]
+            ),
+            (&w["kernel"], &w["variant"], &w["shape"], &w["rel_err"]),
+            "--seed {seed} does not reproduce the worst run (HEBB_SEED={first})"
+        );
+        assert!((w["margin"].as_f64().unwrap() - share(w)).abs() <= 1e-12 * share(w).max(1.0));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -24,7 +24,22 @@ pub struct Family {
     pub name: &'static str,
     /// What the family checks, for `--only`'s help and error text.
     pub about: &'static str,
+    /// The checks on inputs drawn from a seed; call it through [`Family::check`], which
+    /// stamps the rows with the seed that reproduces them.
     pub run: fn(&GpuContext, u64) -> Vec<Row>,
+}
+
+impl Family {
+    /// The family's rows on inputs drawn from `seed`. Each check derives its own inputs' seed
+    /// from it, but every row carries `seed` itself: the value `--seed` (or `HEBB_SEED`)
+    /// takes to draw the same inputs again.
+    pub fn check(&self, ctx: &GpuContext, seed: u64) -> Vec<Row> {
+        let mut rows = (self.run)(ctx, seed);
+        for row in &mut rows {
+            row.seed = seed;
+        }
+        rows
+    }
 }
 
 /// Every conformance family, in the order `hebb conformance` runs them. The CLI (`--only`, the
@@ -147,8 +162,99 @@ pub fn select(only: Option<&str>) -> Result<Vec<&'static Family>, String> {
 pub fn run(ctx: &GpuContext, seed: u64, only: Option<&str>) -> Result<Vec<Row>, String> {
     Ok(select(only)?
         .into_iter()
-        .flat_map(|f| (f.run)(ctx, seed))
+        .flat_map(|f| f.check(ctx, seed))
         .collect())
+}
+
+/// One check's worst result over runs on different seeds (`hebb conformance --repeat`).
+#[derive(Clone, Debug, Serialize)]
+pub struct WorstRow {
+    /// The run whose rel_err came closest to (or went furthest past) the tolerance; a failed
+    /// run before any passing one. Its `seed` reproduces it.
+    #[serde(flatten)]
+    pub worst: Row,
+    /// rel_err / tol of that run: how much of its tolerance the check used (∞ for a failure
+    /// with no comparison, 0 for an exact pass under a zero tolerance).
+    pub margin: f64,
+    pub runs: usize,
+    pub failed: usize,
+}
+
+/// rel_err / tol, with failures that compared nothing (an error, a NaN) as ∞.
+fn margin(row: &Row) -> f64 {
+    if !row.ok && (row.rel_err.is_nan() || row.rel_err <= row.tol) {
+        f64::INFINITY
+    } else if row.tol > 0.0 {
+        row.rel_err / row.tol
+    } else if row.rel_err == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Folds the rows of several runs into one row per check, in the order the checks first
+/// appear: the worst run of each, how many runs had it and how many of those failed. A check
+/// is its place in the run with its kernel and variant: some checks draw part of their shape
+/// from the seed (dropout's first element), so the shape shown is the worst run's.
+pub fn worst_over_runs(runs: impl IntoIterator<Item = Vec<Row>>) -> Vec<WorstRow> {
+    let mut worst: Vec<WorstRow> = Vec::new();
+    let mut index: std::collections::HashMap<(usize, String, String), usize> =
+        std::collections::HashMap::new();
+    for rows in runs {
+        for (place, row) in rows.into_iter().enumerate() {
+            let key = (place, row.kernel.clone(), row.variant.clone());
+            let m = margin(&row);
+            let Some(&i) = index.get(&key) else {
+                index.insert(key, worst.len());
+                worst.push(WorstRow {
+                    failed: usize::from(!row.ok),
+                    worst: row,
+                    margin: m,
+                    runs: 1,
+                });
+                continue;
+            };
+            let w = &mut worst[i];
+            w.runs += 1;
+            w.failed += usize::from(!row.ok);
+            // A failure outranks any pass; among equals the larger margin.
+            if (!row.ok, m) > (!w.worst.ok, w.margin) {
+                w.worst = row;
+                w.margin = m;
+            }
+        }
+    }
+    worst
+}
+
+/// Prints `hebb conformance --repeat`'s table: each check's worst run, its share of the
+/// tolerance, and the seed that reproduces it.
+pub fn print_worst_table(rows: &[WorstRow]) {
+    println!(
+        "{:<20} {:<34} {:<40} {:>10} {:>10} {:>7} {:>7}  {:<20}  ok",
+        "kernel", "variant", "shape", "worst err", "tol", "of tol", "failed", "seed"
+    );
+    for w in rows {
+        let r = &w.worst;
+        println!(
+            "{:<20} {:<34} {:<40} {:>10.3e} {:>10.3e} {:>7.3} {:>7}  {:<20}  {}{}",
+            r.kernel,
+            r.variant,
+            r.shape_text(),
+            r.rel_err,
+            r.tol,
+            w.margin,
+            format!("{}/{}", w.failed, w.runs),
+            r.seed,
+            if w.failed == 0 { "ok" } else { "FAIL" },
+            r.error
+                .as_ref()
+                .filter(|_| !r.ok)
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 /// One checked (kernel, variant, shape). JSON field names are a stable interface.
@@ -161,7 +267,8 @@ pub struct Row {
     pub rel_err: f64,
     pub tol: f64,
     pub ok: bool,
-    /// Seed of the inputs; rerun with `--seed` to reproduce.
+    /// The run's seed, from which the check derived its inputs; `--seed` (`HEBB_SEED` in the
+    /// tests) with this value draws them again.
     pub seed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -249,13 +356,13 @@ impl Row {
     }
 }
 
-/// ‖got − want‖₂ / ‖want‖₂, or ‖got − want‖₂ = ‖got‖₂ when ‖want‖₂ is 0: exactly the case
-/// metric of FORMAT.md §6.
 /// f32 values as f64, for comparing with a float64 reference.
 pub fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
+/// ‖got − want‖₂ / ‖want‖₂, or ‖got − want‖₂ = ‖got‖₂ when ‖want‖₂ is 0: exactly the case
+/// metric of FORMAT.md §6.
 pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
     let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum();
     let norm: f64 = want.iter().map(|w| w * w).sum();
@@ -315,7 +422,7 @@ pub fn print_table(rows: &[Row]) {
             if r.ok { "ok" } else { "FAIL" },
             match (&r.error, r.ok) {
                 (Some(e), _) => format!("  ({e})"),
-                (None, false) => format!("  (seed {})", r.seed),
+                (None, false) => format!("  (--seed {} reproduces)", r.seed),
                 _ => String::new(),
             }
         );

@@ -13,9 +13,18 @@ use crate::{AdapterArgs, fresh_seed, write_json};
 
 #[derive(Args)]
 pub struct ConformanceArgs {
-    /// Seed of the random inputs (default: a fresh one, printed).
+    /// Seed of the random inputs (default: a fresh one, printed). Every row carries the seed
+    /// that reproduces it.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run every check on N seeds (the first `--seed`'s, the others derived from it) and
+    /// print each check's worst run: its error, the share of its tolerance it used, how many
+    /// runs failed, and the seed that reproduces it. One seed can miss a check that sits
+    /// close to its tolerance on this device.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=100_000),
+          conflicts_with = "cases")]
+    pub repeat: u32,
     /// Also write the table as a JSON array to FILE.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -35,9 +44,16 @@ pub fn run(adapter: &AdapterArgs, args: ConformanceArgs) -> Result<ExitCode> {
         json,
         only,
         cases,
+        repeat,
     } = args;
     if cases.is_empty() {
-        conformance(&adapter.choice()?, seed, json.as_deref(), only.as_deref())
+        conformance(
+            &adapter.choice()?,
+            seed,
+            repeat,
+            json.as_deref(),
+            only.as_deref(),
+        )
     } else {
         case_conformance(&adapter.choice()?, &cases, json.as_deref())
     }
@@ -70,6 +86,7 @@ fn case_conformance(
 fn conformance(
     choice: &AdapterChoice,
     seed: Option<u64>,
+    repeat: u32,
     json: Option<&Path>,
     only: Option<&str>,
 ) -> Result<ExitCode> {
@@ -88,6 +105,9 @@ fn conformance(
         feature_names(ctx.features).join(", "),
         ctx.settings()
     );
+    if repeat > 1 {
+        return repeated(&ctx, seed, repeat, json, only);
+    }
     let rows = conformance::run(&ctx, seed, only).map_err(|e| anyhow::anyhow!("--only: {e}"))?;
     conformance::print_table(&rows);
     if let Some(path) = json {
@@ -99,6 +119,61 @@ fn conformance(
         rows.len() - failed
     );
     Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `--repeat N`: the checks on seed, then on N − 1 seeds derived from it; a line per run, then
+/// each check's worst run.
+fn repeated(
+    ctx: &GpuContext,
+    first: u64,
+    repeat: u32,
+    json: Option<&Path>,
+    only: Option<&str>,
+) -> Result<ExitCode> {
+    let mut runs = Vec::with_capacity(repeat as usize);
+    for i in 0..repeat {
+        let seed = if i == 0 {
+            first
+        } else {
+            conformance::derive_seed(first, i as u64)
+        };
+        let rows = conformance::run(ctx, seed, only).map_err(|e| anyhow::anyhow!("--only: {e}"))?;
+        let failed = rows.iter().filter(|r| !r.ok).count();
+        println!(
+            "run {}/{repeat}, seed {seed}: {} passed, {failed} failed",
+            i + 1,
+            rows.len() - failed
+        );
+        runs.push(rows);
+    }
+    let worst = conformance::worst_over_runs(runs);
+    conformance::print_worst_table(&worst);
+    if let Some(path) = json {
+        write_json(path, &worst)?;
+    }
+    let failing = worst.iter().filter(|w| w.failed > 0).count();
+    let closest = worst
+        .iter()
+        .filter(|w| w.failed == 0)
+        .max_by(|a, b| a.margin.total_cmp(&b.margin));
+    println!(
+        "conformance over {repeat} seeds: {} checks passed on every seed, {failing} failed on \
+         some{}",
+        worst.len() - failing,
+        closest.map_or(String::new(), |w| format!(
+            "; the closest to its tolerance: {} {} {} at {:.3} of it (--seed {})",
+            w.worst.kernel,
+            w.worst.variant,
+            w.worst.shape_text(),
+            w.margin,
+            w.worst.seed
+        ))
+    );
+    Ok(if failing == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
