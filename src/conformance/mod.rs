@@ -193,21 +193,25 @@ fn margin(row: &Row) -> f64 {
     }
 }
 
-/// Folds the rows of several runs into one row per check, in the order the checks first
-/// appear: the worst run of each, how many runs had it and how many of those failed. A check
-/// is its place in the run with its kernel and variant: some checks draw part of their shape
-/// from the seed (dropout's first element), so the shape shown is the worst run's.
-pub fn worst_over_runs(runs: impl IntoIterator<Item = Vec<Row>>) -> Vec<WorstRow> {
-    let mut worst: Vec<WorstRow> = Vec::new();
-    let mut index: std::collections::HashMap<(usize, String, String), usize> =
-        std::collections::HashMap::new();
-    for rows in runs {
-        for (place, row) in rows.into_iter().enumerate() {
+/// The rows of several runs folded, run by run, into one row per check, in the order the
+/// checks first appear: the worst run of each, how many runs had it and how many of those
+/// failed. Its size is one run's, however many runs are added. A check is its place in the
+/// run with its kernel and variant: some checks draw part of their shape from the seed
+/// (dropout's first element), so the shape shown is the worst run's.
+#[derive(Default)]
+pub struct WorstOverRuns {
+    rows: Vec<WorstRow>,
+    index: std::collections::HashMap<(usize, String, String), usize>,
+}
+
+impl WorstOverRuns {
+    pub fn add(&mut self, run: Vec<Row>) {
+        for (place, row) in run.into_iter().enumerate() {
             let key = (place, row.kernel.clone(), row.variant.clone());
             let m = margin(&row);
-            let Some(&i) = index.get(&key) else {
-                index.insert(key, worst.len());
-                worst.push(WorstRow {
+            let Some(&i) = self.index.get(&key) else {
+                self.index.insert(key, self.rows.len());
+                self.rows.push(WorstRow {
                     failed: usize::from(!row.ok),
                     worst: row,
                     margin: m,
@@ -215,7 +219,7 @@ pub fn worst_over_runs(runs: impl IntoIterator<Item = Vec<Row>>) -> Vec<WorstRow
                 });
                 continue;
             };
-            let w = &mut worst[i];
+            let w = &mut self.rows[i];
             w.runs += 1;
             w.failed += usize::from(!row.ok);
             // A failure outranks any pass; among equals the larger margin.
@@ -225,7 +229,10 @@ pub fn worst_over_runs(runs: impl IntoIterator<Item = Vec<Row>>) -> Vec<WorstRow
             }
         }
     }
-    worst
+
+    pub fn rows(&self) -> &[WorstRow] {
+        &self.rows
+    }
 }
 
 /// Prints `hebb conformance --repeat`'s table: each check's worst run, its share of the

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::conformance::Row;
 use crate::conformance::cases::{RuleVariant, run_case_gpu};
 use crate::conformance::derive_seed;
-use crate::conformance::rel_err;
+use crate::conformance::{U32, random_f32, rel_err};
 use crate::gpu::GpuContext;
 use crate::reference;
 use crate::rules::case::{Array, Case, Layer, PaddingMode};
@@ -23,6 +23,40 @@ use crate::rules::preset::RuleConfig;
 /// float32 bar of FORMAT.md §6 (an all-float32 implementation of the spec stays below 2.2e-6 on
 /// the golden cases).
 pub const RULE_TOL: f64 = 1e-4;
+
+/// The bar of each compared tensor of a random case: RULE_TOL, plus four times how far the
+/// float64 result itself moves when every input x is nudged by 16 f32 roundings
+/// (x·(1 + 16·u·r), r ∈ [−1, 1)). That move is negligible on most draws, but not where the
+/// draw is ill-conditioned: Lagani's out = relu(X·Wᵀ/‖w‖) for one sample whose seven dot
+/// products all nearly cancel came out 1.9e-4 off on lavapipe in one seed of about 170,
+/// every GPU path alike, while the sum's own f32 rounding accounts for it.
+fn tensor_tolerances(
+    case: &Case,
+    want: &BTreeMap<String, Array>,
+    seed: u64,
+) -> BTreeMap<String, f64> {
+    let mut nudged = case.clone();
+    let moved = match nudged.inputs.get_mut("x") {
+        Some(x) => {
+            let r = random_f32(derive_seed(seed, 0x6e75_6467), x.data.len());
+            for (v, r) in x.data.iter_mut().zip(r) {
+                *v *= 1.0 + 16.0 * U32 * r as f64;
+            }
+            reference::rules::run_case(&nudged).ok()
+        }
+        None => None,
+    };
+    want.iter()
+        .map(|(key, w)| {
+            let moved_by_nudge = moved
+                .as_ref()
+                .and_then(|m| m.get(key))
+                .filter(|m| m.shape == w.shape)
+                .map_or(0.0, |m| rel_err(&m.data, &w.data));
+            (key.clone(), RULE_TOL + 4.0 * moved_by_nudge)
+        })
+        .collect()
+}
 
 /// Every preset with the authors' typical params, and which ranks decide its update.
 fn presets() -> Vec<(&'static str, serde_json::Value, Ranked)> {
@@ -349,6 +383,7 @@ pub fn rule_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
             match prepared {
                 Err((seed, e)) => rows.push(Row::new(name, "reference", &shape, seed).fail(e)),
                 Ok((seed, case, want, separated)) => {
+                    let tols = tensor_tolerances(&case, &want, seed);
                     for rule_variant in RuleVariant::ALL {
                         if !rule_variant.applies_to(&case.rule.preset) {
                             continue;
@@ -370,15 +405,16 @@ pub fn rule_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                         match run_case_gpu(ctx, &case, rule_variant) {
                             Err(e) => rows.push(row.fail(e)),
                             Ok(got) => {
-                                // The worst tensor decides the row.
-                                let mut worst = (0.0f64, String::new());
+                                // The worst tensor, by its share of its bar, decides the row.
+                                let mut worst = (0.0f64, RULE_TOL, String::new());
                                 let mut missing = None;
                                 for (key, w) in &want {
                                     match got.get(key) {
                                         Some(g) if g.shape == w.shape => {
                                             let e = rel_err(&g.data, &w.data);
-                                            if e.is_nan() || e > worst.0 {
-                                                worst = (e, key.clone());
+                                            let tol = tols[key];
+                                            if e.is_nan() || e / tol > worst.0 / worst.1 {
+                                                worst = (e, tol, key.clone());
                                             }
                                         }
                                         _ => missing = Some(key.clone()),
@@ -386,12 +422,12 @@ pub fn rule_checks(ctx: &GpuContext, base_seed: u64) -> Vec<Row> {
                                 }
                                 let mut row = row;
                                 row.rel_err = worst.0;
-                                row.tol = RULE_TOL;
-                                row.ok = worst.0 <= RULE_TOL && missing.is_none();
+                                row.tol = worst.1;
+                                row.ok = worst.0 <= worst.1 && missing.is_none();
                                 if let Some(k) = missing {
                                     row.error = Some(format!("`{k}` missing or misshapen"));
                                 } else if !row.ok {
-                                    row.error = Some(format!("worst tensor `{}`", worst.1));
+                                    row.error = Some(format!("worst tensor `{}`", worst.2));
                                 }
                                 rows.push(row);
                             }

@@ -134,7 +134,7 @@ fn repeated(
     json: Option<&Path>,
     only: Option<&str>,
 ) -> Result<ExitCode> {
-    let mut runs = Vec::with_capacity(repeat as usize);
+    let mut worst = conformance::WorstOverRuns::default();
     for i in 0..repeat {
         let seed = if i == 0 {
             first
@@ -148,10 +148,10 @@ fn repeated(
             i + 1,
             rows.len() - failed
         );
-        runs.push(rows);
+        worst.add(rows);
     }
-    let worst = conformance::worst_over_runs(runs);
-    conformance::print_worst_table(&worst);
+    let worst = worst.rows();
+    conformance::print_worst_table(worst);
     if let Some(path) = json {
         write_json(path, &worst)?;
     }
