@@ -249,18 +249,14 @@ fn check(ctx: &GpuContext, affine: bool) {
     };
     let x64: Vec<f64> = images.iter().map(|&v| v as f64).collect();
     let (loss, _, grads) = reference.gradients(&x64, &labels);
-    // The same gradient at images nudged by 16 f32 roundings (x·(1 + 16·u·r), r ∈ [−1, 1)):
+    // The same gradient at the images nudged by 16 f32 roundings (`conformance::nudged`):
     // how far the float64 gradient itself moves under perturbations of the size the GPU's
-    // f32 arithmetic makes. Near a kink (Triangle's and ReLU's zero, a max pool's tie) and
-    // in Triangle^1.3, whose slope 1.3·t^0.3 is steep near 0, it moves far more than the
-    // 2e-5 below assumes (one seed in about 1,200 checks: 3.2e-5 of ‖∂L/∂θ‖ for layer 0).
-    let nudge = hebb::conformance::random_f32(seed ^ 0x6e75_6467, x64.len());
-    let x_nudged: Vec<f64> = x64
-        .iter()
-        .zip(&nudge)
-        .map(|(&x, &r)| x * (1.0 + 16.0 * hebb::conformance::U32 * r as f64))
-        .collect();
-    let (_, _, grads_nudged) = reference.gradients(&x_nudged, &labels);
+    // f32 arithmetic makes. Near a kink (Triangle's and ReLU's zero, a max pool's tie), and
+    // near 0 in Triangle^1.3, whose slope 1.3·t^0.3 changes fast there (its derivative is
+    // 0.39·t^−0.7), it moves by more than the 2e-5 below. At one seed in about 1,200 checks
+    // the GPU's layer-0 step was 2.5e-5 of ‖∂L/∂θ‖ off, and the float64 gradient moved by
+    // 3.2e-5 of it under this nudge (at ordinary seeds 1e-6 to 2e-5).
+    let (_, _, grads_nudged) = reference.gradients(&hebb::conformance::nudged(&x64, seed), &labels);
     assert!(
         (report.loss_sum / batch as f64 - loss).abs() < 1e-4 * loss.max(1.0),
         "loss: GPU {} reference {loss} (seed {seed})",
@@ -274,9 +270,8 @@ fn check(ctx: &GpuContext, affine: bool) {
     // parameter (measured: up to 0.65·U32·‖θ‖ off there): the modified
     // BN's γ, β feed the next block's input BN, which removes a per-channel shift and, up to
     // ε, a scale, so their gradient is about 1e-6 of γ (and β's is zero in exact arithmetic).
-    // Where the problem is ill-conditioned at these inputs, four times the gradient's move under
-    // the nudge above is allowed on top (negligible at well-conditioned seeds, 1e-7 to 1e-6
-    // of ‖∂L/∂θ‖ per u there).
+    // Four times the gradient's move under the nudge above is allowed on top, up to 1e-3 of
+    // ‖∂L/∂θ‖ in all, so that a step that moves nothing can never pass.
     let compare = |what: &str, before: &[f32], after: &[f32], grad: &[f64], nudged: &[f64]| {
         let moved: Vec<f64> = before
             .iter()
@@ -288,8 +283,8 @@ fn check(ctx: &GpuContext, affine: bool) {
         let grad_norm = norm(&mut grad.iter().copied());
         let moved_by_nudge = norm(&mut grad.iter().zip(nudged).map(|(g, n)| g - n));
         let theta_norm = norm(&mut before.iter().map(|&b| b as f64));
-        let allowed =
-            2e-5 * grad_norm + 2.0 * hebb::conformance::U32 * theta_norm + 4.0 * moved_by_nudge;
+        let allowed = (2e-5 * grad_norm + 4.0 * moved_by_nudge).min(1e-3 * grad_norm)
+            + 2.0 * hebb::conformance::U32 * theta_norm;
         assert!(
             diff <= allowed,
             "{what}: the step is {diff:e} from −∂L/∂θ, over the allowed {allowed:e} \

@@ -24,9 +24,9 @@ pub struct Family {
     pub name: &'static str,
     /// What the family checks, for `--only`'s help and error text.
     pub about: &'static str,
-    /// The checks on inputs drawn from a seed; call it through [`Family::check`], which
+    /// The checks on inputs drawn from a seed; called through [`Family::check`], which
     /// stamps the rows with the seed that reproduces them.
-    pub run: fn(&GpuContext, u64) -> Vec<Row>,
+    run: fn(&GpuContext, u64) -> Vec<Row>,
 }
 
 impl Family {
@@ -173,15 +173,19 @@ pub struct WorstRow {
     /// run before any passing one. Its `seed` reproduces it.
     #[serde(flatten)]
     pub worst: Row,
-    /// rel_err / tol of that run: how much of its tolerance the check used (∞ for a failure
-    /// with no comparison, 0 for an exact pass under a zero tolerance).
-    pub margin: f64,
+    /// rel_err / tol of that run, the share of its tolerance the check used (above 1: failed).
+    /// Infinite (JSON null) for a failure that compared nothing (an error, a NaN) and for any
+    /// error under a zero tolerance; 0 for an exact pass under a zero tolerance.
+    pub tol_share: f64,
+    /// Runs that had this check.
     pub runs: usize,
+    /// Runs in which it failed.
     pub failed: usize,
 }
 
-/// rel_err / tol, with failures that compared nothing (an error, a NaN) as ∞.
-fn margin(row: &Row) -> f64 {
+/// rel_err / tol, infinite for failures that compared nothing (an error, a NaN) and for any
+/// error under a zero tolerance.
+fn tol_share(row: &Row) -> f64 {
     if !row.ok && (row.rel_err.is_nan() || row.rel_err <= row.tol) {
         f64::INFINITY
     } else if row.tol > 0.0 {
@@ -195,26 +199,35 @@ fn margin(row: &Row) -> f64 {
 
 /// The rows of several runs folded, run by run, into one row per check, in the order the
 /// checks first appear: the worst run of each, how many runs had it and how many of those
-/// failed. Its size is one run's, however many runs are added. A check is its place in the
-/// run with its kernel and variant: some checks draw part of their shape from the seed
-/// (dropout's first element), so the shape shown is the worst run's.
+/// failed. Its size is one run's (plus any rows only a failing run has), however many runs
+/// are added. A check is its kernel and variant with how many rows of that kernel and variant
+/// came before it in the run, not its shape: some checks draw part of their shape from the
+/// seed (dropout's first element), so the shape shown is the worst run's. A check whose
+/// failure writes fewer rows than its pass (softmax_xent writes one, not three) leaves the
+/// later checks' keys as they were.
 #[derive(Default)]
 pub struct WorstOverRuns {
     rows: Vec<WorstRow>,
-    index: std::collections::HashMap<(usize, String, String), usize>,
+    index: std::collections::HashMap<(String, String, usize), usize>,
 }
 
 impl WorstOverRuns {
     pub fn add(&mut self, run: Vec<Row>) {
-        for (place, row) in run.into_iter().enumerate() {
-            let key = (place, row.kernel.clone(), row.variant.clone());
-            let m = margin(&row);
+        let mut seen: std::collections::HashMap<(String, String), usize> =
+            std::collections::HashMap::new();
+        for row in run {
+            let before = seen
+                .entry((row.kernel.clone(), row.variant.clone()))
+                .or_insert(0);
+            let key = (row.kernel.clone(), row.variant.clone(), *before);
+            *before += 1;
+            let m = tol_share(&row);
             let Some(&i) = self.index.get(&key) else {
                 self.index.insert(key, self.rows.len());
                 self.rows.push(WorstRow {
                     failed: usize::from(!row.ok),
                     worst: row,
-                    margin: m,
+                    tol_share: m,
                     runs: 1,
                 });
                 continue;
@@ -222,10 +235,10 @@ impl WorstOverRuns {
             let w = &mut self.rows[i];
             w.runs += 1;
             w.failed += usize::from(!row.ok);
-            // A failure outranks any pass; among equals the larger margin.
-            if (!row.ok, m) > (!w.worst.ok, w.margin) {
+            // A failure outranks any pass; among equals the larger share of the tolerance.
+            if (!row.ok, m) > (!w.worst.ok, w.tol_share) {
                 w.worst = row;
-                w.margin = m;
+                w.tol_share = m;
             }
         }
     }
@@ -251,7 +264,7 @@ pub fn print_worst_table(rows: &[WorstRow]) {
             r.shape_text(),
             r.rel_err,
             r.tol,
-            w.margin,
+            w.tol_share,
             format!("{}/{}", w.failed, w.runs),
             r.seed,
             if w.failed == 0 { "ok" } else { "FAIL" },
@@ -382,6 +395,23 @@ pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
 
 /// Unit roundoff of f32 (half the distance from 1 to the next float).
 pub const U32: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// f32 roundings by which [`nudged`] moves each input: about what a chain of f32 operations
+/// does to the values it passes on.
+pub const NUDGE_ROUNDINGS: f64 = 16.0;
+
+/// `x` with each element scaled by (1 + NUDGE_ROUNDINGS·u·r), r ∈ [−1, 1) drawn from `seed`.
+/// Checks whose float64 reference can be ill-conditioned at a random draw (near a kink, a
+/// tie, a cancelling sum) measure how far the reference itself moves between `x` and this,
+/// and allow a multiple of that move on top of their bar: the GPU's f32 arithmetic perturbs
+/// its intermediates by about as much.
+pub fn nudged(x: &[f64], seed: u64) -> Vec<f64> {
+    let r = random_f32(derive_seed(seed, 0x6e75_6467), x.len());
+    x.iter()
+        .zip(r)
+        .map(|(&v, r)| v * (1.0 + NUDGE_ROUNDINGS * U32 * r as f64))
+        .collect()
+}
 
 /// Seeded uniform values in [-1, 1), never all zero.
 pub fn random_f32(seed: u64, len: usize) -> Vec<f32> {

@@ -17,9 +17,9 @@ pub struct ConformanceArgs {
     /// that reproduces it.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Run every check on N seeds (the first `--seed`'s, the others derived from it) and
-    /// print each check's worst run: its error, the share of its tolerance it used, how many
-    /// runs failed, and the seed that reproduces it. One seed can miss a check that sits
+    /// Run every check on N seeds (the first is `--seed`, the others are derived from it)
+    /// and print each check's worst run: its error, the share of its tolerance it used, how
+    /// many runs failed, and the seed that reproduces it. One seed can miss a check that sits
     /// close to its tolerance on this device.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=100_000),
@@ -125,8 +125,8 @@ fn conformance(
     })
 }
 
-/// `--repeat N`: the checks on seed, then on N − 1 seeds derived from it; a line per run, then
-/// each check's worst run.
+/// `--repeat N`: the checks on `first`, then on N − 1 seeds derived from it; a line per run,
+/// then each check's worst run.
 fn repeated(
     ctx: &GpuContext,
     first: u64,
@@ -159,7 +159,7 @@ fn repeated(
     let closest = worst
         .iter()
         .filter(|w| w.failed == 0)
-        .max_by(|a, b| a.margin.total_cmp(&b.margin));
+        .max_by(|a, b| a.tol_share.total_cmp(&b.tol_share));
     println!(
         "conformance over {repeat} seeds: {} checks passed on every seed, {failing} failed on \
          some{}",
@@ -169,7 +169,7 @@ fn repeated(
             w.worst.kernel,
             w.worst.variant,
             w.worst.shape_text(),
-            w.margin,
+            w.tol_share,
             w.worst.seed
         ))
     );
