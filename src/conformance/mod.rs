@@ -465,3 +465,63 @@ pub fn print_table(rows: &[Row]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kernel: &str, variant: &str, rel_err: f64, tol: f64, seed: u64) -> Row {
+        let mut r = Row::new(kernel, variant, &[("n", 1)], seed);
+        r.rel_err = rel_err;
+        r.tol = tol;
+        r.ok = rel_err <= tol;
+        r
+    }
+
+    /// Each check keeps its worst run (a failure first), and a run whose failing check writes
+    /// fewer rows leaves the later checks' counts whole.
+    #[test]
+    fn worst_over_runs_keeps_each_checks_worst_run_and_survives_missing_rows() {
+        let mut worst = WorstOverRuns::default();
+        worst.add(vec![
+            row("softmax", "loss", 1e-7, 1e-6, 1),
+            row("softmax", "grad", 2e-7, 1e-6, 1),
+            row("gemm", "tiled", 5e-7, 1e-6, 1),
+            row("gemm", "tiled", 1e-7, 1e-6, 1),
+        ]);
+        // Run 2: softmax fails with its error row only; gemm's two checks follow.
+        worst.add(vec![
+            row("softmax", "loss", f64::NAN, 1e-6, 2).fail("launch failed"),
+            row("gemm", "tiled", 2e-7, 1e-6, 2),
+            row("gemm", "tiled", 9e-7, 1e-6, 2),
+        ]);
+        worst.add(vec![
+            row("softmax", "loss", 3e-7, 1e-6, 3),
+            row("softmax", "grad", 8e-7, 1e-6, 3),
+            row("gemm", "tiled", 4e-7, 1e-6, 3),
+            row("gemm", "tiled", 3e-7, 1e-6, 3),
+        ]);
+        let got: Vec<(&str, usize, usize, u64, f64)> = worst
+            .rows()
+            .iter()
+            .map(|w| {
+                (
+                    w.worst.kernel.as_str(),
+                    w.runs,
+                    w.failed,
+                    w.worst.seed,
+                    w.tol_share,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("softmax", 3, 1, 2, f64::INFINITY),
+                ("softmax", 2, 0, 3, 8e-7 / 1e-6),
+                ("gemm", 3, 0, 1, 5e-7 / 1e-6),
+                ("gemm", 3, 0, 2, 9e-7 / 1e-6),
+            ]
+        );
+    }
+}
